@@ -1,0 +1,383 @@
+//! The gateway's configuration: one TOML file, every option with a default.
+//!
+//! [`Config::load`] reads, parses and validates a file; [`Config::parse`] does the same for text
+//! already in memory. An empty file (or [`Config::default`]) is a complete, valid configuration.
+//!
+//! Every problem is reported as a [`ConfigIssue`] naming the line, the column and the field path
+//! (`gateway.retry_interval`, `udp[1].bind`), with a message that says what is wrong and how to
+//! fix it. All problems in a file are reported at once, except TOML syntax errors, after which
+//! the file is not read further. The options themselves are described in
+//! `docs/configuration.md` and in `config/gateway.example.toml`.
+//!
+//! ```
+//! let config = sn_config::Config::parse("[gateway]\ngw_id = 7\n", "gateway.toml")?;
+//! assert_eq!(config.gateway.gw_id, 7);
+//! assert_eq!(config.udp.len(), 1); // no [[udp]]: one UDP link with the defaults
+//!
+//! let err = sn_config::Config::parse("[gateway]\nretry_interval = \"10x\"\n", "gateway.toml")
+//!     .unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "gateway.toml:2:18: gateway.retry_interval: \"10x\" is not a duration; \
+//!      write a number with a unit, like \"10s\", \"500ms\" or \"2m\""
+//! );
+//! # Ok::<(), sn_config::ConfigError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod duration;
+mod error;
+mod reader;
+mod suggest;
+mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use duration::{format_duration, parse_duration};
+pub use error::{ConfigError, ConfigIssue};
+
+/// The default MQTT-SN UDP port, used by the default bind and discovery addresses.
+pub const DEFAULT_UDP_PORT: u16 = 1883;
+/// The default port of an `mqtt://` broker URL.
+pub const DEFAULT_MQTT_PORT: u16 = 1883;
+/// The default port of an `mqtts://` (TLS) broker URL.
+pub const DEFAULT_MQTTS_PORT: u16 = 8883;
+/// The default IPv4 discovery group (ADVERTISE and GWINFO are sent there).
+pub const DEFAULT_DISCOVERY_V4: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(225, 1, 1, 1)), DEFAULT_UDP_PORT);
+/// The default IPv6 discovery group: all nodes on the link, `[ff02::1]:1883`.
+pub const DEFAULT_DISCOVERY_V6: SocketAddr = SocketAddr::new(
+    IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)),
+    DEFAULT_UDP_PORT,
+);
+
+/// The whole gateway configuration, as read from one TOML file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `[gateway]`: protocol behaviour and limits of the MQTT-SN side.
+    pub gateway: GatewayConfig,
+    /// `[predefined_topics]`: topic ids compiled into the motes' firmware, id → topic name.
+    pub predefined_topics: BTreeMap<u16, String>,
+    /// `[[udp]]`: the UDP links. A file without `[[udp]]` gets one link with the defaults;
+    /// `udp = []` means no UDP link at all.
+    pub udp: Vec<UdpConfig>,
+    /// `[broker]`: the remote MQTT broker, or `None` when the file has no `[broker]` section.
+    pub broker: Option<BrokerConfig>,
+    /// `[log]`: what is logged.
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Reads, parses and validates the configuration file at `path`.
+    ///
+    /// Relative paths inside the file (`password_file`, `ca_file`, `client_cert`,
+    /// `client_key`) are resolved against the file's directory. Paths are not checked for
+    /// existence here; the gateway does that when it starts. A missing or unreadable file is an
+    /// error naming the path and the operating system's reason.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            let hint = match err.kind() {
+                std::io::ErrorKind::NotFound => "; check the path given to --config",
+                std::io::ErrorKind::PermissionDenied => {
+                    "; make the file readable by the user the gateway runs as"
+                }
+                std::io::ErrorKind::InvalidData => "; the file must be UTF-8 text",
+                _ => "",
+            };
+            ConfigError {
+                origin: origin.clone(),
+                issues: vec![ConfigIssue {
+                    line: None,
+                    column: None,
+                    field: String::new(),
+                    message: format!("cannot read the configuration file: {err}{hint}"),
+                }],
+            }
+        })?;
+        let mut config = Config::parse(&text, &origin)?;
+        if let Some(dir) = path.parent() {
+            config.resolve_paths(dir);
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates configuration text; `origin` is the file name used in messages.
+    ///
+    /// Returns every problem found (see [`ConfigError`]); an empty text gives
+    /// [`Config::default`]. Paths are kept as written (see [`Config::resolve_paths`]).
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        reader::parse(text, origin)
+    }
+
+    /// Makes the relative paths in the configuration relative to `base` (normally the
+    /// directory of the configuration file). [`Config::load`] calls this itself.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if let Some(broker) = &mut self.broker {
+            for path in [
+                &mut broker.password_file,
+                &mut broker.ca_file,
+                &mut broker.client_cert,
+                &mut broker.client_key,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
+            }
+        }
+    }
+}
+
+impl Default for Config {
+    /// The configuration of an empty file: all defaults, one UDP link, no remote broker.
+    fn default() -> Self {
+        Config {
+            gateway: GatewayConfig::default(),
+            predefined_topics: BTreeMap::new(),
+            udp: vec![UdpConfig::default()],
+            broker: None,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// `[gateway]`: the MQTT-SN protocol side of the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// The GwId sent in ADVERTISE and GWINFO. Default 1.
+    pub gw_id: u8,
+    /// ADVERTISE period; zero turns ADVERTISE off. Whole seconds, at most 65535 s. Default 15 min.
+    pub advertise_interval: Duration,
+    /// T_retry: a gateway message that expects a reply is resent after this long.
+    /// 1 s to 1 h, default 10 s.
+    pub retry_interval: Duration,
+    /// N_retry: resends before the mote is declared lost. 0 to 20, default 3.
+    pub max_retries: u8,
+    /// Connected and sleeping motes held at once. At least 1, default 10000.
+    pub max_sessions: u32,
+    /// Registered topic ids per mote. 1 to 65533, default 1000.
+    pub max_topics_per_session: u16,
+    /// Downlink messages waiting for one mote. At least 1, default 1000.
+    pub max_queued_per_session: u32,
+    /// Largest MQTT-SN datagram accepted from or sent to a mote, in bytes. 16 to 65535,
+    /// default 1024.
+    pub max_packet_size: u16,
+    /// Longest client id accepted in CONNECT, in bytes (the spec says 23, Paho allows 64).
+    /// 1 to 65535, default 64.
+    pub max_client_id_len: u16,
+    /// Accept QoS −1 PUBLISH from motes that never connected. Default true.
+    pub qos_minus_one: bool,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            gw_id: 1,
+            advertise_interval: Duration::from_secs(15 * 60),
+            retry_interval: Duration::from_secs(10),
+            max_retries: 3,
+            max_sessions: 10_000,
+            max_topics_per_session: 1000,
+            max_queued_per_session: 1000,
+            max_packet_size: 1024,
+            max_client_id_len: 64,
+            qos_minus_one: true,
+        }
+    }
+}
+
+/// `[[udp]]`: one UDP link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpConfig {
+    /// The local address the link listens on. Default `0.0.0.0:1883`.
+    pub bind: SocketAddr,
+    /// Where ADVERTISE and GWINFO are sent (a broadcast address or multicast group of the same
+    /// IP family as `bind`); `None` when discovery is off. Default `225.1.1.1:1883` for an IPv4
+    /// bind, `[ff02::1]:1883` for an IPv6 bind.
+    pub discovery: Option<SocketAddr>,
+    /// TTL (IPv4) or hop limit (IPv6) of discovery packets, 0 to 255. Default 1.
+    pub multicast_ttl: u32,
+    /// Whether our own discovery packets loop back to local sockets. Default false.
+    pub multicast_loop: bool,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_UDP_PORT),
+            discovery: Some(DEFAULT_DISCOVERY_V4),
+            multicast_ttl: 1,
+            multicast_loop: false,
+        }
+    }
+}
+
+impl UdpConfig {
+    /// A UDP link bound to `addr` (`"0.0.0.0:1883"`, `"[::]:1883"`) with the other options at
+    /// their defaults; discovery goes to the default group of the bind address's IP family.
+    /// For the CLI's `--udp ADDR`. The error says what is wrong with `addr`.
+    pub fn from_bind(addr: &str) -> Result<UdpConfig, String> {
+        let bind = values::parse_socket_addr(addr)?;
+        Ok(UdpConfig {
+            bind,
+            discovery: Some(UdpConfig::default_discovery(&bind)),
+            ..UdpConfig::default()
+        })
+    }
+
+    /// The default discovery address for a link bound to `bind`: `225.1.1.1:1883` for IPv4,
+    /// `[ff02::1]:1883` for IPv6.
+    pub fn default_discovery(bind: &SocketAddr) -> SocketAddr {
+        match bind {
+            SocketAddr::V4(_) => DEFAULT_DISCOVERY_V4,
+            SocketAddr::V6(_) => DEFAULT_DISCOVERY_V6,
+        }
+    }
+}
+
+/// `[broker]`: the remote MQTT broker the gateway forwards to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// The broker URL, normalised and without user info (so it is safe to log):
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    /// True for `mqtts://`: the connection uses TLS.
+    pub tls: bool,
+    /// The host: a DNS name, an IPv4 address, or an IPv6 address *without* brackets
+    /// (see [`BrokerConfig::address`]).
+    pub host: String,
+    /// The TCP port: from the URL, or 1883 for `mqtt://` and 8883 for `mqtts://`.
+    pub port: u16,
+    /// The gateway's own MQTT client id. Default `mqtt-sn-gateway`.
+    pub client_id: String,
+    /// MQTT user name: the `username` option, else the user in the URL.
+    pub username: Option<String>,
+    /// MQTT password: the `password` option, else the password in the URL (unless
+    /// `password_file` is set).
+    pub password: Option<String>,
+    /// A file whose content (without a trailing newline) is the password; read by the gateway
+    /// at start-up.
+    pub password_file: Option<PathBuf>,
+    /// MQTT keep-alive towards the broker; whole seconds, 5 s to 65535 s. Default 30 s.
+    pub keep_alive: Duration,
+    /// MQTT CleanSession for the gateway's own connection. Default false.
+    pub clean_session: bool,
+    /// How long one connection attempt (TCP, TLS and CONNACK) may take. Default 10 s.
+    pub connect_timeout: Duration,
+    /// First reconnect delay; it doubles (with jitter) up to `reconnect_max`. Default 500 ms.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay. Default 30 s.
+    pub reconnect_max: Duration,
+    /// Unacknowledged upstream QoS 1/2 publishes at once, 1 to 65535. Default 100.
+    pub max_inflight: u16,
+    /// PEM CA bundle to verify the broker (TLS only); `None` uses the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (TLS only); set together with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert` (TLS only).
+    pub client_key: Option<PathBuf>,
+}
+
+impl BrokerConfig {
+    /// A broker configuration for `url` with every other option at its default (user name and
+    /// password come from the URL's user info, if any). For the CLI's `--broker URL`. The error
+    /// says what is wrong with the URL.
+    pub fn from_url(url: &str) -> Result<BrokerConfig, String> {
+        let parsed = values::parse_broker_url(url)?;
+        if parsed.password.is_some() && parsed.username.is_none() {
+            return Err(values::PASSWORD_NEEDS_USER.to_string());
+        }
+        Ok(BrokerConfig::from_parsed(parsed))
+    }
+
+    pub(crate) fn from_parsed(url: values::BrokerUrl) -> BrokerConfig {
+        BrokerConfig {
+            url: url.normalized,
+            tls: url.tls,
+            host: url.host,
+            port: url.port,
+            client_id: "mqtt-sn-gateway".to_string(),
+            username: url.username,
+            password: url.password,
+            password_file: None,
+            keep_alive: Duration::from_secs(30),
+            clean_session: false,
+            connect_timeout: Duration::from_secs(10),
+            reconnect_min: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(30),
+            max_inflight: 100,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+        }
+    }
+
+    /// `host:port` for connecting, with an IPv6 host in brackets (`[::1]:1883`).
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Debug for BrokerConfig {
+    /// Like a derived `Debug`, but the password is shown as `"***"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("url", &self.url)
+            .field("tls", &self.tls)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_file", &self.password_file)
+            .field("keep_alive", &self.keep_alive)
+            .field("clean_session", &self.clean_session)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect_min", &self.reconnect_min)
+            .field("reconnect_max", &self.reconnect_max)
+            .field("max_inflight", &self.max_inflight)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .finish()
+    }
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing `EnvFilter` directive such as
+    /// `mqtt_sn_gateway=debug,info`. Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// A log configuration with `level`, checked like the `level` option. For the CLI's
+    /// `--log-level LEVEL`.
+    pub fn from_level(level: &str) -> Result<LogConfig, String> {
+        values::check_log_level(level)?;
+        Ok(LogConfig {
+            level: level.trim().to_string(),
+        })
+    }
+}

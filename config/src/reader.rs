@@ -1,0 +1,1119 @@
+//! Walks the parsed TOML tree (with spans), checks every value and collects every problem.
+//!
+//! The tree is read by hand rather than through `serde::Deserialize` so that every error,
+//! including type errors and unknown keys, carries its field path and position, and so that all
+//! of them are reported at once.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::duration::{format_duration, parse_duration};
+use crate::suggest::closest;
+use crate::values::{
+    check_discovery, check_log_level, check_topic_name, parse_broker_url, parse_socket_addr,
+    parse_topic_id, BrokerUrl, PASSWORD_NEEDS_USER,
+};
+use crate::{
+    BrokerConfig, Config, ConfigError, ConfigIssue, GatewayConfig, LogConfig, UdpConfig,
+    DEFAULT_MQTT_PORT,
+};
+
+type Value<'i> = Spanned<DeValue<'i>>;
+type Key<'i> = Spanned<Cow<'i, str>>;
+
+/// The sections, in the order the documentation lists them.
+pub(crate) const SECTIONS: [&str; 5] = ["gateway", "predefined_topics", "udp", "broker", "log"];
+/// The options of `[gateway]`.
+pub(crate) const GATEWAY_KEYS: [&str; 10] = [
+    "gw_id",
+    "advertise_interval",
+    "retry_interval",
+    "max_retries",
+    "max_sessions",
+    "max_topics_per_session",
+    "max_queued_per_session",
+    "max_packet_size",
+    "max_client_id_len",
+    "qos_minus_one",
+];
+/// The options of each `[[udp]]`.
+pub(crate) const UDP_KEYS: [&str; 4] = ["bind", "discovery", "multicast_ttl", "multicast_loop"];
+/// The options of `[broker]`.
+pub(crate) const BROKER_KEYS: [&str; 14] = [
+    "url",
+    "client_id",
+    "username",
+    "password",
+    "password_file",
+    "keep_alive",
+    "clean_session",
+    "connect_timeout",
+    "reconnect_min",
+    "reconnect_max",
+    "max_inflight",
+    "ca_file",
+    "client_cert",
+    "client_key",
+];
+/// The options of `[log]`.
+pub(crate) const LOG_KEYS: [&str; 1] = ["level"];
+
+/// The header a section is written with, for messages.
+fn section_label(section: &str) -> String {
+    if section == "udp" {
+        "[[udp]]".to_string()
+    } else {
+        format!("[{section}]")
+    }
+}
+
+fn section_keys(section: &str) -> &'static [&'static str] {
+    match section {
+        "gateway" => &GATEWAY_KEYS,
+        "udp" => &UDP_KEYS,
+        "broker" => &BROKER_KEYS,
+        "log" => &LOG_KEYS,
+        _ => &[],
+    }
+}
+
+/// Allowed values of a duration option.
+#[derive(Clone, Copy)]
+struct Limits {
+    min: Duration,
+    max: Duration,
+    /// Zero is allowed and turns the feature off.
+    zero_is_off: bool,
+    /// The value goes into a whole-seconds field.
+    whole_seconds: bool,
+}
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+const ADVERTISE_LIMITS: Limits = Limits {
+    min: secs(1),
+    max: secs(65535),
+    zero_is_off: true,
+    whole_seconds: true,
+};
+const RETRY_LIMITS: Limits = Limits {
+    min: secs(1),
+    max: secs(3600),
+    zero_is_off: false,
+    whole_seconds: false,
+};
+const KEEP_ALIVE_LIMITS: Limits = Limits {
+    min: secs(5),
+    max: secs(65535),
+    zero_is_off: false,
+    whole_seconds: true,
+};
+const CONNECT_TIMEOUT_LIMITS: Limits = Limits {
+    min: Duration::from_millis(100),
+    max: secs(3600),
+    zero_is_off: false,
+    whole_seconds: false,
+};
+const RECONNECT_LIMITS: Limits = Limits {
+    min: Duration::from_millis(1),
+    max: secs(3600),
+    zero_is_off: false,
+    whole_seconds: false,
+};
+
+/// What a value was expected to be, for type-error messages and their hints.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Integer,
+    Boolean,
+    Text,
+}
+
+/// Parses and validates `text`; the entry point behind `Config::parse`.
+pub(crate) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let (doc, errors) = DeTable::parse_recoverable(text);
+    let mut reader = Reader::new(text);
+    let config = if errors.is_empty() {
+        Some(reader.document(doc.get_ref()))
+    } else {
+        reader.syntax_errors(doc.get_ref(), &errors);
+        None
+    };
+    reader.finish(origin, config)
+}
+
+struct Reader<'s> {
+    text: &'s str,
+    /// Byte offset of the start of each line.
+    line_starts: Vec<usize>,
+    /// (byte offset, issue), sorted by offset at the end.
+    issues: Vec<(usize, ConfigIssue)>,
+}
+
+impl<'s> Reader<'s> {
+    fn new(text: &'s str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(
+            text.char_indices()
+                .filter(|&(_, c)| c == '\n')
+                .map(|(i, _)| i + 1),
+        );
+        Reader {
+            text,
+            line_starts,
+            issues: Vec::new(),
+        }
+    }
+
+    fn finish(mut self, origin: &str, config: Option<Config>) -> Result<Config, ConfigError> {
+        self.issues.sort_by_key(|(offset, _)| *offset);
+        match config {
+            Some(config) if self.issues.is_empty() => Ok(config),
+            _ => {
+                let mut issues: Vec<ConfigIssue> =
+                    self.issues.into_iter().map(|(_, issue)| issue).collect();
+                if issues.is_empty() {
+                    issues.push(ConfigIssue {
+                        line: None,
+                        column: None,
+                        field: String::new(),
+                        message: "the file is not valid TOML".to_string(),
+                    });
+                }
+                Err(ConfigError {
+                    origin: origin.to_string(),
+                    issues,
+                })
+            }
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let start = line
+            .checked_sub(1)
+            .and_then(|i| self.line_starts.get(i))
+            .copied()
+            .unwrap_or(0);
+        let column = self.text.get(start..offset).map_or(offset - start, |s| {
+            s.chars().filter(|&c| c != '\u{feff}').count()
+        });
+        (line.max(1), column + 1)
+    }
+
+    fn issue(&mut self, span: Range<usize>, field: &str, message: impl Into<String>) {
+        let (line, column) = self.position(span.start);
+        self.issues.push((
+            span.start,
+            ConfigIssue {
+                line: Some(line),
+                column: Some(column),
+                field: field.to_string(),
+                message: message.into(),
+            },
+        ));
+    }
+
+    /// The source text of a span (empty if the span is not in the text).
+    fn source(&self, span: Range<usize>) -> &'s str {
+        self.text.get(span).unwrap_or("")
+    }
+
+    fn describe(&self, value: &Value<'_>) -> String {
+        let source = self.source(value.span());
+        match value.get_ref() {
+            DeValue::String(s) => format!("the text {}", quote(s)),
+            DeValue::Integer(_) | DeValue::Float(_) => format!("the number {source}"),
+            DeValue::Boolean(b) => b.to_string(),
+            DeValue::Datetime(_) => format!("the date-time {source}"),
+            DeValue::Array(_) => "a list".to_string(),
+            DeValue::Table(_) => "a table".to_string(),
+        }
+    }
+
+    fn wrong_type(&mut self, value: &Value<'_>, field: &str, kind: Kind, expected: &str) {
+        let hint = match (kind, value.get_ref()) {
+            (Kind::Integer, DeValue::String(s)) if s.trim().parse::<i64>().is_ok() => {
+                "; remove the quotes"
+            }
+            (Kind::Boolean, DeValue::String(s))
+                if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") =>
+            {
+                "; remove the quotes"
+            }
+            (Kind::Text, DeValue::Integer(_) | DeValue::Float(_) | DeValue::Boolean(_)) => {
+                "; put it in double quotes"
+            }
+            _ => "",
+        };
+        let message = format!("expected {expected}, found {}{hint}", self.describe(value));
+        self.issue(value.span(), field, message);
+    }
+
+    fn int<T>(&mut self, value: &Value<'_>, field: &str, min: T, max: T) -> Option<T>
+    where
+        T: Copy + Display + Into<i128> + TryFrom<i128>,
+    {
+        let expected = format!("a whole number from {min} to {max}");
+        let DeValue::Integer(integer) = value.get_ref() else {
+            self.wrong_type(value, field, Kind::Integer, &expected);
+            return None;
+        };
+        let number = i128::from_str_radix(integer.as_str(), integer.radix()).ok();
+        let in_range = number
+            .filter(|n| (min.into()..=max.into()).contains(n))
+            .and_then(|n| T::try_from(n).ok());
+        if in_range.is_none() {
+            let source = self.source(value.span());
+            self.issue(
+                value.span(),
+                field,
+                format!("{source} is out of range; use {expected}"),
+            );
+        }
+        in_range
+    }
+
+    fn boolean(&mut self, value: &Value<'_>, field: &str) -> Option<bool> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(value, field, Kind::Boolean, "true or false");
+                None
+            }
+        }
+    }
+
+    fn string<'a>(&mut self, value: &'a Value<'_>, field: &str, expected: &str) -> Option<&'a str> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(s.as_ref()),
+            _ => {
+                self.wrong_type(value, field, Kind::Text, expected);
+                None
+            }
+        }
+    }
+
+    fn path(&mut self, value: &Value<'_>, field: &str) -> Option<PathBuf> {
+        let text = self.string(value, field, "a file path in double quotes")?;
+        if text.trim().is_empty() {
+            self.issue(
+                value.span(),
+                field,
+                "the path is empty; write the file's path, or remove the option",
+            );
+            return None;
+        }
+        Some(PathBuf::from(text))
+    }
+
+    fn duration(&mut self, value: &Value<'_>, field: &str, limits: Limits) -> Option<Duration> {
+        let source = self.source(value.span());
+        let (duration, text) = match value.get_ref() {
+            DeValue::String(s) => match parse_duration(s) {
+                Ok(duration) => (duration, format!("{s:?}")),
+                Err(message) => {
+                    self.issue(value.span(), field, message);
+                    return None;
+                }
+            },
+            DeValue::Integer(i) if i.as_str().chars().all(|c| c == '0') => {
+                (Duration::ZERO, "0".to_string())
+            }
+            DeValue::Integer(_) | DeValue::Float(_) => {
+                let message = format!(
+                    "{source} has no unit; write a duration in quotes, like \"{source}s\" for \
+                     seconds or \"{source}ms\" for milliseconds"
+                );
+                self.issue(value.span(), field, message);
+                return None;
+            }
+            _ => {
+                self.wrong_type(
+                    value,
+                    field,
+                    Kind::Text,
+                    "a duration in quotes, like \"10s\"",
+                );
+                return None;
+            }
+        };
+        if duration.is_zero() && limits.zero_is_off {
+            return Some(duration);
+        }
+        let off = if limits.zero_is_off {
+            ", or \"0\" to turn it off"
+        } else {
+            ""
+        };
+        let problem = if limits.whole_seconds && duration.subsec_nanos() != 0 {
+            let below = duration.as_secs();
+            let above = below.saturating_add(1);
+            let choices = if below == 0 {
+                format!("\"{above}s\"")
+            } else {
+                format!("\"{below}s\" or \"{above}s\"")
+            };
+            Some(format!(
+                "{text} is not a whole number of seconds, which this option needs; write {choices}"
+            ))
+        } else if duration < limits.min {
+            Some(format!(
+                "{text} is too short; use at least \"{}\"{off}",
+                format_duration(limits.min)
+            ))
+        } else if duration > limits.max {
+            Some(format!(
+                "{text} is too long; use at most \"{}\"{off}",
+                format_duration(limits.max)
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => {
+                self.issue(value.span(), field, message);
+                None
+            }
+            None => Some(duration),
+        }
+    }
+
+    fn table<'a, 'i>(&mut self, value: &'a Value<'i>, field: &str) -> Option<&'a DeTable<'i>> {
+        match value.get_ref() {
+            DeValue::Table(table) => Some(table),
+            _ => {
+                let message = format!(
+                    "expected a section, written {} on a line of its own, found {}",
+                    section_label(field),
+                    self.describe(value)
+                );
+                self.issue(value.span(), field, message);
+                None
+            }
+        }
+    }
+
+    fn unknown_key(&mut self, key: &Key<'_>, path: &str, section: &str) {
+        let name: &str = key.get_ref();
+        let valid = section_keys(section);
+        let label = section_label(section);
+        let elsewhere = SECTIONS
+            .iter()
+            .find(|&&other| other != section && section_keys(other).contains(&name));
+        let message = match (closest(name, valid), elsewhere) {
+            (_, Some(other)) => format!(
+                "unknown option in {label}; {name:?} belongs in {}",
+                section_label(other)
+            ),
+            (Some(close), None) => format!(
+                "unknown option; did you mean {close:?}? The options of {label} are: {}",
+                valid.join(", ")
+            ),
+            (None, None) => format!(
+                "unknown option; the options of {label} are: {}",
+                valid.join(", ")
+            ),
+        };
+        self.issue(key.span(), &join(path, name), message);
+    }
+
+    fn document(&mut self, doc: &DeTable<'_>) -> Config {
+        let mut config = Config::default();
+        for (key, value) in doc.iter() {
+            let name: &str = key.get_ref();
+            match name {
+                "gateway" => {
+                    if let Some(table) = self.table(value, name) {
+                        config.gateway = self.gateway(table);
+                    }
+                }
+                "predefined_topics" => {
+                    if let Some(table) = self.table(value, name) {
+                        config.predefined_topics = self.predefined_topics(table);
+                    }
+                }
+                "udp" => config.udp = self.udp_links(value),
+                "broker" => config.broker = self.broker(value),
+                "log" => {
+                    if let Some(table) = self.table(value, name) {
+                        config.log = self.log(table);
+                    }
+                }
+                _ => self.unknown_top_level(key, value),
+            }
+        }
+        config
+    }
+
+    fn unknown_top_level(&mut self, key: &Key<'_>, value: &Value<'_>) {
+        let name: &str = key.get_ref();
+        let owner = SECTIONS
+            .iter()
+            .find(|&&section| section_keys(section).contains(&name));
+        let all = "the sections are [gateway], [predefined_topics], [[udp]], [broker] and [log]";
+        let all_cap =
+            "The sections are [gateway], [predefined_topics], [[udp]], [broker] and [log]";
+        let message = match owner {
+            Some(section) if !matches!(value.get_ref(), DeValue::Table(_)) => {
+                let label = section_label(section);
+                format!("{name:?} is an option of {label}; move it below a {label} header")
+            }
+            _ => match closest(name, &SECTIONS) {
+                Some(close) => format!(
+                    "unknown section; did you mean {}? {all_cap}",
+                    section_label(close)
+                ),
+                None => format!("unknown section; {all}"),
+            },
+        };
+        self.issue(key.span(), &key_display(name), message);
+    }
+
+    fn gateway(&mut self, table: &DeTable<'_>) -> GatewayConfig {
+        let mut g = GatewayConfig::default();
+        for (key, v) in table.iter() {
+            let name: &str = key.get_ref();
+            let f = join("gateway", name);
+            match name {
+                "gw_id" => set(&mut g.gw_id, self.int(v, &f, 0, u8::MAX)),
+                "advertise_interval" => set(
+                    &mut g.advertise_interval,
+                    self.duration(v, &f, ADVERTISE_LIMITS),
+                ),
+                "retry_interval" => {
+                    set(&mut g.retry_interval, self.duration(v, &f, RETRY_LIMITS));
+                }
+                "max_retries" => set(&mut g.max_retries, self.int(v, &f, 0, 20)),
+                "max_sessions" => set(&mut g.max_sessions, self.int(v, &f, 1, u32::MAX)),
+                "max_topics_per_session" => {
+                    set(&mut g.max_topics_per_session, self.int(v, &f, 1, 65533));
+                }
+                "max_queued_per_session" => {
+                    set(&mut g.max_queued_per_session, self.int(v, &f, 1, u32::MAX));
+                }
+                "max_packet_size" => set(&mut g.max_packet_size, self.int(v, &f, 16, u16::MAX)),
+                "max_client_id_len" => {
+                    set(&mut g.max_client_id_len, self.int(v, &f, 1, u16::MAX));
+                }
+                "qos_minus_one" => set(&mut g.qos_minus_one, self.boolean(v, &f)),
+                _ => self.unknown_key(key, "gateway", "gateway"),
+            }
+        }
+        g
+    }
+
+    fn predefined_topics(&mut self, table: &DeTable<'_>) -> BTreeMap<u16, String> {
+        let mut topics = BTreeMap::new();
+        // Where each id was first defined: (key as written, line).
+        let mut seen: BTreeMap<u16, (String, usize)> = BTreeMap::new();
+        let mut entries: Vec<_> = table.iter().collect();
+        entries.sort_by_key(|(key, _)| key.span().start);
+        for (key, value) in entries {
+            let name: &str = key.get_ref();
+            let field = join("predefined_topics", name);
+            let id = match parse_topic_id(name) {
+                Ok(id) => Some(id),
+                Err(message) => {
+                    self.issue(key.span(), &field, message);
+                    None
+                }
+            };
+            let topic = self
+                .string(value, &field, "a topic name in double quotes")
+                .and_then(|topic| match check_topic_name(topic) {
+                    Ok(()) => Some(topic.to_string()),
+                    Err(message) => {
+                        self.issue(value.span(), &field, message);
+                        None
+                    }
+                });
+            let Some(id) = id else { continue };
+            if let Some((first, line)) = seen.get(&id) {
+                let message = format!(
+                    "topic id {id} is already defined on line {line} (as {first}); give each \
+                     topic its own id"
+                );
+                self.issue(key.span(), &field, message);
+                continue;
+            }
+            let (line, _) = self.position(key.span().start);
+            seen.insert(id, (key_display(name), line));
+            if let Some(topic) = topic {
+                topics.insert(id, topic);
+            }
+        }
+        topics
+    }
+
+    fn udp_links(&mut self, value: &Value<'_>) -> Vec<UdpConfig> {
+        let items = match value.get_ref() {
+            DeValue::Array(items) => items,
+            DeValue::Table(_) => {
+                self.issue(
+                    value.span(),
+                    "udp",
+                    "write [[udp]] with double brackets: each [[udp]] section is one UDP link",
+                );
+                return vec![UdpConfig::default()];
+            }
+            _ => {
+                self.wrong_type(value, "udp", Kind::Text, "one or more [[udp]] sections");
+                return vec![UdpConfig::default()];
+            }
+        };
+        let mut links = Vec::new();
+        // Bind addresses seen so far: (address, field, line).
+        let mut binds: Vec<(SocketAddr, String, usize)> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let field = format!("udp[{index}]");
+            let DeValue::Table(table) = item.get_ref() else {
+                let message = format!(
+                    "expected a [[udp]] section or a table like {{ bind = \"0.0.0.0:1883\" }}, \
+                     found {}",
+                    self.describe(item)
+                );
+                self.issue(item.span(), &field, message);
+                continue;
+            };
+            let (link, bind_span) = self.udp_link(table, &field);
+            let span = bind_span.unwrap_or_else(|| item.span());
+            let bind_field = format!("{field}.bind");
+            if link.bind.port() != 0 {
+                if let Some((_, other, line)) = binds.iter().find(|(a, _, _)| *a == link.bind) {
+                    let message = format!(
+                        "\"{}\" is already the bind address of {other} (line {line}); give each \
+                         link its own address or port",
+                        link.bind
+                    );
+                    self.issue(span, &bind_field, message);
+                } else {
+                    let (line, _) = self.position(span.start);
+                    binds.push((link.bind, field.clone(), line));
+                }
+            }
+            links.push(link);
+        }
+        links
+    }
+
+    /// One `[[udp]]`; also returns the span of its `bind` value, if written.
+    fn udp_link(&mut self, table: &DeTable<'_>, path: &str) -> (UdpConfig, Option<Range<usize>>) {
+        let mut link = UdpConfig::default();
+        let mut bind_known = true;
+        let bind_value = table.get("bind");
+        if let Some(v) = bind_value {
+            let f = format!("{path}.bind");
+            let text = self.string(v, &f, "an IP address and port like \"0.0.0.0:1883\"");
+            match text.map(parse_socket_addr) {
+                Some(Ok(bind)) => link.bind = bind,
+                Some(Err(message)) => {
+                    self.issue(v.span(), &f, message);
+                    bind_known = false;
+                }
+                None => bind_known = false,
+            }
+        }
+        link.discovery = Some(UdpConfig::default_discovery(&link.bind));
+        for (key, v) in table.iter() {
+            let name: &str = key.get_ref();
+            let f = join(path, name);
+            match name {
+                "bind" => {}
+                "discovery" => {
+                    let expected = "an address like \"225.1.1.1:1883\", or \"off\"";
+                    let Some(text) = self.string(v, &f, expected) else {
+                        continue;
+                    };
+                    if text.trim().eq_ignore_ascii_case("off") {
+                        link.discovery = None;
+                        continue;
+                    }
+                    let bind = bind_known.then_some(link.bind);
+                    let checked = parse_socket_addr(text)
+                        .and_then(|addr| check_discovery(addr, bind).map(|()| addr));
+                    match checked {
+                        Ok(addr) => link.discovery = Some(addr),
+                        Err(message) => self.issue(v.span(), &f, message),
+                    }
+                }
+                "multicast_ttl" => set(&mut link.multicast_ttl, self.int(v, &f, 0, 255)),
+                "multicast_loop" => set(&mut link.multicast_loop, self.boolean(v, &f)),
+                _ => self.unknown_key(key, path, "udp"),
+            }
+        }
+        (link, bind_value.map(|v| v.span()))
+    }
+
+    fn broker(&mut self, value: &Value<'_>) -> Option<BrokerConfig> {
+        let table = self.table(value, "broker")?;
+        let url: Option<(BrokerUrl, Range<usize>)> = match table.get("url") {
+            None => {
+                self.issue(
+                    value.span(),
+                    "broker.url",
+                    "missing; [broker] needs url = \"mqtt://HOST:PORT\" (or mqtts:// for TLS); \
+                     remove the [broker] section to run without a remote broker",
+                );
+                None
+            }
+            Some(v) => self
+                .string(v, "broker.url", "a URL like \"mqtt://localhost:1883\"")
+                .and_then(|text| match parse_broker_url(text) {
+                    Ok(url) => Some((url, v.span())),
+                    Err(message) => {
+                        self.issue(v.span(), "broker.url", message);
+                        None
+                    }
+                }),
+        };
+        let tls = url.as_ref().map(|(url, _)| url.tls);
+        let url_span = url.as_ref().map(|(_, span)| span.clone());
+        let mut b = BrokerConfig::from_parsed(url.map_or_else(placeholder_url, |(url, _)| url));
+
+        let mut username: Option<String> = None;
+        let mut password: Option<(String, Range<usize>)> = None;
+        let mut password_file: Option<Range<usize>> = None;
+        let mut tls_files: Vec<(&str, Range<usize>)> = Vec::new();
+        let mut reconnect_min: Option<Range<usize>> = None;
+        let mut reconnect_max: Option<Range<usize>> = None;
+        for (key, v) in table.iter() {
+            let name: &str = key.get_ref();
+            let f = join("broker", name);
+            match name {
+                "url" => {}
+                "client_id" => {
+                    if let Some(id) = self.mqtt_string(v, &f, "client id") {
+                        if id.is_empty() {
+                            self.issue(
+                                v.span(),
+                                &f,
+                                "the client id is empty; write the id the broker should know \
+                                 the gateway by, like \"mqtt-sn-gateway\"",
+                            );
+                        } else {
+                            b.client_id = id;
+                        }
+                    }
+                }
+                "username" => username = self.mqtt_string(v, &f, "user name"),
+                "password" => {
+                    if let Some(text) = self.string(v, &f, "the password in double quotes") {
+                        if text.len() > usize::from(u16::MAX) {
+                            self.issue(v.span(), &f, "the password is longer than 65535 bytes");
+                        } else {
+                            password = Some((text.to_string(), v.span()));
+                        }
+                    }
+                }
+                "password_file" => {
+                    b.password_file = self.path(v, &f);
+                    password_file = b.password_file.as_ref().map(|_| v.span());
+                }
+                "keep_alive" => set(&mut b.keep_alive, self.duration(v, &f, KEEP_ALIVE_LIMITS)),
+                "clean_session" => set(&mut b.clean_session, self.boolean(v, &f)),
+                "connect_timeout" => set(
+                    &mut b.connect_timeout,
+                    self.duration(v, &f, CONNECT_TIMEOUT_LIMITS),
+                ),
+                "reconnect_min" => {
+                    set(&mut b.reconnect_min, self.duration(v, &f, RECONNECT_LIMITS));
+                    reconnect_min = Some(v.span());
+                }
+                "reconnect_max" => {
+                    set(&mut b.reconnect_max, self.duration(v, &f, RECONNECT_LIMITS));
+                    reconnect_max = Some(v.span());
+                }
+                "max_inflight" => set(&mut b.max_inflight, self.int(v, &f, 1, u16::MAX)),
+                "ca_file" | "client_cert" | "client_key" => {
+                    let path = self.path(v, &f);
+                    if path.is_some() {
+                        tls_files.push((name_of(name), v.span()));
+                    }
+                    match name {
+                        "ca_file" => b.ca_file = path,
+                        "client_cert" => b.client_cert = path,
+                        _ => b.client_key = path,
+                    }
+                }
+                _ => self.unknown_key(key, "broker", "broker"),
+            }
+        }
+
+        // TLS files need an mqtts:// URL.
+        if tls == Some(false) {
+            for (name, span) in &tls_files {
+                let message = format!(
+                    "{name} is a TLS option, but the url is plain mqtt://; use an mqtts:// url \
+                     or remove {name}"
+                );
+                self.issue(span.clone(), &join("broker", name), message);
+            }
+        }
+        // A client certificate and its key come together.
+        let has = |wanted: &str| tls_files.iter().any(|(name, _)| *name == wanted);
+        for (name, other, span) in tls_files
+            .iter()
+            .filter_map(|(name, span)| match *name {
+                "client_cert" if !has("client_key") => Some(("client_cert", "client_key", span)),
+                "client_key" if !has("client_cert") => Some(("client_key", "client_cert", span)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+        {
+            let message = format!(
+                "{name} needs {other} as well (the client certificate and its private key, both PEM)"
+            );
+            self.issue(span.clone(), &join("broker", name), message);
+        }
+        // One source for the password.
+        if let (Some((_, _)), Some(span)) = (&password, &password_file) {
+            self.issue(
+                span.clone(),
+                "broker.password_file",
+                "set either password or password_file, not both",
+            );
+        }
+        // The options win over the URL's user info.
+        if let Some(name) = username.filter(|name| !name.is_empty()) {
+            b.username = Some(name);
+        }
+        let password = password.filter(|(text, _)| !text.is_empty());
+        if let Some((text, _)) = &password {
+            b.password = Some(text.clone());
+        } else if password_file.is_some() {
+            b.password = None;
+        }
+        if b.username.is_none() {
+            let (span, field) = if let Some((_, span)) = &password {
+                (Some(span.clone()), "broker.password")
+            } else if let Some(span) = &password_file {
+                (Some(span.clone()), "broker.password_file")
+            } else if b.password.is_some() {
+                (url_span.clone(), "broker.url")
+            } else {
+                (None, "")
+            };
+            if let Some(span) = span {
+                self.issue(span, field, PASSWORD_NEEDS_USER);
+            }
+        }
+        if b.reconnect_min > b.reconnect_max {
+            let (span, field) = match (&reconnect_min, &reconnect_max) {
+                (Some(span), _) => (span.clone(), "broker.reconnect_min"),
+                (None, Some(span)) => (span.clone(), "broker.reconnect_max"),
+                (None, None) => (value.span(), "broker"),
+            };
+            let message = format!(
+                "reconnect_min (\"{}\") is longer than reconnect_max (\"{}\"); make \
+                 reconnect_min the shorter one",
+                format_duration(b.reconnect_min),
+                format_duration(b.reconnect_max)
+            );
+            self.issue(span, field, message);
+        }
+        Some(b)
+    }
+
+    /// A UTF-8 string as MQTT encodes it: at most 65535 bytes, no NUL.
+    fn mqtt_string(&mut self, value: &Value<'_>, field: &str, what: &str) -> Option<String> {
+        let text = self.string(value, field, &format!("the {what} in double quotes"))?;
+        if text.len() > usize::from(u16::MAX) {
+            self.issue(
+                value.span(),
+                field,
+                format!("the {what} is longer than 65535 bytes, the MQTT limit"),
+            );
+            return None;
+        }
+        if text.contains('\0') {
+            self.issue(
+                value.span(),
+                field,
+                format!("the {what} contains a NUL character, which MQTT forbids; remove it"),
+            );
+            return None;
+        }
+        Some(text.to_string())
+    }
+
+    fn log(&mut self, table: &DeTable<'_>) -> LogConfig {
+        let mut log = LogConfig::default();
+        for (key, v) in table.iter() {
+            let name: &str = key.get_ref();
+            let f = join("log", name);
+            match name {
+                "level" => {
+                    let expected = "a level in double quotes, like \"info\"";
+                    if let Some(level) = self.string(v, &f, expected) {
+                        match check_log_level(level) {
+                            Ok(()) => log.level = level.trim().to_string(),
+                            Err(message) => self.issue(v.span(), &f, message),
+                        }
+                    }
+                }
+                _ => self.unknown_key(key, "log", "log"),
+            }
+        }
+        log
+    }
+
+    fn syntax_errors(&mut self, doc: &DeTable<'_>, errors: &[toml::de::Error]) {
+        let mut places = Vec::new();
+        collect_places(doc, "", self.text, &mut places);
+        let mut errors: Vec<(Range<usize>, &str)> = errors
+            .iter()
+            .map(|e| (e.span().unwrap_or(0..0), e.message()))
+            .collect();
+        errors.sort_by_key(|(span, _)| span.start);
+        // One error per line: the parser's follow-up errors on the same line are noise.
+        let mut lines = BTreeSet::new();
+        for (span, message) in errors {
+            let (line, _) = self.position(span.start);
+            if !lines.insert(line) {
+                continue;
+            }
+            let field = self.field_at(&places, span.clone());
+            let message = self.syntax_message(message, span.clone());
+            self.issue(span, &field, message);
+        }
+    }
+
+    /// The source line holding `offset`, without its line break.
+    fn line_text(&self, offset: usize) -> &'s str {
+        let (line, _) = self.position(offset);
+        let start = line
+            .checked_sub(1)
+            .and_then(|i| self.line_starts.get(i))
+            .copied()
+            .unwrap_or(0);
+        let end = self
+            .line_starts
+            .get(line)
+            .copied()
+            .unwrap_or(self.text.len());
+        self.source(start..end).trim_end_matches(['\n', '\r'])
+    }
+
+    /// A best guess at the field a syntax error is in.
+    fn field_at(&self, places: &[Place], span: Range<usize>) -> String {
+        let (line, _) = self.position(span.start);
+        // A key on the same line, before the error.
+        let on_line = places
+            .iter()
+            .filter(|p| p.key.start <= span.start && self.position(p.key.start).0 == line)
+            .max_by_key(|p| p.key.start);
+        if let Some(place) = on_line {
+            return place.path.clone();
+        }
+        // A table header line (e.g. a duplicate table).
+        let line_text = self.line_text(span.start).trim();
+        if line_text.starts_with('[') {
+            let inner = line_text
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('[')
+                .trim();
+            return inner.to_string();
+        }
+        // Otherwise the section the error is in, plus the key if the error is on a key.
+        let section = places
+            .iter()
+            .filter(|p| p.header && p.value.start <= span.start)
+            .max_by_key(|p| p.value.start)
+            .map(|p| p.path.clone())
+            .unwrap_or_default();
+        let text = self.source(span.clone());
+        if is_bare_key(text) && self.before_on_line(span.start).trim().is_empty() {
+            join(&section, text)
+        } else {
+            section
+        }
+    }
+
+    /// The text of the line before `offset`.
+    fn before_on_line(&self, offset: usize) -> &'s str {
+        let (line, _) = self.position(offset);
+        let start = line
+            .checked_sub(1)
+            .and_then(|i| self.line_starts.get(i))
+            .copied()
+            .unwrap_or(0);
+        self.source(start..offset)
+    }
+
+    fn syntax_message(&self, message: &str, span: Range<usize>) -> String {
+        let text = self.source(span.clone());
+        if message == "duplicate key" {
+            if self.line_text(span.start).trim_start().starts_with('[') {
+                return format!(
+                    "the section [{text}] appears twice; put all its options under one header"
+                );
+            }
+            return "this option is set twice in the same section; keep one".to_string();
+        }
+        // A bare word after `=` (like `level = info`) is a string without its quotes.
+        let before = self.before_on_line(span.start);
+        let token_start = before
+            .rfind(|c: char| c == '=' || c.is_whitespace())
+            .map_or(0, |i| i + 1);
+        let after_equals = before
+            .get(..token_start)
+            .is_some_and(|prefix| prefix.trim_end().ends_with('='));
+        let token: String = before
+            .get(token_start..)
+            .unwrap_or("")
+            .chars()
+            .chain(self.source(span.start..self.text.len()).chars())
+            .take_while(|c| !c.is_whitespace() && *c != '#' && *c != ',')
+            .collect();
+        if after_equals {
+            if token.eq_ignore_ascii_case("true") || token.eq_ignore_ascii_case("false") {
+                return format!(
+                    "{token} must be written in lower case: {}",
+                    token.to_ascii_lowercase()
+                );
+            }
+            let quoted = token.starts_with(['"', '\'', '[', '{']);
+            if !quoted && token.chars().any(|c| c.is_ascii_alphabetic() || c == ':') {
+                return format!("text must be in double quotes: write \"{token}\"");
+            }
+        }
+        if message.starts_with("invalid basic string")
+            || message.starts_with("invalid literal string")
+        {
+            return "the text has no closing quote; add it at the end of the value".to_string();
+        }
+        format!("invalid TOML: {message}")
+    }
+}
+
+/// A key in the parsed document, for placing syntax errors.
+struct Place {
+    key: Range<usize>,
+    value: Range<usize>,
+    path: String,
+    /// The value is a table written as a `[header]` or `[[header]]`.
+    header: bool,
+}
+
+fn collect_places(table: &DeTable<'_>, prefix: &str, text: &str, out: &mut Vec<Place>) {
+    for (key, value) in table.iter() {
+        let path = join(prefix, key.get_ref());
+        let header =
+            |span: &Range<usize>| text.get(span.clone()).is_some_and(|s| s.starts_with('['));
+        match value.get_ref() {
+            DeValue::Table(inner) => {
+                out.push(Place {
+                    key: key.span(),
+                    value: value.span(),
+                    path: path.clone(),
+                    header: header(&value.span()),
+                });
+                collect_places(inner, &path, text, out);
+            }
+            DeValue::Array(items) => {
+                out.push(Place {
+                    key: key.span(),
+                    value: value.span(),
+                    path: path.clone(),
+                    header: false,
+                });
+                for (i, item) in items.iter().enumerate() {
+                    if let DeValue::Table(inner) = item.get_ref() {
+                        let item_path = format!("{path}[{i}]");
+                        out.push(Place {
+                            key: item.span(),
+                            value: item.span(),
+                            path: item_path.clone(),
+                            header: header(&item.span()),
+                        });
+                        collect_places(inner, &item_path, text, out);
+                    }
+                }
+            }
+            _ => out.push(Place {
+                key: key.span(),
+                value: value.span(),
+                path,
+                header: false,
+            }),
+        }
+    }
+}
+
+/// A BrokerUrl for a `[broker]` whose url is missing or wrong, so the other options can still
+/// be checked.
+fn placeholder_url() -> BrokerUrl {
+    BrokerUrl {
+        tls: false,
+        host: String::new(),
+        port: DEFAULT_MQTT_PORT,
+        username: None,
+        password: None,
+        normalized: String::new(),
+    }
+}
+
+/// The static name of a broker TLS option.
+fn name_of(name: &str) -> &'static str {
+    match name {
+        "ca_file" => "ca_file",
+        "client_cert" => "client_cert",
+        _ => "client_key",
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
+}
+
+fn is_bare_key(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A key as it appears in a field path: bare if it can be, else quoted.
+fn key_display(name: &str) -> String {
+    if is_bare_key(name) {
+        name.to_string()
+    } else {
+        format!("{name:?}")
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        key_display(name)
+    } else {
+        format!("{prefix}.{}", key_display(name))
+    }
+}
+
+/// A string value quoted for a message, shortened if long.
+fn quote(text: &str) -> String {
+    const MAX: usize = 60;
+    if text.chars().count() <= MAX {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(MAX).collect();
+        format!("{head:?}…")
+    }
+}

@@ -1,0 +1,434 @@
+//! Defaults, the example file, a complete file, loading from disk, the error format.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{issues, ok};
+use sn_config::{
+    BrokerConfig, Config, ConfigError, ConfigIssue, GatewayConfig, LogConfig, UdpConfig,
+};
+
+const EXAMPLE: &str = include_str!("../gateway.example.toml");
+const DOCS: &str = include_str!("../../docs/configuration.md");
+
+/// Every option of every section, as documented.
+const OPTIONS: &[(&str, &[&str])] = &[
+    (
+        "gateway",
+        &[
+            "gw_id",
+            "advertise_interval",
+            "retry_interval",
+            "max_retries",
+            "max_sessions",
+            "max_topics_per_session",
+            "max_queued_per_session",
+            "max_packet_size",
+            "max_client_id_len",
+            "qos_minus_one",
+        ],
+    ),
+    (
+        "udp",
+        &["bind", "discovery", "multicast_ttl", "multicast_loop"],
+    ),
+    (
+        "broker",
+        &[
+            "url",
+            "client_id",
+            "username",
+            "password",
+            "password_file",
+            "keep_alive",
+            "clean_session",
+            "connect_timeout",
+            "reconnect_min",
+            "reconnect_max",
+            "max_inflight",
+            "ca_file",
+            "client_cert",
+            "client_key",
+        ],
+    ),
+    ("log", &["level"]),
+];
+
+#[test]
+fn empty_file_is_the_default() {
+    assert_eq!(ok(""), Config::default());
+    assert_eq!(ok("\n# only a comment\n\n"), Config::default());
+    assert_eq!(
+        ok("[gateway]\n[predefined_topics]\n[log]\n"),
+        Config::default()
+    );
+}
+
+#[test]
+fn default_values() {
+    let c = Config::default();
+    let g = &c.gateway;
+    assert_eq!(g.gw_id, 1);
+    assert_eq!(g.advertise_interval, Duration::from_secs(900));
+    assert_eq!(g.retry_interval, Duration::from_secs(10));
+    assert_eq!(g.max_retries, 3);
+    assert_eq!(g.max_sessions, 10_000);
+    assert_eq!(g.max_topics_per_session, 1000);
+    assert_eq!(g.max_queued_per_session, 1000);
+    assert_eq!(g.max_packet_size, 1024);
+    assert_eq!(g.max_client_id_len, 64);
+    assert!(g.qos_minus_one);
+    assert!(c.predefined_topics.is_empty());
+    assert_eq!(
+        c.udp,
+        vec![UdpConfig {
+            bind: "0.0.0.0:1883".parse().unwrap(),
+            discovery: Some("225.1.1.1:1883".parse().unwrap()),
+            multicast_ttl: 1,
+            multicast_loop: false,
+        }]
+    );
+    assert_eq!(c.broker, None);
+    assert_eq!(c.log.level, "info");
+}
+
+#[test]
+fn an_empty_udp_list_means_no_udp_link() {
+    assert!(ok("udp = []").udp.is_empty());
+}
+
+#[test]
+fn example_file_is_the_default_except_for_its_broker() {
+    let mut config = ok(EXAMPLE);
+    // The one deliberate difference: the example has a [broker] section with only the url set.
+    assert_eq!(
+        config.broker,
+        Some(BrokerConfig::from_url("mqtt://localhost:1883").unwrap())
+    );
+    config.broker = None;
+    assert_eq!(config, Config::default());
+}
+
+#[test]
+fn example_file_and_docs_mention_every_option() {
+    for (section, keys) in OPTIONS {
+        for key in *keys {
+            let assignment = format!("{key} = ");
+            assert!(
+                EXAMPLE.contains(&assignment),
+                "example lacks {section}.{key}"
+            );
+            assert!(
+                DOCS.contains(&format!("`{key}`")),
+                "docs/configuration.md lacks {section}.{key}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_option_lists_match_the_code() {
+    // The unknown-option message lists the valid options; they must be the documented ones.
+    for (section, keys) in OPTIONS {
+        let header = if *section == "udp" {
+            "[[udp]]".to_string()
+        } else {
+            format!("[{section}]")
+        };
+        let extra = if *section == "broker" {
+            "url = \"mqtt://h\"\n"
+        } else {
+            ""
+        };
+        let all = issues(&format!("{header}\n{extra}zzzz = 1\n"));
+        let message = &all[0].message;
+        let listed = message.split(": ").last().unwrap();
+        assert_eq!(listed, keys.join(", "), "{section}");
+    }
+}
+
+#[test]
+fn a_complete_file() {
+    let text = r#"
+[gateway]
+gw_id = 42
+advertise_interval = "0"
+retry_interval = "2500ms"
+max_retries = 0
+max_sessions = 5
+max_topics_per_session = 65533
+max_queued_per_session = 7
+max_packet_size = 16
+max_client_id_len = 23
+qos_minus_one = false
+
+[predefined_topics]
+1 = "sensors/temperature"
+"0x0010" = "alerts"
+0xFFFE = "last"
+
+[[udp]]
+bind = "127.0.0.1:10000"
+discovery = "255.255.255.255:10001"
+multicast_ttl = 0
+multicast_loop = true
+
+[[udp]]
+bind = "[::]:1884"
+
+[[udp]]
+bind = "0.0.0.0:1885"
+discovery = "off"
+
+[broker]
+url = "mqtts://alice:s%40cret@broker.example.com"
+client_id = "edge-1"
+keep_alive = "1m"
+clean_session = true
+connect_timeout = "3s"
+reconnect_min = "1s"
+reconnect_max = "5m"
+max_inflight = 65535
+ca_file = "/etc/ssl/ca.pem"
+client_cert = "certs/gw.crt"
+client_key = "certs/gw.key"
+
+[log]
+level = "mqtt_sn_gateway=debug,info"
+"#;
+    let c = ok(text);
+    assert_eq!(
+        c.gateway,
+        GatewayConfig {
+            gw_id: 42,
+            advertise_interval: Duration::ZERO,
+            retry_interval: Duration::from_millis(2500),
+            max_retries: 0,
+            max_sessions: 5,
+            max_topics_per_session: 65533,
+            max_queued_per_session: 7,
+            max_packet_size: 16,
+            max_client_id_len: 23,
+            qos_minus_one: false,
+        }
+    );
+    assert_eq!(
+        c.predefined_topics,
+        BTreeMap::from([
+            (1, "sensors/temperature".to_string()),
+            (16, "alerts".to_string()),
+            (0xFFFE, "last".to_string()),
+        ])
+    );
+    let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+    assert_eq!(
+        c.udp,
+        vec![
+            UdpConfig {
+                bind: addr("127.0.0.1:10000"),
+                discovery: Some(addr("255.255.255.255:10001")),
+                multicast_ttl: 0,
+                multicast_loop: true,
+            },
+            UdpConfig {
+                bind: addr("[::]:1884"),
+                discovery: Some(addr("[ff02::1]:1883")),
+                multicast_ttl: 1,
+                multicast_loop: false,
+            },
+            UdpConfig {
+                bind: addr("0.0.0.0:1885"),
+                discovery: None,
+                multicast_ttl: 1,
+                multicast_loop: false,
+            },
+        ]
+    );
+    assert_eq!(
+        c.broker,
+        Some(BrokerConfig {
+            url: "mqtts://broker.example.com:8883".to_string(),
+            tls: true,
+            host: "broker.example.com".to_string(),
+            port: 8883,
+            client_id: "edge-1".to_string(),
+            username: Some("alice".to_string()),
+            password: Some("s@cret".to_string()),
+            password_file: None,
+            keep_alive: Duration::from_secs(60),
+            clean_session: true,
+            connect_timeout: Duration::from_secs(3),
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(300),
+            max_inflight: 65535,
+            ca_file: Some(PathBuf::from("/etc/ssl/ca.pem")),
+            client_cert: Some(PathBuf::from("certs/gw.crt")),
+            client_key: Some(PathBuf::from("certs/gw.key")),
+        })
+    );
+    assert_eq!(
+        c.log,
+        LogConfig {
+            level: "mqtt_sn_gateway=debug,info".to_string()
+        }
+    );
+}
+
+#[test]
+fn error_display_names_file_line_column_and_field() {
+    let text = "\n\n\n\n\n[gateway]\n  retry_interval = \"10x\"\n";
+    let err = Config::parse(text, "gateway.toml").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "gateway.toml:7:20: gateway.retry_interval: \"10x\" is not a duration; write a number \
+         with a unit, like \"10s\", \"500ms\" or \"2m\""
+    );
+    let err = ConfigError {
+        origin: "a.toml".to_string(),
+        issues: vec![
+            ConfigIssue {
+                line: None,
+                column: None,
+                field: String::new(),
+                message: "first".to_string(),
+            },
+            ConfigIssue {
+                line: Some(3),
+                column: Some(1),
+                field: "log.level".to_string(),
+                message: "second".to_string(),
+            },
+        ],
+    };
+    assert_eq!(
+        err.to_string(),
+        "a.toml: first\na.toml:3:1: log.level: second"
+    );
+    let _: &dyn std::error::Error = &err;
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let all = issues("[predefined_topics]\n\"ü/é\" = 5\n");
+    assert_eq!(all.len(), 2);
+    assert_eq!((all[0].line, all[0].column), (Some(2), Some(1)));
+    assert_eq!((all[1].line, all[1].column), (Some(2), Some(9)));
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("sn-config-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn load_resolves_relative_paths_against_the_file() {
+    let dir = TempDir::new("load");
+    let path = dir.0.join("gateway.toml");
+    std::fs::write(
+        &path,
+        "[broker]\nurl = \"mqtts://h\"\nusername = \"u\"\npassword_file = \"secret\"\n\
+         ca_file = \"/abs/ca.pem\"\nclient_cert = \"tls/c.pem\"\nclient_key = \"../k.pem\"\n",
+    )
+    .unwrap();
+    let broker = Config::load(&path).unwrap().broker.unwrap();
+    assert_eq!(broker.password_file, Some(dir.0.join("secret")));
+    assert_eq!(broker.ca_file, Some(PathBuf::from("/abs/ca.pem")));
+    assert_eq!(broker.client_cert, Some(dir.0.join("tls/c.pem")));
+    assert_eq!(broker.client_key, Some(dir.0.join("../k.pem")));
+    // parse keeps them as written
+    let text = std::fs::read_to_string(&path).unwrap();
+    let broker = ok(&text).broker.unwrap();
+    assert_eq!(broker.client_cert, Some(PathBuf::from("tls/c.pem")));
+}
+
+#[test]
+fn load_reports_errors_with_the_path() {
+    let dir = TempDir::new("bad");
+    let path = dir.0.join("bad.toml");
+    std::fs::write(&path, "[gateway]\ngw_id = 256\n").unwrap();
+    let err = Config::load(&path).unwrap_err();
+    assert_eq!(err.origin, path.display().to_string());
+    assert!(err
+        .to_string()
+        .starts_with(&format!("{}:2:9: gateway.gw_id: ", path.display())));
+}
+
+#[test]
+fn a_missing_file_names_the_path_and_the_os_error() {
+    let path = Path::new("/nonexistent/dir/gateway.toml");
+    let err = Config::load(path).unwrap_err();
+    assert_eq!(err.origin, "/nonexistent/dir/gateway.toml");
+    assert_eq!(err.issues.len(), 1);
+    assert_eq!(err.issues[0].line, None);
+    let text = err.to_string();
+    assert!(
+        text.starts_with("/nonexistent/dir/gateway.toml: cannot read"),
+        "{text}"
+    );
+    assert!(text.contains("No such file or directory"), "{text}");
+    assert!(text.contains("--config"), "{text}");
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_an_error() {
+    let dir = TempDir::new("binary");
+    let path = dir.0.join("gateway.toml");
+    std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+    let err = Config::load(&path).unwrap_err();
+    assert!(err.to_string().contains("UTF-8"), "{err}");
+}
+
+#[test]
+fn the_password_is_not_in_debug_output() {
+    let broker = BrokerConfig::from_url("mqtt://user:hunter2@host").unwrap();
+    let debug = format!("{broker:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(debug.contains("***"), "{debug}");
+    assert!(!broker.url.contains("hunter2"));
+}
+
+#[test]
+fn the_sample_output_in_the_docs_is_real() {
+    let text = r#"[gateway]
+gw_id = 1
+retry_interval = "10x"
+max_retry = 3
+
+[predefined_topics]
+16 = "a"
+0x10 = "b"
+
+[[udp]]
+bind = "0.0.0.0"
+
+[broker]
+url = "mqtt://localhost"
+ca_file = "ca.pem"
+"#;
+    let err = Config::parse(text, "gateway.toml").unwrap_err();
+    assert_eq!(err.issues.len(), 5);
+    for line in err.to_string().lines() {
+        assert!(DOCS.contains(line), "docs/configuration.md lacks:\n{line}");
+    }
+}

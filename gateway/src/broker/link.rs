@@ -1,0 +1,497 @@
+//! The rumqttc broker link: one task that owns one MQTT connection at a time.
+//!
+//! Each connection gets a brand-new rumqttc client and event loop. rumqttc's own replay of
+//! unacknowledged publishes on reconnect is thereby never used: measured, it silently drops
+//! its queue when the broker reports no session, and its open issues #1014/#1056 can leave an
+//! event loop reconnecting without ever publishing again. The core replays everything
+//! unacknowledged after each `Connected`, so a fresh client per connection loses nothing and
+//! cannot livelock on stale state. A watchdog reconnects when acknowledgements stop coming.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, NetworkOptions,
+    Outgoing, QoS, SubscribeReasonCode, TlsConfiguration, Transport,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::Backoff;
+use crate::core::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId};
+
+/// Largest MQTT packet accepted from or sent to the broker. Far above any MQTT-SN datagram;
+/// the point is that a large retained message on a subscribed topic must not kill the
+/// connection in a loop (rumqttc's default is 10 KiB).
+const MAX_MQTT_PACKET: usize = 4 * 1024 * 1024;
+/// Requests queued inside rumqttc; beyond this the link keeps its own backlog.
+const REQUEST_CAPACITY: usize = 256;
+/// Events queued for the runtime; a full queue pauses reading from the broker (backpressure).
+const EVENT_CAPACITY: usize = 1024;
+
+/// PEM files for TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA bundle the broker's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// Client certificate and key, for brokers that authenticate clients by certificate.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+}
+
+/// How to reach the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerLinkConfig {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// TLS, for `mqtts://`.
+    pub tls: Option<TlsFiles>,
+    /// The gateway's MQTT client id.
+    pub client_id: String,
+    /// Optional user name.
+    pub username: Option<String>,
+    /// Optional password.
+    pub password: Option<String>,
+    /// MQTT keep-alive.
+    pub keep_alive: Duration,
+    /// CleanSession of the gateway's connection.
+    pub clean_session: bool,
+    /// Time allowed for TCP + TLS + CONNACK.
+    pub connect_timeout: Duration,
+    /// First reconnect delay.
+    pub reconnect_min: Duration,
+    /// Largest reconnect delay.
+    pub reconnect_max: Duration,
+    /// Unacknowledged QoS 1/2 publishes in flight to the broker.
+    pub max_inflight: u16,
+}
+
+/// Why the link cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerLinkError {
+    /// A TLS file could not be read.
+    #[error("cannot read {what} {path}: {source}; check broker.{field} in the config")]
+    TlsFile {
+        /// Which file.
+        what: &'static str,
+        /// Its config key.
+        field: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The running link: send it commands, receive its events.
+#[derive(Debug)]
+pub struct BrokerLinkHandle {
+    /// Commands from the core. Never blocks the runtime.
+    pub commands: mpsc::UnboundedSender<BrokerCommand>,
+    /// Events for the core.
+    pub events: mpsc::Receiver<BrokerEvent>,
+    /// The link task; it ends when `commands` is dropped.
+    pub task: JoinHandle<()>,
+}
+
+/// Starts the link task. It connects, reconnects with backoff and jitter, and reports.
+pub fn spawn_link(config: BrokerLinkConfig) -> Result<BrokerLinkHandle, BrokerLinkError> {
+    let transport = transport(config.tls.as_ref())?;
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
+    let task = tokio::spawn(run(config, transport, commands_rx, events_tx));
+    Ok(BrokerLinkHandle {
+        commands: commands_tx,
+        events: events_rx,
+        task,
+    })
+}
+
+fn read(
+    path: &PathBuf,
+    what: &'static str,
+    field: &'static str,
+) -> Result<Vec<u8>, BrokerLinkError> {
+    std::fs::read(path).map_err(|source| BrokerLinkError::TlsFile {
+        what,
+        field,
+        path: path.clone(),
+        source,
+    })
+}
+
+/// Reads the TLS files once, at start, so that a wrong path is reported before anything runs.
+fn transport(tls: Option<&TlsFiles>) -> Result<Option<Transport>, BrokerLinkError> {
+    let Some(tls) = tls else {
+        return Ok(None);
+    };
+    let ca = read(&tls.ca_file, "CA file", "ca_file")?;
+    let client_auth = match &tls.client_auth {
+        Some((cert, key)) => Some((
+            read(cert, "client certificate", "client_cert")?,
+            read(key, "client key", "client_key")?,
+        )),
+        None => None,
+    };
+    Ok(Some(Transport::tls_with_config(TlsConfiguration::Simple {
+        ca,
+        alpn: None,
+        client_auth,
+    })))
+}
+
+fn to_rumqttc(qos: MqttQoS) -> QoS {
+    match qos {
+        MqttQoS::AtMostOnce => QoS::AtMostOnce,
+        MqttQoS::AtLeastOnce => QoS::AtLeastOnce,
+        MqttQoS::ExactlyOnce => QoS::ExactlyOnce,
+    }
+}
+
+fn from_rumqttc(qos: QoS) -> MqttQoS {
+    match qos {
+        QoS::AtMostOnce => MqttQoS::AtMostOnce,
+        QoS::AtLeastOnce => MqttQoS::AtLeastOnce,
+        QoS::ExactlyOnce => MqttQoS::ExactlyOnce,
+    }
+}
+
+/// Why a connection ended.
+enum End {
+    /// Reconnect after the backoff.
+    Reconnect,
+    /// The runtime is gone: stop.
+    Shutdown,
+}
+
+async fn run(
+    config: BrokerLinkConfig,
+    transport: Option<Transport>,
+    mut commands: mpsc::UnboundedReceiver<BrokerCommand>,
+    events: mpsc::Sender<BrokerEvent>,
+) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let seed = u64::from(std::process::id()) ^ (nanos << 17);
+    let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max, seed);
+    let endpoint = format!("{}:{}", config.host, config.port);
+    let mut failures: u64 = 0;
+    loop {
+        let (client, mut eventloop) = new_client(&config, transport.clone());
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Incoming::ConnAck(ack)))
+                if ack.code == ConnectReturnCode::Success =>
+            {
+                if failures > 0 {
+                    info!(broker = %endpoint, attempts = failures + 1, "broker link restored");
+                } else {
+                    info!(broker = %endpoint, session_present = ack.session_present, "connected to broker");
+                }
+                failures = 0;
+                backoff.reset();
+                // Whatever the core sent before learning of the outage belongs to the old
+                // connection; it replays all of it after `Connected`, in order.
+                while commands.try_recv().is_ok() {}
+                let connected = BrokerEvent::Connected {
+                    session_present: ack.session_present,
+                };
+                if events.send(connected).await.is_err() {
+                    return;
+                }
+                let end = Connection::new(&config, client, eventloop)
+                    .run(&mut commands, &events)
+                    .await;
+                if events.send(BrokerEvent::Disconnected).await.is_err() {
+                    return;
+                }
+                if let End::Shutdown = end {
+                    return;
+                }
+            }
+            outcome => {
+                failures += 1;
+                let reason = match outcome {
+                    Ok(event) => format!("unexpected first packet {event:?}"),
+                    Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+                        refused(code).to_string()
+                    }
+                    Err(error) => error.to_string(),
+                };
+                // Loud once per outage, then quiet: an edge box may be offline for hours.
+                if failures == 1 {
+                    warn!(broker = %endpoint, %reason, "cannot connect to broker; retrying with backoff");
+                } else {
+                    debug!(broker = %endpoint, %reason, attempt = failures, "broker still unreachable");
+                }
+            }
+        }
+        if commands.is_closed() {
+            return;
+        }
+        let delay = backoff.next_delay();
+        // Wait, but drop commands meanwhile: they are for a connection that does not exist,
+        // and the core replays what matters after `Connected`.
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => break,
+                command = commands.recv() => if command.is_none() { return },
+            }
+        }
+    }
+}
+
+/// A refused CONNACK in words an operator can act on.
+fn refused(code: ConnectReturnCode) -> &'static str {
+    match code {
+        ConnectReturnCode::BadUserNamePassword => {
+            "broker refused the user name or password (check broker.username / broker.password)"
+        }
+        ConnectReturnCode::NotAuthorized => {
+            "broker says not authorized (check the broker's ACL for this client id)"
+        }
+        ConnectReturnCode::BadClientId => "broker refused the client id (check broker.client_id)",
+        ConnectReturnCode::ServiceUnavailable => "broker unavailable",
+        ConnectReturnCode::RefusedProtocolVersion => "broker does not speak MQTT 3.1.1",
+        ConnectReturnCode::Success => "accepted",
+    }
+}
+
+fn new_client(config: &BrokerLinkConfig, transport: Option<Transport>) -> (AsyncClient, EventLoop) {
+    let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
+    options
+        .set_keep_alive(config.keep_alive.max(Duration::from_secs(1)))
+        .set_clean_session(config.clean_session)
+        .set_manual_acks(true)
+        .set_inflight(config.max_inflight.max(1))
+        .set_max_packet_size(MAX_MQTT_PACKET, MAX_MQTT_PACKET)
+        .set_request_channel_capacity(REQUEST_CAPACITY);
+    if let Some(username) = &config.username {
+        options.set_credentials(
+            username.clone(),
+            config.password.clone().unwrap_or_default(),
+        );
+    }
+    if let Some(transport) = transport {
+        options.set_transport(transport);
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    let mut network = NetworkOptions::new();
+    network.set_connection_timeout(config.connect_timeout.as_secs().max(1));
+    eventloop.set_network_options(network);
+    (client, eventloop)
+}
+
+/// One live connection and the bookkeeping that maps rumqttc's packet ids to the core's ids.
+struct Connection {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    /// Core ids of the publishes handed to rumqttc, in order; rumqttc reports each one's
+    /// packet id, in the same order, as `Outgoing::Publish` when it writes it.
+    publish_order: VecDeque<Option<PublishId>>,
+    /// Packet id → core id of publishes awaiting PUBACK / PUBCOMP.
+    unacked: HashMap<u16, PublishId>,
+    subscribe_order: VecDeque<Arc<str>>,
+    subscribes: HashMap<u16, Arc<str>>,
+    /// Broker QoS 1/2 messages the core has not yet said it holds.
+    deliveries: HashMap<u64, rumqttc::Publish>,
+    next_delivery: u64,
+    /// Commands rumqttc had no room for yet.
+    backlog: VecDeque<BrokerCommand>,
+    /// Last acknowledgement from the broker, for the watchdog.
+    last_progress: Instant,
+    stall_timeout: Duration,
+}
+
+impl Connection {
+    fn new(config: &BrokerLinkConfig, client: AsyncClient, eventloop: EventLoop) -> Self {
+        Connection {
+            client,
+            eventloop,
+            publish_order: VecDeque::new(),
+            unacked: HashMap::new(),
+            subscribe_order: VecDeque::new(),
+            subscribes: HashMap::new(),
+            deliveries: HashMap::new(),
+            next_delivery: 0,
+            backlog: VecDeque::new(),
+            last_progress: Instant::now(),
+            // Long enough for a slow broker, short enough that a wedged connection is
+            // replaced well before motes give up on their PUBACKs.
+            stall_timeout: (config.keep_alive * 2).max(Duration::from_secs(10)),
+        }
+    }
+
+    async fn run(
+        mut self,
+        commands: &mut mpsc::UnboundedReceiver<BrokerCommand>,
+        events: &mpsc::Sender<BrokerEvent>,
+    ) -> End {
+        loop {
+            self.flush_backlog();
+            let waiting = !self.unacked.is_empty() || !self.publish_order.is_empty();
+            if !waiting {
+                self.last_progress = Instant::now();
+            }
+            let stall_at = self.last_progress + self.stall_timeout;
+            tokio::select! {
+                polled = self.eventloop.poll() => match polled {
+                    Ok(event) => {
+                        if let Some(out) = self.on_event(event) {
+                            if events.send(out).await.is_err() {
+                                return End::Shutdown;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        warn!(%error, "broker connection lost; reconnecting");
+                        return End::Reconnect;
+                    }
+                },
+                command = commands.recv(), if self.backlog.is_empty() => match command {
+                    Some(command) => self.backlog.push_back(command),
+                    None => {
+                        let _ = self.client.try_disconnect();
+                        return End::Shutdown;
+                    }
+                },
+                _ = tokio::time::sleep_until(stall_at), if waiting => {
+                    warn!(
+                        timeout = ?self.stall_timeout,
+                        unacked = self.unacked.len() + self.publish_order.len(),
+                        "broker acknowledged nothing for too long; reconnecting"
+                    );
+                    return End::Reconnect;
+                }
+            }
+        }
+    }
+
+    /// Hands queued commands to rumqttc while it has room.
+    fn flush_backlog(&mut self) {
+        while let Some(command) = self.backlog.pop_front() {
+            let accepted = match &command {
+                BrokerCommand::Publish(publish) => {
+                    let sent = self
+                        .client
+                        .try_publish(
+                            &*publish.topic,
+                            to_rumqttc(publish.qos),
+                            publish.retain,
+                            publish.payload.to_vec(),
+                        )
+                        .is_ok();
+                    if sent {
+                        self.publish_order.push_back(publish.id);
+                    }
+                    sent
+                }
+                BrokerCommand::Subscribe { filter, qos } => {
+                    let sent = self
+                        .client
+                        .try_subscribe(&**filter, to_rumqttc(*qos))
+                        .is_ok();
+                    if sent {
+                        self.subscribe_order.push_back(filter.clone());
+                    }
+                    sent
+                }
+                BrokerCommand::Unsubscribe { filter } => {
+                    self.client.try_unsubscribe(&**filter).is_ok()
+                }
+                BrokerCommand::Ack { delivery } => match self.deliveries.remove(&delivery.0) {
+                    Some(publish) => {
+                        let sent = self.client.try_ack(&publish).is_ok();
+                        if !sent {
+                            self.deliveries.insert(delivery.0, publish);
+                        }
+                        sent
+                    }
+                    // From an earlier connection: the broker redelivers it if it must.
+                    None => true,
+                },
+            };
+            if !accepted {
+                self.backlog.push_front(command);
+                return;
+            }
+        }
+    }
+
+    fn progress(&mut self) {
+        self.last_progress = Instant::now();
+    }
+
+    fn on_event(&mut self, event: Event) -> Option<BrokerEvent> {
+        match event {
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                if let Some(Some(id)) = self.publish_order.pop_front() {
+                    if pkid != 0 {
+                        self.unacked.insert(pkid, id);
+                    }
+                }
+                None
+            }
+            Event::Outgoing(Outgoing::Subscribe(pkid)) => {
+                if let Some(filter) = self.subscribe_order.pop_front() {
+                    self.subscribes.insert(pkid, filter);
+                }
+                None
+            }
+            Event::Incoming(Incoming::PubAck(ack)) => {
+                self.progress();
+                self.unacked
+                    .remove(&ack.pkid)
+                    .map(|id| BrokerEvent::PublishAcked { id })
+            }
+            Event::Incoming(Incoming::PubRec(_)) => {
+                self.progress();
+                None
+            }
+            // QoS 2 counts as held once complete: if the connection dropped between PUBREC
+            // and PUBCOMP, replaying it risks a duplicate, never a loss.
+            Event::Incoming(Incoming::PubComp(comp)) => {
+                self.progress();
+                self.unacked
+                    .remove(&comp.pkid)
+                    .map(|id| BrokerEvent::PublishAcked { id })
+            }
+            Event::Incoming(Incoming::SubAck(ack)) => {
+                self.progress();
+                let filter = self.subscribes.remove(&ack.pkid)?;
+                let granted = match ack.return_codes.first() {
+                    Some(SubscribeReasonCode::Success(qos)) => Some(from_rumqttc(*qos)),
+                    _ => None,
+                };
+                if granted.is_none() {
+                    warn!(%filter, "broker refused the subscription");
+                }
+                Some(BrokerEvent::SubAck { filter, granted })
+            }
+            Event::Incoming(Incoming::Publish(publish)) => {
+                let delivery = if publish.qos == QoS::AtMostOnce {
+                    None
+                } else {
+                    self.next_delivery += 1;
+                    self.deliveries.insert(self.next_delivery, publish.clone());
+                    Some(DeliveryId(self.next_delivery))
+                };
+                Some(BrokerEvent::Message {
+                    topic: Arc::from(publish.topic.as_str()),
+                    payload: publish.payload,
+                    qos: from_rumqttc(publish.qos),
+                    retain: publish.retain,
+                    delivery,
+                })
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! Connection lifecycle (v1.2 §6.2–6.4, §6.11–6.14; reference §4.2–4.5, §4.11–4.14): CONNECT
+//! and the Will handshake, Will updates, PINGREQ, DISCONNECT, sleep, and losing a client.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sn_codec::v12::{Connect, Disconnect, Packet, ReturnCode, WillTopic};
+use sn_codec::validate;
+
+use super::broker::{BrokerCommand, MqttQoS, UplinkPublish};
+use super::events::{Event, LostReason};
+use super::gateway::{Gateway, PendingUplink, TimerKind};
+use super::peer::ClientAddr;
+use super::session::{InFlight, Inbound, Outgoing, PublishStage, Session, SessionIdx, State, Will};
+
+/// How a session ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The client sent DISCONNECT: no Will.
+    Disconnected,
+    /// The client was lost: publish its Will.
+    Lost(LostReason),
+    /// Another client took over its address: no Will, the client is simply gone from there.
+    Displaced,
+}
+
+impl Gateway {
+    pub(crate) fn on_connect(&mut self, now: Instant, addr: ClientAddr, connect: Connect<'_>) {
+        let refuse =
+            |gw: &mut Gateway, addr: &ClientAddr, code: ReturnCode, reason: &'static str| {
+                gw.metrics.connect_refused += 1;
+                gw.emit(Event::ConnectRefused {
+                    addr: addr.to_string(),
+                    reason,
+                });
+                gw.send(addr, Packet::ConnAck { return_code: code });
+            };
+        if connect.version().is_none() {
+            return refuse(
+                self,
+                &addr,
+                ReturnCode::NotSupported,
+                "unsupported ProtocolId",
+            );
+        }
+        let client_id = match validate::client_id(connect.client_id, self.config.max_client_id_len)
+        {
+            Ok(id) => id,
+            Err(_) => return refuse(self, &addr, ReturnCode::NotSupported, "invalid client id"),
+        };
+        if !self.broker_up {
+            return refuse(self, &addr, ReturnCode::Congestion, "broker link is down");
+        }
+        let existing = self.by_client_id.get(client_id).copied();
+
+        // A CONNECT repeated while its Will handshake runs changes nothing: ask again for
+        // what is missing (reference §4.2).
+        if let Some(idx) = existing {
+            let repeat = self.session(idx).is_some_and(|s| {
+                s.state == State::Handshake && s.addr.as_ref() == Some(&addr) && connect.will
+            });
+            if repeat {
+                return self.resend_in_flight(now, idx);
+            }
+        }
+
+        // Whoever was at this address before is gone from it.
+        if let Some(&other) = self.by_addr.get(&addr) {
+            if Some(other) != existing {
+                self.end_session(now, other, Ending::Displaced);
+            }
+        }
+
+        let idx = match existing {
+            Some(idx) => idx,
+            None => {
+                if self.by_client_id.len() >= self.config.max_sessions
+                    && !self.evict_oldest_offline()
+                {
+                    return refuse(self, &addr, ReturnCode::Congestion, "max_sessions reached");
+                }
+                let epoch = self.next_epoch();
+                self.insert_session(Session::new(Arc::from(client_id), now, epoch))
+            }
+        };
+        let resumed = existing.is_some() && !connect.clean_session;
+        self.rebind(idx, addr);
+        let epoch = self.next_epoch();
+        if connect.clean_session {
+            self.clear_session_state(idx);
+        }
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        session.epoch = epoch;
+        session.abandon_in_flight();
+        session.inbound = Inbound::Idle { last: None };
+        session.clean_session = connect.clean_session;
+        session.keep_alive = Duration::from_secs(u64::from(connect.duration));
+        session.last_seen = now;
+        session.offline_since = None;
+        session.pending_will = None;
+        if !connect.clean_session {
+            // The client may have forgotten the ids of its earlier connection (§4.7).
+            session.topics.forget_all();
+        }
+        if connect.will {
+            session.state = State::Handshake;
+            self.start_in_flight(now, idx, Outgoing::WillTopicReq);
+        } else {
+            self.complete_connect(now, idx, resumed);
+        }
+        self.arm_silence(idx);
+    }
+
+    /// CONNACK 0x00, and whatever waited for the client starts flowing.
+    fn complete_connect(&mut self, now: Instant, idx: SessionIdx, resumed: bool) {
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        session.state = State::Active;
+        let event = Event::Connected {
+            client_id: session.client_id.clone(),
+            addr: session
+                .addr
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            clean_session: session.clean_session,
+            keep_alive: u16::try_from(session.keep_alive.as_secs()).unwrap_or(u16::MAX),
+            resumed,
+        };
+        self.send_to_session(
+            idx,
+            Packet::ConnAck {
+                return_code: ReturnCode::Accepted,
+            },
+        );
+        self.emit(event);
+        self.pump(now, idx);
+    }
+
+    pub(crate) fn on_willtopic(
+        &mut self,
+        now: Instant,
+        idx: SessionIdx,
+        will: Option<WillTopic<'_>>,
+    ) {
+        let Some(session) = self.session(idx) else {
+            return;
+        };
+        match session.in_flight.as_ref().map(|f| &f.what) {
+            Some(Outgoing::WillTopicReq) => {}
+            // Our WILLMSGREQ was lost and the client repeats WILLTOPIC: ask again.
+            Some(Outgoing::WillMsgReq) => return self.resend_in_flight(now, idx),
+            _ => {
+                self.metrics.unexpected_packet += 1;
+                return;
+            }
+        }
+        let Some(will) = will else {
+            // Empty WILLTOPIC: no Will; CONNACK without WILLMSGREQ (reference §4.2).
+            if let Some(session) = self.session_mut(idx) {
+                session.will = None;
+                session.in_flight = None;
+            }
+            return self.complete_connect(now, idx, false);
+        };
+        let Some(will) = self.parse_will(&will) else {
+            return self.refuse_handshake(now, idx);
+        };
+        if let Some(session) = self.session_mut(idx) {
+            session.pending_will = Some(will);
+            session.in_flight = None;
+        }
+        self.start_in_flight(now, idx, Outgoing::WillMsgReq);
+    }
+
+    pub(crate) fn on_willmsg(&mut self, now: Instant, idx: SessionIdx, msg: &[u8]) {
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        let expecting = matches!(
+            session.in_flight.as_ref().map(|f| &f.what),
+            Some(Outgoing::WillMsgReq)
+        );
+        let Some(mut will) = session.pending_will.take().filter(|_| expecting) else {
+            self.metrics.unexpected_packet += 1;
+            return;
+        };
+        will.payload = Bytes::copy_from_slice(msg);
+        session.will = Some(will);
+        session.in_flight = None;
+        self.complete_connect(now, idx, false);
+    }
+
+    /// A Will topic the broker will accept, or `None`.
+    fn parse_will(&self, will: &WillTopic<'_>) -> Option<Will> {
+        let topic = validate::topic_name(will.topic, validate::MQTT_MAX_TOPIC_LEN).ok()?;
+        if will.qos == sn_codec::QoS::MinusOne {
+            return None;
+        }
+        Some(Will {
+            topic: Arc::from(topic),
+            payload: Bytes::new(),
+            qos: MqttQoS::from_sn(will.qos),
+            retain: will.retain,
+        })
+    }
+
+    /// A Will the gateway cannot publish: CONNACK 0x03 and the connection attempt ends.
+    fn refuse_handshake(&mut self, now: Instant, idx: SessionIdx) {
+        self.metrics.connect_refused += 1;
+        self.send_to_session(
+            idx,
+            Packet::ConnAck {
+                return_code: ReturnCode::NotSupported,
+            },
+        );
+        self.end_session(now, idx, Ending::Disconnected);
+    }
+
+    pub(crate) fn on_willtopicupd(&mut self, idx: SessionIdx, will: Option<WillTopic<'_>>) {
+        let parsed = will.as_ref().map(|w| self.parse_will(w));
+        let return_code = match (parsed, self.session_mut(idx)) {
+            (_, None) => return,
+            // Empty WILLTOPICUPD deletes the whole Will (§6.4).
+            (None, Some(session)) => {
+                session.will = None;
+                ReturnCode::Accepted
+            }
+            (Some(None), Some(_)) => ReturnCode::NotSupported,
+            (Some(Some(new)), Some(session)) => {
+                let payload = session.will.take().map(|w| w.payload).unwrap_or_default();
+                session.will = Some(Will { payload, ..new });
+                ReturnCode::Accepted
+            }
+        };
+        self.send_to_session(idx, Packet::WillTopicResp { return_code });
+    }
+
+    pub(crate) fn on_willmsgupd(&mut self, idx: SessionIdx, msg: &[u8]) {
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        // A Will message without a Will topic cannot be published: refuse, as EMQX does.
+        let return_code = match &mut session.will {
+            Some(will) => {
+                will.payload = Bytes::copy_from_slice(msg);
+                ReturnCode::Accepted
+            }
+            None => ReturnCode::NotSupported,
+        };
+        self.send_to_session(idx, Packet::WillMsgResp { return_code });
+    }
+
+    pub(crate) fn on_pingreq(&mut self, now: Instant, idx: SessionIdx, client_id: &[u8]) {
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        match session.state {
+            State::Asleep => {
+                // A PINGREQ naming another client is not for this session (EMQX ignores it).
+                if !client_id.is_empty() && client_id != session.client_id.as_bytes() {
+                    self.metrics.unexpected_packet += 1;
+                    return;
+                }
+                session.state = State::Awake;
+                let event = Event::Awake {
+                    client_id: session.client_id.clone(),
+                    queued: session.queue.len(),
+                };
+                self.emit(event);
+                self.pump(now, idx);
+            }
+            // Still delivering what was queued: PINGRESP comes when that is done.
+            State::Awake => {}
+            _ => {
+                self.send_to_session(idx, Packet::PingResp);
+            }
+        }
+    }
+
+    /// An awake client has received everything: PINGRESP, and back to sleep (§6.14).
+    pub(crate) fn finish_wake(&mut self, now: Instant, idx: SessionIdx) {
+        if let Some(session) = self.session_mut(idx) {
+            session.state = State::Asleep;
+            session.last_seen = now;
+        }
+        self.send_to_session(idx, Packet::PingResp);
+        self.arm_silence(idx);
+    }
+
+    pub(crate) fn on_disconnect(&mut self, now: Instant, idx: SessionIdx, disconnect: Disconnect) {
+        let Some(duration) = disconnect.sleep_duration() else {
+            self.send_to_session(idx, Packet::Disconnect(Disconnect { duration: None }));
+            return self.end_session(now, idx, Ending::Disconnected);
+        };
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        // From active, asleep or awake alike: (back) to sleep with the new duration (§4.13).
+        session.state = State::Asleep;
+        session.sleep = Duration::from_secs(u64::from(duration.get()));
+        session.last_seen = now;
+        session.abandon_in_flight();
+        let client_id = session.client_id.clone();
+        self.send_to_session(idx, Packet::Disconnect(Disconnect { duration: None }));
+        self.emit(Event::Asleep {
+            client_id,
+            duration: duration.get(),
+        });
+        self.arm_silence(idx);
+    }
+
+    /// The keep-alive or sleep supervision fired: lost if still silent, else re-armed.
+    pub(crate) fn on_silence_timer(&mut self, now: Instant, idx: SessionIdx) {
+        let Some(session) = self.session(idx) else {
+            return;
+        };
+        let Some(deadline) = session.silence_deadline() else {
+            return;
+        };
+        if deadline > now {
+            return self.arm(idx, deadline, TimerKind::Silence);
+        }
+        let reason = match session.state {
+            State::Asleep | State::Awake => LostReason::SleepExpired,
+            State::Handshake => LostReason::HandshakeTimeout,
+            _ => LostReason::KeepAliveExpired,
+        };
+        self.lose(now, idx, reason);
+    }
+
+    /// The client is lost: tell it (so it reconnects if it is still there), publish its Will.
+    pub(crate) fn lose(&mut self, now: Instant, idx: SessionIdx, reason: LostReason) {
+        self.send_to_session(idx, Packet::Disconnect(Disconnect { duration: None }));
+        self.end_session(now, idx, Ending::Lost(reason));
+    }
+
+    /// Ends the client's connection: the Will if lost, then the session is dropped
+    /// (CleanSession=1) or kept offline (CleanSession=0).
+    pub(crate) fn end_session(&mut self, now: Instant, idx: SessionIdx, ending: Ending) {
+        let handshake = self
+            .session(idx)
+            .is_some_and(|s| s.state == State::Handshake);
+        let mut will_published = false;
+        if let Ending::Lost(reason) = ending {
+            // A client lost mid-handshake never completed its connection: no Will.
+            let will = if handshake {
+                None
+            } else {
+                self.session_mut(idx).and_then(|s| s.will.take())
+            };
+            if let Some(will) = will {
+                self.publish_will(will);
+                will_published = true;
+            }
+            self.metrics.sessions_lost += 1;
+            if let Some(client_id) = self.session(idx).map(|s| s.client_id.clone()) {
+                self.emit(Event::Lost {
+                    client_id,
+                    reason,
+                    will_published,
+                });
+            }
+        } else if ending == Ending::Disconnected {
+            if let Some(client_id) = self.session(idx).map(|s| s.client_id.clone()) {
+                self.emit(Event::Disconnected { client_id });
+            }
+        }
+        let epoch = self.next_epoch();
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        let addr = session.addr.take();
+        session.abandon_in_flight();
+        session.inbound = Inbound::Idle { last: None };
+        session.pending_will = None;
+        session.state = State::Offline;
+        session.offline_since = Some(now);
+        session.epoch = epoch;
+        // QoS 0 is not kept for a client that is gone (MQTT keeps only QoS 1/2 for offline
+        // sessions).
+        session.queue.retain(|d| d.qos != MqttQoS::AtMostOnce);
+        let clean = session.clean_session;
+        if let Some(addr) = addr {
+            self.by_addr.remove(&addr);
+        }
+        if clean {
+            self.clear_session_state(idx);
+            self.remove_session(idx);
+        }
+    }
+
+    fn publish_will(&mut self, will: Will) {
+        self.metrics.wills_published += 1;
+        let id = (will.qos != MqttQoS::AtMostOnce).then(|| self.next_publish_id());
+        let publish = UplinkPublish {
+            id,
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            replay: false,
+        };
+        if let Some(id) = id {
+            // Held until the broker acknowledges it, replayed after a reconnect.
+            self.uplink.insert(
+                id,
+                PendingUplink {
+                    publish: publish.clone(),
+                    origin: None,
+                },
+            );
+        }
+        if self.broker_up {
+            self.command(BrokerCommand::Publish(publish));
+        } else if id.is_none() {
+            self.metrics.publish_broker_down += 1;
+        }
+    }
+
+    /// Drops everything CleanSession=1 drops: subscriptions (upstream too), topic ids, the
+    /// Will and queued messages (§6.3).
+    pub(crate) fn clear_session_state(&mut self, idx: SessionIdx) {
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        let filters: Vec<Arc<str>> = session.subscriptions.drain(..).map(|s| s.filter).collect();
+        session.topics.clear();
+        session.will = None;
+        session.queue.clear();
+        session.refused_topics.clear();
+        for filter in filters {
+            self.release_filter(idx, &filter);
+        }
+    }
+
+    /// Binds the session to `addr`, keeping it across a change of address (NAT rebinding,
+    /// NB-IoT): the session is the client id's, not the address's.
+    fn rebind(&mut self, idx: SessionIdx, addr: ClientAddr) {
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        if session.addr.as_ref() == Some(&addr) {
+            return;
+        }
+        let old = session.addr.replace(addr.clone());
+        if let Some(old) = old {
+            self.by_addr.remove(&old);
+        }
+        self.by_addr.insert(addr, idx);
+    }
+
+    /// A sleeping client's PINGREQ from an address the gateway does not know: find it by its
+    /// client id and move it there.
+    pub(crate) fn rebind_sleeper(
+        &mut self,
+        client_id: &[u8],
+        addr: &ClientAddr,
+    ) -> Option<SessionIdx> {
+        let client_id = std::str::from_utf8(client_id).ok()?;
+        let idx = *self.by_client_id.get(client_id)?;
+        let asleep = self
+            .session(idx)
+            .is_some_and(|s| matches!(s.state, State::Asleep | State::Awake));
+        if !asleep {
+            return None;
+        }
+        if let Some(&other) = self.by_addr.get(addr) {
+            if other != idx {
+                return None;
+            }
+        }
+        self.rebind(idx, addr.clone());
+        Some(idx)
+    }
+
+    /// At max_sessions, the session offline longest makes room. False when none is offline.
+    fn evict_oldest_offline(&mut self) -> bool {
+        let oldest = self
+            .sessions
+            .iter()
+            .enumerate()
+            .filter_map(|(idx, s)| s.as_ref().and_then(|s| s.offline_since.map(|t| (t, idx))))
+            .filter(|(_, idx)| {
+                self.session(*idx)
+                    .is_some_and(|s| s.state == State::Offline)
+            })
+            .min();
+        let Some((_, idx)) = oldest else {
+            return false;
+        };
+        self.metrics.sessions_evicted += 1;
+        self.clear_session_state(idx);
+        self.remove_session(idx);
+        true
+    }
+
+    /// Sends a message that expects a reply and starts its retransmission clock.
+    pub(crate) fn start_in_flight(&mut self, now: Instant, idx: SessionIdx, what: Outgoing) {
+        let deadline = now + self.config.retry_interval;
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        session.in_flight = Some(InFlight {
+            what,
+            sends: 1,
+            deadline,
+        });
+        self.transmit_in_flight(idx, false);
+        self.arm(idx, deadline, TimerKind::Retry);
+    }
+
+    /// Sends the in-flight message again now (a duplicate request from the client shows our
+    /// message was lost), restarting its clock without using up a retry.
+    pub(crate) fn resend_in_flight(&mut self, now: Instant, idx: SessionIdx) {
+        let deadline = now + self.config.retry_interval;
+        let Some(in_flight) = self.session_mut(idx).and_then(|s| s.in_flight.as_mut()) else {
+            return;
+        };
+        in_flight.deadline = deadline;
+        self.transmit_in_flight(idx, true);
+        self.arm(idx, deadline, TimerKind::Retry);
+    }
+
+    /// The retransmission clock fired (v1.2 §6.13): resend, or give up and lose the client.
+    pub(crate) fn on_retry_timer(&mut self, now: Instant, idx: SessionIdx) {
+        let max_retries = self.config.max_retries;
+        let deadline = now + self.config.retry_interval;
+        let Some(in_flight) = self.session_mut(idx).and_then(|s| s.in_flight.as_mut()) else {
+            return;
+        };
+        if in_flight.deadline > now {
+            return;
+        }
+        if in_flight.sends > max_retries {
+            let handshake = matches!(
+                in_flight.what,
+                Outgoing::WillTopicReq | Outgoing::WillMsgReq
+            );
+            let reason = if handshake {
+                LostReason::HandshakeTimeout
+            } else {
+                LostReason::RetriesExhausted
+            };
+            return self.lose(now, idx, reason);
+        }
+        in_flight.sends += 1;
+        in_flight.deadline = deadline;
+        self.metrics.retransmissions += 1;
+        self.transmit_in_flight(idx, true);
+        self.arm(idx, deadline, TimerKind::Retry);
+    }
+}
+
+impl Session {
+    /// Drops the outstanding gateway message; a QoS 1/2 PUBLISH goes back to the front of the
+    /// queue so it is delivered on the next connection or wake-up. One the client already
+    /// acknowledged with PUBREC is not sent again: it has it, exactly once.
+    pub(crate) fn abandon_in_flight(&mut self) {
+        if let Some(InFlight {
+            what: Outgoing::Publish {
+                delivery, stage, ..
+            },
+            ..
+        }) = self.in_flight.take()
+        {
+            if stage != PublishStage::Released {
+                self.queue.push_front(delivery);
+            }
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Broker → client (v1.2 §6.6, §6.10, §6.14; reference §4.7, §4.8, §4.14): a broker message is
+//! queued for every subscribed client, then delivered one exchange at a time, with a REGISTER
+//! first when the client does not know the topic's id, and retransmitted until acknowledged.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sn_codec::v12::{Packet, PubAck, Publish, PublishTopic, RegAck, Register, ReturnCode};
+
+use super::broker::{BrokerCommand, DeliveryId, MqttQoS};
+use super::events::Event;
+use super::gateway::Gateway;
+use super::session::{Delivery, Outgoing, PublishStage, Route, SessionIdx, State};
+
+impl Gateway {
+    pub(crate) fn on_broker_message(
+        &mut self,
+        now: Instant,
+        topic: Arc<str>,
+        payload: Bytes,
+        qos: MqttQoS,
+        retain: bool,
+        delivery: Option<DeliveryId>,
+    ) {
+        for target in self.targets(&topic, qos, retain) {
+            self.enqueue(
+                target.idx,
+                Delivery {
+                    topic: topic.clone(),
+                    payload: payload.clone(),
+                    qos: target.qos,
+                    retain,
+                    route: target.route,
+                    reregistered: false,
+                },
+            );
+            self.pump(now, target.idx);
+        }
+        // Every subscribed client's queue holds it now: the gateway has it.
+        if let Some(delivery) = delivery {
+            self.command(BrokerCommand::Ack { delivery });
+        }
+    }
+
+    /// Queues a message for a client, within max_queued_per_session: at the limit the oldest
+    /// QoS 0 message makes room, else the oldest message; each drop is counted.
+    fn enqueue(&mut self, idx: SessionIdx, delivery: Delivery) {
+        let limit = self.config.max_queued_per_session;
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        if session.state == State::Offline && delivery.qos == MqttQoS::AtMostOnce {
+            return;
+        }
+        if session.refused_topics.contains(&delivery.topic) {
+            return;
+        }
+        let mut dropped = false;
+        if session.queue.len() >= limit {
+            let victim = session
+                .queue
+                .iter()
+                .position(|d| d.qos == MqttQoS::AtMostOnce)
+                .unwrap_or(0);
+            session.queue.remove(victim);
+            dropped = true;
+        }
+        if limit > 0 {
+            session.queue.push_back(delivery);
+        } else {
+            dropped = true;
+        }
+        if dropped {
+            let first = !session.queue_full_reported;
+            session.queue_full_reported = true;
+            let client_id = session.client_id.clone();
+            self.metrics.dropped_queue_full += 1;
+            if first {
+                self.emit(Event::QueueFull { client_id, limit });
+            }
+        }
+    }
+
+    /// Sends what the client can take now: QoS 0 messages straight away, up to the next
+    /// message that needs an exchange (REGISTER or QoS 1/2 PUBLISH), which then waits.
+    pub(crate) fn pump(&mut self, now: Instant, idx: SessionIdx) {
+        let max = self.config.max_topics_per_session;
+        loop {
+            let Some(session) = self.session_mut(idx) else {
+                return;
+            };
+            if !session.reachable() || session.in_flight.is_some() {
+                return;
+            }
+            let Some(front) = session.queue.front() else {
+                session.queue_full_reported = false;
+                if session.state == State::Awake {
+                    self.finish_wake(now, idx);
+                }
+                return;
+            };
+            let topic = match front.route {
+                Route::Predefined(id) => PublishTopic::Predefined(id),
+                Route::Short(name) => PublishTopic::Short(name),
+                Route::Normal => match session.topics.lookup(&front.topic) {
+                    Some((id, true)) => PublishTopic::Normal(id),
+                    found => {
+                        let name = front.topic.clone();
+                        let id = match found {
+                            Some((id, false)) => Some(id),
+                            _ => session.topics.assign(&name, false, max).ok(),
+                        };
+                        let Some(topic_id) = id else {
+                            // No id left for this client: it cannot receive this topic.
+                            session.queue.pop_front();
+                            self.metrics.delivery_refused += 1;
+                            continue;
+                        };
+                        let msg_id = session.next_msg_id();
+                        return self.start_in_flight(
+                            now,
+                            idx,
+                            Outgoing::Register { topic_id, msg_id },
+                        );
+                    }
+                },
+            };
+            let Some(delivery) = session.queue.pop_front() else {
+                return;
+            };
+            let topic_id = match topic {
+                PublishTopic::Normal(id) | PublishTopic::Predefined(id) => id,
+                PublishTopic::Short(name) => u16::from_be_bytes(name),
+                PublishTopic::LongName(_) => 0,
+            };
+            if delivery.qos == MqttQoS::AtMostOnce {
+                let sent = self.send_to_session(
+                    idx,
+                    Packet::Publish(Publish {
+                        dup: false,
+                        qos: sn_codec::QoS::AtMostOnce,
+                        retain: delivery.retain,
+                        topic,
+                        msg_id: 0,
+                        data: &delivery.payload,
+                    }),
+                );
+                if sent {
+                    self.metrics.delivered += 1;
+                }
+                continue;
+            }
+            let msg_id = session.next_msg_id();
+            let stage = PublishStage::Published;
+            // Too big for the client's link: dropped (v1.2 §6.10) and counted.
+            if !self.fits(idx, &delivery, topic) {
+                self.metrics.dropped_too_big_for_client += 1;
+                continue;
+            }
+            self.metrics.delivered += 1;
+            return self.start_in_flight(
+                now,
+                idx,
+                Outgoing::Publish {
+                    delivery,
+                    topic_id,
+                    msg_id,
+                    stage,
+                },
+            );
+        }
+    }
+
+    /// Whether the PUBLISH for `delivery` fits in max_packet_size on the way to this client,
+    /// forwarder encapsulation included.
+    fn fits(&self, idx: SessionIdx, delivery: &Delivery, topic: PublishTopic<'_>) -> bool {
+        let packet = Packet::Publish(Publish {
+            dup: false,
+            qos: delivery.qos.to_sn(),
+            retain: delivery.retain,
+            topic,
+            msg_id: 1,
+            data: &delivery.payload,
+        });
+        let encapsulation = self
+            .session(idx)
+            .and_then(|s| s.addr.as_ref())
+            .and_then(|a| a.node.as_ref())
+            .map_or(0, |node| 3 + node.len());
+        packet.encoded_len() + encapsulation <= self.config.max_packet_size
+    }
+
+    /// (Re)sends the in-flight message; `retransmission` sets DUP on a PUBLISH.
+    pub(crate) fn transmit_in_flight(&mut self, idx: SessionIdx, retransmission: bool) {
+        let Some(session) = self.session(idx) else {
+            return;
+        };
+        let Some(in_flight) = &session.in_flight else {
+            return;
+        };
+        let what = in_flight.what.clone();
+        let name = match &what {
+            Outgoing::Register { topic_id, .. } => session.topics.name(*topic_id).cloned(),
+            _ => None,
+        };
+        let packet = match &what {
+            Outgoing::WillTopicReq => Packet::WillTopicReq,
+            Outgoing::WillMsgReq => Packet::WillMsgReq,
+            Outgoing::Register { topic_id, msg_id } => {
+                let Some(name) = &name else { return };
+                return {
+                    self.send_to_session(
+                        idx,
+                        Packet::Register(Register {
+                            topic_id: *topic_id,
+                            msg_id: *msg_id,
+                            topic_name: name.as_bytes(),
+                        }),
+                    );
+                };
+            }
+            Outgoing::Publish {
+                delivery,
+                topic_id,
+                msg_id,
+                stage,
+            } => {
+                if *stage == PublishStage::Released {
+                    Packet::PubRel { msg_id: *msg_id }
+                } else {
+                    let topic = match delivery.route {
+                        Route::Predefined(id) => PublishTopic::Predefined(id),
+                        Route::Short(name) => PublishTopic::Short(name),
+                        Route::Normal => PublishTopic::Normal(*topic_id),
+                    };
+                    return {
+                        self.send_to_session(
+                            idx,
+                            Packet::Publish(Publish {
+                                dup: retransmission,
+                                qos: delivery.qos.to_sn(),
+                                retain: delivery.retain,
+                                topic,
+                                msg_id: *msg_id,
+                                data: &delivery.payload,
+                            }),
+                        );
+                    };
+                }
+            }
+        };
+        self.send_to_session(idx, packet);
+    }
+
+    pub(crate) fn on_regack(&mut self, now: Instant, idx: SessionIdx, regack: RegAck) {
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        let matches = matches!(
+            session.in_flight.as_ref().map(|f| &f.what),
+            Some(Outgoing::Register { topic_id, msg_id })
+                if *msg_id == regack.msg_id && *topic_id == regack.topic_id
+        );
+        if !matches {
+            self.metrics.unexpected_packet += 1;
+            return;
+        }
+        session.in_flight = None;
+        if regack.return_code.is_accepted() {
+            session.topics.mark_known(regack.topic_id);
+        } else {
+            // The client refuses this topic name: drop what waits for it and never offer it
+            // again in this session (an unsubscribe for that name only, reference §4.7).
+            if let Some(name) = session.topics.name(regack.topic_id).cloned() {
+                let before = session.queue.len();
+                session.queue.retain(|d| d.topic != name);
+                let dropped = (before - session.queue.len()) as u64;
+                session.refused_topics.push(name);
+                self.metrics.delivery_refused += dropped;
+            }
+        }
+        self.pump(now, idx);
+    }
+
+    pub(crate) fn on_puback(&mut self, now: Instant, idx: SessionIdx, puback: PubAck) {
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        let in_flight = session.in_flight.take();
+        let (delivery, topic_id) = match in_flight {
+            // An error PUBACK ends a QoS 2 exchange too (v1.2 §6.7).
+            Some(super::session::InFlight {
+                what:
+                    Outgoing::Publish {
+                        delivery,
+                        topic_id,
+                        msg_id,
+                        stage: PublishStage::Published,
+                    },
+                ..
+            }) if msg_id == puback.msg_id => (delivery, topic_id),
+            other => {
+                session.in_flight = other;
+                // An error PUBACK for a QoS 0 PUBLISH: the client has forgotten the id.
+                if puback.return_code == ReturnCode::InvalidTopicId {
+                    session.topics.mark_unknown(puback.topic_id);
+                } else {
+                    self.metrics.unexpected_packet += 1;
+                }
+                return;
+            }
+        };
+        match puback.return_code {
+            ReturnCode::Accepted => {}
+            // The client lost the id: register it again and resend, once.
+            ReturnCode::InvalidTopicId
+                if delivery.route == Route::Normal && !delivery.reregistered =>
+            {
+                session.topics.mark_unknown(topic_id);
+                session.queue.push_front(Delivery {
+                    reregistered: true,
+                    ..delivery
+                });
+            }
+            _ => self.metrics.delivery_refused += 1,
+        }
+        self.pump(now, idx);
+    }
+
+    pub(crate) fn on_pubrec(&mut self, now: Instant, idx: SessionIdx, msg_id: u16) {
+        let deadline = now + self.config.retry_interval;
+        let Some(in_flight) = self.session_mut(idx).and_then(|s| s.in_flight.as_mut()) else {
+            return;
+        };
+        match &mut in_flight.what {
+            Outgoing::Publish {
+                msg_id: m,
+                stage,
+                delivery,
+                ..
+            } if *m == msg_id && delivery.qos == MqttQoS::ExactlyOnce => {
+                // First PUBREC, or a repeat because our PUBREL was lost: (re)send PUBREL.
+                *stage = PublishStage::Released;
+                in_flight.sends = 1;
+                in_flight.deadline = deadline;
+            }
+            _ => {
+                self.metrics.unexpected_packet += 1;
+                return;
+            }
+        }
+        self.transmit_in_flight(idx, false);
+        self.arm(idx, deadline, super::gateway::TimerKind::Retry);
+    }
+
+    pub(crate) fn on_pubcomp(&mut self, now: Instant, idx: SessionIdx, msg_id: u16) {
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        let done = matches!(
+            session.in_flight.as_ref().map(|f| &f.what),
+            Some(Outgoing::Publish { msg_id: m, stage: PublishStage::Released, .. }) if *m == msg_id
+        );
+        if !done {
+            self.metrics.unexpected_packet += 1;
+            return;
+        }
+        session.in_flight = None;
+        self.pump(now, idx);
+    }
+}

@@ -1,0 +1,135 @@
+//! What the core reports for logs and metrics.
+
+use std::sync::Arc;
+
+/// Why a session ended without a clean DISCONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostReason {
+    /// Silent past 1.5 × its keep-alive.
+    KeepAliveExpired,
+    /// Asleep past 1.5 × its sleep duration.
+    SleepExpired,
+    /// Did not answer a gateway message after N_retry retransmissions.
+    RetriesExhausted,
+    /// Never finished the Will handshake.
+    HandshakeTimeout,
+}
+
+impl std::fmt::Display for LostReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LostReason::KeepAliveExpired => "keep-alive expired",
+            LostReason::SleepExpired => "sleep duration expired",
+            LostReason::RetriesExhausted => "no reply after all retransmissions",
+            LostReason::HandshakeTimeout => "Will handshake not completed",
+        })
+    }
+}
+
+/// A session-level event, one log line each at info.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A client connected (CONNACK 0x00 sent).
+    Connected {
+        /// Its client id.
+        client_id: Arc<str>,
+        /// Where it is, as text.
+        addr: String,
+        /// CleanSession flag.
+        clean_session: bool,
+        /// Keep-alive in seconds.
+        keep_alive: u16,
+        /// Whether an earlier session was resumed (CleanSession=0 and one existed).
+        resumed: bool,
+    },
+    /// A CONNECT was refused.
+    ConnectRefused {
+        /// Where it came from.
+        addr: String,
+        /// Why, for the log.
+        reason: &'static str,
+    },
+    /// A client disconnected cleanly.
+    Disconnected {
+        /// Its client id.
+        client_id: Arc<str>,
+    },
+    /// A client went to sleep.
+    Asleep {
+        /// Its client id.
+        client_id: Arc<str>,
+        /// Sleep duration in seconds.
+        duration: u16,
+    },
+    /// A sleeping client woke up.
+    Awake {
+        /// Its client id.
+        client_id: Arc<str>,
+        /// Messages waiting for it.
+        queued: usize,
+    },
+    /// A client was lost.
+    Lost {
+        /// Its client id.
+        client_id: Arc<str>,
+        /// Why.
+        reason: LostReason,
+        /// Whether its Will was published.
+        will_published: bool,
+    },
+    /// A client's messages were dropped at a limit (logged once per session until it recovers).
+    QueueFull {
+        /// Its client id.
+        client_id: Arc<str>,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Counters since the gateway started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Datagrams handed to the core.
+    pub datagrams_received: u64,
+    /// Datagrams the core asked to send.
+    pub datagrams_sent: u64,
+    /// Datagrams that did not decode.
+    pub malformed: u64,
+    /// Datagrams over max_packet_size.
+    pub dropped_oversize: u64,
+    /// Packets from peers with no session, answered with DISCONNECT.
+    pub unknown_peer: u64,
+    /// Valid packets that make no sense in the session's state.
+    pub unexpected_packet: u64,
+    /// CONNECTs refused (any return code).
+    pub connect_refused: u64,
+    /// Uplink PUBLISHes forwarded to the broker.
+    pub publish_forwarded: u64,
+    /// Uplink PUBLISHes dropped or refused because the broker link was down.
+    pub publish_broker_down: u64,
+    /// Uplink PUBLISHes refused: unknown topic id, bad topic, or a second exchange in flight.
+    pub publish_rejected: u64,
+    /// QoS -1 PUBLISHes dropped because qos_minus_one is off.
+    pub publish_minus_one_disabled: u64,
+    /// Duplicate PUBLISHes answered without forwarding again.
+    pub publish_duplicate: u64,
+    /// Broker messages delivered to clients (PUBLISH sent, first transmission).
+    pub delivered: u64,
+    /// Broker messages dropped at a full per-session queue.
+    pub dropped_queue_full: u64,
+    /// Packets not sent because they exceed max_packet_size.
+    pub dropped_too_big_for_client: u64,
+    /// Deliveries the client refused (REGACK/PUBACK with an error code).
+    pub delivery_refused: u64,
+    /// Retransmissions to clients.
+    pub retransmissions: u64,
+    /// Sessions lost (keep-alive, sleep, retries).
+    pub sessions_lost: u64,
+    /// Wills published.
+    pub wills_published: u64,
+    /// Offline sessions evicted to make room at max_sessions.
+    pub sessions_evicted: u64,
+    /// Events dropped because the runtime did not poll them.
+    pub events_dropped: u64,
+}

@@ -1,0 +1,448 @@
+//! The [`Gateway`] state machine: its state, the public feed/poll API, and the plumbing the
+//! protocol handlers (in the sibling modules) share: sessions, timers and outputs.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use sn_codec::v12::{Forwarded, Frame, Packet};
+use tracing::trace;
+
+use super::broker::{BrokerCommand, BrokerEvent, PublishId, UplinkPublish};
+use super::config::CoreConfig;
+use super::events::{Event, Metrics};
+use super::peer::{ClientAddr, Destination, LinkId, Peer, Transmit};
+use super::session::{Session, SessionIdx, State};
+use super::subscriptions::Upstream;
+use super::topics::Predefined;
+
+/// What a timer entry is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TimerKind {
+    /// Keep-alive or sleep supervision.
+    Silence,
+    /// Retransmission of the in-flight message.
+    Retry,
+}
+
+/// A deadline for one session. Entries are never removed early: when one fires, the session's
+/// state decides whether it still applies (lazy cancellation keeps every update O(log n)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Timer {
+    pub(crate) at: Instant,
+    pub(crate) idx: SessionIdx,
+    pub(crate) epoch: u64,
+    pub(crate) kind: TimerKind,
+}
+
+/// An uplink QoS 1/2 publish the broker has not acknowledged yet.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingUplink {
+    pub(crate) publish: UplinkPublish,
+    /// The session (slot, epoch) waiting to acknowledge it to its client.
+    pub(crate) origin: Option<(SessionIdx, u64)>,
+}
+
+/// The MQTT-SN gateway protocol engine, free of I/O: feed it datagrams, broker events and the
+/// time; poll it for datagrams, broker commands, its next deadline and events.
+#[derive(Debug)]
+pub struct Gateway {
+    pub(crate) config: CoreConfig,
+    pub(crate) predefined: Predefined,
+    pub(crate) sessions: Vec<Option<Session>>,
+    pub(crate) free_slots: Vec<SessionIdx>,
+    pub(crate) by_client_id: HashMap<Arc<str>, SessionIdx>,
+    pub(crate) by_addr: HashMap<ClientAddr, SessionIdx>,
+    pub(crate) upstream: Upstream,
+    pub(crate) uplink: BTreeMap<PublishId, PendingUplink>,
+    next_publish_id: u64,
+    next_epoch: u64,
+    pub(crate) broker_up: bool,
+    pub(crate) discovery_links: Vec<LinkId>,
+    pub(crate) next_advertise: Option<Instant>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    transmits: VecDeque<Transmit>,
+    commands: VecDeque<BrokerCommand>,
+    events: VecDeque<Event>,
+    pub(crate) metrics: Metrics,
+}
+
+/// Events kept for the runtime before the oldest is dropped (it polls them after every call,
+/// so this only bounds memory if a runtime forgets to).
+const MAX_EVENTS: usize = 4096;
+
+impl Gateway {
+    /// A gateway with no sessions, its broker link down.
+    pub fn new(config: CoreConfig) -> Self {
+        Gateway {
+            predefined: Predefined::new(&config.predefined_topics),
+            config,
+            sessions: Vec::new(),
+            free_slots: Vec::new(),
+            by_client_id: HashMap::new(),
+            by_addr: HashMap::new(),
+            upstream: Upstream::default(),
+            uplink: BTreeMap::new(),
+            next_publish_id: 1,
+            next_epoch: 1,
+            broker_up: false,
+            discovery_links: Vec::new(),
+            next_advertise: None,
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Declares a link whose discovery address gets ADVERTISE (and GWINFO answers).
+    pub fn add_discovery_link(&mut self, link: LinkId) {
+        if !self.discovery_links.contains(&link) {
+            self.discovery_links.push(link);
+        }
+    }
+
+    /// A datagram arrived from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: Peer, datagram: &[u8]) {
+        self.metrics.datagrams_received += 1;
+        if datagram.len() > self.config.max_packet_size {
+            self.metrics.dropped_oversize += 1;
+            trace!(peer = %from.addr, len = datagram.len(), "dropped: datagram over max_packet_size");
+            return;
+        }
+        let (node, packet) = match Frame::decode(datagram) {
+            Ok(Frame::Packet(packet)) => (None, packet),
+            Ok(Frame::Forwarded(Forwarded {
+                node_id, packet, ..
+            })) => (Some(Box::from(node_id)), packet),
+            Err(error) => {
+                self.metrics.malformed += 1;
+                trace!(peer = %from.addr, %error, "dropped: malformed datagram");
+                return;
+            }
+        };
+        let addr = ClientAddr { peer: from, node };
+        trace!(client = %addr, ?packet, "received");
+        self.dispatch(now, addr, packet);
+    }
+
+    /// Something happened on the broker side.
+    pub fn handle_broker(&mut self, now: Instant, event: BrokerEvent) {
+        match event {
+            BrokerEvent::Connected { session_present } => {
+                self.on_broker_connected(now, session_present)
+            }
+            BrokerEvent::Disconnected => self.on_broker_disconnected(),
+            BrokerEvent::PublishAcked { id } => self.on_uplink_acked(now, id),
+            BrokerEvent::SubAck { filter, granted } => self.on_broker_suback(now, &filter, granted),
+            BrokerEvent::Message {
+                topic,
+                payload,
+                qos,
+                retain,
+                delivery,
+            } => self.on_broker_message(now, topic, payload, qos, retain, delivery),
+        }
+    }
+
+    /// Time has reached a deadline from [`Gateway::poll_timeout`] (calling it early is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse(timer)) = self.timers.peek().copied() {
+            if timer.at > now {
+                break;
+            }
+            self.timers.pop();
+            let live = self
+                .session(timer.idx)
+                .is_some_and(|s| s.epoch == timer.epoch);
+            if !live {
+                continue;
+            }
+            match timer.kind {
+                TimerKind::Silence => self.on_silence_timer(now, timer.idx),
+                TimerKind::Retry => self.on_retry_timer(now, timer.idx),
+            }
+        }
+        if self.next_advertise.is_some_and(|at| at <= now) {
+            self.on_advertise_timer(now);
+        }
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next command for the broker link.
+    pub fn poll_broker(&mut self) -> Option<BrokerCommand> {
+        self.commands.pop_front()
+    }
+
+    /// The earliest deadline; call [`Gateway::handle_timeout`] when it is reached.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timer = self.timers.peek().map(|Reverse(t)| t.at);
+        match (timer, self.next_advertise) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next event, for logs and metrics.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Counters since start.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Sessions held (any state).
+    pub fn session_count(&self) -> usize {
+        self.by_client_id.len()
+    }
+
+    /// Uplink QoS 1/2 messages the broker has not acknowledged yet.
+    pub fn pending_uplink(&self) -> usize {
+        self.uplink.len()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Shared plumbing for the handlers.
+    // ---------------------------------------------------------------------------------------
+
+    pub(crate) fn session(&self, idx: SessionIdx) -> Option<&Session> {
+        self.sessions.get(idx).and_then(Option::as_ref)
+    }
+
+    pub(crate) fn session_mut(&mut self, idx: SessionIdx) -> Option<&mut Session> {
+        self.sessions.get_mut(idx).and_then(Option::as_mut)
+    }
+
+    pub(crate) fn next_epoch(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
+    }
+
+    pub(crate) fn next_publish_id(&mut self) -> PublishId {
+        let id = PublishId(self.next_publish_id);
+        self.next_publish_id += 1;
+        id
+    }
+
+    /// Stores a new session in a free slot.
+    pub(crate) fn insert_session(&mut self, session: Session) -> SessionIdx {
+        let client_id = session.client_id.clone();
+        let idx = match self.free_slots.pop() {
+            Some(idx) => {
+                if let Some(slot) = self.sessions.get_mut(idx) {
+                    *slot = Some(session);
+                }
+                idx
+            }
+            None => {
+                self.sessions.push(Some(session));
+                self.sessions.len() - 1
+            }
+        };
+        self.by_client_id.insert(client_id, idx);
+        idx
+    }
+
+    /// Frees a session's slot; the caller has already dropped its subscriptions and address.
+    pub(crate) fn remove_session(&mut self, idx: SessionIdx) {
+        if let Some(session) = self.sessions.get_mut(idx).and_then(Option::take) {
+            self.by_client_id.remove(&session.client_id);
+            if let Some(addr) = &session.addr {
+                self.by_addr.remove(addr);
+            }
+            self.free_slots.push(idx);
+        }
+    }
+
+    pub(crate) fn arm(&mut self, idx: SessionIdx, at: Instant, kind: TimerKind) {
+        if let Some(epoch) = self.session(idx).map(|s| s.epoch) {
+            self.timers.push(Reverse(Timer {
+                at,
+                idx,
+                epoch,
+                kind,
+            }));
+        }
+    }
+
+    /// Arms the keep-alive / sleep supervision of a session if it has one.
+    pub(crate) fn arm_silence(&mut self, idx: SessionIdx) {
+        if let Some(at) = self.session(idx).and_then(Session::silence_deadline) {
+            self.arm(idx, at, TimerKind::Silence);
+        }
+    }
+
+    pub(crate) fn emit(&mut self, event: Event) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+            self.metrics.events_dropped += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    pub(crate) fn command(&mut self, command: BrokerCommand) {
+        self.commands.push_back(command);
+    }
+
+    /// Encodes `packet` for a client (wrapped for its forwarder if it has one) and queues it.
+    /// Returns false, counting the drop, when it cannot be sent within max_packet_size.
+    pub(crate) fn send(&mut self, to: &ClientAddr, packet: Packet<'_>) -> bool {
+        let frame = match &to.node {
+            None => Frame::Packet(packet),
+            Some(node) => Frame::Forwarded(Forwarded {
+                radius: 0,
+                node_id: node,
+                packet,
+            }),
+        };
+        self.queue_frame(to.peer.link, Destination::Unicast(to.peer.addr), &frame)
+    }
+
+    /// Sends to the session's current address, if it has one.
+    pub(crate) fn send_to_session(&mut self, idx: SessionIdx, packet: Packet<'_>) -> bool {
+        match self.session(idx).and_then(|s| s.addr.clone()) {
+            Some(addr) => self.send(&addr, packet),
+            None => false,
+        }
+    }
+
+    pub(crate) fn queue_frame(
+        &mut self,
+        link: LinkId,
+        destination: Destination,
+        frame: &Frame<'_>,
+    ) -> bool {
+        let len = frame.encoded_len();
+        if len > self.config.max_packet_size {
+            self.metrics.dropped_too_big_for_client += 1;
+            trace!(len, "not sent: packet over max_packet_size");
+            return false;
+        }
+        let mut buf = BytesMut::with_capacity(len);
+        if let Err(error) = frame.encode(&mut buf) {
+            self.metrics.dropped_too_big_for_client += 1;
+            trace!(%error, "not sent: cannot encode");
+            return false;
+        }
+        trace!(?link, ?destination, packet = ?frame.packet(), "send");
+        self.metrics.datagrams_sent += 1;
+        self.transmits.push_back(Transmit {
+            link,
+            destination,
+            datagram: Bytes::from(buf),
+        });
+        true
+    }
+
+    /// Answers a peer the gateway has no session for with DISCONNECT, so that the client
+    /// reconnects instead of publishing into the void (reference §4.12).
+    pub(crate) fn reject_unknown(&mut self, addr: &ClientAddr) {
+        self.metrics.unknown_peer += 1;
+        self.send(
+            addr,
+            Packet::Disconnect(sn_codec::v12::Disconnect { duration: None }),
+        );
+    }
+
+    /// Routes a decoded packet to its handler.
+    fn dispatch(&mut self, now: Instant, addr: ClientAddr, packet: Packet<'_>) {
+        match packet {
+            Packet::Connect(connect) => return self.on_connect(now, addr, connect),
+            Packet::SearchGw(search) => return self.on_searchgw(&addr, search.radius),
+            Packet::Publish(publish) if publish.qos == sn_codec::QoS::MinusOne => {
+                return self.on_publish_minus_one(&addr, publish)
+            }
+            // Other gateways' and clients' discovery traffic: nothing to do.
+            Packet::Advertise(_) | Packet::GwInfo(_) => return,
+            _ => {}
+        }
+        let idx = match self.by_addr.get(&addr) {
+            Some(&idx) => idx,
+            None => match packet {
+                // A sleeping client may wake from a new address; its PINGREQ names it.
+                Packet::PingReq { client_id } if !client_id.is_empty() => {
+                    match self.rebind_sleeper(client_id, &addr) {
+                        Some(idx) => idx,
+                        None => return self.reject_unknown(&addr),
+                    }
+                }
+                _ => return self.reject_unknown(&addr),
+            },
+        };
+        let Some(state) = self.session_mut(idx).map(|s| {
+            s.last_seen = now;
+            s.state
+        }) else {
+            return;
+        };
+        let allowed = match state {
+            State::Active => true,
+            State::Handshake => matches!(
+                packet,
+                Packet::WillTopic(_)
+                    | Packet::WillMsg { .. }
+                    | Packet::Disconnect(_)
+                    | Packet::PingReq { .. }
+            ),
+            // A sleeping or waking client only acknowledges, pings, or disconnects (§6.14).
+            State::Asleep | State::Awake => matches!(
+                packet,
+                Packet::PingReq { .. }
+                    | Packet::Disconnect(_)
+                    | Packet::RegAck(_)
+                    | Packet::PubAck(_)
+                    | Packet::PubRec { .. }
+                    | Packet::PubComp { .. }
+                    | Packet::PubRel { .. }
+            ),
+            State::Offline => false,
+        };
+        if !allowed {
+            self.metrics.unexpected_packet += 1;
+            trace!(?state, msg = %packet.msg_type(), "ignored: not expected in this state");
+            return;
+        }
+        match packet {
+            Packet::WillTopic(will) => self.on_willtopic(now, idx, will),
+            Packet::WillMsg { msg } => self.on_willmsg(now, idx, msg),
+            Packet::WillTopicUpd(will) => self.on_willtopicupd(idx, will),
+            Packet::WillMsgUpd { msg } => self.on_willmsgupd(idx, msg),
+            Packet::Register(register) => self.on_register(idx, register),
+            Packet::RegAck(regack) => self.on_regack(now, idx, regack),
+            Packet::Publish(publish) => self.on_publish(idx, publish),
+            Packet::PubAck(puback) => self.on_puback(now, idx, puback),
+            Packet::PubRec { msg_id } => self.on_pubrec(now, idx, msg_id),
+            Packet::PubRel { msg_id } => self.on_pubrel(idx, msg_id),
+            Packet::PubComp { msg_id } => self.on_pubcomp(now, idx, msg_id),
+            Packet::Subscribe(subscribe) => self.on_subscribe(idx, subscribe),
+            Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(idx, unsubscribe),
+            Packet::PingReq { client_id } => self.on_pingreq(now, idx, client_id),
+            Packet::Disconnect(disconnect) => self.on_disconnect(now, idx, disconnect),
+            // A client answering our PINGREQ: liveness was refreshed above.
+            Packet::PingResp => {}
+            // Gateway-to-client messages a client has no business sending.
+            Packet::ConnAck { .. }
+            | Packet::WillTopicReq
+            | Packet::WillMsgReq
+            | Packet::SubAck(_)
+            | Packet::UnsubAck { .. }
+            | Packet::WillTopicResp { .. }
+            | Packet::WillMsgResp { .. }
+            | Packet::Connect(_)
+            | Packet::SearchGw(_)
+            | Packet::Advertise(_)
+            | Packet::GwInfo(_) => {
+                self.metrics.unexpected_packet += 1;
+            }
+        }
+    }
+}

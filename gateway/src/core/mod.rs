@@ -1,0 +1,27 @@
+//! The sans-I/O protocol core: every MQTT-SN rule, no sockets, no clock, no tokio.
+//!
+//! [`Gateway`] is fed datagrams ([`Gateway::handle_datagram`]), broker events
+//! ([`Gateway::handle_broker`]) and time ([`Gateway::handle_timeout`]), and polled for
+//! datagrams to send ([`Gateway::poll_transmit`]), broker commands ([`Gateway::poll_broker`]),
+//! its next deadline ([`Gateway::poll_timeout`]) and events ([`Gateway::poll_event`]).
+//! The shape follows quinn-proto: every rule is testable in microseconds with a simulated
+//! clock, and the same core serves UDP, serial radios and DTLS without knowing which.
+
+mod broker;
+mod config;
+mod connection;
+mod discovery;
+mod downlink;
+mod events;
+mod gateway;
+mod peer;
+mod session;
+mod subscriptions;
+mod topics;
+mod uplink;
+
+pub use broker::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId, UplinkPublish};
+pub use config::CoreConfig;
+pub use events::{Event, LostReason, Metrics};
+pub use gateway::Gateway;
+pub use peer::{ClientAddr, Destination, LinkId, Peer, PeerAddr, Transmit};

@@ -1,0 +1,231 @@
+//! One MQTT-SN client as the gateway sees it (v1.2 §6.14, reference §4.13).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::broker::{MqttQoS, PublishId};
+use super::peer::ClientAddr;
+use super::topics::TopicTable;
+
+/// Index of a session in the gateway's slab.
+pub(crate) type SessionIdx = usize;
+
+/// The client's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// CONNECT with Will=1 received; WILLTOPICREQ/WILLMSGREQ outstanding.
+    Handshake,
+    /// Connected.
+    Active,
+    /// Sleeping after DISCONNECT{duration}; everything for it is queued.
+    Asleep,
+    /// Woken by PINGREQ; receiving what was queued, then back to sleep.
+    Awake,
+    /// Disconnected or lost, kept because CleanSession was 0.
+    Offline,
+}
+
+/// A client's Will, published by the gateway when the client is lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Will {
+    pub(crate) topic: Arc<str>,
+    pub(crate) payload: Bytes,
+    pub(crate) qos: MqttQoS,
+    pub(crate) retain: bool,
+}
+
+/// How a subscription was made, which decides how its messages are addressed to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubKind {
+    /// A topic name without wildcards; its normal id went back in the SUBACK.
+    Name,
+    /// A filter with wildcards: each concrete topic is REGISTERed before its first PUBLISH.
+    Wildcard,
+    /// A predefined topic id.
+    Predefined(u16),
+    /// A short topic name.
+    Short([u8; 2]),
+}
+
+/// One subscription of a session.
+#[derive(Debug, Clone)]
+pub(crate) struct Subscription {
+    pub(crate) filter: Arc<str>,
+    pub(crate) kind: SubKind,
+    /// What the client asked for.
+    pub(crate) requested: MqttQoS,
+    /// What it got (min of requested and the broker's grant); `requested` until the SUBACK.
+    pub(crate) granted: MqttQoS,
+    /// Which upstream SUBSCRIBE of this filter this subscription caused; retained messages
+    /// (Retain=1, sent by the broker because of a new subscription) go only to subscriptions
+    /// of the most recently acknowledged one.
+    pub(crate) generation: u64,
+    /// The SUBSCRIBE's MsgId and topic id while the client waits for its SUBACK.
+    pub(crate) awaiting_suback: Option<(u16, u16)>,
+}
+
+/// How a delivery names its topic to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// A normal topic id from the session's table (REGISTERed first if the client lacks it).
+    Normal,
+    /// A predefined id.
+    Predefined(u16),
+    /// A short name.
+    Short([u8; 2]),
+}
+
+/// A message waiting to go to the client.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    pub(crate) topic: Arc<str>,
+    pub(crate) payload: Bytes,
+    pub(crate) qos: MqttQoS,
+    pub(crate) retain: bool,
+    pub(crate) route: Route,
+    /// Re-registrations after PUBACK 0x02, to stop a client that keeps refusing from looping.
+    pub(crate) reregistered: bool,
+}
+
+/// The client's QoS 1/2 PUBLISH being handled (one at a time, v1.2 §6.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inbound {
+    /// Nothing outstanding; remembers the last completed exchange to answer a duplicate.
+    Idle { last: Option<(u16, u16)> },
+    /// Sent to the broker, waiting for its acknowledgement.
+    Forwarding {
+        msg_id: u16,
+        topic_id: u16,
+        qos: MqttQoS,
+        id: PublishId,
+    },
+    /// QoS 2: PUBREC sent, waiting for the client's PUBREL.
+    AwaitPubRel { msg_id: u16 },
+}
+
+/// What the gateway sent that expects a reply, for retransmission (v1.2 §6.13).
+#[derive(Debug, Clone)]
+pub(crate) enum Outgoing {
+    WillTopicReq,
+    WillMsgReq,
+    Register {
+        topic_id: u16,
+        msg_id: u16,
+    },
+    Publish {
+        delivery: Delivery,
+        topic_id: u16,
+        msg_id: u16,
+        stage: PublishStage,
+    },
+}
+
+/// Where a gateway → client QoS 1/2 PUBLISH stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PublishStage {
+    /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Published,
+    /// QoS 2: PUBREL sent; waiting for PUBCOMP.
+    Released,
+}
+
+/// The one outstanding gateway message and its retry clock.
+#[derive(Debug, Clone)]
+pub(crate) struct InFlight {
+    pub(crate) what: Outgoing,
+    /// Transmissions so far (1 after the first send).
+    pub(crate) sends: u32,
+    pub(crate) deadline: Instant,
+}
+
+/// A session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) client_id: Arc<str>,
+    /// Where the client is reached; `None` while offline.
+    pub(crate) addr: Option<ClientAddr>,
+    pub(crate) state: State,
+    pub(crate) clean_session: bool,
+    /// Keep-alive from CONNECT; zero turns supervision off.
+    pub(crate) keep_alive: Duration,
+    /// Sleep duration from DISCONNECT{duration}.
+    pub(crate) sleep: Duration,
+    pub(crate) last_seen: Instant,
+    /// When it went offline, to evict the oldest first at the session limit.
+    pub(crate) offline_since: Option<Instant>,
+    pub(crate) will: Option<Will>,
+    /// WILLTOPIC received during the handshake, waiting for WILLMSG.
+    pub(crate) pending_will: Option<Will>,
+    pub(crate) topics: TopicTable,
+    pub(crate) subscriptions: Vec<Subscription>,
+    pub(crate) inbound: Inbound,
+    pub(crate) in_flight: Option<InFlight>,
+    pub(crate) queue: VecDeque<Delivery>,
+    /// Topic names the client refused with a REGACK error: not offered again this session.
+    pub(crate) refused_topics: Vec<Arc<str>>,
+    /// A queue overflow was reported; cleared when the queue drains, so it is logged once
+    /// per episode rather than once per dropped message.
+    pub(crate) queue_full_reported: bool,
+    next_msg_id: u16,
+    /// Bumped every time the slot is reused or the client reconnects, so that late timers and
+    /// broker acknowledgements for an earlier life of the session are ignored.
+    pub(crate) epoch: u64,
+}
+
+impl Session {
+    pub(crate) fn new(client_id: Arc<str>, now: Instant, epoch: u64) -> Self {
+        Session {
+            client_id,
+            addr: None,
+            state: State::Offline,
+            clean_session: true,
+            keep_alive: Duration::ZERO,
+            sleep: Duration::ZERO,
+            last_seen: now,
+            offline_since: Some(now),
+            will: None,
+            pending_will: None,
+            topics: TopicTable::default(),
+            subscriptions: Vec::new(),
+            inbound: Inbound::Idle { last: None },
+            in_flight: None,
+            queue: VecDeque::new(),
+            refused_topics: Vec::new(),
+            queue_full_reported: false,
+            next_msg_id: 0,
+            epoch,
+        }
+    }
+
+    /// A fresh MsgId for a gateway → client message: never 0.
+    pub(crate) fn next_msg_id(&mut self) -> u16 {
+        self.next_msg_id = self.next_msg_id.checked_add(1).unwrap_or(1);
+        self.next_msg_id
+    }
+
+    /// When the client is lost if it stays silent: 1.5 × its keep-alive or sleep duration
+    /// (reference §4.11; the v2.0 rule and Paho's and EMQX's convention).
+    pub(crate) fn silence_deadline(&self) -> Option<Instant> {
+        let period = match self.state {
+            State::Active | State::Handshake => self.keep_alive,
+            State::Asleep | State::Awake => self.sleep,
+            State::Offline => return None,
+        };
+        if period.is_zero() {
+            return None;
+        }
+        Some(self.last_seen + period + period / 2)
+    }
+
+    pub(crate) fn subscription(&self, filter: &str) -> Option<&Subscription> {
+        self.subscriptions.iter().find(|s| &*s.filter == filter)
+    }
+
+    /// Whether messages can be sent to the client now.
+    pub(crate) fn reachable(&self) -> bool {
+        matches!(self.state, State::Active | State::Awake)
+    }
+}

@@ -1,0 +1,316 @@
+//! SUBSCRIBE / UNSUBSCRIBE (v1.2 §6.9, reference §4.10) in aggregating mode: the gateway holds
+//! one upstream subscription per filter, shared by every client that asked for it, and answers
+//! each client's SUBACK with the QoS the broker granted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sn_codec::v12::{Packet, SubAck, Subscribe, SubscribeTopic, Unsubscribe};
+use sn_codec::{validate, QoS};
+
+use super::broker::{BrokerCommand, MqttQoS};
+use super::gateway::Gateway;
+use super::session::{Route, SessionIdx, SubKind, Subscription};
+use super::topics;
+
+/// One upstream subscription.
+#[derive(Debug, Default)]
+pub(crate) struct Filter {
+    /// Sessions subscribed to it.
+    subscribers: Vec<SessionIdx>,
+    /// Upstream SUBSCRIBEs sent for it so far; each new client subscription sends one, so the
+    /// broker sends its retained messages again for that client (MQTT 3.1.1 §3.8.4).
+    sent: u64,
+    /// SUBACKs received for it so far (they arrive in order on one connection).
+    acked: u64,
+    /// The QoS asked upstream: the highest any subscriber asked for.
+    qos: Option<MqttQoS>,
+}
+
+/// All upstream subscriptions.
+#[derive(Debug, Default)]
+pub(crate) struct Upstream {
+    filters: HashMap<Arc<str>, Filter>,
+    /// Filters with wildcards, matched one by one; exact filters are found by hash.
+    wildcards: Vec<Arc<str>>,
+}
+
+/// A client that gets a broker message, and how.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target {
+    pub(crate) idx: SessionIdx,
+    pub(crate) qos: MqttQoS,
+    pub(crate) route: Route,
+}
+
+impl Gateway {
+    pub(crate) fn on_subscribe(&mut self, idx: SessionIdx, subscribe: Subscribe<'_>) {
+        let msg_id = subscribe.msg_id;
+        let requested = match subscribe.qos {
+            // QoS -1 means nothing in a SUBSCRIBE: take it as 0.
+            QoS::MinusOne => MqttQoS::AtMostOnce,
+            qos => MqttQoS::from_sn(qos),
+        };
+        let suback = |gw: &mut Gateway, topic_id, qos: MqttQoS, return_code| {
+            gw.send_to_session(
+                idx,
+                Packet::SubAck(SubAck {
+                    qos: qos.to_sn(),
+                    topic_id,
+                    msg_id,
+                    return_code,
+                }),
+            );
+        };
+        let resolved = match subscribe.topic {
+            SubscribeTopic::Name(name) => {
+                match validate::topic_filter(name, validate::MQTT_MAX_TOPIC_LEN) {
+                    Ok(filter) if validate::is_wildcard(filter) => {
+                        Ok((Arc::from(filter), SubKind::Wildcard, 0))
+                    }
+                    Ok(filter) => {
+                        let filter: Arc<str> = Arc::from(filter);
+                        let max = self.config.max_topics_per_session;
+                        let assigned = self
+                            .session_mut(idx)
+                            .and_then(|s| s.topics.assign(&filter, true, max).ok());
+                        match assigned {
+                            Some(id) => Ok((filter, SubKind::Name, id)),
+                            None => Err(sn_codec::v12::ReturnCode::NotSupported),
+                        }
+                    }
+                    Err(_) => Err(sn_codec::v12::ReturnCode::NotSupported),
+                }
+            }
+            SubscribeTopic::Predefined(id) => match self.predefined.name(id) {
+                Some(name) => Ok((name.clone(), SubKind::Predefined(id), id)),
+                None => Err(sn_codec::v12::ReturnCode::InvalidTopicId),
+            },
+            // Paho and CC echo the two characters as the topic id.
+            SubscribeTopic::Short(name) => match validate::short_topic_name(&name) {
+                Ok(text) => Ok((
+                    Arc::from(text),
+                    SubKind::Short(name),
+                    u16::from_be_bytes(name),
+                )),
+                Err(_) => Err(sn_codec::v12::ReturnCode::NotSupported),
+            },
+        };
+        let (filter, kind, topic_id) = match resolved {
+            Ok(found) => found,
+            Err(return_code) => return suback(self, 0, MqttQoS::AtMostOnce, return_code),
+        };
+        if !self.broker_up {
+            return suback(
+                self,
+                topic_id,
+                MqttQoS::AtMostOnce,
+                sn_codec::v12::ReturnCode::Congestion,
+            );
+        }
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        // A retransmitted SUBSCRIBE still waiting for the broker: the SUBACK is on its way.
+        if session
+            .subscription(&filter)
+            .is_some_and(|s| s.awaiting_suback.is_some_and(|(m, _)| m == msg_id))
+        {
+            return;
+        }
+        session.subscriptions.retain(|s| s.filter != filter);
+        let entry = self.upstream.filters.entry(filter.clone()).or_default();
+        if entry.subscribers.is_empty() && validate::is_wildcard(&filter) {
+            self.upstream.wildcards.push(filter.clone());
+        }
+        if !entry.subscribers.contains(&idx) {
+            entry.subscribers.push(idx);
+        }
+        entry.sent += 1;
+        let generation = entry.sent;
+        let upstream_qos = entry.qos.map_or(requested, |q| q.max(requested));
+        entry.qos = Some(upstream_qos);
+        if let Some(session) = self.session_mut(idx) {
+            session.subscriptions.push(Subscription {
+                filter: filter.clone(),
+                kind,
+                requested,
+                granted: requested,
+                generation,
+                awaiting_suback: Some((msg_id, topic_id)),
+            });
+        }
+        self.command(BrokerCommand::Subscribe {
+            filter,
+            qos: upstream_qos,
+        });
+    }
+
+    /// The broker answered a SUBSCRIBE: answer every client waiting on it.
+    pub(crate) fn on_broker_suback(
+        &mut self,
+        _now: std::time::Instant,
+        filter: &str,
+        granted: Option<MqttQoS>,
+    ) {
+        let Some(entry) = self.upstream.filters.get_mut(filter) else {
+            return;
+        };
+        entry.acked = (entry.acked + 1).min(entry.sent);
+        let acked = entry.acked;
+        let waiting: Vec<SessionIdx> = entry.subscribers.clone();
+        for idx in waiting {
+            let Some(session) = self.session_mut(idx) else {
+                continue;
+            };
+            let Some(sub) = session
+                .subscriptions
+                .iter_mut()
+                .find(|s| &*s.filter == filter && s.generation <= acked)
+            else {
+                continue;
+            };
+            let Some((msg_id, topic_id)) = sub.awaiting_suback.take() else {
+                continue;
+            };
+            let (qos, return_code) = match granted {
+                Some(g) => {
+                    sub.granted = sub.requested.min(g);
+                    (sub.granted, sn_codec::v12::ReturnCode::Accepted)
+                }
+                None => (MqttQoS::AtMostOnce, sn_codec::v12::ReturnCode::NotSupported),
+            };
+            if granted.is_none() {
+                session.subscriptions.retain(|s| &*s.filter != filter);
+                self.release_filter(idx, filter);
+            }
+            self.send_to_session(
+                idx,
+                Packet::SubAck(SubAck {
+                    qos: qos.to_sn(),
+                    topic_id,
+                    msg_id,
+                    return_code,
+                }),
+            );
+        }
+    }
+
+    pub(crate) fn on_unsubscribe(&mut self, idx: SessionIdx, unsubscribe: Unsubscribe<'_>) {
+        let filter: Option<Arc<str>> = match unsubscribe.topic {
+            SubscribeTopic::Name(name) => std::str::from_utf8(name).ok().map(Arc::from),
+            SubscribeTopic::Predefined(id) => self.predefined.name(id).cloned(),
+            SubscribeTopic::Short(name) => std::str::from_utf8(&name).ok().map(Arc::from),
+        };
+        if let Some(filter) = filter {
+            let removed = self.session_mut(idx).is_some_and(|s| {
+                let before = s.subscriptions.len();
+                s.subscriptions.retain(|sub| sub.filter != filter);
+                s.subscriptions.len() != before
+            });
+            if removed {
+                self.release_filter(idx, &filter);
+            }
+        }
+        // UNSUBACK has no return code: acknowledge even when nothing matched (§4.10).
+        self.send_to_session(
+            idx,
+            Packet::UnsubAck {
+                msg_id: unsubscribe.msg_id,
+            },
+        );
+    }
+
+    /// The session no longer uses `filter`; the last one out unsubscribes upstream.
+    pub(crate) fn release_filter(&mut self, idx: SessionIdx, filter: &str) {
+        let Some(entry) = self.upstream.filters.get_mut(filter) else {
+            return;
+        };
+        entry.subscribers.retain(|&s| s != idx);
+        if !entry.subscribers.is_empty() {
+            return;
+        }
+        if let Some((filter, _)) = self.upstream.filters.remove_entry(filter) {
+            self.upstream.wildcards.retain(|w| *w != filter);
+            if self.broker_up {
+                self.command(BrokerCommand::Unsubscribe { filter });
+            }
+        }
+    }
+
+    /// After a (re)connect: every filter again, whether or not the broker kept the session.
+    /// Clients that already had their retained messages do not get them twice: the new
+    /// SUBSCRIBEs belong to no client subscription (see [`Subscription::generation`]).
+    pub(crate) fn resubscribe_all(&mut self) {
+        let mut commands = Vec::with_capacity(self.upstream.filters.len());
+        for (filter, entry) in &mut self.upstream.filters {
+            // SUBACKs lost with the old connection will never come.
+            entry.acked = entry.sent;
+            entry.sent += 1;
+            if let Some(qos) = entry.qos {
+                commands.push(BrokerCommand::Subscribe {
+                    filter: filter.clone(),
+                    qos,
+                });
+            }
+        }
+        for command in commands {
+            self.command(command);
+        }
+    }
+
+    /// The clients a broker message goes to: each once, at the highest QoS its matching
+    /// subscriptions were granted, capped by the message's QoS. A retained message (sent
+    /// because of a new subscription) goes only to the subscriptions that caused it.
+    pub(crate) fn targets(&self, topic: &str, qos: MqttQoS, retain: bool) -> Vec<Target> {
+        let mut targets: Vec<Target> = Vec::new();
+        let exact = self
+            .upstream
+            .filters
+            .get_key_value(topic)
+            .filter(|(f, _)| !validate::is_wildcard(f));
+        let wildcard = self
+            .upstream
+            .wildcards
+            .iter()
+            .filter(|f| topics::matches(f, topic))
+            .filter_map(|f| self.upstream.filters.get_key_value(f));
+        for (filter, entry) in exact.into_iter().chain(wildcard) {
+            for &idx in &entry.subscribers {
+                let Some(sub) = self.session(idx).and_then(|s| s.subscription(filter)) else {
+                    continue;
+                };
+                if retain && sub.generation != entry.acked {
+                    continue;
+                }
+                let route = match sub.kind {
+                    SubKind::Predefined(id) => Route::Predefined(id),
+                    SubKind::Short(name) => Route::Short(name),
+                    SubKind::Name | SubKind::Wildcard => Route::Normal,
+                };
+                let candidate = Target {
+                    idx,
+                    qos: sub.granted.min(qos),
+                    route,
+                };
+                match targets.iter_mut().find(|t| t.idx == idx) {
+                    Some(existing) => {
+                        // Prefer routes that need no REGISTER, then the higher QoS.
+                        if candidate.qos > existing.qos
+                            || (existing.route == Route::Normal && candidate.route != Route::Normal)
+                        {
+                            existing.qos = existing.qos.max(candidate.qos);
+                            existing.route = if candidate.route != Route::Normal {
+                                candidate.route
+                            } else {
+                                existing.route
+                            };
+                        }
+                    }
+                    None => targets.push(candidate),
+                }
+            }
+        }
+        targets
+    }
+}

@@ -1,0 +1,188 @@
+//! Topic ids: the predefined table shared by all clients, and each session's own table of
+//! normal ids (v1.2 §6.5, reference §4.6). Ids are per session, as the spec strongly advises:
+//! a stale id from one client can never publish to another client's topic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Predefined topic ids (TopicIdType `01`) from config.
+#[derive(Debug, Default)]
+pub(crate) struct Predefined {
+    by_id: HashMap<u16, Arc<str>>,
+}
+
+impl Predefined {
+    pub(crate) fn new(entries: &[(u16, String)]) -> Self {
+        let mut table = Predefined::default();
+        for (id, name) in entries {
+            table.by_id.insert(*id, Arc::from(name.as_str()));
+        }
+        table
+    }
+
+    pub(crate) fn name(&self, id: u16) -> Option<&Arc<str>> {
+        self.by_id.get(&id)
+    }
+}
+
+/// One normal topic id of a session.
+#[derive(Debug, Clone)]
+struct Entry {
+    id: u16,
+    name: Arc<str>,
+    /// The client knows this id: it registered it, got it in a SUBACK, or acknowledged our
+    /// REGISTER. Cleared when a CleanSession=0 reconnect may have made the client forget it.
+    known: bool,
+}
+
+/// Why a topic could not be given an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableFull;
+
+/// A session's normal topic ids. A short list: motes use few topics, and a vector of a few
+/// entries is smaller and faster than two hash maps.
+#[derive(Debug, Default)]
+pub(crate) struct TopicTable {
+    entries: Vec<Entry>,
+    /// Next id to try; ids are handed out in increasing order and wrap, so a freed id is not
+    /// reused soon and a stale id from the client is caught rather than misrouted.
+    next: u16,
+}
+
+impl TopicTable {
+    pub(crate) fn name(&self, id: u16) -> Option<&Arc<str>> {
+        self.entries.iter().find(|e| e.id == id).map(|e| &e.name)
+    }
+
+    /// The id of `name` and whether the client knows it.
+    pub(crate) fn lookup(&self, name: &str) -> Option<(u16, bool)> {
+        self.entries
+            .iter()
+            .find(|e| &*e.name == name)
+            .map(|e| (e.id, e.known))
+    }
+
+    /// The id for `name`, assigning one if needed. `known` marks it as known to the client
+    /// (set when the client itself registered it or will learn it from this reply).
+    pub(crate) fn assign(
+        &mut self,
+        name: &Arc<str>,
+        known: bool,
+        max: usize,
+    ) -> Result<u16, TableFull> {
+        if let Some(entry) = self.entries.iter_mut().find(|e| e.name == *name) {
+            entry.known |= known;
+            return Ok(entry.id);
+        }
+        if self.entries.len() >= max.min(usize::from(u16::MAX) - 1) {
+            return Err(TableFull);
+        }
+        let id = loop {
+            self.next = match self.next {
+                0 | 0xFFFE.. => 1,
+                n => n + 1,
+            };
+            let candidate = self.next;
+            if !self.entries.iter().any(|e| e.id == candidate) {
+                break candidate;
+            }
+        };
+        self.entries.push(Entry {
+            id,
+            name: name.clone(),
+            known,
+        });
+        Ok(id)
+    }
+
+    /// The client acknowledged our REGISTER for `id`.
+    pub(crate) fn mark_known(&mut self, id: u16) {
+        if let Some(entry) = self.entries.iter_mut().find(|e| e.id == id) {
+            entry.known = true;
+        }
+    }
+
+    /// The client said it does not know `id` (PUBACK 0x02): register it again before use.
+    pub(crate) fn mark_unknown(&mut self, id: u16) {
+        if let Some(entry) = self.entries.iter_mut().find(|e| e.id == id) {
+            entry.known = false;
+        }
+    }
+
+    /// After a CleanSession=0 reconnect the client may have lost its ids: re-REGISTER each
+    /// before the gateway next publishes on it.
+    pub(crate) fn forget_all(&mut self) {
+        for entry in &mut self.entries {
+            entry.known = false;
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+/// MQTT topic matching (MQTT 3.1.1 §4.7): `+` matches one level, `#` the rest (including the
+/// parent level), and wildcards at the first level do not match topics starting with `$`.
+pub(crate) fn matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut filter_levels = filter.split('/');
+    let mut topic_levels = topic.split('/');
+    loop {
+        match (filter_levels.next(), topic_levels.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(f), Some(t)) if f == t => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn matching_follows_mqtt_rules() {
+        assert!(matches("a/b", "a/b"));
+        assert!(!matches("a/b", "a/c"));
+        assert!(matches("a/+", "a/b"));
+        assert!(!matches("a/+", "a/b/c"));
+        assert!(matches("a/#", "a/b/c"));
+        assert!(matches("a/#", "a"));
+        assert!(matches("#", "a/b"));
+        assert!(matches("+/+", "/x"));
+        assert!(!matches("#", "$SYS/x"));
+        assert!(!matches("+/x", "$SYS/x"));
+        assert!(matches("$SYS/#", "$SYS/x"));
+        assert!(!matches("a/b", "a/b/c"));
+        assert!(!matches("a/b/c", "a/b"));
+    }
+
+    #[test]
+    fn ids_skip_reserved_values_and_are_reused_per_name() {
+        let mut table = TopicTable::default();
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        let id_a = table.assign(&a, true, 10).unwrap();
+        assert_eq!(id_a, 1);
+        assert_eq!(table.assign(&a, false, 10).unwrap(), id_a);
+        table.next = 0xFFFD;
+        let id_b = table.assign(&b, false, 10).unwrap();
+        assert_eq!(id_b, 0xFFFE);
+        let c: Arc<str> = Arc::from("c");
+        // Wraps past 0xFFFF and 0x0000, and skips 1 which "a" holds.
+        assert_eq!(table.assign(&c, false, 10).unwrap(), 2);
+        assert_eq!(table.lookup("b"), Some((0xFFFE, false)));
+        table.mark_known(0xFFFE);
+        assert_eq!(table.lookup("b"), Some((0xFFFE, true)));
+        table.forget_all();
+        assert_eq!(table.lookup("a"), Some((1, false)));
+        let d: Arc<str> = Arc::from("d");
+        assert_eq!(table.assign(&d, true, 3), Err(TableFull));
+    }
+}

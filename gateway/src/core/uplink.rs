@@ -1,0 +1,278 @@
+//! Client → broker (v1.2 §6.5–6.8; reference §4.6–4.9): REGISTER, PUBLISH at QoS -1/0/1/2,
+//! PUBREL, and the broker's acknowledgements. A client's QoS 1/2 PUBLISH is acknowledged to it
+//! only once the broker holds it, and whatever the broker has not acknowledged is sent again
+//! after every reconnect.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sn_codec::v12::{Packet, PubAck, Publish, PublishTopic, RegAck, Register, ReturnCode};
+use sn_codec::validate;
+use tracing::trace;
+
+use super::broker::{BrokerCommand, MqttQoS, PublishId, UplinkPublish};
+use super::gateway::{Gateway, PendingUplink};
+use super::peer::ClientAddr;
+use super::session::{Inbound, SessionIdx};
+
+/// The TopicId field to echo in a PUBACK for this topic.
+fn topic_field(topic: &PublishTopic<'_>) -> u16 {
+    match *topic {
+        PublishTopic::Normal(id) | PublishTopic::Predefined(id) => id,
+        PublishTopic::Short(name) => u16::from_be_bytes(name),
+        PublishTopic::LongName(_) => 0,
+    }
+}
+
+impl Gateway {
+    /// The topic name a PUBLISH addresses, or the return code that refuses it.
+    fn resolve_topic(
+        &self,
+        idx: Option<SessionIdx>,
+        topic: &PublishTopic<'_>,
+    ) -> Result<Arc<str>, ReturnCode> {
+        match *topic {
+            PublishTopic::Normal(id) => idx
+                .and_then(|idx| self.session(idx))
+                .and_then(|s| s.topics.name(id))
+                .cloned()
+                .ok_or(ReturnCode::InvalidTopicId),
+            PublishTopic::Predefined(id) => self
+                .predefined
+                .name(id)
+                .cloned()
+                .ok_or(ReturnCode::InvalidTopicId),
+            PublishTopic::Short(name) => validate::short_topic_name(&name)
+                .map(Arc::from)
+                .map_err(|_| ReturnCode::NotSupported),
+            PublishTopic::LongName(name) => {
+                validate::topic_name(name, validate::MQTT_MAX_TOPIC_LEN)
+                    .map(Arc::from)
+                    .map_err(|_| ReturnCode::NotSupported)
+            }
+        }
+    }
+
+    pub(crate) fn on_register(&mut self, idx: SessionIdx, register: Register<'_>) {
+        let max = self.config.max_topics_per_session;
+        let assigned = validate::topic_name(register.topic_name, validate::MQTT_MAX_TOPIC_LEN)
+            .ok()
+            .map(Arc::from)
+            .and_then(|name| self.session_mut(idx)?.topics.assign(&name, true, max).ok());
+        let (topic_id, return_code) = match assigned {
+            Some(id) => (id, ReturnCode::Accepted),
+            // A wildcard or malformed name, or the table is full: a retry would not help.
+            None => (0, ReturnCode::NotSupported),
+        };
+        self.send_to_session(
+            idx,
+            Packet::RegAck(RegAck {
+                topic_id,
+                msg_id: register.msg_id,
+                return_code,
+            }),
+        );
+    }
+
+    /// QoS -1: no connection needed, never acknowledged (v1.2 §6.8).
+    pub(crate) fn on_publish_minus_one(&mut self, addr: &ClientAddr, publish: Publish<'_>) {
+        if !self.config.qos_minus_one {
+            self.metrics.publish_minus_one_disabled += 1;
+            return;
+        }
+        let idx = self.by_addr.get(addr).copied();
+        let Ok(topic) = self.resolve_topic(idx, &publish.topic) else {
+            self.metrics.publish_rejected += 1;
+            return;
+        };
+        self.forward_qos0(topic, publish.data, publish.retain);
+    }
+
+    fn forward_qos0(&mut self, topic: Arc<str>, data: &[u8], retain: bool) {
+        if !self.broker_up {
+            self.metrics.publish_broker_down += 1;
+            trace!(%topic, "dropped QoS 0: broker link down");
+            return;
+        }
+        self.metrics.publish_forwarded += 1;
+        self.command(BrokerCommand::Publish(UplinkPublish {
+            id: None,
+            topic,
+            payload: Bytes::copy_from_slice(data),
+            qos: MqttQoS::AtMostOnce,
+            retain,
+            replay: false,
+        }));
+    }
+
+    pub(crate) fn on_publish(&mut self, idx: SessionIdx, publish: Publish<'_>) {
+        let topic_id = topic_field(&publish.topic);
+        let puback = |gw: &mut Gateway, return_code| {
+            gw.send_to_session(
+                idx,
+                Packet::PubAck(PubAck {
+                    topic_id,
+                    msg_id: publish.msg_id,
+                    return_code,
+                }),
+            );
+        };
+        let topic = match self.resolve_topic(Some(idx), &publish.topic) {
+            Ok(topic) => topic,
+            Err(return_code) => {
+                // Answered at every QoS, as the spec allows, so a QoS 0 client learns that
+                // its id is stale (reference §7).
+                self.metrics.publish_rejected += 1;
+                return puback(self, return_code);
+            }
+        };
+        let qos = MqttQoS::from_sn(publish.qos);
+        if qos == MqttQoS::AtMostOnce {
+            return self.forward_qos0(topic, publish.data, publish.retain);
+        }
+        if publish.msg_id == 0 {
+            self.metrics.publish_rejected += 1;
+            return puback(self, ReturnCode::NotSupported);
+        }
+        let Some((inbound, epoch)) = self.session(idx).map(|s| (s.inbound, s.epoch)) else {
+            return;
+        };
+        match inbound {
+            // Already with the broker: it is acknowledged when the broker acknowledges.
+            Inbound::Forwarding { msg_id, .. } if msg_id == publish.msg_id => {
+                self.metrics.publish_duplicate += 1;
+                return;
+            }
+            // QoS 2 already held: repeat PUBREC, never forward twice.
+            Inbound::AwaitPubRel { msg_id } if msg_id == publish.msg_id => {
+                self.metrics.publish_duplicate += 1;
+                self.send_to_session(idx, Packet::PubRec { msg_id });
+                return;
+            }
+            Inbound::Idle {
+                last: Some((msg_id, _)),
+            } if msg_id == publish.msg_id && publish.dup => {
+                self.metrics.publish_duplicate += 1;
+                return match qos {
+                    MqttQoS::ExactlyOnce => {
+                        self.send_to_session(idx, Packet::PubRec { msg_id });
+                    }
+                    _ => puback(self, ReturnCode::Accepted),
+                };
+            }
+            // One exchange at a time per client (v1.2 §6.6).
+            Inbound::Forwarding { .. } => {
+                self.metrics.publish_rejected += 1;
+                return puback(self, ReturnCode::Congestion);
+            }
+            _ => {}
+        }
+        if !self.broker_up {
+            // Nothing can hold it: congestion, never a silent drop.
+            self.metrics.publish_broker_down += 1;
+            return puback(self, ReturnCode::Congestion);
+        }
+        let id = self.next_publish_id();
+        let uplink = UplinkPublish {
+            id: Some(id),
+            topic,
+            payload: Bytes::copy_from_slice(publish.data),
+            qos,
+            retain: publish.retain,
+            replay: false,
+        };
+        self.uplink.insert(
+            id,
+            PendingUplink {
+                publish: uplink.clone(),
+                origin: Some((idx, epoch)),
+            },
+        );
+        if let Some(session) = self.session_mut(idx) {
+            session.inbound = Inbound::Forwarding {
+                msg_id: publish.msg_id,
+                topic_id,
+                qos,
+                id,
+            };
+        }
+        self.metrics.publish_forwarded += 1;
+        self.command(BrokerCommand::Publish(uplink));
+    }
+
+    pub(crate) fn on_pubrel(&mut self, idx: SessionIdx, msg_id: u16) {
+        if let Some(session) = self.session_mut(idx) {
+            if session.inbound == (Inbound::AwaitPubRel { msg_id }) {
+                session.inbound = Inbound::Idle {
+                    last: Some((msg_id, 0)),
+                };
+            }
+        }
+        // PUBCOMP even for an unknown MsgId: the exchange is over either way.
+        self.send_to_session(idx, Packet::PubComp { msg_id });
+    }
+
+    /// The broker holds an uplink publish: acknowledge it to the client that sent it.
+    pub(crate) fn on_uplink_acked(&mut self, _now: Instant, id: PublishId) {
+        let Some(pending) = self.uplink.remove(&id) else {
+            return;
+        };
+        let Some((idx, epoch)) = pending.origin else {
+            return;
+        };
+        let Some(session) = self.session_mut(idx).filter(|s| s.epoch == epoch) else {
+            return;
+        };
+        let Inbound::Forwarding {
+            msg_id,
+            topic_id,
+            qos,
+            id: waiting,
+        } = session.inbound
+        else {
+            return;
+        };
+        if waiting != id {
+            return;
+        }
+        let packet = if qos == MqttQoS::ExactlyOnce {
+            session.inbound = Inbound::AwaitPubRel { msg_id };
+            Packet::PubRec { msg_id }
+        } else {
+            session.inbound = Inbound::Idle {
+                last: Some((msg_id, topic_id)),
+            };
+            Packet::PubAck(PubAck {
+                topic_id,
+                msg_id,
+                return_code: ReturnCode::Accepted,
+            })
+        };
+        self.send_to_session(idx, packet);
+    }
+
+    /// The broker connection is up: subscriptions first, then every unacknowledged publish
+    /// in the order it was accepted, then an ADVERTISE so waiting clients find the gateway.
+    pub(crate) fn on_broker_connected(&mut self, now: Instant, _session_present: bool) {
+        self.broker_up = true;
+        self.resubscribe_all();
+        let replays: Vec<UplinkPublish> = self
+            .uplink
+            .values()
+            .map(|p| UplinkPublish {
+                replay: true,
+                ..p.publish.clone()
+            })
+            .collect();
+        for publish in replays {
+            self.command(BrokerCommand::Publish(publish));
+        }
+        self.start_advertising(now);
+    }
+
+    pub(crate) fn on_broker_disconnected(&mut self) {
+        self.broker_up = false;
+        self.next_advertise = None;
+    }
+}

@@ -1,0 +1,193 @@
+//! `mqtt-sn-gateway`: the daemon's command line.
+//!
+//! ```text
+//! mqtt-sn-gateway --broker mqtt://broker.local:1883       # UDP 0.0.0.0:1883 → the broker
+//! mqtt-sn-gateway --config /etc/mqtt-sn-gateway.toml
+//! mqtt-sn-gateway check-config /etc/mqtt-sn-gateway.toml
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mqtt_sn_gateway::runtime::Runtime;
+use mqtt_sn_gateway::settings::Settings;
+use sn_config::{BrokerConfig, Config, LogConfig, UdpConfig};
+use tracing_subscriber::EnvFilter;
+
+/// MQTT-SN gateway: carries sensor motes' MQTT-SN (UDP) to an MQTT broker and back.
+#[derive(Debug, Parser)]
+#[command(name = "mqtt-sn-gateway", version)]
+struct Cli {
+    /// The configuration file (TOML); every option has a default. See docs/configuration.md.
+    #[arg(short, long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// The MQTT broker to forward to, e.g. mqtt://localhost:1883 or mqtts://host:8883
+    /// (overrides [broker] url).
+    #[arg(long, value_name = "URL")]
+    broker: Option<String>,
+    /// Listen for MQTT-SN on this UDP address, e.g. 0.0.0.0:1883 or [::]:1883; repeat for
+    /// several (replaces the [[udp]] sections).
+    #[arg(long, value_name = "ADDR")]
+    udp: Vec<String>,
+    /// Log level (error, warn, info, debug, trace) or a filter such as
+    /// "mqtt_sn_gateway=debug,info"; overrides RUST_LOG and [log] level.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a configuration file and report every error with its line and field.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+/// Exit code for a configuration or usage error (clap uses 2 as well).
+const USAGE_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return check_config(file);
+    }
+    let config = match load(&cli) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    init_logging(cli.log_level.as_deref(), &config.log);
+    let settings = match Settings::from_config(&config) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let gateway = match Runtime::start(settings).await {
+            Ok(gateway) => gateway,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        gateway.run(shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// The configuration: the file if given, defaults otherwise, then the command-line overrides.
+fn load(cli: &Cli) -> Result<Config, String> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(url) = &cli.broker {
+        let from_file = config.broker.take();
+        let mut broker = BrokerConfig::from_url(url).map_err(|e| format!("--broker {url}: {e}"))?;
+        // The URL replaces where to connect; credentials and tuning from the file still apply.
+        if let Some(file) = from_file {
+            broker = BrokerConfig {
+                url: broker.url,
+                tls: broker.tls,
+                host: broker.host,
+                port: broker.port,
+                username: broker.username.or(file.username.clone()),
+                password: broker.password.or(file.password.clone()),
+                ..file
+            };
+        }
+        config.broker = Some(broker);
+    }
+    if !cli.udp.is_empty() {
+        config.udp = cli
+            .udp
+            .iter()
+            .map(|addr| UdpConfig::from_bind(addr).map_err(|e| format!("--udp {addr}: {e}")))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(level) = &cli.log_level {
+        config.log =
+            LogConfig::from_level(level).map_err(|e| format!("--log-level {level}: {e}"))?;
+    }
+    Ok(config)
+}
+
+/// `--log-level` beats `RUST_LOG`, which beats the file's [log] level.
+fn init_logging(flag: Option<&str>, file: &LogConfig) {
+    let filter = match (
+        flag,
+        std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()),
+    ) {
+        (Some(level), _) => EnvFilter::try_new(level),
+        (None, Some(env)) => EnvFilter::try_new(env),
+        (None, None) => EnvFilter::try_new(&file.level),
+    }
+    .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match Config::load(file) {
+        Ok(config) => {
+            println!("{}: OK", file.display());
+            for udp in &config.udp {
+                let discovery = udp.discovery.map_or("off".to_string(), |d| d.to_string());
+                println!("  udp {} (discovery {discovery})", udp.bind);
+            }
+            match &config.broker {
+                Some(broker) => println!("  broker {}", broker.address()),
+                None => println!("  broker: none configured"),
+            }
+            println!("  {} predefined topic(s)", config.predefined_topics.len());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(USAGE_ERROR)
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM (systemd's stop).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,250 @@
+//! The tokio driver: moves datagrams, broker events and time into the core and its outputs out
+//! to the links and the broker. It holds no protocol logic.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sn_transports::{UdpLink, UdpLinkError};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::broker::{spawn_link, BrokerLinkError, BrokerLinkHandle};
+use crate::core::{Destination, Event, Gateway, LinkId, Peer, PeerAddr};
+use crate::settings::Settings;
+
+/// Datagrams waiting for the core; a full queue makes receive tasks wait, and the kernel's
+/// socket buffer absorbs bursts beyond that.
+const DATAGRAM_QUEUE: usize = 4096;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A UDP link could not be opened.
+    #[error(transparent)]
+    Udp(#[from] UdpLinkError),
+    /// The broker link could not be set up.
+    #[error(transparent)]
+    Broker(#[from] BrokerLinkError),
+    /// Nothing to forward to.
+    #[error("no broker configured: pass --broker mqtt://HOST:PORT or set [broker] url in the config file")]
+    NoBroker,
+    /// Nothing to listen on.
+    #[error("no links configured: add a [[udp]] section or pass --udp ADDR")]
+    NoLinks,
+}
+
+/// A received datagram on its way to the core.
+struct Received {
+    link: LinkId,
+    from: SocketAddr,
+    datagram: Bytes,
+}
+
+/// A running gateway: its links are bound and its broker link started.
+pub struct Runtime {
+    core: Gateway,
+    links: Vec<Arc<UdpLink>>,
+    received: mpsc::Receiver<Received>,
+    broker: BrokerLinkHandle,
+}
+
+impl Runtime {
+    /// Binds every link and starts the broker link. Errors name what failed and how to fix it.
+    pub async fn start(settings: Settings) -> Result<Runtime, RuntimeError> {
+        let broker_config = settings.broker.ok_or(RuntimeError::NoBroker)?;
+        if settings.udp.is_empty() {
+            return Err(RuntimeError::NoLinks);
+        }
+        let mut core = Gateway::new(settings.core);
+        let mut links = Vec::new();
+        let (tx, received) = mpsc::channel(DATAGRAM_QUEUE);
+        for (index, config) in settings.udp.into_iter().enumerate() {
+            let id = LinkId(u16::try_from(index).unwrap_or(u16::MAX));
+            let discovery = config.discovery;
+            let link = Arc::new(UdpLink::bind(config).await?);
+            info!(link = link.name(), discovery = ?discovery, "listening for MQTT-SN");
+            if discovery.is_some() {
+                core.add_discovery_link(id);
+            }
+            tokio::spawn(receive(id, link.clone(), tx.clone()));
+            links.push(link);
+        }
+        let broker = spawn_link(broker_config)?;
+        Ok(Runtime {
+            core,
+            links,
+            received,
+            broker,
+        })
+    }
+
+    /// The local address of each link, in config order (tests bind port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.links
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Runs until `shutdown` completes.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        // Maps the core's clock (std Instant) onto tokio's, which tests can pause.
+        let mut stats_at = Instant::now() + STATS_INTERVAL;
+        loop {
+            let deadline = self.core.poll_timeout().map(Instant::from_std);
+            let wake = deadline.map_or(stats_at, |d| d.min(stats_at));
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                event = self.broker.events.recv() => match event {
+                    Some(event) => self.core.handle_broker(now(), event),
+                    None => {
+                        warn!("broker link stopped");
+                        break;
+                    }
+                },
+                received = self.received.recv() => {
+                    let Some(first) = received else { break };
+                    let now = now();
+                    self.deliver(now, first);
+                    // Take what else is already waiting before flushing outputs: one flush
+                    // per burst instead of one per datagram.
+                    for _ in 0..64 {
+                        match self.received.try_recv() {
+                            Ok(more) => self.deliver(now, more),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {
+                    self.core.handle_timeout(now());
+                    if Instant::now() >= stats_at {
+                        stats_at = Instant::now() + STATS_INTERVAL;
+                        self.log_stats();
+                    }
+                }
+            }
+            self.flush().await;
+        }
+        info!("gateway stopping");
+    }
+
+    fn deliver(&mut self, now: std::time::Instant, received: Received) {
+        let peer = Peer {
+            link: received.link,
+            addr: PeerAddr::Ip(received.from),
+        };
+        self.core.handle_datagram(now, peer, &received.datagram);
+    }
+
+    /// Sends everything the core produced.
+    async fn flush(&mut self) {
+        while let Some(transmit) = self.core.poll_transmit() {
+            let Some(link) = self.links.get(usize::from(transmit.link.0)) else {
+                continue;
+            };
+            let result = match transmit.destination {
+                Destination::Unicast(PeerAddr::Ip(addr)) => {
+                    link.send_to(&transmit.datagram, addr).await
+                }
+                Destination::Discovery { radius } => link
+                    .send_discovery(&transmit.datagram, radius)
+                    .await
+                    .map(|_| ()),
+                // Other address kinds belong to links this runtime does not drive yet.
+                #[allow(unreachable_patterns)]
+                Destination::Unicast(_) => Ok(()),
+            };
+            if let Err(error) = result {
+                debug!(link = link.name(), %error, "send failed");
+            }
+        }
+        while let Some(command) = self.core.poll_broker() {
+            if self.broker.commands.send(command).is_err() {
+                break;
+            }
+        }
+        while let Some(event) = self.core.poll_event() {
+            log_event(&event);
+        }
+    }
+
+    fn log_stats(&self) {
+        let m = self.core.metrics();
+        info!(
+            sessions = self.core.session_count(),
+            received = m.datagrams_received,
+            sent = m.datagrams_sent,
+            forwarded = m.publish_forwarded,
+            delivered = m.delivered,
+            pending_uplink = self.core.pending_uplink(),
+            malformed = m.malformed,
+            dropped_queue_full = m.dropped_queue_full,
+            refused_broker_down = m.publish_broker_down,
+            "stats"
+        );
+    }
+}
+
+/// How often a stats line is logged.
+const STATS_INTERVAL: Duration = Duration::from_secs(300);
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// One receive loop per link, copying each datagram out of the link's buffer.
+async fn receive(link_id: LinkId, link: Arc<UdpLink>, tx: mpsc::Sender<Received>) {
+    let mut buf = link.recv_buffer();
+    loop {
+        match link.recv(&mut buf).await {
+            Ok((len, from)) => {
+                let datagram = Bytes::copy_from_slice(buf.get(..len).unwrap_or_default());
+                let received = Received {
+                    link: link_id,
+                    from,
+                    datagram,
+                };
+                if tx.send(received).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                warn!(link = link.name(), %error, "receive failed; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// One line per session event.
+fn log_event(event: &Event) {
+    match event {
+        Event::Connected {
+            client_id,
+            addr,
+            clean_session,
+            keep_alive,
+            resumed,
+        } => info!(%client_id, %addr, clean_session, keep_alive, resumed, "client connected"),
+        Event::ConnectRefused { addr, reason } => info!(%addr, reason, "CONNECT refused"),
+        Event::Disconnected { client_id } => info!(%client_id, "client disconnected"),
+        Event::Asleep {
+            client_id,
+            duration,
+        } => info!(%client_id, duration, "client asleep"),
+        Event::Awake { client_id, queued } => info!(%client_id, queued, "client awake"),
+        Event::Lost {
+            client_id,
+            reason,
+            will_published,
+        } => info!(%client_id, %reason, will_published, "client lost"),
+        Event::QueueFull { client_id, limit } => {
+            warn!(%client_id, limit, "queue full: dropping messages for this client (max_queued_per_session)")
+        }
+    }
+}

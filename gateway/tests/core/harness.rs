@@ -1,0 +1,261 @@
+//! The test harness: one gateway, a clock that only moves when told, and helpers that send
+//! packets as a client and check what the gateway sends back.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mqtt_sn_gateway::core::{
+    BrokerCommand, BrokerEvent, CoreConfig, Destination, Event, Gateway, LinkId, MqttQoS, Peer,
+    PeerAddr, PublishId, Transmit, UplinkPublish,
+};
+use sn_codec::v12::{Connect, Forwarded, Frame, Packet};
+
+pub const LINK: LinkId = LinkId(0);
+
+/// A client address (the core performs no I/O; the address is only a key).
+pub fn peer(port: u16) -> Peer {
+    Peer {
+        link: LINK,
+        addr: PeerAddr::Ip(SocketAddr::from(([127, 0, 0, 1], port))),
+    }
+}
+
+pub fn bytes(packet: Packet<'_>) -> Vec<u8> {
+    packet.to_vec().unwrap()
+}
+
+pub struct Harness {
+    pub gw: Gateway,
+    pub now: Instant,
+    start: Instant,
+}
+
+impl Harness {
+    /// A gateway with default settings and its broker link up, discovery on LINK.
+    pub fn new() -> Self {
+        Self::with_config(CoreConfig::default())
+    }
+
+    pub fn with_config(config: CoreConfig) -> Self {
+        let now = Instant::now();
+        let mut gw = Gateway::new(config);
+        gw.add_discovery_link(LINK);
+        let mut h = Harness {
+            gw,
+            now,
+            start: now,
+        };
+        h.broker(BrokerEvent::Connected {
+            session_present: false,
+        });
+        h.drain();
+        h
+    }
+
+    /// Seconds since the harness started, for messages.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    pub fn raw(&mut self, from: Peer, datagram: &[u8]) {
+        self.gw.handle_datagram(self.now, from, datagram);
+    }
+
+    pub fn send(&mut self, from: Peer, packet: Packet<'_>) {
+        let datagram = bytes(packet);
+        self.raw(from, &datagram);
+    }
+
+    pub fn send_forwarded(&mut self, forwarder: Peer, node: &[u8], packet: Packet<'_>) {
+        let datagram = Frame::Forwarded(Forwarded {
+            radius: 0,
+            node_id: node,
+            packet,
+        })
+        .to_vec()
+        .unwrap();
+        self.raw(forwarder, &datagram);
+    }
+
+    pub fn broker(&mut self, event: BrokerEvent) {
+        self.gw.handle_broker(self.now, event);
+    }
+
+    /// Moves the clock and fires whatever is due, in deadline order.
+    pub fn advance(&mut self, by: Duration) {
+        let target = self.now + by;
+        while let Some(at) = self.gw.poll_timeout() {
+            if at > target {
+                break;
+            }
+            self.now = self.now.max(at);
+            self.gw.handle_timeout(self.now);
+        }
+        self.now = target;
+        self.gw.handle_timeout(self.now);
+    }
+
+    pub fn transmits(&mut self) -> Vec<Transmit> {
+        std::iter::from_fn(|| self.gw.poll_transmit()).collect()
+    }
+
+    pub fn commands(&mut self) -> Vec<BrokerCommand> {
+        std::iter::from_fn(|| self.gw.poll_broker()).collect()
+    }
+
+    pub fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.gw.poll_event()).collect()
+    }
+
+    /// Discards all pending output.
+    pub fn drain(&mut self) {
+        self.transmits();
+        self.commands();
+        self.events();
+    }
+
+    /// Everything sent to `to`, decoded to owned bytes.
+    pub fn sent_to(&mut self, to: Peer) -> Vec<Vec<u8>> {
+        let all = self.transmits();
+        let mut mine = Vec::new();
+        for t in all {
+            assert_eq!(t.link, to.link);
+            match t.destination {
+                Destination::Unicast(addr) if addr == to.addr => mine.push(t.datagram.to_vec()),
+                other => panic!("unexpected transmit to {other:?}: {:02X?}", &t.datagram[..]),
+            }
+        }
+        mine
+    }
+
+    /// Asserts that exactly these packets were sent to `to`, in order.
+    #[track_caller]
+    pub fn expect(&mut self, to: Peer, packets: &[Packet<'_>]) {
+        let sent = self.sent_to(to);
+        let expected: Vec<Vec<u8>> = packets.iter().map(|p| bytes(*p)).collect();
+        assert_eq!(
+            sent.iter()
+                .map(|b| Packet::decode(b)
+                    .map(|p| format!("{p:?}"))
+                    .unwrap_or_else(|e| format!("{e}")))
+                .collect::<Vec<_>>(),
+            expected
+                .iter()
+                .map(|b| format!("{:?}", Packet::decode(b).unwrap()))
+                .collect::<Vec<_>>(),
+            "packets sent to {to:?} at +{:?}",
+            self.elapsed()
+        );
+    }
+
+    /// Asserts that nothing was sent.
+    #[track_caller]
+    pub fn expect_silence(&mut self) {
+        let sent = self.transmits();
+        assert!(sent.is_empty(), "expected silence, got {sent:?}");
+    }
+
+    /// CONNECT without Will, expecting CONNACK accepted.
+    #[track_caller]
+    pub fn connect(&mut self, from: Peer, client_id: &str, clean_session: bool, keep_alive: u16) {
+        self.send(
+            from,
+            Packet::Connect(Connect {
+                will: false,
+                clean_session,
+                protocol_id: 1,
+                duration: keep_alive,
+                client_id: client_id.as_bytes(),
+            }),
+        );
+        self.expect(
+            from,
+            &[Packet::ConnAck {
+                return_code: sn_codec::v12::ReturnCode::Accepted,
+            }],
+        );
+        self.events();
+    }
+
+    /// The broker commands issued since the last call, which must all be publishes.
+    #[track_caller]
+    pub fn publishes(&mut self) -> Vec<UplinkPublish> {
+        self.commands()
+            .into_iter()
+            .map(|c| match c {
+                BrokerCommand::Publish(p) => p,
+                other => panic!("expected only publishes, got {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Exactly one publish to the broker; returns it.
+    #[track_caller]
+    pub fn one_publish(&mut self) -> UplinkPublish {
+        let mut all = self.publishes();
+        assert_eq!(all.len(), 1, "expected one publish, got {all:?}");
+        all.remove(0)
+    }
+
+    pub fn ack(&mut self, id: PublishId) {
+        self.broker(BrokerEvent::PublishAcked { id });
+    }
+
+    /// Delivers a broker message to the gateway.
+    pub fn message(&mut self, topic: &str, payload: &[u8], qos: MqttQoS, retain: bool) {
+        self.broker(BrokerEvent::Message {
+            topic: topic.into(),
+            payload: bytes::Bytes::copy_from_slice(payload),
+            qos,
+            retain,
+            delivery: None,
+        });
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Helpers for sleep.rs, forwarder.rs, discovery.rs and edge.rs.
+// -------------------------------------------------------------------------------------------
+
+impl Harness {
+    /// A gateway whose broker link has not come up yet (nothing sent, nothing drained).
+    pub fn without_broker(config: CoreConfig) -> Self {
+        let now = Instant::now();
+        let mut gw = Gateway::new(config);
+        gw.add_discovery_link(LINK);
+        Harness {
+            gw,
+            now,
+            start: now,
+        }
+    }
+
+    /// Asserts that exactly these packets were sent to `forwarder`, each encapsulated for
+    /// `node` with Ctrl = 0, in order.
+    #[track_caller]
+    pub fn expect_forwarded(&mut self, forwarder: Peer, node: &[u8], packets: &[Packet<'_>]) {
+        let sent = self.sent_to(forwarder);
+        let expected: Vec<Vec<u8>> = packets
+            .iter()
+            .map(|p| {
+                Frame::Forwarded(Forwarded {
+                    radius: 0,
+                    node_id: node,
+                    packet: *p,
+                })
+                .to_vec()
+                .unwrap()
+            })
+            .collect();
+        let show = |b: &Vec<u8>| match Frame::decode(b) {
+            Ok(frame) => format!("{frame:?}"),
+            Err(e) => format!("{e} {b:02X?}"),
+        };
+        assert_eq!(
+            sent.iter().map(show).collect::<Vec<_>>(),
+            expected.iter().map(show).collect::<Vec<_>>(),
+            "packets sent to {forwarder:?} for node {node:02X?} at +{:?}",
+            self.elapsed()
+        );
+    }
+}

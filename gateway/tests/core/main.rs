@@ -1,0 +1,16 @@
+//! Scripted conversations with the sans-I/O core: a simulated clock, a fake broker, and
+//! datagrams built with sn-codec. Each file covers one procedure of the specification.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod harness;
+
+mod connect;
+mod downlink;
+mod uplink;

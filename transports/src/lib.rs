@@ -1,0 +1,14 @@
+//! Links that carry MQTT-SN datagrams between motes and the gateway.
+//!
+//! A transport turns bytes on a wire into `(peer address, datagram)` and back; it knows
+//! framing and addresses, nothing of MQTT-SN semantics (see the architecture page). The
+//! gateway's runtime owns one link per configured transport and feeds what it receives to
+//! the sans-I/O protocol core.
+//!
+//! Links so far: [`udp`] (IPv4/IPv6, broadcast or multicast discovery).
+
+#![forbid(unsafe_code)]
+
+pub mod udp;
+
+pub use udp::{LinkStats, UdpLink, UdpLinkConfig, UdpLinkError};

@@ -1,0 +1,271 @@
+//! The UDP link: one bound socket, IPv4 or IPv6, with optional broadcast or multicast
+//! discovery.
+//!
+//! All methods take `&self`, so the runtime can hold one `Arc<UdpLink>` and receive in one
+//! task while sending from others.
+
+mod discovery;
+mod error;
+mod socket;
+mod stats;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use socket2::SockRef;
+
+use discovery::{Discovery, DiscoveryPlan};
+pub use error::UdpLinkError;
+use stats::Counters;
+pub use stats::LinkStats;
+
+/// The largest UDP payload there can be (the IPv4/IPv6 length fields are 16 bits). A
+/// `max_datagram` above it can never be exceeded, so buffers need not be larger.
+const MAX_UDP_PAYLOAD: usize = 65_535;
+
+/// What one `[[udp]]` section asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpLinkConfig {
+    /// Address and port to listen on, e.g. `0.0.0.0:1883` or `[::]:1883`.
+    pub bind: SocketAddr,
+    /// Where ADVERTISE and GWINFO go; `None` turns discovery off.
+    ///
+    /// * IPv4 multicast group: joined at bind, so SEARCHGW sent to the group is received
+    ///   (when bound to `0.0.0.0` and the bind port equals the group's port). The group is
+    ///   joined on the bind address's interface, or on the one the routing table picks when
+    ///   bound to `0.0.0.0`.
+    /// * Any other IPv4 address: treated as a (limited or directed) broadcast address;
+    ///   SO_BROADCAST is set.
+    /// * IPv6 multicast group: joined on the interface index given as the address's scope
+    ///   id (`0` = any), which is also used for sending when not 0.
+    /// * IPv6 unicast: sent to as it is (IPv6 has no broadcast).
+    ///
+    /// Must be of the same IP version as `bind`.
+    pub discovery: Option<SocketAddr>,
+    /// IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS for discovery sends (0..=255; 0 keeps them on
+    /// this host). A SEARCHGW radius caps it per send.
+    pub multicast_ttl: u32,
+    /// IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP: whether this host's own sockets see our
+    /// multicast sends.
+    pub multicast_loop: bool,
+    /// Datagrams longer than this are dropped whole and counted, never truncated.
+    pub max_datagram: usize,
+}
+
+/// One bound UDP socket carrying MQTT-SN datagrams.
+#[derive(Debug)]
+pub struct UdpLink {
+    socket: tokio::net::UdpSocket,
+    name: String,
+    max_datagram: usize,
+    discovery: Option<Discovery>,
+    counters: Counters,
+}
+
+impl UdpLink {
+    /// Creates and binds the socket described by `config`, joining the discovery group if
+    /// there is one. Must be called within a tokio runtime.
+    ///
+    /// The socket gets IPV6_V6ONLY (for IPv6) and asks for a 1 MiB receive buffer. It does
+    /// not get SO_REUSEADDR, so a second gateway on the same port fails here with
+    /// [`UdpLinkError::AddressInUse`] instead of silently sharing the traffic.
+    pub async fn bind(config: UdpLinkConfig) -> Result<UdpLink, UdpLinkError> {
+        Self::bind_with_interface(config, None).await
+    }
+
+    /// [`bind`](Self::bind), with the IPv4 multicast interface forced; tests use it to keep
+    /// multicast on the loopback interface while bound to `0.0.0.0`.
+    pub(crate) async fn bind_with_interface(
+        config: UdpLinkConfig,
+        interface_v4: Option<Ipv4Addr>,
+    ) -> Result<UdpLink, UdpLinkError> {
+        let bind = config.bind;
+        let invalid = |reason: String| UdpLinkError::Config { addr: bind, reason };
+        if config.max_datagram == 0 {
+            return Err(invalid(
+                "max_datagram is 0, which would drop every datagram; give the largest \
+                 datagram to accept in bytes"
+                    .to_owned(),
+            ));
+        }
+        if config.multicast_ttl > 255 {
+            return Err(invalid(format!(
+                "multicast_ttl {} is out of range; use 0..=255 (1 = this network only)",
+                config.multicast_ttl
+            )));
+        }
+        let plan = config
+            .discovery
+            .map(|d| DiscoveryPlan::new(bind, d, interface_v4))
+            .transpose()?;
+
+        let std_socket = socket::open(bind, plan, config.multicast_ttl, config.multicast_loop)?;
+        let socket =
+            tokio::net::UdpSocket::from_std(std_socket).map_err(|error| UdpLinkError::Socket {
+                addr: bind,
+                step: "register the socket with the tokio runtime",
+                error,
+            })?;
+        // The name shows the real port when the config asked for port 0.
+        let local = socket.local_addr().unwrap_or(bind);
+        let name = format!("udp:{local}");
+        tracing::debug!(link = %name, discovery = ?plan, "UDP link bound");
+        Ok(UdpLink {
+            socket,
+            name,
+            max_datagram: config.max_datagram,
+            discovery: plan.map(|p| Discovery::new(p, config.multicast_ttl)),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The address the socket is bound to (with the real port if the config said 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// The smallest buffer [`recv`](Self::recv) accepts: one byte more than the largest
+    /// datagram we keep, so a longer one shows up as too long instead of being cut short.
+    pub fn recv_buffer_len(&self) -> usize {
+        self.max_datagram.min(MAX_UDP_PAYLOAD) + 1
+    }
+
+    /// Allocates a buffer of [`recv_buffer_len`](Self::recv_buffer_len) bytes, to be made
+    /// once per receive loop and reused for every datagram.
+    pub fn recv_buffer(&self) -> Vec<u8> {
+        vec![0; self.recv_buffer_len()]
+    }
+
+    /// Waits for the next datagram of at most `max_datagram` bytes and returns its length
+    /// (the bytes are at the start of `buf`) and its sender.
+    ///
+    /// `buf` must be at least [`recv_buffer_len`](Self::recv_buffer_len) long (see
+    /// [`recv_buffer`](Self::recv_buffer)); a shorter one is refused with
+    /// `InvalidInput`, because the OS truncates silently and an oversize datagram would then
+    /// look like a valid one.
+    ///
+    /// Oversize datagrams are counted, logged at debug level with their sender, and skipped.
+    /// Transient errors (an ICMP port unreachable from an earlier send, reported by some
+    /// systems on the next receive; an interrupted call) are counted, logged and skipped too;
+    /// only an error that means the socket itself is broken is returned.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        if buf.len() < self.recv_buffer_len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: receive buffer of {} bytes is too small; it must be at least {} \
+                     (max_datagram + 1)",
+                    self.name,
+                    buf.len(),
+                    self.recv_buffer_len()
+                ),
+            ));
+        }
+        loop {
+            match self.socket.recv_from(buf).await {
+                Ok((len, from)) if len > self.max_datagram => {
+                    self.counters.oversize();
+                    tracing::debug!(
+                        link = %self.name, %from, len, max = self.max_datagram,
+                        "oversize datagram dropped"
+                    );
+                }
+                Ok((len, from)) => {
+                    self.counters.received(len);
+                    return Ok((len, from));
+                }
+                Err(error) => {
+                    self.counters.receive_error();
+                    if !is_transient(&error) {
+                        return Err(error);
+                    }
+                    tracing::debug!(link = %self.name, %error, "receive error skipped");
+                }
+            }
+        }
+    }
+
+    /// Sends one datagram to `to`. Errors are counted and returned; the link stays usable.
+    pub async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
+        let result = self.socket.send_to(datagram, to).await;
+        self.count_send(result, to)
+    }
+
+    /// Sends one datagram to the discovery address; `Ok(false)` when discovery is off.
+    ///
+    /// `radius` is the MQTT-SN broadcast radius: 0 means "all" (the configured TTL), any
+    /// other value caps the multicast TTL / hop limit for this send only. A broadcast is not
+    /// capped: routers never forward it, so it already reaches only the local network, and
+    /// its TTL is the one unicast replies use, which must not change under them.
+    pub async fn send_discovery(&self, datagram: &[u8], radius: u8) -> io::Result<bool> {
+        let Some(discovery) = &self.discovery else {
+            return Ok(false);
+        };
+        let to = discovery.plan.target();
+        if !discovery.plan.is_multicast() {
+            return self.send_to(datagram, to).await.map(|()| true);
+        }
+        // The hop limit is a socket option, so setting it and sending must not be split by
+        // another discovery send: wait until writable, then do both under the lock without
+        // awaiting in between.
+        let result = loop {
+            if let Err(error) = self.socket.writable().await {
+                break Err(error);
+            }
+            let sock = SockRef::from(&self.socket);
+            match discovery.with_hops(sock, radius, || self.socket.try_send_to(datagram, to)) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                other => break other,
+            }
+        };
+        self.count_send(result, to).map(|()| true)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> LinkStats {
+        self.counters.snapshot()
+    }
+
+    /// The link's name for logs, e.g. `udp:0.0.0.0:1883`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn count_send(&self, result: io::Result<usize>, to: SocketAddr) -> io::Result<()> {
+        match result {
+            // UDP sends a datagram whole or not at all, so the length is the datagram's.
+            Ok(len) => {
+                self.counters.sent(len);
+                Ok(())
+            }
+            Err(error) => {
+                self.counters.send_error();
+                tracing::debug!(link = %self.name, %to, %error, "send failed");
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Errors after which the socket still works. ICMP unreachable messages surface as
+/// connection-refused/reset on the next receive (Windows always, Linux with IP_RECVERR or on
+/// a connected socket); they concern one earlier send, not this socket. Anything else
+/// (a closed descriptor, an invalid argument) will not get better by retrying.
+fn is_transient(error: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+            | TimedOut
+            | Interrupted
+            | WouldBlock
+    )
+}
+
+#[cfg(test)]
+mod tests;
