@@ -117,6 +117,23 @@ impl Gateway {
                             self.metrics.delivery_refused += 1;
                             continue;
                         };
+                        let register = Packet::Register(Register {
+                            topic_id,
+                            msg_id: 1,
+                            topic_name: name.as_bytes(),
+                        });
+                        if !self.fits(idx, &register) {
+                            // A name too long for the client's link: this delivery cannot be
+                            // made (v1.2 §6.10); the rest of the queue goes on.
+                            if let Some(session) = self.session_mut(idx) {
+                                session.queue.pop_front();
+                            }
+                            self.metrics.dropped_too_big_for_client += 1;
+                            continue;
+                        }
+                        let Some(session) = self.session_mut(idx) else {
+                            return;
+                        };
                         let msg_id = session.next_msg_id();
                         return self.start_in_flight(
                             now,
@@ -154,7 +171,15 @@ impl Gateway {
             let msg_id = session.next_msg_id();
             let stage = PublishStage::Published;
             // Too big for the client's link: dropped (v1.2 §6.10) and counted.
-            if !self.fits(idx, &delivery, topic) {
+            let publish = Packet::Publish(Publish {
+                dup: false,
+                qos: delivery.qos.to_sn(),
+                retain: delivery.retain,
+                topic,
+                msg_id: 1,
+                data: &delivery.payload,
+            });
+            if !self.fits(idx, &publish) {
                 self.metrics.dropped_too_big_for_client += 1;
                 continue;
             }
@@ -172,17 +197,9 @@ impl Gateway {
         }
     }
 
-    /// Whether the PUBLISH for `delivery` fits in max_packet_size on the way to this client,
-    /// forwarder encapsulation included.
-    fn fits(&self, idx: SessionIdx, delivery: &Delivery, topic: PublishTopic<'_>) -> bool {
-        let packet = Packet::Publish(Publish {
-            dup: false,
-            qos: delivery.qos.to_sn(),
-            retain: delivery.retain,
-            topic,
-            msg_id: 1,
-            data: &delivery.payload,
-        });
+    /// Whether `packet` fits in max_packet_size on the way to this client, forwarder
+    /// encapsulation included.
+    fn fits(&self, idx: SessionIdx, packet: &Packet<'_>) -> bool {
         let encapsulation = self
             .session(idx)
             .and_then(|s| s.addr.as_ref())

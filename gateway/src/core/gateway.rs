@@ -375,6 +375,21 @@ impl Gateway {
                         None => return self.reject_unknown(&addr),
                     }
                 }
+                // Only what a client sends is answered: a DISCONNECT, PINGRESP or another
+                // gateway's reply from a stranger is dropped, so two gateways (or a spoofed
+                // datagram) can never bounce DISCONNECTs back and forth.
+                Packet::Disconnect(_)
+                | Packet::PingResp
+                | Packet::ConnAck { .. }
+                | Packet::WillTopicReq
+                | Packet::WillMsgReq
+                | Packet::SubAck(_)
+                | Packet::UnsubAck { .. }
+                | Packet::WillTopicResp { .. }
+                | Packet::WillMsgResp { .. } => {
+                    self.metrics.unknown_peer += 1;
+                    return;
+                }
                 _ => return self.reject_unknown(&addr),
             },
         };

@@ -173,6 +173,9 @@ impl Gateway {
             let Some((msg_id, topic_id)) = sub.awaiting_suback.take() else {
                 continue;
             };
+            // Nothing reaches a sleeping client; its subscription stands (or is gone) all the
+            // same.
+            let asleep = session.state == super::session::State::Asleep;
             let (qos, return_code) = match granted {
                 Some(g) => {
                     sub.granted = sub.requested.min(g);
@@ -184,15 +187,17 @@ impl Gateway {
                 session.subscriptions.retain(|s| &*s.filter != filter);
                 self.release_filter(idx, filter);
             }
-            self.send_to_session(
-                idx,
-                Packet::SubAck(SubAck {
-                    qos: qos.to_sn(),
-                    topic_id,
-                    msg_id,
-                    return_code,
-                }),
-            );
+            if !asleep {
+                self.send_to_session(
+                    idx,
+                    Packet::SubAck(SubAck {
+                        qos: qos.to_sn(),
+                        topic_id,
+                        msg_id,
+                        return_code,
+                    }),
+                );
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use tracing::trace;
 use super::broker::{BrokerCommand, MqttQoS, PublishId, UplinkPublish};
 use super::gateway::{Gateway, PendingUplink};
 use super::peer::ClientAddr;
-use super::session::{Inbound, SessionIdx};
+use super::session::{Inbound, SessionIdx, State};
 
 /// The TopicId field to echo in a PUBACK for this topic.
 fn topic_field(topic: &PublishTopic<'_>) -> u16 {
@@ -236,6 +236,9 @@ impl Gateway {
         if waiting != id {
             return;
         }
+        // A client that went to sleep meanwhile has its radio off: the exchange is complete
+        // here, and a retransmission after it wakes is answered from `inbound`.
+        let asleep = session.state == State::Asleep;
         let packet = if qos == MqttQoS::ExactlyOnce {
             session.inbound = Inbound::AwaitPubRel { msg_id };
             Packet::PubRec { msg_id }
@@ -249,7 +252,9 @@ impl Gateway {
                 return_code: ReturnCode::Accepted,
             })
         };
-        self.send_to_session(idx, packet);
+        if !asleep {
+            self.send_to_session(idx, packet);
+        }
     }
 
     /// The broker connection is up: subscriptions first, then every unacknowledged publish

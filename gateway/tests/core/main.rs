@@ -14,3 +14,8 @@ mod harness;
 mod connect;
 mod downlink;
 mod uplink;
+
+mod discovery;
+mod edge;
+mod forwarder;
+mod sleep;
