@@ -167,6 +167,11 @@ pub struct GatewayConfig {
     pub max_topics_per_session: u16,
     /// Downlink messages waiting for one mote. At least 1, default 1000.
     pub max_queued_per_session: u32,
+    /// Bytes of payload waiting for one client (a sleeping mote's buffer); with
+    /// `max_queued_per_session` it bounds what one mote can hold.
+    pub max_queued_bytes_per_session: u32,
+    /// What gives way when a client's queue is full. QoS 0 messages always go first.
+    pub queue_overflow: QueueOverflow,
     /// Largest MQTT-SN datagram accepted from or sent to a mote, in bytes. 16 to 65535,
     /// default 1024.
     pub max_packet_size: u16,
@@ -187,11 +192,22 @@ impl Default for GatewayConfig {
             max_sessions: 10_000,
             max_topics_per_session: 1000,
             max_queued_per_session: 1000,
+            max_queued_bytes_per_session: 256 * 1024,
+            queue_overflow: QueueOverflow::DropOldest,
             max_packet_size: 1024,
             max_client_id_len: 64,
             qos_minus_one: true,
         }
     }
+}
+
+/// The overflow policy of a client's message queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueOverflow {
+    /// Make room by dropping the oldest message (after any QoS 0 message).
+    DropOldest,
+    /// Keep what is queued; drop the message that does not fit (after any QoS 0 message).
+    DropNew,
 }
 
 /// `[[udp]]`: one UDP link.

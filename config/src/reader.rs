@@ -22,8 +22,8 @@ use crate::values::{
     parse_topic_id, BrokerUrl, PASSWORD_NEEDS_USER,
 };
 use crate::{
-    BrokerConfig, Config, ConfigError, ConfigIssue, GatewayConfig, LogConfig, UdpConfig,
-    DEFAULT_MQTT_PORT,
+    BrokerConfig, Config, ConfigError, ConfigIssue, GatewayConfig, LogConfig, QueueOverflow,
+    UdpConfig, DEFAULT_MQTT_PORT,
 };
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -32,7 +32,7 @@ type Key<'i> = Spanned<Cow<'i, str>>;
 /// The sections, in the order the documentation lists them.
 pub(crate) const SECTIONS: [&str; 5] = ["gateway", "predefined_topics", "udp", "broker", "log"];
 /// The options of `[gateway]`.
-pub(crate) const GATEWAY_KEYS: [&str; 10] = [
+pub(crate) const GATEWAY_KEYS: [&str; 12] = [
     "gw_id",
     "advertise_interval",
     "retry_interval",
@@ -40,6 +40,8 @@ pub(crate) const GATEWAY_KEYS: [&str; 10] = [
     "max_sessions",
     "max_topics_per_session",
     "max_queued_per_session",
+    "max_queued_bytes_per_session",
+    "queue_overflow",
     "max_packet_size",
     "max_client_id_len",
     "qos_minus_one",
@@ -503,6 +505,26 @@ impl<'s> Reader<'s> {
                 }
                 "max_queued_per_session" => {
                     set(&mut g.max_queued_per_session, self.int(v, &f, 1, u32::MAX));
+                }
+                "max_queued_bytes_per_session" => {
+                    set(
+                        &mut g.max_queued_bytes_per_session,
+                        self.int(v, &f, 1, u32::MAX),
+                    );
+                }
+                "queue_overflow" => {
+                    let expected = "\"drop-oldest\" or \"drop-new\"";
+                    if let Some(text) = self.string(v, &f, expected) {
+                        match text {
+                            "drop-oldest" => g.queue_overflow = QueueOverflow::DropOldest,
+                            "drop-new" => g.queue_overflow = QueueOverflow::DropNew,
+                            other => self.issue(
+                                v.span(),
+                                &f,
+                                format!("{other:?} is not a policy; use {expected}"),
+                            ),
+                        }
+                    }
                 }
                 "max_packet_size" => set(&mut g.max_packet_size, self.int(v, &f, 16, u16::MAX)),
                 "max_client_id_len" => {

@@ -33,6 +33,8 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "max_sessions",
             "max_topics_per_session",
             "max_queued_per_session",
+            "max_queued_bytes_per_session",
+            "queue_overflow",
             "max_packet_size",
             "max_client_id_len",
             "qos_minus_one",
@@ -168,6 +170,8 @@ max_retries = 0
 max_sessions = 5
 max_topics_per_session = 65533
 max_queued_per_session = 7
+max_queued_bytes_per_session = 4096
+queue_overflow = "drop-new"
 max_packet_size = 16
 max_client_id_len = 23
 qos_minus_one = false
@@ -217,6 +221,8 @@ level = "mqtt_sn_gateway=debug,info"
             max_sessions: 5,
             max_topics_per_session: 65533,
             max_queued_per_session: 7,
+            max_queued_bytes_per_session: 4096,
+            queue_overflow: sn_config::QueueOverflow::DropNew,
             max_packet_size: 16,
             max_client_id_len: 23,
             qos_minus_one: false,

@@ -7,7 +7,7 @@ use sn_config::Config;
 use sn_transports::UdpLinkConfig;
 
 use crate::broker::{BrokerLinkConfig, TlsFiles};
-use crate::core::CoreConfig;
+use crate::core::{CoreConfig, QueueOverflow};
 
 /// The Debian/Ubuntu system CA bundle, used for `mqtts://` when no ca_file is configured.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -51,6 +51,11 @@ impl Settings {
             max_sessions: g.max_sessions as usize,
             max_topics_per_session: usize::from(g.max_topics_per_session),
             max_queued_per_session: g.max_queued_per_session as usize,
+            max_queued_bytes_per_session: g.max_queued_bytes_per_session as usize,
+            queue_overflow: match g.queue_overflow {
+                sn_config::QueueOverflow::DropOldest => QueueOverflow::DropOldest,
+                sn_config::QueueOverflow::DropNew => QueueOverflow::DropNew,
+            },
             max_packet_size: usize::from(g.max_packet_size),
             max_client_id_len: usize::from(g.max_client_id_len),
             qos_minus_one: g.qos_minus_one,

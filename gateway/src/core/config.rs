@@ -20,6 +20,10 @@ pub struct CoreConfig {
     pub max_topics_per_session: usize,
     /// Messages waiting for one client.
     pub max_queued_per_session: usize,
+    /// Payload bytes waiting for one client.
+    pub max_queued_bytes_per_session: usize,
+    /// What gives way at a full queue (after QoS 0 messages, which always go first).
+    pub queue_overflow: QueueOverflow,
     /// Largest datagram accepted from or sent to a client.
     pub max_packet_size: usize,
     /// Longest client id accepted.
@@ -40,10 +44,22 @@ impl Default for CoreConfig {
             max_sessions: 10_000,
             max_topics_per_session: 1_000,
             max_queued_per_session: 1_000,
+            max_queued_bytes_per_session: 256 * 1024,
+            queue_overflow: QueueOverflow::DropOldest,
             max_packet_size: 1024,
             max_client_id_len: 64,
             qos_minus_one: true,
             predefined_topics: Vec::new(),
         }
     }
+}
+
+/// What gives way when a client's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueOverflow {
+    /// Drop the oldest queued message: the client gets the newest data.
+    DropOldest,
+    /// Drop the arriving message: the client gets an unbroken run from when it stopped
+    /// receiving.
+    DropNew,
 }

@@ -9,9 +9,10 @@ use bytes::Bytes;
 use sn_codec::v12::{Packet, PubAck, Publish, PublishTopic, RegAck, Register, ReturnCode};
 
 use super::broker::{BrokerCommand, DeliveryId, MqttQoS};
+use super::config::QueueOverflow;
 use super::events::Event;
 use super::gateway::Gateway;
-use super::session::{Delivery, Outgoing, PublishStage, Route, SessionIdx, State};
+use super::session::{Delivery, DeliveryQueue, Outgoing, PublishStage, Route, SessionIdx, State};
 
 impl Gateway {
     pub(crate) fn on_broker_message(
@@ -43,10 +44,14 @@ impl Gateway {
         }
     }
 
-    /// Queues a message for a client, within max_queued_per_session: at the limit the oldest
-    /// QoS 0 message makes room, else the oldest message; each drop is counted.
+    /// Queues a message for a client within its limits (max_queued_per_session messages,
+    /// max_queued_bytes_per_session payload bytes). QoS 0 messages give way first; then the
+    /// oldest message or the arriving one, by queue_overflow. Every drop is counted, per
+    /// session and in total, and reported once per overflow episode.
     fn enqueue(&mut self, idx: SessionIdx, delivery: Delivery) {
-        let limit = self.config.max_queued_per_session;
+        let max_len = self.config.max_queued_per_session;
+        let max_bytes = self.config.max_queued_bytes_per_session;
+        let policy = self.config.queue_overflow;
         let Some(session) = self.session_mut(idx) else {
             return;
         };
@@ -56,29 +61,47 @@ impl Gateway {
         if session.refused_topics.contains(&delivery.topic) {
             return;
         }
-        let mut dropped = false;
-        if session.queue.len() >= limit {
-            let victim = session
+        let mut dropped = 0u64;
+        let full = |q: &DeliveryQueue, incoming: usize| {
+            q.len() + 1 > max_len || q.bytes() + incoming > max_bytes
+        };
+        let incoming = delivery.payload.len();
+        let mut accept = incoming <= max_bytes && max_len > 0;
+        while accept && full(&session.queue, incoming) {
+            let qos0 = session
                 .queue
                 .iter()
-                .position(|d| d.qos == MqttQoS::AtMostOnce)
-                .unwrap_or(0);
-            session.queue.remove(victim);
-            dropped = true;
+                .position(|d| d.qos == MqttQoS::AtMostOnce);
+            let victim = match (qos0, policy) {
+                (Some(index), _) => Some(index),
+                // The arriving QoS 0 message is the cheapest loss.
+                (None, _) if delivery.qos == MqttQoS::AtMostOnce => None,
+                (None, QueueOverflow::DropOldest) => Some(0),
+                (None, QueueOverflow::DropNew) => None,
+            };
+            match victim.and_then(|index| session.queue.remove(index)) {
+                Some(_) => dropped += 1,
+                None => accept = false,
+            }
         }
-        if limit > 0 {
+        if accept {
             session.queue.push_back(delivery);
         } else {
-            dropped = true;
+            dropped += 1;
         }
-        if dropped {
-            let first = !session.queue_full_reported;
-            session.queue_full_reported = true;
-            let client_id = session.client_id.clone();
-            self.metrics.dropped_queue_full += 1;
-            if first {
-                self.emit(Event::QueueFull { client_id, limit });
-            }
+        if dropped == 0 {
+            return;
+        }
+        session.dropped += dropped;
+        let first = !session.queue_full_reported;
+        session.queue_full_reported = true;
+        let client_id = session.client_id.clone();
+        self.metrics.dropped_queue_full += dropped;
+        if first {
+            self.emit(Event::QueueFull {
+                client_id,
+                limit: max_len,
+            });
         }
     }
 
@@ -290,9 +313,7 @@ impl Gateway {
             // The client refuses this topic name: drop what waits for it and never offer it
             // again in this session (an unsubscribe for that name only, reference §4.7).
             if let Some(name) = session.topics.name(regack.topic_id).cloned() {
-                let before = session.queue.len();
-                session.queue.retain(|d| d.topic != name);
-                let dropped = (before - session.queue.len()) as u64;
+                let dropped = session.queue.retain(|d| d.topic != name) as u64;
                 session.refused_topics.push(name);
                 self.metrics.delivery_refused += dropped;
             }

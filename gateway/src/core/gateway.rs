@@ -205,6 +205,24 @@ impl Gateway {
         self.by_client_id.len()
     }
 
+    /// What the gateway holds for one client, by client id (for tests, metrics and admin).
+    pub fn session_info(&self, client_id: &str) -> Option<SessionInfo> {
+        let session = self.session(*self.by_client_id.get(client_id)?)?;
+        Some(SessionInfo {
+            state: match session.state {
+                State::Handshake => SessionState::Connecting,
+                State::Active => SessionState::Active,
+                State::Asleep => SessionState::Asleep,
+                State::Awake => SessionState::Awake,
+                State::Offline => SessionState::Offline,
+            },
+            queued: session.queue.len(),
+            queued_bytes: session.queue.bytes(),
+            dropped: session.dropped,
+            subscriptions: session.subscriptions.len(),
+        })
+    }
+
     /// Uplink QoS 1/2 messages the broker has not acknowledged yet.
     pub fn pending_uplink(&self) -> usize {
         self.uplink.len()
@@ -460,4 +478,34 @@ impl Gateway {
             }
         }
     }
+}
+
+/// A client's state, as reported by [`Gateway::session_info`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// CONNECT received, Will handshake under way.
+    Connecting,
+    /// Connected.
+    Active,
+    /// Sleeping; messages are queued.
+    Asleep,
+    /// Woken, receiving its queued messages.
+    Awake,
+    /// Disconnected or lost, kept because CleanSession was 0.
+    Offline,
+}
+
+/// What the gateway holds for one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Its state.
+    pub state: SessionState,
+    /// Messages waiting for it.
+    pub queued: usize,
+    /// Their payload bytes.
+    pub queued_bytes: usize,
+    /// Messages dropped at its queue limits since the session began.
+    pub dropped: u64,
+    /// Its subscriptions.
+    pub subscriptions: usize,
 }

@@ -21,7 +21,7 @@ mod topics;
 mod uplink;
 
 pub use broker::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId, UplinkPublish};
-pub use config::CoreConfig;
+pub use config::{CoreConfig, QueueOverflow};
 pub use events::{Event, LostReason, Metrics};
-pub use gateway::Gateway;
+pub use gateway::{Gateway, SessionInfo, SessionState};
 pub use peer::{ClientAddr, Destination, LinkId, Peer, PeerAddr, Transmit};

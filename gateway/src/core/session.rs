@@ -163,7 +163,9 @@ pub(crate) struct Session {
     pub(crate) subscriptions: Vec<Subscription>,
     pub(crate) inbound: Inbound,
     pub(crate) in_flight: Option<InFlight>,
-    pub(crate) queue: VecDeque<Delivery>,
+    pub(crate) queue: DeliveryQueue,
+    /// Messages for this client dropped at its queue limits, since the session began.
+    pub(crate) dropped: u64,
     /// Topic names the client refused with a REGACK error: not offered again this session.
     pub(crate) refused_topics: Vec<Arc<str>>,
     /// A queue overflow was reported; cleared when the queue drains, so it is logged once
@@ -192,7 +194,8 @@ impl Session {
             subscriptions: Vec::new(),
             inbound: Inbound::Idle { last: None },
             in_flight: None,
-            queue: VecDeque::new(),
+            queue: DeliveryQueue::default(),
+            dropped: 0,
             refused_topics: Vec::new(),
             queue_full_reported: false,
             next_msg_id: 0,
@@ -227,5 +230,67 @@ impl Session {
     /// Whether messages can be sent to the client now.
     pub(crate) fn reachable(&self) -> bool {
         matches!(self.state, State::Active | State::Awake)
+    }
+}
+
+/// A client's waiting messages, keeping count of their payload bytes so the byte limit is
+/// checked in O(1).
+#[derive(Debug, Default)]
+pub(crate) struct DeliveryQueue {
+    items: VecDeque<Delivery>,
+    bytes: usize,
+}
+
+impl DeliveryQueue {
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Payload bytes queued.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn front(&self) -> Option<&Delivery> {
+        self.items.front()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Delivery> {
+        self.items.iter()
+    }
+
+    pub(crate) fn push_back(&mut self, delivery: Delivery) {
+        self.bytes += delivery.payload.len();
+        self.items.push_back(delivery);
+    }
+
+    pub(crate) fn push_front(&mut self, delivery: Delivery) {
+        self.bytes += delivery.payload.len();
+        self.items.push_front(delivery);
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<Delivery> {
+        let delivery = self.items.pop_front()?;
+        self.bytes -= delivery.payload.len();
+        Some(delivery)
+    }
+
+    pub(crate) fn remove(&mut self, index: usize) -> Option<Delivery> {
+        let delivery = self.items.remove(index)?;
+        self.bytes -= delivery.payload.len();
+        Some(delivery)
+    }
+
+    /// Keeps what `keep` accepts; returns how many were removed.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Delivery) -> bool) -> usize {
+        let before = self.items.len();
+        self.items.retain(|d| keep(d));
+        self.bytes = self.items.iter().map(|d| d.payload.len()).sum();
+        before - self.items.len()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.items.clear();
+        self.bytes = 0;
     }
 }

@@ -13,6 +13,7 @@ mod harness;
 
 mod connect;
 mod downlink;
+mod limits;
 mod uplink;
 
 mod discovery;
