@@ -64,7 +64,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let digits: u128 = fraction.parse().map_err(|_| not_a_duration())?;
         let scale = 10u128.pow(u32::try_from(fraction.len()).unwrap_or(u32::MAX));
         let scaled = digits * u128::from(unit_ms);
-        if scaled % scale != 0 {
+        if !scaled.is_multiple_of(scale) {
             return Err(finer_than_ms(text));
         }
         fraction_ms = u64::try_from(scaled / scale).map_err(|_| too_large())?;
@@ -89,7 +89,7 @@ pub fn format_duration(duration: Duration) -> String {
     }
     for (name, unit_ms) in UNITS.iter().rev() {
         let unit_ms = u128::from(*unit_ms);
-        if ms % unit_ms == 0 {
+        if ms.is_multiple_of(unit_ms) {
             return format!("{}{name}", ms / unit_ms);
         }
     }

@@ -70,6 +70,8 @@ pub struct Config {
     pub broker: Option<BrokerConfig>,
     /// `[log]`: what is logged.
     pub log: LogConfig,
+    /// `[store]`: the durable state file.
+    pub store: StoreConfig,
 }
 
 impl Config {
@@ -118,6 +120,9 @@ impl Config {
     /// Makes the relative paths in the configuration relative to `base` (normally the
     /// directory of the configuration file). [`Config::load`] calls this itself.
     pub fn resolve_paths(&mut self, base: &Path) {
+        if self.store.path.is_relative() {
+            self.store.path = base.join(&self.store.path);
+        }
         if let Some(broker) = &mut self.broker {
             for path in [
                 &mut broker.password_file,
@@ -145,6 +150,7 @@ impl Default for Config {
             udp: vec![UdpConfig::default()],
             broker: None,
             log: LogConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -395,5 +401,25 @@ impl LogConfig {
         Ok(LogConfig {
             level: level.trim().to_string(),
         })
+    }
+}
+
+/// `[store]`: where the gateway keeps what must survive a restart (sessions of sleeping and
+/// persistent motes, their subscriptions, topic ids and queued messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Whether state is kept on disk at all. Default true.
+    pub enabled: bool,
+    /// The redb file. Default `mqtt-sn-gateway.redb`; a relative path is relative to the
+    /// configuration file's folder (or the working directory without one).
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            enabled: true,
+            path: PathBuf::from("mqtt-sn-gateway.redb"),
+        }
     }
 }

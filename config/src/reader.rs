@@ -23,14 +23,21 @@ use crate::values::{
 };
 use crate::{
     BrokerConfig, Config, ConfigError, ConfigIssue, GatewayConfig, LogConfig, QueueOverflow,
-    UdpConfig, DEFAULT_MQTT_PORT,
+    StoreConfig, UdpConfig, DEFAULT_MQTT_PORT,
 };
 
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<Cow<'i, str>>;
 
 /// The sections, in the order the documentation lists them.
-pub(crate) const SECTIONS: [&str; 5] = ["gateway", "predefined_topics", "udp", "broker", "log"];
+pub(crate) const SECTIONS: [&str; 6] = [
+    "gateway",
+    "predefined_topics",
+    "udp",
+    "broker",
+    "store",
+    "log",
+];
 /// The options of `[gateway]`.
 pub(crate) const GATEWAY_KEYS: [&str; 12] = [
     "gw_id",
@@ -67,6 +74,8 @@ pub(crate) const BROKER_KEYS: [&str; 14] = [
 ];
 /// The options of `[log]`.
 pub(crate) const LOG_KEYS: [&str; 1] = ["level"];
+/// The options of `[store]`.
+pub(crate) const STORE_KEYS: [&str; 2] = ["enabled", "path"];
 
 /// The header a section is written with, for messages.
 fn section_label(section: &str) -> String {
@@ -83,6 +92,7 @@ fn section_keys(section: &str) -> &'static [&'static str] {
         "udp" => &UDP_KEYS,
         "broker" => &BROKER_KEYS,
         "log" => &LOG_KEYS,
+        "store" => &STORE_KEYS,
         _ => &[],
     }
 }
@@ -449,6 +459,11 @@ impl<'s> Reader<'s> {
                 }
                 "udp" => config.udp = self.udp_links(value),
                 "broker" => config.broker = self.broker(value),
+                "store" => {
+                    if let Some(table) = self.table(value, name) {
+                        config.store = self.store(table);
+                    }
+                }
                 "log" => {
                     if let Some(table) = self.table(value, name) {
                         config.log = self.log(table);
@@ -869,6 +884,20 @@ impl<'s> Reader<'s> {
             return None;
         }
         Some(text.to_string())
+    }
+
+    fn store(&mut self, table: &DeTable<'_>) -> StoreConfig {
+        let mut store = StoreConfig::default();
+        for (key, v) in table.iter() {
+            let name: &str = key.get_ref();
+            let f = join("store", name);
+            match name {
+                "enabled" => set(&mut store.enabled, self.boolean(v, &f)),
+                "path" => set(&mut store.path, self.path(v, &f)),
+                _ => self.unknown_key(key, "store", "store"),
+            }
+        }
+        store
     }
 
     fn log(&mut self, table: &DeTable<'_>) -> LogConfig {

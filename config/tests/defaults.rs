@@ -438,3 +438,19 @@ ca_file = "ca.pem"
         assert!(DOCS.contains(line), "docs/configuration.md lacks:\n{line}");
     }
 }
+
+#[test]
+fn store_section() {
+    let c = ok("[store]\nenabled = false\npath = \"/var/lib/gw/state.redb\"\n");
+    assert!(!c.store.enabled);
+    assert_eq!(
+        c.store.path,
+        std::path::PathBuf::from("/var/lib/gw/state.redb")
+    );
+    let d = ok("");
+    assert!(d.store.enabled);
+    assert_eq!(
+        d.store.path,
+        std::path::PathBuf::from("mqtt-sn-gateway.redb")
+    );
+}

@@ -9,3 +9,4 @@ pub mod broker;
 pub mod core;
 pub mod runtime;
 pub mod settings;
+pub mod store;

@@ -9,11 +9,12 @@ use bytes::Bytes;
 use sn_transports::{UdpLink, UdpLinkError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::broker::{spawn_link, BrokerLinkError, BrokerLinkHandle};
 use crate::core::{Destination, Event, Gateway, LinkId, Peer, PeerAddr};
 use crate::settings::Settings;
+use crate::store::{Store, StoreError};
 
 /// Datagrams waiting for the core; a full queue makes receive tasks wait, and the kernel's
 /// socket buffer absorbs bursts beyond that.
@@ -34,6 +35,9 @@ pub enum RuntimeError {
     /// Nothing to listen on.
     #[error("no links configured: add a [[udp]] section or pass --udp ADDR")]
     NoLinks,
+    /// The state store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A received datagram on its way to the core.
@@ -46,6 +50,7 @@ struct Received {
 /// A running gateway: its links are bound and its broker link started.
 pub struct Runtime {
     core: Gateway,
+    store: Option<Store>,
     links: Vec<Arc<UdpLink>>,
     received: mpsc::Receiver<Received>,
     broker: BrokerLinkHandle,
@@ -59,6 +64,21 @@ impl Runtime {
             return Err(RuntimeError::NoLinks);
         }
         let mut core = Gateway::new(settings.core);
+        let store = match &settings.store {
+            Some(path) => {
+                let store = Store::open(path)?;
+                let restored = store.load()?;
+                info!(
+                    path = %path.display(),
+                    sessions = restored.sessions.len(),
+                    messages = restored.messages.len(),
+                    "state restored"
+                );
+                core.restore(now(), restored);
+                Some(store)
+            }
+            None => None,
+        };
         let mut links = Vec::new();
         let (tx, received) = mpsc::channel(DATAGRAM_QUEUE);
         for (index, config) in settings.udp.into_iter().enumerate() {
@@ -75,6 +95,7 @@ impl Runtime {
         let broker = spawn_link(broker_config)?;
         Ok(Runtime {
             core,
+            store,
             links,
             received,
             broker,
@@ -141,8 +162,25 @@ impl Runtime {
         self.core.handle_datagram(now, peer, &received.datagram);
     }
 
-    /// Sends everything the core produced.
+    /// Sends everything the core produced. Durable state first: a broker acknowledgement for
+    /// a message queued for a sleeping mote must not leave before the message is on disk.
     async fn flush(&mut self) {
+        let ops = self.core.poll_store();
+        if let (Some(store), false) = (&self.store, ops.is_empty()) {
+            // redb commits with an fsync: on a multi-threaded runtime, tell tokio this worker
+            // blocks so its other tasks move elsewhere (block_in_place is not allowed on a
+            // current-thread runtime, where there is nowhere to move them).
+            let multi = tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread;
+            let result = if multi {
+                tokio::task::block_in_place(|| store.apply(&ops))
+            } else {
+                store.apply(&ops)
+            };
+            if let Err(error) = result {
+                error!(%error, "could not write state; what is queued for sleeping motes may not survive a restart");
+            }
+        }
         while let Some(transmit) = self.core.poll_transmit() {
             let Some(link) = self.links.get(usize::from(transmit.link.0)) else {
                 continue;

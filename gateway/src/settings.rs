@@ -21,6 +21,8 @@ pub struct Settings {
     pub udp: Vec<UdpLinkConfig>,
     /// The remote broker, if one is configured.
     pub broker: Option<BrokerLinkConfig>,
+    /// The durable state file, unless storing is turned off.
+    pub store: Option<std::path::PathBuf>,
 }
 
 /// A setting that is valid in the file but cannot be used on this machine.
@@ -124,6 +126,12 @@ impl Settings {
                 })
             }
         };
-        Ok(Settings { core, udp, broker })
+        let store = config.store.enabled.then(|| config.store.path.clone());
+        Ok(Settings {
+            core,
+            udp,
+            broker,
+            store,
+        })
     }
 }

@@ -138,6 +138,7 @@ impl Gateway {
             },
         );
         self.emit(event);
+        self.persist(idx);
         self.pump(now, idx);
     }
 
@@ -237,6 +238,7 @@ impl Gateway {
                 ReturnCode::Accepted
             }
         };
+        self.persist(idx);
         self.send_to_session(idx, Packet::WillTopicResp { return_code });
     }
 
@@ -252,6 +254,7 @@ impl Gateway {
             }
             None => ReturnCode::NotSupported,
         };
+        self.persist(idx);
         self.send_to_session(idx, Packet::WillMsgResp { return_code });
     }
 
@@ -311,6 +314,8 @@ impl Gateway {
             client_id,
             duration: duration.get(),
         });
+        // Asleep, the session and what waits for it must survive a restart.
+        self.persist_queue(idx);
         self.arm_silence(idx);
     }
 
@@ -383,14 +388,20 @@ impl Gateway {
         session.epoch = epoch;
         // QoS 0 is not kept for a client that is gone (MQTT keeps only QoS 1/2 for offline
         // sessions).
-        session.queue.retain(|d| d.qos != MqttQoS::AtMostOnce);
+        let dropped = session.queue.retain(|d| d.qos != MqttQoS::AtMostOnce);
         let clean = session.clean_session;
+        let client_id = session.client_id.clone();
+        for delivery in &dropped {
+            self.forget_delivery(&client_id, delivery);
+        }
         if let Some(addr) = addr {
             self.by_addr.remove(&addr);
         }
         if clean {
             self.clear_session_state(idx);
             self.remove_session(idx);
+        } else {
+            self.persist(idx);
         }
     }
 
@@ -431,11 +442,16 @@ impl Gateway {
         let filters: Vec<Arc<str>> = session.subscriptions.drain(..).map(|s| s.filter).collect();
         session.topics.clear();
         session.will = None;
-        session.queue.clear();
+        let dropped = session.queue.drain();
         session.refused_topics.clear();
+        let client_id = session.client_id.clone();
+        for delivery in &dropped {
+            self.forget_delivery(&client_id, delivery);
+        }
         for filter in filters {
             self.release_filter(idx, &filter);
         }
+        self.persist(idx);
     }
 
     /// Binds the session to `addr`, keeping it across a change of address (NAT rebinding,
@@ -452,6 +468,7 @@ impl Gateway {
             self.by_addr.remove(&old);
         }
         self.by_addr.insert(addr, idx);
+        self.persist(idx);
     }
 
     /// A sleeping client's PINGREQ from an address the gateway does not know: find it by its

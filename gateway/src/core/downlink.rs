@@ -34,6 +34,7 @@ impl Gateway {
                     retain,
                     route: target.route,
                     reregistered: false,
+                    seq: None,
                 },
             );
             self.pump(now, target.idx);
@@ -62,6 +63,7 @@ impl Gateway {
             return;
         }
         let mut dropped = 0u64;
+        let mut victims = Vec::new();
         let full = |q: &DeliveryQueue, incoming: usize| {
             q.len() + 1 > max_len || q.bytes() + incoming > max_bytes
         };
@@ -80,18 +82,30 @@ impl Gateway {
                 (None, QueueOverflow::DropNew) => None,
             };
             match victim.and_then(|index| session.queue.remove(index)) {
-                Some(_) => dropped += 1,
+                Some(victim) => victims.push(victim),
                 None => accept = false,
             }
         }
-        if accept {
-            session.queue.push_back(delivery);
-        } else {
+        dropped += victims.len() as u64;
+        if !accept {
             dropped += 1;
+        }
+        for victim in &victims {
+            self.forget(idx, victim);
+        }
+        if accept {
+            let mut delivery = delivery;
+            self.persist_delivery(idx, &mut delivery);
+            if let Some(session) = self.session_mut(idx) {
+                session.queue.push_back(delivery);
+            }
         }
         if dropped == 0 {
             return;
         }
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
         session.dropped += dropped;
         let first = !session.queue_full_reported;
         session.queue_full_reported = true;
@@ -136,7 +150,9 @@ impl Gateway {
                         };
                         let Some(topic_id) = id else {
                             // No id left for this client: it cannot receive this topic.
-                            session.queue.pop_front();
+                            if let Some(gone) = session.queue.pop_front() {
+                                self.forget(idx, &gone);
+                            }
                             self.metrics.delivery_refused += 1;
                             continue;
                         };
@@ -148,12 +164,16 @@ impl Gateway {
                         if !self.fits(idx, &register) {
                             // A name too long for the client's link: this delivery cannot be
                             // made (v1.2 §6.10); the rest of the queue goes on.
-                            if let Some(session) = self.session_mut(idx) {
-                                session.queue.pop_front();
+                            if let Some(gone) =
+                                self.session_mut(idx).and_then(|s| s.queue.pop_front())
+                            {
+                                self.forget(idx, &gone);
                             }
                             self.metrics.dropped_too_big_for_client += 1;
                             continue;
                         }
+                        // A new id is part of the session's durable state.
+                        self.persist(idx);
                         let Some(session) = self.session_mut(idx) else {
                             return;
                         };
@@ -189,6 +209,7 @@ impl Gateway {
                 if sent {
                     self.metrics.delivered += 1;
                 }
+                self.forget(idx, &delivery);
                 continue;
             }
             let msg_id = session.next_msg_id();
@@ -204,6 +225,7 @@ impl Gateway {
             });
             if !self.fits(idx, &publish) {
                 self.metrics.dropped_too_big_for_client += 1;
+                self.forget(idx, &delivery);
                 continue;
             }
             self.metrics.delivered += 1;
@@ -217,6 +239,15 @@ impl Gateway {
                     stage,
                 },
             );
+        }
+    }
+
+    /// A queued delivery is done with (delivered or dropped): out of the store too.
+    fn forget(&mut self, idx: SessionIdx, delivery: &Delivery) {
+        if delivery.seq.is_some() {
+            if let Some(client_id) = self.session(idx).map(|s| s.client_id.clone()) {
+                self.forget_delivery(&client_id, delivery);
+            }
         }
     }
 
@@ -313,11 +344,15 @@ impl Gateway {
             // The client refuses this topic name: drop what waits for it and never offer it
             // again in this session (an unsubscribe for that name only, reference §4.7).
             if let Some(name) = session.topics.name(regack.topic_id).cloned() {
-                let dropped = session.queue.retain(|d| d.topic != name) as u64;
+                let dropped = session.queue.retain(|d| d.topic != name);
                 session.refused_topics.push(name);
-                self.metrics.delivery_refused += dropped;
+                self.metrics.delivery_refused += dropped.len() as u64;
+                for delivery in &dropped {
+                    self.forget(idx, delivery);
+                }
             }
         }
+        self.persist(idx);
         self.pump(now, idx);
     }
 
@@ -350,7 +385,7 @@ impl Gateway {
             }
         };
         match puback.return_code {
-            ReturnCode::Accepted => {}
+            ReturnCode::Accepted => self.forget(idx, &delivery),
             // The client lost the id: register it again and resend, once.
             ReturnCode::InvalidTopicId
                 if delivery.route == Route::Normal && !delivery.reregistered =>
@@ -361,7 +396,10 @@ impl Gateway {
                     ..delivery
                 });
             }
-            _ => self.metrics.delivery_refused += 1,
+            _ => {
+                self.metrics.delivery_refused += 1;
+                self.forget(idx, &delivery);
+            }
         }
         self.pump(now, idx);
     }
@@ -379,9 +417,18 @@ impl Gateway {
                 ..
             } if *m == msg_id && delivery.qos == MqttQoS::ExactlyOnce => {
                 // First PUBREC, or a repeat because our PUBREL was lost: (re)send PUBREL.
-                *stage = PublishStage::Released;
-                in_flight.sends = 1;
-                in_flight.deadline = deadline;
+                // The client holds the message now: it is never sent again, so the store
+                // can let it go.
+                if *stage == PublishStage::Published {
+                    let delivery = delivery.clone();
+                    *stage = PublishStage::Released;
+                    in_flight.sends = 1;
+                    in_flight.deadline = deadline;
+                    self.forget(idx, &delivery);
+                } else {
+                    in_flight.sends = 1;
+                    in_flight.deadline = deadline;
+                }
             }
             _ => {
                 self.metrics.unexpected_packet += 1;

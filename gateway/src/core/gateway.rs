@@ -14,6 +14,7 @@ use super::broker::{BrokerCommand, BrokerEvent, PublishId, UplinkPublish};
 use super::config::CoreConfig;
 use super::events::{Event, Metrics};
 use super::peer::{ClientAddr, Destination, LinkId, Peer, Transmit};
+use super::persist::Persistence;
 use super::session::{Session, SessionIdx, State};
 use super::subscriptions::Upstream;
 use super::topics::Predefined;
@@ -67,6 +68,7 @@ pub struct Gateway {
     commands: VecDeque<BrokerCommand>,
     events: VecDeque<Event>,
     pub(crate) metrics: Metrics,
+    pub(crate) persistence: Persistence,
 }
 
 /// Events kept for the runtime before the oldest is dropped (it polls them after every call,
@@ -95,6 +97,7 @@ impl Gateway {
             commands: VecDeque::new(),
             events: VecDeque::new(),
             metrics: Metrics::default(),
+            persistence: Persistence::default(),
         }
     }
 
@@ -273,6 +276,7 @@ impl Gateway {
     /// Frees a session's slot; the caller has already dropped its subscriptions and address.
     pub(crate) fn remove_session(&mut self, idx: SessionIdx) {
         if let Some(session) = self.sessions.get_mut(idx).and_then(Option::take) {
+            self.persist_removal(&session.client_id);
             self.by_client_id.remove(&session.client_id);
             if let Some(addr) = &session.addr {
                 self.by_addr.remove(addr);

@@ -15,6 +15,7 @@ mod downlink;
 mod events;
 mod gateway;
 mod peer;
+mod persist;
 mod session;
 mod subscriptions;
 mod topics;
@@ -25,3 +26,7 @@ pub use config::{CoreConfig, QueueOverflow};
 pub use events::{Event, LostReason, Metrics};
 pub use gateway::{Gateway, SessionInfo, SessionState};
 pub use peer::{ClientAddr, Destination, LinkId, Peer, PeerAddr, Transmit};
+pub use persist::{
+    Restored, SessionRecord, StoreOp, StoredMessage, StoredRoute, StoredState, StoredSubKind,
+    StoredSubscription, StoredWill,
+};

@@ -88,6 +88,8 @@ pub(crate) struct Delivery {
     pub(crate) route: Route,
     /// Re-registrations after PUBACK 0x02, to stop a client that keeps refusing from looping.
     pub(crate) reregistered: bool,
+    /// Its key in the durable store, once stored (see `persist`).
+    pub(crate) seq: Option<u64>,
 }
 
 /// The client's QoS 1/2 PUBLISH being handled (one at a time, v1.2 §6.6).
@@ -259,6 +261,13 @@ impl DeliveryQueue {
         self.items.iter()
     }
 
+    /// Mutable access that cannot change payload sizes (used to stamp store keys).
+    pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&mut Delivery)) {
+        for delivery in &mut self.items {
+            f(delivery);
+        }
+    }
+
     pub(crate) fn push_back(&mut self, delivery: Delivery) {
         self.bytes += delivery.payload.len();
         self.items.push_back(delivery);
@@ -281,16 +290,19 @@ impl DeliveryQueue {
         Some(delivery)
     }
 
-    /// Keeps what `keep` accepts; returns how many were removed.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Delivery) -> bool) -> usize {
-        let before = self.items.len();
-        self.items.retain(|d| keep(d));
+    /// Keeps what `keep` accepts; returns what was removed.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Delivery) -> bool) -> Vec<Delivery> {
+        let (kept, removed): (Vec<Delivery>, Vec<Delivery>) = std::mem::take(&mut self.items)
+            .into_iter()
+            .partition(|d| keep(d));
+        self.items = kept.into();
         self.bytes = self.items.iter().map(|d| d.payload.len()).sum();
-        before - self.items.len()
+        removed
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.items.clear();
+    /// Empties the queue, returning what it held.
+    pub(crate) fn drain(&mut self) -> Vec<Delivery> {
         self.bytes = 0;
+        self.items.drain(..).collect()
     }
 }

@@ -140,6 +140,7 @@ impl Gateway {
                 awaiting_suback: Some((msg_id, topic_id)),
             });
         }
+        self.persist(idx);
         self.command(BrokerCommand::Subscribe {
             filter,
             qos: upstream_qos,
@@ -187,6 +188,7 @@ impl Gateway {
                 session.subscriptions.retain(|s| &*s.filter != filter);
                 self.release_filter(idx, filter);
             }
+            self.persist(idx);
             if !asleep {
                 self.send_to_session(
                     idx,
@@ -215,6 +217,7 @@ impl Gateway {
             });
             if removed {
                 self.release_filter(idx, &filter);
+                self.persist(idx);
             }
         }
         // UNSUBACK has no return code: acknowledge even when nothing matched (§4.10).
@@ -224,6 +227,20 @@ impl Gateway {
                 msg_id: unsubscribe.msg_id,
             },
         );
+    }
+
+    /// Re-creates the upstream side of a restored subscription; it is sent to the broker with
+    /// all the others when the link comes up.
+    pub(crate) fn restore_filter(&mut self, idx: SessionIdx, filter: Arc<str>, qos: MqttQoS) {
+        let wildcard = validate::is_wildcard(&filter);
+        let entry = self.upstream.filters.entry(filter.clone()).or_default();
+        if entry.subscribers.is_empty() && wildcard {
+            self.upstream.wildcards.push(filter);
+        }
+        if !entry.subscribers.contains(&idx) {
+            entry.subscribers.push(idx);
+        }
+        entry.qos = Some(entry.qos.map_or(qos, |q| q.max(qos)));
     }
 
     /// The session no longer uses `filter`; the last one out unsubscribes upstream.

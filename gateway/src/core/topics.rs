@@ -117,6 +117,20 @@ impl TopicTable {
         }
     }
 
+    /// Every entry as (id, name, known), for the durable store.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (u16, Arc<str>, bool)> + '_ {
+        self.entries.iter().map(|e| (e.id, e.name.clone(), e.known))
+    }
+
+    /// Puts back a stored entry; ids go on from the highest one restored.
+    pub(crate) fn restore(&mut self, id: u16, name: Arc<str>, known: bool) {
+        if id == 0 || id == 0xFFFF || self.entries.iter().any(|e| e.id == id || e.name == name) {
+            return;
+        }
+        self.next = self.next.max(id);
+        self.entries.push(Entry { id, name, known });
+    }
+
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
     }

@@ -61,7 +61,10 @@ impl Gateway {
             .map(Arc::from)
             .and_then(|name| self.session_mut(idx)?.topics.assign(&name, true, max).ok());
         let (topic_id, return_code) = match assigned {
-            Some(id) => (id, ReturnCode::Accepted),
+            Some(id) => {
+                self.persist(idx);
+                (id, ReturnCode::Accepted)
+            }
             // A wildcard or malformed name, or the table is full: a retry would not help.
             None => (0, ReturnCode::NotSupported),
         };

@@ -28,6 +28,8 @@ pub struct Harness {
     pub gw: Gateway,
     pub now: Instant,
     start: Instant,
+    /// Transmits already taken from the gateway but not yet read by the test.
+    pending: Vec<Transmit>,
 }
 
 impl Harness {
@@ -44,6 +46,7 @@ impl Harness {
             gw,
             now,
             start: now,
+            pending: Vec::new(),
         };
         h.broker(BrokerEvent::Connected {
             session_present: false,
@@ -96,7 +99,9 @@ impl Harness {
     }
 
     pub fn transmits(&mut self) -> Vec<Transmit> {
-        std::iter::from_fn(|| self.gw.poll_transmit()).collect()
+        let mut all = std::mem::take(&mut self.pending);
+        all.extend(std::iter::from_fn(|| self.gw.poll_transmit()));
+        all
     }
 
     pub fn commands(&mut self) -> Vec<BrokerCommand> {
@@ -227,6 +232,7 @@ impl Harness {
             gw,
             now,
             start: now,
+            pending: Vec::new(),
         }
     }
 
@@ -257,5 +263,50 @@ impl Harness {
             "packets sent to {forwarder:?} for node {node:02X?} at +{:?}",
             self.elapsed()
         );
+    }
+}
+
+impl Harness {
+    /// Wraps an existing gateway (for restart tests), at time `now`.
+    pub fn from_gateway(mut gw: Gateway, now: Instant) -> Self {
+        gw.add_discovery_link(LINK);
+        Harness {
+            gw,
+            now,
+            start: now,
+            pending: Vec::new(),
+        }
+    }
+
+    /// CONNECT without Will; CONNACK accepted is the first thing sent back, and whatever
+    /// follows it is left for the test to read.
+    #[track_caller]
+    pub fn connect_expecting_more(
+        &mut self,
+        from: Peer,
+        client_id: &str,
+        clean_session: bool,
+        keep_alive: u16,
+    ) {
+        self.send(
+            from,
+            Packet::Connect(Connect {
+                will: false,
+                clean_session,
+                protocol_id: 1,
+                duration: keep_alive,
+                client_id: client_id.as_bytes(),
+            }),
+        );
+        let mut sent = self.transmits();
+        assert!(!sent.is_empty(), "no CONNACK");
+        let first = sent.remove(0);
+        assert_eq!(
+            &first.datagram[..],
+            &[0x03, 0x05, 0x00],
+            "CONNACK accepted first"
+        );
+        self.pending = sent;
+        self.events();
     }
 }

@@ -14,6 +14,7 @@ mod harness;
 mod connect;
 mod downlink;
 mod limits;
+mod persist;
 mod uplink;
 
 mod discovery;

@@ -1,0 +1,446 @@
+//! The byte layout of stored records: a version byte, then fields in a fixed order with
+//! length-prefixed strings. Hand-written because it is small, has no dependency, and a reader
+//! that checks every length cannot be made to panic or over-allocate by a damaged file.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::core::{
+    ClientAddr, LinkId, MqttQoS, Peer, PeerAddr, SessionRecord, StoredMessage, StoredRoute,
+    StoredState, StoredSubKind, StoredSubscription, StoredWill,
+};
+
+/// Layout version of session records and messages; bump on any change, and keep reading the
+/// old ones.
+const VERSION: u8 = 1;
+
+/// Why a stored record cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("damaged record: {0}")]
+pub struct Damaged(&'static str);
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn bool(&mut self, v: bool) {
+        self.u8(u8::from(v));
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        // Records hold MQTT topics and payloads: far below 4 GiB.
+        self.u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
+        self.0.extend_from_slice(v);
+    }
+    fn qos(&mut self, qos: MqttQoS) {
+        self.u8(qos.level());
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], Damaged> {
+        let (head, rest) = self.0.split_at_checked(n).ok_or(Damaged(what))?;
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, Damaged> {
+        match *self.take(1, what)? {
+            [b] => Ok(b),
+            _ => Err(Damaged(what)),
+        }
+    }
+    fn u16(&mut self, what: &'static str) -> Result<u16, Damaged> {
+        match *self.take(2, what)? {
+            [a, b] => Ok(u16::from_be_bytes([a, b])),
+            _ => Err(Damaged(what)),
+        }
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, Damaged> {
+        match *self.take(4, what)? {
+            [a, b, c, d] => Ok(u32::from_be_bytes([a, b, c, d])),
+            _ => Err(Damaged(what)),
+        }
+    }
+    fn bool(&mut self, what: &'static str) -> Result<bool, Damaged> {
+        Ok(self.u8(what)? != 0)
+    }
+    fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], Damaged> {
+        let len = self.u32(what)? as usize;
+        self.take(len, what)
+    }
+    fn text(&mut self, what: &'static str) -> Result<Arc<str>, Damaged> {
+        std::str::from_utf8(self.bytes(what)?)
+            .map(Arc::from)
+            .map_err(|_| Damaged(what))
+    }
+    fn qos(&mut self, what: &'static str) -> Result<MqttQoS, Damaged> {
+        match self.u8(what)? {
+            0 => Ok(MqttQoS::AtMostOnce),
+            1 => Ok(MqttQoS::AtLeastOnce),
+            2 => Ok(MqttQoS::ExactlyOnce),
+            _ => Err(Damaged(what)),
+        }
+    }
+    /// A count of items each at least `min_item` bytes long, checked against what is left so
+    /// a damaged count cannot make the caller allocate.
+    fn count(&mut self, min_item: usize, what: &'static str) -> Result<usize, Damaged> {
+        let count = self.u32(what)? as usize;
+        if count.saturating_mul(min_item) > self.0.len() {
+            return Err(Damaged(what));
+        }
+        Ok(count)
+    }
+    fn version(&mut self) -> Result<(), Damaged> {
+        match self.u8("version")? {
+            VERSION => Ok(()),
+            _ => Err(Damaged("unknown version")),
+        }
+    }
+}
+
+fn write_addr(w: &mut Writer, addr: &ClientAddr) {
+    w.u16(addr.peer.link.0);
+    match addr.peer.addr {
+        PeerAddr::Ip(SocketAddr::V4(a)) => {
+            w.u8(4);
+            w.0.extend_from_slice(&a.ip().octets());
+            w.u16(a.port());
+        }
+        PeerAddr::Ip(SocketAddr::V6(a)) => {
+            w.u8(6);
+            w.0.extend_from_slice(&a.ip().octets());
+            w.u16(a.port());
+            w.u32(a.scope_id());
+        }
+    }
+    match &addr.node {
+        Some(node) => {
+            w.bool(true);
+            w.bytes(node);
+        }
+        None => w.bool(false),
+    }
+}
+
+fn read_addr(r: &mut Reader<'_>) -> Result<ClientAddr, Damaged> {
+    let link = LinkId(r.u16("link")?);
+    let ip = match r.u8("address family")? {
+        4 => {
+            let o = r.take(4, "IPv4 address")?;
+            let octets: [u8; 4] = o.try_into().map_err(|_| Damaged("IPv4 address"))?;
+            let port = r.u16("port")?;
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::from(octets)), port)
+        }
+        6 => {
+            let o = r.take(16, "IPv6 address")?;
+            let octets: [u8; 16] = o.try_into().map_err(|_| Damaged("IPv6 address"))?;
+            let port = r.u16("port")?;
+            let scope = r.u32("scope id")?;
+            SocketAddr::V6(std::net::SocketAddrV6::new(
+                Ipv6Addr::from(octets),
+                port,
+                0,
+                scope,
+            ))
+        }
+        _ => return Err(Damaged("address family")),
+    };
+    let node = if r.bool("node flag")? {
+        Some(Box::from(r.bytes("node id")?))
+    } else {
+        None
+    };
+    Ok(ClientAddr {
+        peer: Peer {
+            link,
+            addr: PeerAddr::Ip(ip),
+        },
+        node,
+    })
+}
+
+fn write_two(w: &mut Writer, tag: u8, pair: Option<[u8; 2]>) {
+    w.u8(tag);
+    if let Some(p) = pair {
+        w.0.extend_from_slice(&p);
+    }
+}
+
+fn read_two(r: &mut Reader<'_>, what: &'static str) -> Result<[u8; 2], Damaged> {
+    r.take(2, what)?.try_into().map_err(|_| Damaged(what))
+}
+
+/// Encodes a session record.
+pub(super) fn encode_session(record: &SessionRecord) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(128));
+    w.u8(VERSION);
+    w.bytes(record.client_id.as_bytes());
+    match &record.addr {
+        Some(addr) => {
+            w.bool(true);
+            write_addr(&mut w, addr);
+        }
+        None => w.bool(false),
+    }
+    w.u8(match record.state {
+        StoredState::Active => 0,
+        StoredState::Asleep => 1,
+        StoredState::Offline => 2,
+    });
+    w.bool(record.clean_session);
+    w.u16(record.keep_alive);
+    w.u16(record.sleep);
+    match &record.will {
+        Some(will) => {
+            w.bool(true);
+            w.bytes(will.topic.as_bytes());
+            w.bytes(&will.payload);
+            w.qos(will.qos);
+            w.bool(will.retain);
+        }
+        None => w.bool(false),
+    }
+    w.u32(u32::try_from(record.topics.len()).unwrap_or(u32::MAX));
+    for (id, name, known) in &record.topics {
+        w.u16(*id);
+        w.bytes(name.as_bytes());
+        w.bool(*known);
+    }
+    w.u32(u32::try_from(record.subscriptions.len()).unwrap_or(u32::MAX));
+    for sub in &record.subscriptions {
+        w.bytes(sub.filter.as_bytes());
+        match sub.kind {
+            StoredSubKind::Name => write_two(&mut w, 0, None),
+            StoredSubKind::Wildcard => write_two(&mut w, 1, None),
+            StoredSubKind::Predefined(id) => write_two(&mut w, 2, Some(id.to_be_bytes())),
+            StoredSubKind::Short(name) => write_two(&mut w, 3, Some(name)),
+        }
+        w.qos(sub.requested);
+        w.qos(sub.granted);
+    }
+    w.0
+}
+
+/// Decodes a session record.
+pub(super) fn decode_session(bytes: &[u8]) -> Result<SessionRecord, Damaged> {
+    let mut r = Reader(bytes);
+    r.version()?;
+    let client_id = r.text("client id")?;
+    let addr = if r.bool("address flag")? {
+        Some(read_addr(&mut r)?)
+    } else {
+        None
+    };
+    let state = match r.u8("state")? {
+        0 => StoredState::Active,
+        1 => StoredState::Asleep,
+        2 => StoredState::Offline,
+        _ => return Err(Damaged("state")),
+    };
+    let clean_session = r.bool("clean session")?;
+    let keep_alive = r.u16("keep-alive")?;
+    let sleep = r.u16("sleep")?;
+    let will = if r.bool("will flag")? {
+        Some(StoredWill {
+            topic: r.text("will topic")?,
+            payload: Bytes::copy_from_slice(r.bytes("will payload")?),
+            qos: r.qos("will qos")?,
+            retain: r.bool("will retain")?,
+        })
+    } else {
+        None
+    };
+    let topic_count = r.count(7, "topic count")?;
+    let mut topics = Vec::with_capacity(topic_count);
+    for _ in 0..topic_count {
+        topics.push((
+            r.u16("topic id")?,
+            r.text("topic name")?,
+            r.bool("topic known")?,
+        ));
+    }
+    let sub_count = r.count(7, "subscription count")?;
+    let mut subscriptions = Vec::with_capacity(sub_count);
+    for _ in 0..sub_count {
+        let filter = r.text("filter")?;
+        let kind = match r.u8("subscription kind")? {
+            0 => StoredSubKind::Name,
+            1 => StoredSubKind::Wildcard,
+            2 => StoredSubKind::Predefined(u16::from_be_bytes(read_two(&mut r, "predefined id")?)),
+            3 => StoredSubKind::Short(read_two(&mut r, "short name")?),
+            _ => return Err(Damaged("subscription kind")),
+        };
+        subscriptions.push(StoredSubscription {
+            filter,
+            kind,
+            requested: r.qos("requested qos")?,
+            granted: r.qos("granted qos")?,
+        });
+    }
+    Ok(SessionRecord {
+        client_id,
+        addr,
+        state,
+        clean_session,
+        keep_alive,
+        sleep,
+        will,
+        topics,
+        subscriptions,
+    })
+}
+
+/// Encodes a queued message.
+pub(super) fn encode_message(message: &StoredMessage) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(
+        16 + message.topic.len() + message.payload.len(),
+    ));
+    w.u8(VERSION);
+    w.bytes(message.topic.as_bytes());
+    w.bytes(&message.payload);
+    w.qos(message.qos);
+    w.bool(message.retain);
+    match message.route {
+        StoredRoute::Normal => write_two(&mut w, 0, None),
+        StoredRoute::Predefined(id) => write_two(&mut w, 1, Some(id.to_be_bytes())),
+        StoredRoute::Short(name) => write_two(&mut w, 2, Some(name)),
+    }
+    w.0
+}
+
+/// Decodes a queued message.
+pub(super) fn decode_message(bytes: &[u8]) -> Result<StoredMessage, Damaged> {
+    let mut r = Reader(bytes);
+    r.version()?;
+    Ok(StoredMessage {
+        topic: r.text("topic")?,
+        payload: Bytes::copy_from_slice(r.bytes("payload")?),
+        qos: r.qos("qos")?,
+        retain: r.bool("retain")?,
+        route: match r.u8("route")? {
+            0 => StoredRoute::Normal,
+            1 => StoredRoute::Predefined(u16::from_be_bytes(read_two(&mut r, "predefined id")?)),
+            2 => StoredRoute::Short(read_two(&mut r, "short name")?),
+            _ => return Err(Damaged("route")),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn record() -> SessionRecord {
+        SessionRecord {
+            client_id: "mote-7".into(),
+            addr: Some(ClientAddr {
+                peer: Peer {
+                    link: LinkId(2),
+                    addr: PeerAddr::Ip("[fe80::1%3]:40000".parse().unwrap()),
+                },
+                node: Some(Box::from(&[0x0A, 0x0B][..])),
+            }),
+            state: StoredState::Asleep,
+            clean_session: false,
+            keep_alive: 60,
+            sleep: 3600,
+            will: Some(StoredWill {
+                topic: "w/t".into(),
+                payload: Bytes::from_static(b"bye"),
+                qos: MqttQoS::AtLeastOnce,
+                retain: true,
+            }),
+            topics: vec![(1, "a/b".into(), true), (0xFFFE, "c".into(), false)],
+            subscriptions: vec![
+                StoredSubscription {
+                    filter: "a/#".into(),
+                    kind: StoredSubKind::Wildcard,
+                    requested: MqttQoS::ExactlyOnce,
+                    granted: MqttQoS::AtLeastOnce,
+                },
+                StoredSubscription {
+                    filter: "pre".into(),
+                    kind: StoredSubKind::Predefined(0x10),
+                    requested: MqttQoS::AtMostOnce,
+                    granted: MqttQoS::AtMostOnce,
+                },
+                StoredSubscription {
+                    filter: "xy".into(),
+                    kind: StoredSubKind::Short(*b"xy"),
+                    requested: MqttQoS::AtLeastOnce,
+                    granted: MqttQoS::AtLeastOnce,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn session_round_trips() {
+        let r = record();
+        assert_eq!(decode_session(&encode_session(&r)).unwrap(), r);
+        let offline = SessionRecord {
+            addr: Some(ClientAddr {
+                peer: Peer {
+                    link: LinkId(0),
+                    addr: PeerAddr::Ip("127.0.0.1:1".parse().unwrap()),
+                },
+                node: None,
+            }),
+            will: None,
+            topics: vec![],
+            subscriptions: vec![],
+            ..r
+        };
+        assert_eq!(decode_session(&encode_session(&offline)).unwrap(), offline);
+    }
+
+    #[test]
+    fn message_round_trips() {
+        for route in [
+            StoredRoute::Normal,
+            StoredRoute::Predefined(7),
+            StoredRoute::Short(*b"ab"),
+        ] {
+            let m = StoredMessage {
+                topic: "t/1".into(),
+                payload: Bytes::from_static(&[0, 1, 2, 255]),
+                qos: MqttQoS::ExactlyOnce,
+                retain: false,
+                route,
+            };
+            assert_eq!(decode_message(&encode_message(&m)).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_corruption_is_an_error_not_a_panic() {
+        let bytes = encode_session(&record());
+        for len in 0..bytes.len() {
+            assert!(decode_session(&bytes[..len]).is_err(), "truncated to {len}");
+        }
+        for i in 0..bytes.len() {
+            for flip in [0x01u8, 0x80, 0xFF] {
+                let mut damaged = bytes.clone();
+                damaged[i] ^= flip;
+                let _ = decode_session(&damaged);
+            }
+        }
+        // A huge count cannot make the reader allocate.
+        let mut huge = vec![VERSION];
+        huge.extend_from_slice(&[0, 0, 0, 1, b'x', 0, 0, 0, 0, 0, 0, 0, 0]);
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_session(&huge).is_err());
+    }
+}
