@@ -52,6 +52,8 @@ pub struct Runtime {
     core: Gateway,
     store: Option<Store>,
     links: Vec<Arc<UdpLink>>,
+    /// The receive loops; aborted when the runtime stops so their sockets close with it.
+    receivers: Vec<tokio::task::JoinHandle<()>>,
     received: mpsc::Receiver<Received>,
     broker: BrokerLinkHandle,
 }
@@ -80,6 +82,7 @@ impl Runtime {
             None => None,
         };
         let mut links = Vec::new();
+        let mut receivers = Vec::new();
         let (tx, received) = mpsc::channel(DATAGRAM_QUEUE);
         for (index, config) in settings.udp.into_iter().enumerate() {
             let id = LinkId(u16::try_from(index).unwrap_or(u16::MAX));
@@ -89,7 +92,7 @@ impl Runtime {
             if discovery.is_some() {
                 core.add_discovery_link(id);
             }
-            tokio::spawn(receive(id, link.clone(), tx.clone()));
+            receivers.push(tokio::spawn(receive(id, link.clone(), tx.clone())));
             links.push(link);
         }
         let broker = spawn_link(broker_config)?;
@@ -97,6 +100,7 @@ impl Runtime {
             core,
             store,
             links,
+            receivers,
             received,
             broker,
         })
@@ -152,6 +156,14 @@ impl Runtime {
             self.flush().await;
         }
         info!("gateway stopping");
+        // Release the ports now, not when a receive loop next wakes up.
+        for receiver in &self.receivers {
+            receiver.abort();
+        }
+        for receiver in self.receivers.drain(..) {
+            let _ = receiver.await;
+        }
+        self.broker.task.abort();
     }
 
     fn deliver(&mut self, now: std::time::Instant, received: Received) {

@@ -270,7 +270,11 @@ fn new_client(config: &BrokerLinkConfig, transport: Option<Transport>) -> (Async
         .set_keep_alive(config.keep_alive.max(Duration::from_secs(1)))
         .set_clean_session(config.clean_session)
         .set_manual_acks(true)
-        .set_inflight(config.max_inflight.max(1))
+        // rumqttc frees a QoS 2 packet id at PUBREC and hands it out again before PUBCOMP;
+        // mosquitto then takes the new PUBLISH for a duplicate of the one it holds and drops
+        // it. With the whole id space, an id comes round again only after 65 535 others; the
+        // link enforces the configured window itself (`Connection::window`).
+        .set_inflight(u16::MAX)
         .set_max_packet_size(MAX_MQTT_PACKET, MAX_MQTT_PACKET)
         .set_request_channel_capacity(REQUEST_CAPACITY);
     if let Some(username) = &config.username {
@@ -296,8 +300,13 @@ struct Connection {
     /// Core ids of the publishes handed to rumqttc, in order; rumqttc reports each one's
     /// packet id, in the same order, as `Outgoing::Publish` when it writes it.
     publish_order: VecDeque<Option<PublishId>>,
-    /// Packet id → core id of publishes awaiting PUBACK / PUBCOMP.
+    /// Packet id → core id of publishes awaiting PUBACK (QoS 1) or PUBREC (QoS 2).
     unacked: HashMap<u16, PublishId>,
+    /// Packet id → core ids of QoS 2 publishes between PUBREC and PUBCOMP, oldest first:
+    /// an id can be in release while a newer publish uses the same number.
+    releasing: HashMap<u16, VecDeque<PublishId>>,
+    /// Most QoS 1/2 publishes outstanding at once (broker.max_inflight).
+    window: usize,
     subscribe_order: VecDeque<Arc<str>>,
     subscribes: HashMap<u16, Arc<str>>,
     /// Broker QoS 1/2 messages the core has not yet said it holds.
@@ -317,6 +326,8 @@ impl Connection {
             eventloop,
             publish_order: VecDeque::new(),
             unacked: HashMap::new(),
+            releasing: HashMap::new(),
+            window: usize::from(config.max_inflight.max(1)),
             subscribe_order: VecDeque::new(),
             subscribes: HashMap::new(),
             deliveries: HashMap::new(),
@@ -336,7 +347,7 @@ impl Connection {
     ) -> End {
         loop {
             self.flush_backlog();
-            let waiting = !self.unacked.is_empty() || !self.publish_order.is_empty();
+            let waiting = self.outstanding() > 0;
             if !waiting {
                 self.last_progress = Instant::now();
             }
@@ -365,7 +376,7 @@ impl Connection {
                 _ = tokio::time::sleep_until(stall_at), if waiting => {
                     warn!(
                         timeout = ?self.stall_timeout,
-                        unacked = self.unacked.len() + self.publish_order.len(),
+                        unacked = self.outstanding(),
                         "broker acknowledged nothing for too long; reconnecting"
                     );
                     return End::Reconnect;
@@ -374,10 +385,22 @@ impl Connection {
         }
     }
 
-    /// Hands queued commands to rumqttc while it has room.
+    /// QoS 1/2 publishes handed to rumqttc and not yet complete.
+    fn outstanding(&self) -> usize {
+        self.publish_order.iter().filter(|id| id.is_some()).count()
+            + self.unacked.len()
+            + self.releasing.values().map(VecDeque::len).sum::<usize>()
+    }
+
+    /// Hands queued commands to rumqttc while it has room and the window allows.
     fn flush_backlog(&mut self) {
         while let Some(command) = self.backlog.pop_front() {
             let accepted = match &command {
+                BrokerCommand::Publish(publish)
+                    if publish.id.is_some() && self.outstanding() >= self.window =>
+                {
+                    false
+                }
                 BrokerCommand::Publish(publish) => {
                     let sent = self
                         .client
@@ -451,17 +474,23 @@ impl Connection {
                     .remove(&ack.pkid)
                     .map(|id| BrokerEvent::PublishAcked { id })
             }
-            Event::Incoming(Incoming::PubRec(_)) => {
+            Event::Incoming(Incoming::PubRec(rec)) => {
                 self.progress();
+                if let Some(id) = self.unacked.remove(&rec.pkid) {
+                    self.releasing.entry(rec.pkid).or_default().push_back(id);
+                }
                 None
             }
             // QoS 2 counts as held once complete: if the connection dropped between PUBREC
             // and PUBCOMP, replaying it risks a duplicate, never a loss.
             Event::Incoming(Incoming::PubComp(comp)) => {
                 self.progress();
-                self.unacked
-                    .remove(&comp.pkid)
-                    .map(|id| BrokerEvent::PublishAcked { id })
+                let queue = self.releasing.get_mut(&comp.pkid)?;
+                let id = queue.pop_front();
+                if queue.is_empty() {
+                    self.releasing.remove(&comp.pkid);
+                }
+                id.map(|id| BrokerEvent::PublishAcked { id })
             }
             Event::Incoming(Incoming::SubAck(ack)) => {
                 self.progress();

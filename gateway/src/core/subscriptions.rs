@@ -31,6 +31,10 @@ pub(crate) struct Filter {
 #[derive(Debug, Default)]
 pub(crate) struct Upstream {
     filters: HashMap<Arc<str>, Filter>,
+    /// The filter of the most recently acknowledged SUBSCRIBE. The broker sends the retained
+    /// messages a SUBSCRIBE brings right after its SUBACK, so every Retain=1 message belongs
+    /// to this filter's latest subscribers, and to nobody else.
+    last_acked: Option<Arc<str>>,
     /// Filters with wildcards, matched one by one; exact filters are found by hash.
     wildcards: Vec<Arc<str>>,
 }
@@ -160,6 +164,12 @@ impl Gateway {
         entry.acked = (entry.acked + 1).min(entry.sent);
         let acked = entry.acked;
         let waiting: Vec<SessionIdx> = entry.subscribers.clone();
+        let key = self
+            .upstream
+            .filters
+            .get_key_value(filter)
+            .map(|(k, _)| k.clone());
+        self.upstream.last_acked = key;
         for idx in waiting {
             let Some(session) = self.session_mut(idx) else {
                 continue;
@@ -265,6 +275,8 @@ impl Gateway {
     /// SUBSCRIBEs belong to no client subscription (see [`Subscription::generation`]).
     pub(crate) fn resubscribe_all(&mut self) {
         let mut commands = Vec::with_capacity(self.upstream.filters.len());
+        // Retained copies for the resubscriptions are for no client.
+        self.upstream.last_acked = None;
         for (filter, entry) in &mut self.upstream.filters {
             // SUBACKs lost with the old connection will never come.
             entry.acked = entry.sent;
@@ -298,6 +310,9 @@ impl Gateway {
             .filter(|f| topics::matches(f, topic))
             .filter_map(|f| self.upstream.filters.get_key_value(f));
         for (filter, entry) in exact.into_iter().chain(wildcard) {
+            if retain && self.upstream.last_acked.as_ref() != Some(filter) {
+                continue;
+            }
             for &idx in &entry.subscribers {
                 let Some(sub) = self.session(idx).and_then(|s| s.subscription(filter)) else {
                     continue;

@@ -1,0 +1,224 @@
+//! The gateway under test, in-process: the real [`Runtime`] on a real UDP socket, with its
+//! durable store in a temp directory of its own.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use mqtt_sn_gateway::runtime::Runtime;
+use mqtt_sn_gateway::settings::Settings;
+use sn_config::{BrokerConfig, Config, GatewayConfig, UdpConfig};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The configuration of a [`Gateway`] before it starts.
+///
+/// Defaults, chosen for fast tests: one UDP link on `127.0.0.1:0` with discovery off,
+/// T_retry 1 s, N_retry 3, broker `mqtt://127.0.0.1:PORT` with reconnect backoff from 50 ms to
+/// 500 ms and a 2 s connect timeout, the state store in a fresh temp directory (removed when
+/// the [`Gateway`] is dropped).
+#[derive(Debug)]
+pub struct GatewayBuilder {
+    config: Config,
+    store_dir: StoreDir,
+}
+
+/// A temp directory for the gateway's state store, removed on drop.
+#[derive(Debug)]
+struct StoreDir(PathBuf);
+
+impl StoreDir {
+    fn new() -> StoreDir {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "sn-tests-gateway-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create the gateway store temp dir");
+        StoreDir(dir)
+    }
+}
+
+impl Drop for StoreDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl GatewayBuilder {
+    /// A configuration for a gateway forwarding to the broker on `127.0.0.1:broker_port`.
+    pub fn new(broker_port: u16) -> Self {
+        let mut broker = BrokerConfig::from_url(&format!("mqtt://127.0.0.1:{broker_port}"))
+            .expect("a valid broker URL");
+        broker.reconnect_min = Duration::from_millis(50);
+        broker.reconnect_max = Duration::from_millis(500);
+        broker.connect_timeout = Duration::from_secs(2);
+        broker.keep_alive = Duration::from_secs(10);
+        let config = Config {
+            gateway: GatewayConfig {
+                retry_interval: Duration::from_secs(1),
+                max_retries: 3,
+                ..GatewayConfig::default()
+            },
+            udp: vec![UdpConfig {
+                bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                discovery: None,
+                ..UdpConfig::default()
+            }],
+            broker: Some(broker),
+            ..Config::default()
+        };
+        let store_dir = StoreDir::new();
+        let mut builder = GatewayBuilder { config, store_dir };
+        builder.config.store.path = builder.store_dir.0.join("gateway.redb");
+        builder
+    }
+
+    /// The whole configuration, to change anything.
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
+    /// Adds a predefined topic id.
+    pub fn predefined(mut self, id: u16, name: &str) -> Self {
+        self.config.predefined_topics.insert(id, name.to_string());
+        self
+    }
+
+    /// Sends ADVERTISE and GWINFO to `addr` (a socket the test owns, e.g. `127.0.0.1:PORT`).
+    pub fn discovery(mut self, addr: SocketAddr) -> Self {
+        for udp in &mut self.config.udp {
+            udp.discovery = Some(addr);
+        }
+        self
+    }
+
+    /// Binds the UDP link to `addr` instead of `127.0.0.1:0` (e.g. `[::1]:0`).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        for udp in &mut self.config.udp {
+            udp.bind = addr;
+        }
+        self
+    }
+
+    /// The GwId in ADVERTISE and GWINFO.
+    pub fn gw_id(mut self, gw_id: u8) -> Self {
+        self.config.gateway.gw_id = gw_id;
+        self
+    }
+
+    /// The ADVERTISE period (whole seconds; zero turns ADVERTISE off).
+    pub fn advertise_interval(mut self, interval: Duration) -> Self {
+        self.config.gateway.advertise_interval = interval;
+        self
+    }
+
+    /// Starts the runtime on a task of the current tokio runtime.
+    pub async fn start(self) -> Gateway {
+        let settings = Settings::from_config(&self.config).expect("settings from the config");
+        let runtime = Runtime::start(settings)
+            .await
+            .expect("the gateway runtime starts");
+        let addr = *runtime
+            .local_addrs()
+            .first()
+            .expect("the gateway has a UDP link");
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let task = tokio::spawn(runtime.run(async {
+            let _ = stop.await;
+        }));
+        Gateway {
+            addr,
+            config: self.config,
+            shutdown: Some(shutdown),
+            task: Some(task),
+            store_dir: Some(self.store_dir),
+        }
+    }
+}
+
+/// A running gateway. Stops when dropped (or with [`Gateway::shutdown`]).
+#[derive(Debug)]
+pub struct Gateway {
+    addr: SocketAddr,
+    config: Config,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    store_dir: Option<StoreDir>,
+}
+
+impl Gateway {
+    /// A gateway with the default test configuration (see [`GatewayBuilder`]).
+    pub async fn start(broker_port: u16) -> Gateway {
+        GatewayBuilder::new(broker_port).start().await
+    }
+
+    /// A configuration to adjust before starting.
+    pub fn builder(broker_port: u16) -> GatewayBuilder {
+        GatewayBuilder::new(broker_port)
+    }
+
+    /// The UDP address motes send to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Stops the runtime and waits (at most 5 s) for it to return.
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let result = tokio::time::timeout(Duration::from_secs(5), task).await;
+            assert!(result.is_ok(), "the gateway did not stop within 5 s");
+        }
+    }
+
+    /// Stops the runtime and starts a new one with the same configuration, the same state
+    /// store and the same UDP address, as a restarted gateway process would.
+    pub async fn restart(mut self) -> Gateway {
+        self.stop().await;
+        let mut config = self.config.clone();
+        for udp in &mut config.udp {
+            udp.bind = self.addr;
+        }
+        let store_dir = self.store_dir.take().expect("the store dir");
+        // The stopped runtime has released its port; a new process could bind it at once.
+        assert!(
+            std::net::UdpSocket::bind(self.addr).is_ok(),
+            "the old gateway still holds {} after it stopped",
+            self.addr
+        );
+        GatewayBuilder { config, store_dir }.start().await
+    }
+
+    /// The state store file.
+    pub fn store_path(&self) -> PathBuf {
+        self.config.store.path.clone()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
