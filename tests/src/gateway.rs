@@ -206,6 +206,15 @@ impl Gateway {
         GatewayBuilder { config, store_dir }.start().await
     }
 
+    /// Waits until the gateway's broker link is up, by connecting a throwaway client until its
+    /// CONNECT is accepted (CONNACK 0x01 means the link is still down) and disconnecting it.
+    /// Needed before traffic the gateway cannot hold while the link is down, such as QoS -1.
+    pub async fn wait_for_broker(&self) {
+        let mut probe = crate::Mote::new(self.addr, "broker-link-probe").await;
+        probe.connect().await;
+        probe.disconnect().await;
+    }
+
     /// The state store file.
     pub fn store_path(&self) -> PathBuf {
         self.config.store.path.clone()

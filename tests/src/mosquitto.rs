@@ -109,6 +109,17 @@ impl Mosquitto {
         }
     }
 
+    /// A broker for a given port, not started yet (for a test that frees the port first).
+    pub fn on_port(port: u16) -> Mosquitto {
+        Mosquitto::with_port(port)
+    }
+
+    /// Starts the broker if its port is free; false if it could not start (the test may retry
+    /// while another listener lets go of the port).
+    pub async fn try_start_now(&mut self) -> bool {
+        self.try_start().await.is_ok()
+    }
+
     /// A running broker on a free port. Retries with another port if the chosen one was taken
     /// in the meantime.
     pub async fn running() -> Mosquitto {

@@ -20,6 +20,8 @@ async fn setup(predefined: &[(u16, &str)]) -> (Mosquitto, Gateway, MqttClient) {
         builder = builder.predefined(*id, name);
     }
     let gateway = builder.start().await;
+    // QoS 0 and -1 are dropped while the broker link is still coming up.
+    gateway.wait_for_broker().await;
     let mut sub = MqttClient::connect(broker.port(), "publish-sub").await;
     assert_eq!(sub.subscribe("#", 2).await, 2);
     (broker, gateway, sub)
