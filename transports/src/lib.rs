@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod serial;
 pub mod udp;
 
 pub use udp::{LinkStats, UdpLink, UdpLinkConfig, UdpLinkError};
