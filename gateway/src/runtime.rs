@@ -126,7 +126,18 @@ impl Runtime {
                 biased;
                 () = &mut shutdown => break,
                 event = self.broker.events.recv() => match event {
-                    Some(event) => self.core.handle_broker(now(), event),
+                    Some(event) => {
+                        let now = now();
+                        self.core.handle_broker(now, event);
+                        // A burst of broker messages becomes one flush, so one store commit
+                        // (one fsync) rather than one per message.
+                        for _ in 0..BATCH {
+                            match self.broker.events.try_recv() {
+                                Ok(more) => self.core.handle_broker(now, more),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => {
                         warn!("broker link stopped");
                         break;
@@ -138,7 +149,7 @@ impl Runtime {
                     self.deliver(now, first);
                     // Take what else is already waiting before flushing outputs: one flush
                     // per burst instead of one per datagram.
-                    for _ in 0..64 {
+                    for _ in 0..BATCH {
                         match self.received.try_recv() {
                             Ok(more) => self.deliver(now, more),
                             Err(_) => break,
@@ -239,6 +250,10 @@ impl Runtime {
         );
     }
 }
+
+/// Inputs handled per turn before the outputs are flushed: large enough to amortise a store
+/// commit and syscalls over a burst, small enough to keep latency low.
+const BATCH: usize = 64;
 
 /// How often a stats line is logged.
 const STATS_INTERVAL: Duration = Duration::from_secs(300);
