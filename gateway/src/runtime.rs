@@ -167,6 +167,7 @@ impl Runtime {
             self.flush().await;
         }
         info!("gateway stopping");
+        self.log_stats();
         // Release the ports now, not when a receive loop next wakes up.
         for receiver in &self.receivers {
             receiver.abort();
@@ -246,6 +247,10 @@ impl Runtime {
             malformed = m.malformed,
             dropped_queue_full = m.dropped_queue_full,
             refused_broker_down = m.publish_broker_down,
+            unknown_peer = m.unknown_peer,
+            unexpected = m.unexpected_packet,
+            dropped_too_big = m.dropped_too_big_for_client,
+            refused_by_client = m.delivery_refused,
             "stats"
         );
     }

@@ -14,6 +14,9 @@ use crate::core::{Restored, StoreOp};
 
 pub use encoding::Damaged;
 
+/// Memory redb may use to cache pages.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// client id → session record.
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// (client id, sequence number) → queued message.
@@ -57,10 +60,15 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens the store, creating the file (and its tables) if needed.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })?;
+        // redb's default cache may grow to 1 GiB; an edge box has far less to spare, and the
+        // store is written far more than it is read (reads happen once, at start).
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })?;
         let store = Store {
             db,
             path: path.to_path_buf(),
