@@ -68,10 +68,15 @@ pub struct Config {
     pub udp: Vec<UdpConfig>,
     /// `[broker]`: the remote MQTT broker, or `None` when the file has no `[broker]` section.
     pub broker: Option<BrokerConfig>,
+    /// `[embedded_broker]`: the MQTT broker inside the gateway, used when no remote broker
+    /// is configured.
+    pub embedded_broker: EmbeddedBrokerConfig,
     /// `[log]`: what is logged.
     pub log: LogConfig,
     /// `[store]`: the durable state file.
     pub store: StoreConfig,
+    /// `[spool]`: uplink messages held while the broker is unreachable.
+    pub spool: SpoolConfig,
 }
 
 impl Config {
@@ -149,8 +154,10 @@ impl Default for Config {
             predefined_topics: BTreeMap::new(),
             udp: vec![UdpConfig::default()],
             broker: None,
+            embedded_broker: EmbeddedBrokerConfig::default(),
             log: LogConfig::default(),
             store: StoreConfig::default(),
+            spool: SpoolConfig::default(),
         }
     }
 }
@@ -377,6 +384,27 @@ impl fmt::Debug for BrokerConfig {
     }
 }
 
+/// The default TCP address of the embedded broker: loopback only, the standard MQTT port.
+pub const DEFAULT_EMBEDDED_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_MQTT_PORT);
+
+/// `[embedded_broker]`: the MQTT broker that runs inside the gateway when no remote broker is
+/// configured, so that motes reach each other and local MQTT apps reach the motes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedBrokerConfig {
+    /// The TCP address local MQTT apps (mosquitto_sub, Node-RED) connect to; `None` (written
+    /// `"off"`) when no app may connect. Default `127.0.0.1:1883`; port 0 picks a free port.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for EmbeddedBrokerConfig {
+    fn default() -> Self {
+        EmbeddedBrokerConfig {
+            listen: Some(DEFAULT_EMBEDDED_LISTEN),
+        }
+    }
+}
+
 /// `[log]`: logging.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -422,4 +450,38 @@ impl Default for StoreConfig {
             path: PathBuf::from("mqtt-sn-gateway.redb"),
         }
     }
+}
+
+/// `[spool]`: what the gateway does with uplink messages while the broker is unreachable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolConfig {
+    /// Hold messages on disk (in the `[store]` file) and send them when the broker returns.
+    /// Default true; needs `[store] enabled`.
+    pub enabled: bool,
+    /// Most bytes held (topic + payload + 32 per message). Default 64 MiB.
+    pub max_bytes: u64,
+    /// At the limit: refuse new messages (QoS 1/2 get PUBACK 0x01) or drop the oldest.
+    pub when_full: SpoolFull,
+    /// Also hold QoS 0 and -1 messages (dropped and counted otherwise). Default false.
+    pub qos0: bool,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            enabled: true,
+            max_bytes: 64 * 1024 * 1024,
+            when_full: SpoolFull::Refuse,
+            qos0: false,
+        }
+    }
+}
+
+/// The spool's policy at its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolFull {
+    /// Refuse new messages: QoS 1/2 get PUBACK 0x01 and the mote keeps them.
+    Refuse,
+    /// Drop the oldest held messages to make room.
+    DropOldest,
 }

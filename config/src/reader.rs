@@ -22,19 +22,21 @@ use crate::values::{
     parse_topic_id, BrokerUrl, PASSWORD_NEEDS_USER,
 };
 use crate::{
-    BrokerConfig, Config, ConfigError, ConfigIssue, GatewayConfig, LogConfig, QueueOverflow,
-    StoreConfig, UdpConfig, DEFAULT_MQTT_PORT,
+    BrokerConfig, Config, ConfigError, ConfigIssue, EmbeddedBrokerConfig, GatewayConfig, LogConfig,
+    QueueOverflow, SpoolConfig, SpoolFull, StoreConfig, UdpConfig, DEFAULT_MQTT_PORT,
 };
 
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<Cow<'i, str>>;
 
 /// The sections, in the order the documentation lists them.
-pub(crate) const SECTIONS: [&str; 6] = [
+pub(crate) const SECTIONS: [&str; 8] = [
     "gateway",
     "predefined_topics",
     "udp",
     "broker",
+    "embedded_broker",
+    "spool",
     "store",
     "log",
 ];
@@ -74,8 +76,12 @@ pub(crate) const BROKER_KEYS: [&str; 14] = [
 ];
 /// The options of `[log]`.
 pub(crate) const LOG_KEYS: [&str; 1] = ["level"];
+/// The options of `[embedded_broker]`.
+pub(crate) const EMBEDDED_BROKER_KEYS: [&str; 1] = ["listen"];
 /// The options of `[store]`.
 pub(crate) const STORE_KEYS: [&str; 2] = ["enabled", "path"];
+/// The options of `[spool]`.
+pub(crate) const SPOOL_KEYS: [&str; 4] = ["enabled", "max_bytes", "when_full", "qos0"];
 
 /// The header a section is written with, for messages.
 fn section_label(section: &str) -> String {
@@ -91,8 +97,10 @@ fn section_keys(section: &str) -> &'static [&'static str] {
         "gateway" => &GATEWAY_KEYS,
         "udp" => &UDP_KEYS,
         "broker" => &BROKER_KEYS,
+        "embedded_broker" => &EMBEDDED_BROKER_KEYS,
         "log" => &LOG_KEYS,
         "store" => &STORE_KEYS,
+        "spool" => &SPOOL_KEYS,
         _ => &[],
     }
 }
@@ -459,6 +467,16 @@ impl<'s> Reader<'s> {
                 }
                 "udp" => config.udp = self.udp_links(value),
                 "broker" => config.broker = self.broker(value),
+                "embedded_broker" => {
+                    if let Some(table) = self.table(value, name) {
+                        config.embedded_broker = self.embedded_broker(table);
+                    }
+                }
+                "spool" => {
+                    if let Some(table) = self.table(value, name) {
+                        config.spool = self.spool(table);
+                    }
+                }
                 "store" => {
                     if let Some(table) = self.table(value, name) {
                         config.store = self.store(table);
@@ -884,6 +902,61 @@ impl<'s> Reader<'s> {
             return None;
         }
         Some(text.to_string())
+    }
+
+    fn spool(&mut self, table: &DeTable<'_>) -> SpoolConfig {
+        let mut spool = SpoolConfig::default();
+        for (key, v) in table.iter() {
+            let name: &str = key.get_ref();
+            let f = join("spool", name);
+            match name {
+                "enabled" => set(&mut spool.enabled, self.boolean(v, &f)),
+                "max_bytes" => set(&mut spool.max_bytes, self.int(v, &f, 1024, u64::MAX)),
+                "qos0" => set(&mut spool.qos0, self.boolean(v, &f)),
+                "when_full" => {
+                    let expected = "\"refuse\" or \"drop-oldest\"";
+                    if let Some(text) = self.string(v, &f, expected) {
+                        match text {
+                            "refuse" => spool.when_full = SpoolFull::Refuse,
+                            "drop-oldest" => spool.when_full = SpoolFull::DropOldest,
+                            other => self.issue(
+                                v.span(),
+                                &f,
+                                format!("{other:?} is not a policy; use {expected}"),
+                            ),
+                        }
+                    }
+                }
+                _ => self.unknown_key(key, "spool", "spool"),
+            }
+        }
+        spool
+    }
+
+    fn embedded_broker(&mut self, table: &DeTable<'_>) -> EmbeddedBrokerConfig {
+        let mut embedded = EmbeddedBrokerConfig::default();
+        for (key, v) in table.iter() {
+            let name: &str = key.get_ref();
+            let f = join("embedded_broker", name);
+            match name {
+                "listen" => {
+                    let expected = "an address like \"127.0.0.1:1883\", or \"off\"";
+                    let Some(text) = self.string(v, &f, expected) else {
+                        continue;
+                    };
+                    if text.trim().eq_ignore_ascii_case("off") {
+                        embedded.listen = None;
+                        continue;
+                    }
+                    match parse_socket_addr(text) {
+                        Ok(addr) => embedded.listen = Some(addr),
+                        Err(message) => self.issue(v.span(), &f, message),
+                    }
+                }
+                _ => self.unknown_key(key, "embedded_broker", "embedded_broker"),
+            }
+        }
+        embedded
     }
 
     fn store(&mut self, table: &DeTable<'_>) -> StoreConfig {

@@ -63,6 +63,7 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "client_key",
         ],
     ),
+    ("embedded_broker", &["listen"]),
     ("log", &["level"]),
 ];
 

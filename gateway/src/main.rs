@@ -1,6 +1,7 @@
 //! `mqtt-sn-gateway`: the daemon's command line.
 //!
 //! ```text
+//! mqtt-sn-gateway                                         # UDP 0.0.0.0:1883 → embedded broker on 127.0.0.1:1883
 //! mqtt-sn-gateway --broker mqtt://broker.local:1883       # UDP 0.0.0.0:1883 → the broker
 //! mqtt-sn-gateway --config /etc/mqtt-sn-gateway.toml
 //! mqtt-sn-gateway check-config /etc/mqtt-sn-gateway.toml
@@ -13,9 +14,12 @@ use clap::{Parser, Subcommand};
 use mqtt_sn_gateway::runtime::Runtime;
 use mqtt_sn_gateway::settings::Settings;
 use sn_config::{BrokerConfig, Config, LogConfig, UdpConfig};
+use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
-/// MQTT-SN gateway: carries sensor motes' MQTT-SN (UDP) to an MQTT broker and back.
+/// MQTT-SN gateway: carries sensor motes' MQTT-SN (UDP) to an MQTT broker and back. Without a
+/// broker it runs its own (embedded) MQTT broker on 127.0.0.1:1883.
 #[derive(Debug, Parser)]
 #[command(name = "mqtt-sn-gateway", version)]
 struct Cli {
@@ -23,7 +27,7 @@ struct Cli {
     #[arg(short, long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// The MQTT broker to forward to, e.g. mqtt://localhost:1883 or mqtts://host:8883
-    /// (overrides [broker] url).
+    /// (overrides [broker] url). Without one, the embedded broker serves the motes.
     #[arg(long, value_name = "URL")]
     broker: Option<String>,
     /// Listen for MQTT-SN on this UDP address, e.g. 0.0.0.0:1883 or [::]:1883; repeat for
@@ -131,19 +135,30 @@ fn load(cli: &Cli) -> Result<Config, String> {
 }
 
 /// `--log-level` beats `RUST_LOG`, which beats the file's [log] level.
+///
+/// The embedded broker's crates (rmqtt, rmqtt_net, ...) are capped at `warn` unless a directive
+/// names them: at `info` they log every connection's start and end.
 fn init_logging(flag: Option<&str>, file: &LogConfig) {
-    let filter = match (
+    let directives = match (
         flag,
         std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()),
     ) {
-        (Some(level), _) => EnvFilter::try_new(level),
-        (None, Some(env)) => EnvFilter::try_new(env),
-        (None, None) => EnvFilter::try_new(&file.level),
+        (Some(level), _) => level.to_string(),
+        (None, Some(env)) => env,
+        (None, None) => file.level.clone(),
+    };
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut cap = Targets::new().with_default(LevelFilter::TRACE);
+    if !directives.contains("rmqtt") {
+        // A prefix: also rmqtt_net, rmqtt_retainer, rmqtt_codec.
+        cap = cap.with_target("rmqtt", LevelFilter::WARN);
     }
-    .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_filter(filter.and(cap)),
+        )
         .init();
 }
 
@@ -157,7 +172,10 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             }
             match &config.broker {
                 Some(broker) => println!("  broker {}", broker.address()),
-                None => println!("  broker: none configured"),
+                None => match config.embedded_broker.listen {
+                    Some(addr) => println!("  broker: none configured; embedded broker on {addr}"),
+                    None => println!("  broker: none configured; embedded broker, no listener"),
+                },
             }
             println!("  {} predefined topic(s)", config.predefined_topics.len());
             ExitCode::SUCCESS

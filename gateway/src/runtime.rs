@@ -11,7 +11,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::broker::{spawn_link, BrokerLinkError, BrokerLinkHandle};
+use crate::broker::{
+    install_crypto_provider, spawn_link, BrokerLinkError, BrokerLinkHandle, EmbeddedBroker,
+    EmbeddedBrokerError,
+};
 use crate::core::{Destination, Event, Gateway, LinkId, Peer, PeerAddr};
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
@@ -29,9 +32,9 @@ pub enum RuntimeError {
     /// The broker link could not be set up.
     #[error(transparent)]
     Broker(#[from] BrokerLinkError),
-    /// Nothing to forward to.
-    #[error("no broker configured: pass --broker mqtt://HOST:PORT or set [broker] url in the config file")]
-    NoBroker,
+    /// The embedded broker (no remote broker configured) could not start.
+    #[error(transparent)]
+    EmbeddedBroker(#[from] EmbeddedBrokerError),
     /// Nothing to listen on.
     #[error("no links configured: add a [[udp]] section or pass --udp ADDR")]
     NoLinks,
@@ -56,15 +59,34 @@ pub struct Runtime {
     receivers: Vec<tokio::task::JoinHandle<()>>,
     received: mpsc::Receiver<Received>,
     broker: BrokerLinkHandle,
+    /// The embedded broker the link is connected to, when no remote broker is configured.
+    embedded: Option<EmbeddedBroker>,
 }
 
 impl Runtime {
-    /// Binds every link and starts the broker link. Errors name what failed and how to fix it.
+    /// Binds every link and starts the broker link; without a remote broker, starts the
+    /// embedded broker first and points the link at it. Errors name what failed and how to
+    /// fix it.
     pub async fn start(settings: Settings) -> Result<Runtime, RuntimeError> {
-        let broker_config = settings.broker.ok_or(RuntimeError::NoBroker)?;
         if settings.udp.is_empty() {
             return Err(RuntimeError::NoLinks);
         }
+        let (broker_config, embedded) = match settings.broker {
+            Some(remote) => (remote, None),
+            None => {
+                let embedded = EmbeddedBroker::start(&settings.embedded_broker).await?;
+                match embedded.listen_addr() {
+                    Some(addr) => info!(
+                        %addr,
+                        "no remote broker configured: embedded MQTT broker listening for local apps"
+                    ),
+                    None => info!(
+                        "no remote broker configured: embedded MQTT broker running, closed to local apps ([embedded_broker] listen = \"off\")"
+                    ),
+                }
+                (embedded.link_config(), Some(embedded))
+            }
+        };
         let mut core = Gateway::new(settings.core);
         let store = match &settings.store {
             Some(path) => {
@@ -95,6 +117,8 @@ impl Runtime {
             receivers.push(tokio::spawn(receive(id, link.clone(), tx.clone())));
             links.push(link);
         }
+        // Before the link builds a TLS client for an mqtts:// broker.
+        install_crypto_provider();
         let broker = spawn_link(broker_config)?;
         Ok(Runtime {
             core,
@@ -103,7 +127,14 @@ impl Runtime {
             receivers,
             received,
             broker,
+            embedded,
         })
+    }
+
+    /// The address local MQTT apps reach the embedded broker on; `None` with a remote broker
+    /// or with `[embedded_broker] listen = "off"`.
+    pub fn embedded_broker_addr(&self) -> Option<SocketAddr> {
+        self.embedded.as_ref().and_then(EmbeddedBroker::listen_addr)
     }
 
     /// The local address of each link, in config order (tests bind port 0).
@@ -176,6 +207,10 @@ impl Runtime {
             let _ = receiver.await;
         }
         self.broker.task.abort();
+        let _ = self.broker.task.await;
+        if let Some(embedded) = self.embedded.take() {
+            embedded.shutdown().await;
+        }
     }
 
     fn deliver(&mut self, now: std::time::Instant, received: Received) {
@@ -247,6 +282,9 @@ impl Runtime {
             malformed = m.malformed,
             dropped_queue_full = m.dropped_queue_full,
             refused_broker_down = m.publish_broker_down,
+            spooled = self.core.spooled(),
+            spool_refused = m.spool_refused,
+            spool_dropped = m.spool_dropped,
             unknown_peer = m.unknown_peer,
             unexpected = m.unexpected_packet,
             dropped_too_big = m.dropped_too_big_for_client,
@@ -313,6 +351,9 @@ fn log_event(event: &Event) {
             reason,
             will_published,
         } => info!(%client_id, %reason, will_published, "client lost"),
+        Event::SpoolFull { max_bytes, policy } => {
+            warn!(max_bytes, ?policy, "spool full (spool.max_bytes): new uplink messages are refused or the oldest dropped, by spool.when_full")
+        }
         Event::QueueFull { client_id, limit } => {
             warn!(%client_id, limit, "queue full: dropping messages for this client (max_queued_per_session)")
         }

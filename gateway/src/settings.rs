@@ -1,13 +1,14 @@
 //! From the configuration file (sn-config) to what the runtime runs: core settings, UDP links,
-//! the broker link. Kept apart so the CLI, the tests and the runtime agree on one mapping.
+//! the broker link, the embedded broker. Kept apart so the CLI, the tests and the runtime agree
+//! on one mapping.
 
 use std::time::Duration;
 
 use sn_config::Config;
 use sn_transports::UdpLinkConfig;
 
-use crate::broker::{BrokerLinkConfig, TlsFiles};
-use crate::core::{CoreConfig, QueueOverflow};
+use crate::broker::{BrokerLinkConfig, EmbeddedBrokerConfig, TlsFiles};
+use crate::core::{CoreConfig, QueueOverflow, SpoolConfig, SpoolFull};
 
 /// The Debian/Ubuntu system CA bundle, used for `mqtts://` when no ca_file is configured.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -21,6 +22,8 @@ pub struct Settings {
     pub udp: Vec<UdpLinkConfig>,
     /// The remote broker, if one is configured.
     pub broker: Option<BrokerLinkConfig>,
+    /// The embedded broker, which runs when no remote broker is configured.
+    pub embedded_broker: EmbeddedBrokerConfig,
     /// The durable state file, unless storing is turned off.
     pub store: Option<std::path::PathBuf>,
 }
@@ -66,6 +69,17 @@ impl Settings {
                 .iter()
                 .map(|(id, name)| (*id, name.clone()))
                 .collect(),
+            spool: SpoolConfig {
+                // The spool lives in the store: without one there is nothing durable to hold
+                // messages in, and refusing (PUBACK 0x01) is the honest answer.
+                enabled: config.spool.enabled && config.store.enabled,
+                max_bytes: usize::try_from(config.spool.max_bytes).unwrap_or(usize::MAX),
+                when_full: match config.spool.when_full {
+                    sn_config::SpoolFull::Refuse => SpoolFull::Refuse,
+                    sn_config::SpoolFull::DropOldest => SpoolFull::DropOldest,
+                },
+                qos0: config.spool.qos0,
+            },
         };
         let udp = config
             .udp
@@ -127,10 +141,14 @@ impl Settings {
             }
         };
         let store = config.store.enabled.then(|| config.store.path.clone());
+        let embedded_broker = EmbeddedBrokerConfig {
+            listen: config.embedded_broker.listen,
+        };
         Ok(Settings {
             core,
             udp,
             broker,
+            embedded_broker,
             store,
         })
     }

@@ -79,6 +79,17 @@ impl GatewayBuilder {
         builder
     }
 
+    /// A gateway with no remote broker: the embedded broker serves the motes, listening for
+    /// MQTT apps on `127.0.0.1` at a free port ([`Gateway::embedded_broker_addr`]). Otherwise
+    /// the defaults of [`GatewayBuilder::new`].
+    pub fn embedded() -> Self {
+        // The port is a placeholder: the broker section is removed at once.
+        let mut builder = GatewayBuilder::new(1883);
+        builder.config.broker = None;
+        builder.config.embedded_broker.listen = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        builder
+    }
+
     /// The whole configuration, to change anything.
     pub fn config_mut(&mut self) -> &mut Config {
         &mut self.config
@@ -128,12 +139,14 @@ impl GatewayBuilder {
             .local_addrs()
             .first()
             .expect("the gateway has a UDP link");
+        let embedded_addr = runtime.embedded_broker_addr();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(runtime.run(async {
             let _ = stop.await;
         }));
         Gateway {
             addr,
+            embedded_addr,
             config: self.config,
             shutdown: Some(shutdown),
             task: Some(task),
@@ -146,6 +159,7 @@ impl GatewayBuilder {
 #[derive(Debug)]
 pub struct Gateway {
     addr: SocketAddr,
+    embedded_addr: Option<SocketAddr>,
     config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -166,6 +180,12 @@ impl Gateway {
     /// The UDP address motes send to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TCP address of the embedded broker for MQTT apps, when the gateway runs one with a
+    /// listener (see [`GatewayBuilder::embedded`]).
+    pub fn embedded_broker_addr(&self) -> Option<SocketAddr> {
+        self.embedded_addr
     }
 
     /// The configuration it runs with.
@@ -195,6 +215,9 @@ impl Gateway {
         let mut config = self.config.clone();
         for udp in &mut config.udp {
             udp.bind = self.addr;
+        }
+        if let Some(addr) = self.embedded_addr {
+            config.embedded_broker.listen = Some(addr);
         }
         let store_dir = self.store_dir.take().expect("the store dir");
         // The stopped runtime has released its port; a new process could bind it at once.

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sn_tests::{
-    wait_until, ConnectOptions, Gateway, Mosquitto, Mote, MqttClient, QoS, ReturnCode, SubTopic,
-    Topic,
+    wait_until, ConnectOptions, Gateway, GatewayBuilder, Mosquitto, Mote, MqttClient, QoS,
+    ReturnCode, SubTopic, Topic,
 };
 
 const MESSAGES: usize = 1000;
@@ -102,9 +102,13 @@ async fn no_qos1_message_is_lost_across_two_broker_restarts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_down_at_start_gives_congestion_then_works_once_it_is_up() {
+async fn without_a_spool_broker_down_at_start_gives_congestion_then_works_once_it_is_up() {
     let mut broker = Mosquitto::new();
-    let gateway = Gateway::start(broker.port()).await;
+    // With the spool (the default) the CONNECT is accepted during the outage; this checks the
+    // gateway without one, which has nothing to hold messages in.
+    let mut builder = GatewayBuilder::new(broker.port());
+    builder.config_mut().spool.enabled = false;
+    let gateway = builder.start().await;
 
     let mut mote = Mote::new(gateway.addr(), "early-mote").await;
     let code = mote.connect_with(&ConnectOptions::default()).await;
@@ -137,9 +141,13 @@ async fn broker_down_at_start_gives_congestion_then_works_once_it_is_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_while_the_broker_is_down_gets_congestion_and_subscriptions_survive_a_restart() {
+async fn without_a_spool_publish_while_the_broker_is_down_gets_congestion_and_subscriptions_survive_a_restart(
+) {
     let mut broker = Mosquitto::running().await;
-    let gateway = Gateway::start(broker.port()).await;
+    // With the spool (the default) the PUBLISH would be accepted; tests/spool.rs covers that.
+    let mut builder = GatewayBuilder::new(broker.port());
+    builder.config_mut().spool.enabled = false;
+    let gateway = builder.start().await;
     let mut mote = Mote::connected(gateway.addr(), "restart-mote").await;
     let id = mote.register("restart/up").await;
     let ack = mote

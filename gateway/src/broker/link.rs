@@ -101,6 +101,10 @@ pub struct BrokerLinkHandle {
 
 /// Starts the link task. It connects, reconnects with backoff and jitter, and reports.
 pub fn spawn_link(config: BrokerLinkConfig) -> Result<BrokerLinkHandle, BrokerLinkError> {
+    if config.tls.is_some() {
+        // Two rustls providers are compiled in (see tls.rs): pick one before any TLS client.
+        super::install_crypto_provider();
+    }
     let transport = transport(config.tls.as_ref())?;
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);

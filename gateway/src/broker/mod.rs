@@ -1,10 +1,15 @@
 //! The MQTT side: a link to a full broker over rumqttc (aggregating mode: one connection for
-//! all motes). It turns the core's [`BrokerCommand`](crate::core::BrokerCommand)s into MQTT and
+//! all motes), and the embedded broker it connects to when no remote broker is configured.
+//! The link turns the core's [`BrokerCommand`](crate::core::BrokerCommand)s into MQTT and
 //! MQTT back into [`BrokerEvent`](crate::core::BrokerEvent)s, and holds no protocol state of
 //! its own beyond one connection: reliability lives in the core.
 
 mod backoff;
+mod embedded;
 mod link;
+mod tls;
 
 pub use backoff::Backoff;
+pub use embedded::{EmbeddedBroker, EmbeddedBrokerConfig, EmbeddedBrokerError};
 pub use link::{spawn_link, BrokerLinkConfig, BrokerLinkError, BrokerLinkHandle, TlsFiles};
+pub use tls::install_crypto_provider;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::spool::SpoolConfig;
+
 /// Protocol settings and limits of the core. Every limit comes from here; `Default` gives the
 /// documented defaults (docs/configuration.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,8 @@ pub struct CoreConfig {
     pub qos_minus_one: bool,
     /// Predefined topic ids shared with the clients' firmware.
     pub predefined_topics: Vec<(u16, String)>,
+    /// Holding uplink messages while the broker is unreachable.
+    pub spool: SpoolConfig,
 }
 
 impl Default for CoreConfig {
@@ -50,6 +54,7 @@ impl Default for CoreConfig {
             max_client_id_len: 64,
             qos_minus_one: true,
             predefined_topics: Vec::new(),
+            spool: SpoolConfig::default(),
         }
     }
 }

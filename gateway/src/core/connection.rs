@@ -49,6 +49,8 @@ impl Gateway {
             Ok(id) => id,
             Err(_) => return refuse(self, &addr, ReturnCode::NotSupported, "invalid client id"),
         };
+        // A new connection waits for the broker: its SUBSCRIBEs need the broker's grant. Motes
+        // already connected are served through an outage (the spool holds their messages).
         if !self.broker_up {
             return refuse(self, &addr, ReturnCode::Congestion, "broker link is down");
         }
@@ -423,8 +425,13 @@ impl Gateway {
                 PendingUplink {
                     publish: publish.clone(),
                     origin: None,
+                    spooled: false,
                 },
             );
+            if self.spooling() {
+                // Kept in memory either way; spooled, it also survives a restart.
+                self.spool(id);
+            }
         }
         if self.broker_up {
             self.command(BrokerCommand::Publish(publish));

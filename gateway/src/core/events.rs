@@ -77,6 +77,13 @@ pub enum Event {
         /// Whether its Will was published.
         will_published: bool,
     },
+    /// The spool reached spool.max_bytes (reported once until it has room again).
+    SpoolFull {
+        /// The limit.
+        max_bytes: usize,
+        /// What happens to messages that do not fit.
+        policy: super::spool::SpoolFull,
+    },
     /// A client's messages were dropped at a limit (logged once per session until it recovers).
     QueueFull {
         /// Its client id.
@@ -132,4 +139,10 @@ pub struct Metrics {
     pub sessions_evicted: u64,
     /// Events dropped because the runtime did not poll them.
     pub events_dropped: u64,
+    /// Uplink messages put in the spool while the broker was unreachable.
+    pub spooled: u64,
+    /// Uplink messages refused (PUBACK 0x01) because the spool was full.
+    pub spool_refused: u64,
+    /// Spooled messages dropped to make room (spool.when_full = "drop-oldest").
+    pub spool_dropped: u64,
 }

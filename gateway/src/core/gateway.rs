@@ -16,6 +16,7 @@ use super::events::{Event, Metrics};
 use super::peer::{ClientAddr, Destination, LinkId, Peer, Transmit};
 use super::persist::Persistence;
 use super::session::{Session, SessionIdx, State};
+use super::spool::Spool;
 use super::subscriptions::Upstream;
 use super::topics::Predefined;
 
@@ -44,6 +45,8 @@ pub(crate) struct PendingUplink {
     pub(crate) publish: UplinkPublish,
     /// The session (slot, epoch) waiting to acknowledge it to its client.
     pub(crate) origin: Option<(SessionIdx, u64)>,
+    /// Also in the durable spool (taken while the broker was unreachable).
+    pub(crate) spooled: bool,
 }
 
 /// The MQTT-SN gateway protocol engine, free of I/O: feed it datagrams, broker events and the
@@ -69,6 +72,7 @@ pub struct Gateway {
     events: VecDeque<Event>,
     pub(crate) metrics: Metrics,
     pub(crate) persistence: Persistence,
+    pub(crate) spool_state: Spool,
 }
 
 /// Events kept for the runtime before the oldest is dropped (it polls them after every call,
@@ -98,6 +102,7 @@ impl Gateway {
             events: VecDeque::new(),
             metrics: Metrics::default(),
             persistence: Persistence::default(),
+            spool_state: Spool::default(),
         }
     }
 
@@ -246,6 +251,11 @@ impl Gateway {
     pub(crate) fn next_epoch(&mut self) -> u64 {
         self.next_epoch += 1;
         self.next_epoch
+    }
+
+    /// Makes sure new ids come after a restored one.
+    pub(crate) fn bump_publish_id(&mut self, seen: u64) {
+        self.next_publish_id = self.next_publish_id.max(seen + 1);
     }
 
     pub(crate) fn next_publish_id(&mut self) -> PublishId {

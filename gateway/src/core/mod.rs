@@ -17,6 +17,7 @@ mod gateway;
 mod peer;
 mod persist;
 mod session;
+mod spool;
 mod subscriptions;
 mod topics;
 mod uplink;
@@ -30,3 +31,4 @@ pub use persist::{
     Restored, SessionRecord, StoreOp, StoredMessage, StoredRoute, StoredState, StoredSubKind,
     StoredSubscription, StoredWill,
 };
+pub use spool::{SpoolConfig, SpoolFull, SpooledPublish};

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::broker::MqttQoS;
-use super::gateway::Gateway;
+use super::broker::{MqttQoS, PublishId, UplinkPublish};
+use super::gateway::{Gateway, PendingUplink};
 use super::peer::ClientAddr;
 use super::session::{
     Delivery, InFlight, Outgoing, Route, Session, SessionIdx, State, SubKind, Subscription, Will,
 };
+use super::spool::{spool_size, SpooledPublish};
 
 /// How a stored subscription was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +149,18 @@ pub enum StoreOp {
         /// Its sequence number.
         seq: u64,
     },
+    /// An uplink message taken while the broker was unreachable.
+    PutSpool {
+        /// Its order: spooled messages are sent in increasing id.
+        id: u64,
+        /// The message.
+        message: SpooledPublish,
+    },
+    /// A spooled message the broker now holds, or that was dropped.
+    DeleteSpool {
+        /// Its id.
+        id: u64,
+    },
 }
 
 /// What was stored, handed back at start.
@@ -157,6 +170,8 @@ pub struct Restored {
     pub sessions: Vec<SessionRecord>,
     /// Messages: (client id, sequence number, message), in any order.
     pub messages: Vec<(Arc<str>, u64, StoredMessage)>,
+    /// The spool: (id, message), in any order.
+    pub spool: Vec<(u64, SpooledPublish)>,
 }
 
 impl Session {
@@ -234,6 +249,11 @@ pub(crate) struct Persistence {
 }
 
 impl Persistence {
+    /// Records an operation for the next drain.
+    pub(crate) fn push(&mut self, op: StoreOp) {
+        self.ops.push(op);
+    }
+
     /// Gives an unstored delivery its key and records the write.
     fn stamp(&mut self, client_id: &Arc<str>, delivery: &mut Delivery) {
         if delivery.seq.is_some() {
@@ -342,6 +362,7 @@ impl Gateway {
     /// upstream subscriptions are rebuilt and sent when the broker link comes up.
     pub fn restore(&mut self, now: Instant, mut restored: Restored) {
         restored.messages.sort_by_key(|(_, seq, _)| *seq);
+        self.restore_spool(std::mem::take(&mut restored.spool));
         for record in restored.sessions {
             self.restore_session(now, record);
         }
@@ -435,5 +456,33 @@ impl Gateway {
             self.restore_filter(idx, filter, qos);
         }
         self.arm_silence(idx);
+    }
+}
+
+impl Gateway {
+    /// Puts stored spool entries back as pending uplinks, to be sent in order when the broker
+    /// link comes up.
+    fn restore_spool(&mut self, spool: Vec<(u64, SpooledPublish)>) {
+        for (id, message) in spool {
+            self.bump_publish_id(id);
+            let size = spool_size(&message.topic, &message.payload);
+            self.spool_state.bytes += size;
+            self.spool_state.count += 1;
+            self.uplink.insert(
+                PublishId(id),
+                PendingUplink {
+                    publish: UplinkPublish {
+                        id: Some(PublishId(id)),
+                        topic: message.topic,
+                        payload: message.payload,
+                        qos: message.qos,
+                        retain: message.retain,
+                        replay: true,
+                    },
+                    origin: None,
+                    spooled: true,
+                },
+            );
+        }
     }
 }

@@ -94,6 +94,28 @@ impl Gateway {
 
     fn forward_qos0(&mut self, topic: Arc<str>, data: &[u8], retain: bool) {
         if !self.broker_up {
+            if self.spooling() && self.config.spool.qos0 {
+                let id = self.next_publish_id();
+                self.uplink.insert(
+                    id,
+                    PendingUplink {
+                        publish: UplinkPublish {
+                            id: Some(id),
+                            topic: topic.clone(),
+                            payload: Bytes::copy_from_slice(data),
+                            qos: MqttQoS::AtMostOnce,
+                            retain,
+                            replay: false,
+                        },
+                        origin: None,
+                        spooled: false,
+                    },
+                );
+                if self.spool(id) {
+                    return;
+                }
+                self.uplink.remove(&id);
+            }
             self.metrics.publish_broker_down += 1;
             trace!(%topic, "dropped QoS 0: broker link down");
             return;
@@ -171,7 +193,7 @@ impl Gateway {
             }
             _ => {}
         }
-        if !self.broker_up {
+        if !self.broker_up && !self.spooling() {
             // Nothing can hold it: congestion, never a silent drop.
             self.metrics.publish_broker_down += 1;
             return puback(self, ReturnCode::Congestion);
@@ -190,6 +212,7 @@ impl Gateway {
             PendingUplink {
                 publish: uplink.clone(),
                 origin: Some((idx, epoch)),
+                spooled: false,
             },
         );
         if let Some(session) = self.session_mut(idx) {
@@ -200,8 +223,25 @@ impl Gateway {
                 id,
             };
         }
-        self.metrics.publish_forwarded += 1;
-        self.command(BrokerCommand::Publish(uplink));
+        if self.broker_up {
+            self.metrics.publish_forwarded += 1;
+            self.command(BrokerCommand::Publish(uplink));
+            return;
+        }
+        // The broker is unreachable: the spool holds it, which completes the exchange (the
+        // store is written before the acknowledgement leaves).
+        if self.spool(id) {
+            if let Some(origin) = self.uplink.get_mut(&id).and_then(|p| p.origin.take()) {
+                self.complete_inbound(origin, id);
+            }
+            return;
+        }
+        self.uplink.remove(&id);
+        if let Some(session) = self.session_mut(idx) {
+            session.inbound = Inbound::Idle { last: None };
+        }
+        self.metrics.publish_broker_down += 1;
+        puback(self, ReturnCode::Congestion);
     }
 
     pub(crate) fn on_pubrel(&mut self, idx: SessionIdx, msg_id: u16) {
@@ -216,14 +256,21 @@ impl Gateway {
         self.send_to_session(idx, Packet::PubComp { msg_id });
     }
 
-    /// The broker holds an uplink publish: acknowledge it to the client that sent it.
+    /// The broker holds an uplink publish: out of the spool, and acknowledged to the client
+    /// that sent it if it still waits.
     pub(crate) fn on_uplink_acked(&mut self, _now: Instant, id: PublishId) {
+        self.unspool(id);
         let Some(pending) = self.uplink.remove(&id) else {
             return;
         };
-        let Some((idx, epoch)) = pending.origin else {
-            return;
-        };
+        if let Some(origin) = pending.origin {
+            self.complete_inbound(origin, id);
+        }
+    }
+
+    /// The next hop (broker or spool) holds uplink `id`: the client's exchange completes
+    /// (PUBACK for QoS 1, PUBREC for QoS 2), if it is still the one waiting.
+    fn complete_inbound(&mut self, (idx, epoch): (SessionIdx, u64), id: PublishId) {
         let Some(session) = self.session_mut(idx).filter(|s| s.epoch == epoch) else {
             return;
         };
@@ -273,14 +320,40 @@ impl Gateway {
                 ..p.publish.clone()
             })
             .collect();
-        for publish in replays {
+        for mut publish in replays {
+            // A spooled QoS 0 message gets no acknowledgement: handing it to the link is all
+            // there is, so it leaves the spool now.
+            if publish.qos == MqttQoS::AtMostOnce {
+                if let Some(id) = publish.id.take() {
+                    self.unspool(id);
+                    self.uplink.remove(&id);
+                }
+            }
             self.command(BrokerCommand::Publish(publish));
         }
         self.start_advertising(now);
     }
 
+    /// The broker link is down: what was on its way to the broker goes into the spool, and
+    /// the clients waiting for it get their acknowledgement from there.
     pub(crate) fn on_broker_disconnected(&mut self) {
         self.broker_up = false;
         self.next_advertise = None;
+        if !self.config.spool.enabled {
+            return;
+        }
+        let waiting: Vec<PublishId> = self
+            .uplink
+            .iter()
+            .filter(|(_, p)| !p.spooled)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            if self.spool(id) {
+                if let Some(origin) = self.uplink.get_mut(&id).and_then(|p| p.origin.take()) {
+                    self.complete_inbound(origin, id);
+                }
+            }
+        }
     }
 }

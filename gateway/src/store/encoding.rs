@@ -8,8 +8,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::core::{
-    ClientAddr, LinkId, MqttQoS, Peer, PeerAddr, SessionRecord, StoredMessage, StoredRoute,
-    StoredState, StoredSubKind, StoredSubscription, StoredWill,
+    ClientAddr, LinkId, MqttQoS, Peer, PeerAddr, SessionRecord, SpooledPublish, StoredMessage,
+    StoredRoute, StoredState, StoredSubKind, StoredSubscription, StoredWill,
 };
 
 /// Layout version of session records and messages; bump on any change, and keep reading the
@@ -301,16 +301,39 @@ pub(super) fn decode_session(bytes: &[u8]) -> Result<SessionRecord, Damaged> {
     })
 }
 
+/// The fields a queued message and a spooled one share: topic, payload, QoS, retain.
+fn write_body(w: &mut Writer, topic: &str, payload: &[u8], qos: MqttQoS, retain: bool) {
+    w.u8(VERSION);
+    w.bytes(topic.as_bytes());
+    w.bytes(payload);
+    w.qos(qos);
+    w.bool(retain);
+}
+
+type Body = (Arc<str>, Bytes, MqttQoS, bool);
+
+fn read_body(r: &mut Reader<'_>) -> Result<Body, Damaged> {
+    r.version()?;
+    Ok((
+        r.text("topic")?,
+        Bytes::copy_from_slice(r.bytes("payload")?),
+        r.qos("qos")?,
+        r.bool("retain")?,
+    ))
+}
+
 /// Encodes a queued message.
 pub(super) fn encode_message(message: &StoredMessage) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(
-        16 + message.topic.len() + message.payload.len(),
+        19 + message.topic.len() + message.payload.len(),
     ));
-    w.u8(VERSION);
-    w.bytes(message.topic.as_bytes());
-    w.bytes(&message.payload);
-    w.qos(message.qos);
-    w.bool(message.retain);
+    write_body(
+        &mut w,
+        &message.topic,
+        &message.payload,
+        message.qos,
+        message.retain,
+    );
     match message.route {
         StoredRoute::Normal => write_two(&mut w, 0, None),
         StoredRoute::Predefined(id) => write_two(&mut w, 1, Some(id.to_be_bytes())),
@@ -322,18 +345,45 @@ pub(super) fn encode_message(message: &StoredMessage) -> Vec<u8> {
 /// Decodes a queued message.
 pub(super) fn decode_message(bytes: &[u8]) -> Result<StoredMessage, Damaged> {
     let mut r = Reader(bytes);
-    r.version()?;
+    let (topic, payload, qos, retain) = read_body(&mut r)?;
+    let route = match r.u8("route")? {
+        0 => StoredRoute::Normal,
+        1 => StoredRoute::Predefined(u16::from_be_bytes(read_two(&mut r, "predefined id")?)),
+        2 => StoredRoute::Short(read_two(&mut r, "short name")?),
+        _ => return Err(Damaged("route")),
+    };
     Ok(StoredMessage {
-        topic: r.text("topic")?,
-        payload: Bytes::copy_from_slice(r.bytes("payload")?),
-        qos: r.qos("qos")?,
-        retain: r.bool("retain")?,
-        route: match r.u8("route")? {
-            0 => StoredRoute::Normal,
-            1 => StoredRoute::Predefined(u16::from_be_bytes(read_two(&mut r, "predefined id")?)),
-            2 => StoredRoute::Short(read_two(&mut r, "short name")?),
-            _ => return Err(Damaged("route")),
-        },
+        topic,
+        payload,
+        qos,
+        retain,
+        route,
+    })
+}
+
+/// Encodes a spooled uplink message.
+pub(super) fn encode_spooled(message: &SpooledPublish) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(
+        16 + message.topic.len() + message.payload.len(),
+    ));
+    write_body(
+        &mut w,
+        &message.topic,
+        &message.payload,
+        message.qos,
+        message.retain,
+    );
+    w.0
+}
+
+/// Decodes a spooled uplink message.
+pub(super) fn decode_spooled(bytes: &[u8]) -> Result<SpooledPublish, Damaged> {
+    let (topic, payload, qos, retain) = read_body(&mut Reader(bytes))?;
+    Ok(SpooledPublish {
+        topic,
+        payload,
+        qos,
+        retain,
     })
 }
 
@@ -422,6 +472,18 @@ mod tests {
             };
             assert_eq!(decode_message(&encode_message(&m)).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn spooled_round_trips() {
+        let m = SpooledPublish {
+            topic: "up/1".into(),
+            payload: Bytes::from_static(b"21.5"),
+            qos: MqttQoS::AtLeastOnce,
+            retain: true,
+        };
+        assert_eq!(decode_spooled(&encode_spooled(&m)).unwrap(), m);
+        assert!(decode_spooled(&encode_spooled(&m)[..5]).is_err());
     }
 
     #[test]

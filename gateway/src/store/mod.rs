@@ -21,6 +21,8 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// (client id, sequence number) → queued message.
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+/// id → uplink message taken while the broker was unreachable (sent in id order).
+const SPOOL: TableDefinition<u64, &[u8]> = TableDefinition::new("spool");
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,7 @@ impl Store {
         store.write(|txn| {
             txn.open_table(SESSIONS).map(drop)?;
             txn.open_table(MESSAGES).map(drop)?;
+            txn.open_table(SPOOL).map(drop)?;
             Ok(())
         })?;
         Ok(store)
@@ -119,6 +122,9 @@ impl Store {
             let mut messages = txn
                 .open_table(MESSAGES)
                 .map_err(|e| self.io("open messages", e))?;
+            let mut spool = txn
+                .open_table(SPOOL)
+                .map_err(|e| self.io("open spool", e))?;
             for op in ops {
                 let result = match op {
                     StoreOp::PutSession(record) => sessions
@@ -146,6 +152,10 @@ impl Store {
                     StoreOp::DeleteMessage { client_id, seq } => {
                         messages.remove((&**client_id, *seq)).map(drop)
                     }
+                    StoreOp::PutSpool { id, message } => spool
+                        .insert(*id, encoding::encode_spooled(message).as_slice())
+                        .map(drop),
+                    StoreOp::DeleteSpool { id } => spool.remove(*id).map(drop),
                 };
                 result.map_err(|e| self.io("write", e))?;
             }
@@ -163,7 +173,19 @@ impl Store {
         let messages = txn
             .open_table(MESSAGES)
             .map_err(|e| self.io("open messages", e))?;
+        let spool = txn
+            .open_table(SPOOL)
+            .map_err(|e| self.io("open spool", e))?;
         let mut restored = Restored::default();
+        for entry in spool.iter().map_err(|e| self.io("read spool", e))? {
+            let (key, value) = entry.map_err(|e| self.io("read spool", e))?;
+            match encoding::decode_spooled(value.value()) {
+                Ok(message) => restored.spool.push((key.value(), message)),
+                Err(damage) => {
+                    warn!(id = key.value(), %damage, "skipping a damaged spooled message");
+                }
+            }
+        }
         for entry in sessions.iter().map_err(|e| self.io("read sessions", e))? {
             let (key, value) = entry.map_err(|e| self.io("read sessions", e))?;
             match encoding::decode_session(value.value()) {

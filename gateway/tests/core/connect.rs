@@ -187,8 +187,14 @@ fn bad_client_ids_are_refused() {
 }
 
 #[test]
-fn broker_down_means_congestion_never_silence() {
-    let mut h = Harness::new();
+fn broker_down_without_a_spool_means_congestion_never_silence() {
+    let mut h = Harness::with_config(mqtt_sn_gateway::core::CoreConfig {
+        spool: mqtt_sn_gateway::core::SpoolConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
     let m = peer(1000);
     h.connect(m, "m1", true, 60);
     h.send(

@@ -21,3 +21,4 @@ mod discovery;
 mod edge;
 mod forwarder;
 mod sleep;
+mod spool;

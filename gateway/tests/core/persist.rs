@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use mqtt_sn_gateway::core::{
     BrokerCommand, BrokerEvent, CoreConfig, Gateway, MqttQoS, Peer, Restored, SessionRecord,
-    SessionState, StoreOp, StoredMessage, StoredState,
+    SessionState, SpooledPublish, StoreOp, StoredMessage, StoredState,
 };
 use sn_codec::v12::{Disconnect, Packet, PubAck, ReturnCode, Subscribe, SubscribeTopic};
 use sn_codec::QoS;
@@ -15,13 +15,14 @@ use crate::harness::{peer, Harness};
 
 /// An in-memory stand-in for the redb store.
 #[derive(Default)]
-struct FakeStore {
+pub struct FakeStore {
     sessions: HashMap<Arc<str>, SessionRecord>,
     messages: BTreeMap<(Arc<str>, u64), StoredMessage>,
+    pub spool: BTreeMap<u64, SpooledPublish>,
 }
 
 impl FakeStore {
-    fn apply(&mut self, gw: &mut Gateway) {
+    pub fn apply(&mut self, gw: &mut Gateway) {
         for op in gw.poll_store() {
             match op {
                 StoreOp::PutSession(record) => {
@@ -41,11 +42,17 @@ impl FakeStore {
                 StoreOp::DeleteMessage { client_id, seq } => {
                     self.messages.remove(&(client_id, seq));
                 }
+                StoreOp::PutSpool { id, message } => {
+                    self.spool.insert(id, message);
+                }
+                StoreOp::DeleteSpool { id } => {
+                    self.spool.remove(&id);
+                }
             }
         }
     }
 
-    fn restored(&self) -> Restored {
+    pub fn restored(&self) -> Restored {
         Restored {
             sessions: self.sessions.values().cloned().collect(),
             messages: self
@@ -53,6 +60,7 @@ impl FakeStore {
                 .iter()
                 .map(|((c, seq), m)| (c.clone(), *seq, m.clone()))
                 .collect(),
+            spool: self.spool.iter().map(|(id, m)| (*id, m.clone())).collect(),
         }
     }
 }

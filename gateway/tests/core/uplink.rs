@@ -315,7 +315,14 @@ fn predefined_and_short_topics_at_qos1() {
 
 #[test]
 fn unacknowledged_publishes_are_replayed_in_order_after_reconnect() {
-    let mut h = Harness::new();
+    // Without a spool the motes wait for the broker itself (spool.rs covers the spool).
+    let mut h = Harness::with_config(CoreConfig {
+        spool: mqtt_sn_gateway::core::SpoolConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..CoreConfig::default()
+    });
     let motes: Vec<Peer> = (0..3).map(|i| peer(1000 + i)).collect();
     let mut ids = Vec::new();
     for (i, &m) in motes.iter().enumerate() {

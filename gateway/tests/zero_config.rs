@@ -1,0 +1,243 @@
+//! The real `mqtt-sn-gateway` binary with no broker configured: it starts its embedded broker,
+//! an MQTT client on that broker receives what the `mqtt-sn` tool publishes through the
+//! gateway, SIGTERM stops it cleanly; and a taken port stops it at start with a message that
+//! names the port and the option.
+//!
+//! Each run gets a temp directory as its working directory (the gateway writes its state file
+//! there) and free loopback ports, so nothing needs port 1883. Network safety: loopback only.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_mqtt-sn-gateway");
+const TOOL: &str = env!("CARGO_BIN_EXE_mqtt-sn");
+
+/// A temp directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("zero-config-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The gateway process, killed on drop if still running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the gateway in `dir` with `[embedded_broker] listen = listen` and MQTT-SN on
+/// `127.0.0.1:udp_port`; its output goes to `dir/gateway.log`.
+fn spawn_gateway(dir: &Path, listen: SocketAddr, udp_port: u16) -> Running {
+    std::fs::write(
+        dir.join("gateway.toml"),
+        format!("[embedded_broker]\nlisten = \"{listen}\"\n"),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
+    let child = Command::new(GATEWAY)
+        .current_dir(dir)
+        .args(["--config", "gateway.toml", "--udp"])
+        .arg(format!("127.0.0.1:{udp_port}"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+fn log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default()
+}
+
+/// An MQTT client on `port`, subscribed to `filter` at QoS 1, retrying the connection while
+/// the gateway starts. Returns the event loop for reading messages.
+async fn subscriber(port: u16, filter: &str, dir: &Path) -> (AsyncClient, rumqttc::EventLoop) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut options = MqttOptions::new("zero-config-app", "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = AsyncClient::new(options, 16);
+        client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        let subscribed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await;
+        if subscribed == Ok(true) {
+            return (client, eventloop);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no embedded broker on port {port} within 20 s; gateway log:\n{}",
+            log(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `mqtt-sn pub`, retried while the gateway's link to its embedded broker comes up (CONNACK
+/// 0x01 until then).
+fn publish(udp_port: u16, topic: &str, message: &str, dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let output: Output = Command::new(TOOL)
+            .args(["pub", "--gateway"])
+            .arg(format!("127.0.0.1:{udp_port}"))
+            .args(["-t", topic, "-m", message, "-q", "1", "--retry", "1s"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        if output.status.success() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mqtt-sn pub kept failing: {}\ngateway log:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            log(dir)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_without_a_broker_serves_motes_through_its_embedded_broker() {
+    let dir = TempDir::new("serves");
+    let tcp_port = free_tcp_port();
+    let udp_port = free_udp_port();
+    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, tcp_port));
+    let mut gateway = spawn_gateway(&dir.0, listen, udp_port);
+
+    let (_client, mut eventloop) = subscriber(tcp_port, "sensors/#", &dir.0).await;
+    let dir_path = dir.0.clone();
+    tokio::task::spawn_blocking(move || publish(udp_port, "sensors/binary", "42", &dir_path))
+        .await
+        .unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Event::Incoming(Incoming::Publish(p)) = eventloop.poll().await.unwrap() {
+                return p;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no message on the embedded broker; log:\n{}", log(&dir.0)));
+    assert_eq!(message.topic, "sensors/binary");
+    assert_eq!(&message.payload[..], b"42");
+    assert_eq!(message.qos, QoS::AtLeastOnce);
+
+    // SIGTERM: a clean stop, exit status 0, the port free again.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &gateway.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = gateway.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = log(&dir.0);
+    assert!(status.success(), "exit status {status}; log:\n{text}");
+    assert!(
+        text.contains("embedded MQTT broker listening for local apps"),
+        "{text}"
+    );
+    assert!(
+        dir.0.join("mqtt-sn-gateway.redb").exists(),
+        "state file in the working directory"
+    );
+    assert!(
+        TcpListener::bind(listen).is_ok(),
+        "port {tcp_port} still held after exit"
+    );
+}
+
+#[test]
+fn the_binary_refuses_to_start_on_a_taken_port_and_says_how_to_fix_it() {
+    let dir = TempDir::new("taken");
+    let holder = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let taken = holder.local_addr().unwrap();
+    let mut gateway = spawn_gateway(&dir.0, taken, free_udp_port());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = gateway.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway kept running although {taken} is taken; log:\n{}",
+            log(&dir.0)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = log(&dir.0);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "error: cannot start the embedded broker on {taken}: address already in use"
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("--broker mqtt://{taken}")), "{text}");
+    assert!(text.contains("[embedded_broker] listen"), "{text}");
+}
