@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use sn_codec::QoS;
 
-/// Act as an MQTT-SN v1.2 client (a "mote") over UDP: publish or subscribe through a gateway.
+/// Act as an MQTT-SN v1.2 client (a "mote") over UDP: publish or subscribe through a gateway,
+/// or drive many simulated motes to benchmark it.
 #[derive(Debug, Parser)]
 #[command(name = "mqtt-sn", version, about, long_about = None)]
 pub(crate) struct Cli {
@@ -19,13 +20,15 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// The two modes of the tool.
+/// The modes of the tool.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Publish one or more messages, then disconnect.
     Pub(PubArgs),
     /// Subscribe and print every message received, one line each.
     Sub(SubArgs),
+    /// Load-test a gateway: many simulated motes, throughput, latency, losses, CPU and memory.
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// Options shared by `pub` and `sub`: where the gateway is and how to talk to it.
@@ -209,7 +212,7 @@ pub(crate) struct Predefined {
 }
 
 /// Parses `5` or `5=sensors/temp`. Ids 0x0000 and 0xFFFF are reserved by the spec.
-fn parse_predefined(s: &str) -> Result<Predefined, String> {
+pub(crate) fn parse_predefined(s: &str) -> Result<Predefined, String> {
     let (id, name) = match s.split_once('=') {
         Some((id, name)) => (id, Some(name.to_owned())),
         None => (s, None),
@@ -226,7 +229,7 @@ fn parse_predefined(s: &str) -> Result<Predefined, String> {
 
 /// A short topic name is exactly two bytes on the wire, so two ASCII characters (or one
 /// two-byte UTF-8 character).
-fn parse_short(s: &str) -> Result<[u8; 2], String> {
+pub(crate) fn parse_short(s: &str) -> Result<[u8; 2], String> {
     <[u8; 2]>::try_from(s.as_bytes()).map_err(|_| {
         format!(
             "a short topic name is exactly 2 bytes; '{s}' has {}",
@@ -236,7 +239,7 @@ fn parse_short(s: &str) -> Result<[u8; 2], String> {
 }
 
 /// QoS for publishing: -1, 0, 1 or 2.
-fn parse_qos(s: &str) -> Result<QoS, String> {
+pub(crate) fn parse_qos(s: &str) -> Result<QoS, String> {
     match s.trim() {
         "-1" => Ok(QoS::MinusOne),
         "0" => Ok(QoS::AtMostOnce),
@@ -247,7 +250,7 @@ fn parse_qos(s: &str) -> Result<QoS, String> {
 }
 
 /// QoS where -1 means nothing (SUBSCRIBE, Will).
-fn parse_qos_0_to_2(s: &str) -> Result<QoS, String> {
+pub(crate) fn parse_qos_0_to_2(s: &str) -> Result<QoS, String> {
     match parse_qos(s) {
         Ok(QoS::MinusOne) | Err(_) => Err(format!("'{s}' is not a QoS here; use 0, 1 or 2")),
         Ok(qos) => Ok(qos),

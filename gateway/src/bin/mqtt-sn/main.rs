@@ -1,7 +1,9 @@
 //! `mqtt-sn`: a command-line MQTT-SN v1.2 client over UDP, to try the gateway by hand and to
-//! drive it from black-box tests. `mqtt-sn pub` publishes, `mqtt-sn sub` prints what arrives.
-//! See docs/mqtt-sn-client.md.
+//! drive it from black-box tests. `mqtt-sn pub` publishes, `mqtt-sn sub` prints what arrives,
+//! `mqtt-sn bench` load-tests a gateway with many simulated motes. See docs/mqtt-sn-client.md
+//! and docs/benchmarks.md.
 
+mod bench;
 mod cli;
 mod common;
 mod describe;
@@ -42,6 +44,11 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    let command = match cli.command {
+        // The bench runs on a runtime of its own (--threads).
+        Command::Bench(args) => return bench::main(*args),
+        other => other,
+    };
     // One task at a time is all a single client needs.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -54,9 +61,10 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Pub(args) => publish::run(args).await,
             Command::Sub(args) => subscribe::run(args).await,
+            Command::Bench(_) => Ok(()),
         }
     });
     match outcome {

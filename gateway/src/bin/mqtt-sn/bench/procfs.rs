@@ -1,0 +1,284 @@
+//! What Linux tells about a process and about UDP sockets: CPU time and memory of the gateway
+//! (and optionally the broker) from /proc/PID/stat and /proc/PID/status, receive-queue drops
+//! from /proc/net/udp, and the open-file limit from /proc/self/limits.
+
+use std::io;
+use std::time::Instant;
+
+/// Clock ticks per second of the utime/stime fields (USER_HZ). Linux fixes it at 100 on every
+/// architecture the gateway targets; reading it needs sysconf(_SC_CLK_TCK), i.e. libc.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// One reading of a process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProcSample {
+    /// When it was read.
+    pub(crate) at: Instant,
+    /// User + system CPU time so far, in clock ticks.
+    pub(crate) cpu_ticks: u64,
+    /// Resident set size, KiB (VmRSS).
+    pub(crate) rss_kib: u64,
+    /// Peak resident set size since the process started, KiB (VmHWM).
+    pub(crate) hwm_kib: u64,
+}
+
+impl ProcSample {
+    /// Reads /proc/PID/stat and /proc/PID/status.
+    pub(crate) fn read(pid: u32) -> io::Result<ProcSample> {
+        let at = Instant::now();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let cpu_ticks = parse_cpu_ticks(&stat).ok_or_else(|| bad("stat", pid))?;
+        let rss_kib = status_kib(&status, "VmRSS:").ok_or_else(|| bad("status", pid))?;
+        let hwm_kib = status_kib(&status, "VmHWM:").unwrap_or(rss_kib);
+        Ok(ProcSample {
+            at,
+            cpu_ticks,
+            rss_kib,
+            hwm_kib,
+        })
+    }
+
+    /// CPU use between `earlier` and `self`, in percent of one core (200 % = two cores busy).
+    pub(crate) fn cpu_percent_since(&self, earlier: &ProcSample) -> f64 {
+        let wall = self.at.saturating_duration_since(earlier.at).as_secs_f64();
+        if wall <= 0.0 {
+            return 0.0;
+        }
+        let ticks = self.cpu_ticks.saturating_sub(earlier.cpu_ticks) as f64;
+        ticks / TICKS_PER_SECOND / wall * 100.0
+    }
+}
+
+fn bad(file: &str, pid: u32) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("unexpected format of /proc/{pid}/{file}"),
+    )
+}
+
+/// utime + stime: fields 14 and 15 of /proc/PID/stat. The command name (field 2) is in
+/// parentheses and may contain spaces, so counting starts after the last ')'.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = rest.split_whitespace();
+    // After ')': field 3 (state) is index 0, so utime (14) is index 11 and stime index 12.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// A `Name:   1234 kB` line of /proc/PID/status.
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.get(key.len()..)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Busy and total time of all CPUs so far, in clock ticks, from the first line of /proc/stat.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MachineSample {
+    /// Ticks not idle (iowait counts as idle).
+    pub(crate) busy: u64,
+    /// All ticks.
+    pub(crate) total: u64,
+    /// Number of CPUs (cpuN lines).
+    pub(crate) cpus: u64,
+}
+
+impl MachineSample {
+    /// Reads /proc/stat.
+    pub(crate) fn read() -> Option<MachineSample> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let mut lines = stat.lines();
+        let fields: Vec<u64> = lines
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let total: u64 = fields.iter().sum();
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        let cpus = lines
+            .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+            .count() as u64;
+        Some(MachineSample {
+            busy: total.saturating_sub(idle),
+            total,
+            cpus: cpus.max(1),
+        })
+    }
+
+    /// CPU use of the whole machine between `earlier` and `self`, in percent of one core
+    /// (200 % = both cores of a 2-core machine busy).
+    pub(crate) fn busy_percent_since(&self, earlier: &MachineSample) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        let busy = self.busy.saturating_sub(earlier.busy);
+        busy as f64 / total as f64 * 100.0 * self.cpus as f64
+    }
+}
+
+/// The host's UDP counters from /proc/net/snmp (every socket, both directions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct UdpCounters {
+    /// Datagrams dropped because a receive buffer was full.
+    pub(crate) rcvbuf_errors: u64,
+    /// Datagrams not sent because a send buffer was full.
+    pub(crate) sndbuf_errors: u64,
+    /// Datagrams to a port nobody listens on.
+    pub(crate) no_ports: u64,
+    /// Other receive errors (includes the buffer drops).
+    pub(crate) in_errors: u64,
+}
+
+impl UdpCounters {
+    /// Reads the `Udp:` lines of /proc/net/snmp (a header line, then a value line).
+    pub(crate) fn read() -> UdpCounters {
+        let Ok(snmp) = std::fs::read_to_string("/proc/net/snmp") else {
+            return UdpCounters::default();
+        };
+        let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+        let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+            return UdpCounters::default();
+        };
+        let field = |name: &str| -> u64 {
+            names
+                .split_whitespace()
+                .zip(values.split_whitespace())
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0)
+        };
+        UdpCounters {
+            rcvbuf_errors: field("RcvbufErrors"),
+            sndbuf_errors: field("SndbufErrors"),
+            no_ports: field("NoPorts"),
+            in_errors: field("InErrors"),
+        }
+    }
+
+    /// The increase from `earlier` to `self`.
+    pub(crate) fn since(&self, earlier: &UdpCounters) -> UdpCounters {
+        UdpCounters {
+            rcvbuf_errors: self.rcvbuf_errors.saturating_sub(earlier.rcvbuf_errors),
+            sndbuf_errors: self.sndbuf_errors.saturating_sub(earlier.sndbuf_errors),
+            no_ports: self.no_ports.saturating_sub(earlier.no_ports),
+            in_errors: self.in_errors.saturating_sub(earlier.in_errors),
+        }
+    }
+}
+
+/// Receive-side drop counters of the UDP sockets on this host (network namespace).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct UdpDrops {
+    /// Datagrams dropped by the socket bound to the gateway's port (full receive buffer).
+    pub(crate) gateway: u64,
+    /// Bytes waiting in the gateway socket's receive queue when read.
+    pub(crate) gateway_queue_bytes: u64,
+    /// Drops of the sockets bound to the motes' port (the tool's motes).
+    pub(crate) motes: u64,
+}
+
+/// Sums the `drops` column of /proc/net/udp and /proc/net/udp6 for the socket on
+/// `gateway_port` and for the sockets on `mote_port` (0: none). Missing files count as zero
+/// (e.g. IPv6 disabled).
+pub(crate) fn udp_drops(gateway_port: u16, mote_port: u16) -> UdpDrops {
+    let mut drops = UdpDrops::default();
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(table) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in table.lines().skip(1) {
+            let Some(row) = parse_udp_row(line) else {
+                continue;
+            };
+            if row.port == gateway_port {
+                drops.gateway += row.drops;
+                drops.gateway_queue_bytes += row.rx_queue;
+            } else if mote_port != 0 && row.port == mote_port {
+                drops.motes += row.drops;
+            }
+        }
+    }
+    drops
+}
+
+/// The columns of one /proc/net/udp row that matter here.
+struct UdpRow {
+    port: u16,
+    rx_queue: u64,
+    drops: u64,
+}
+
+/// `sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+/// ref pointer drops`, addresses as HEXIP:HEXPORT.
+fn parse_udp_row(line: &str) -> Option<UdpRow> {
+    let mut fields = line.split_whitespace();
+    let local = fields.nth(1)?;
+    let port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+    let queues = fields.nth(2)?;
+    let rx_queue = u64::from_str_radix(queues.rsplit(':').next()?, 16).ok()?;
+    let drops = fields.last()?.parse().ok()?;
+    Some(UdpRow {
+        port,
+        rx_queue,
+        drops,
+    })
+}
+
+/// The soft limit on open files of this process, from /proc/self/limits.
+pub(crate) fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.get("Max open files".len()..)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_a_name_with_spaces() {
+        let stat = "1234 (mqtt sn) gw) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(300));
+    }
+
+    #[test]
+    fn status_and_udp_rows() {
+        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
+        assert_eq!(status_kib(status, "VmRSS:"), Some(1024));
+        assert_eq!(status_kib(status, "VmHWM:"), Some(2048));
+        let row = "  123: 0100007F:4A05 00000000:0000 07 00000000:00000300 00:00000000 00000000     0        0 9999 2 0000000000000000 17";
+        let parsed = parse_udp_row(row);
+        assert!(parsed.is_some_and(|r| r.port == 0x4A05 && r.rx_queue == 0x300 && r.drops == 17));
+    }
+
+    #[test]
+    fn reads_the_udp_counters() {
+        let a = UdpCounters::read();
+        assert_eq!(a.since(&a), UdpCounters::default());
+    }
+
+    #[test]
+    fn reads_the_machine() {
+        let a = MachineSample::read();
+        assert!(a.is_some_and(|a| a.total > 0 && a.cpus >= 1));
+    }
+
+    #[test]
+    fn reads_itself() {
+        let sample = ProcSample::read(std::process::id());
+        assert!(sample.is_ok_and(|s| s.rss_kib > 0));
+        assert!(open_file_limit().is_some_and(|n| n > 0));
+    }
+}

@@ -1,0 +1,453 @@
+//! CI smoke run of `mqtt-sn bench`, so the load tool cannot rot: a private mosquitto on a free
+//! loopback port, the real gateway binary in front of it, and a few seconds of QoS 1 load from
+//! 10 simulated motes. The JSON report must show messages flowing with nothing lost.
+//!
+//! Network safety: everything stays on 127.0.0.0/8. Without mosquitto installed the test fails
+//! (it never passes silently).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sn_codec::v12::{Connect, Disconnect, Packet, ReturnCode};
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_mqtt-sn-gateway");
+const TOOL: &str = env!("CARGO_BIN_EXE_mqtt-sn");
+
+/// A child process killed (and reaped) when the test ends, pass or fail.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A temp directory removed when the test ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The mosquitto binary: `$MOSQUITTO`, the usual install locations, or `$PATH`.
+fn mosquitto_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("MOSQUITTO") {
+        return PathBuf::from(path);
+    }
+    let mut candidates = vec![
+        PathBuf::from("/usr/sbin/mosquitto"),
+        PathBuf::from("/usr/local/sbin/mosquitto"),
+    ];
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("mosquitto")));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("mosquitto not found: install it with `apt-get install mosquitto`")
+        })
+}
+
+fn free_tcp_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn free_udp_port() -> u16 {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    socket.local_addr().unwrap().port()
+}
+
+/// A mosquitto listening on 127.0.0.1 only, with its config in a temp directory.
+fn start_mosquitto(dir: &Path) -> (Running, u16) {
+    let binary = mosquitto_binary();
+    for _ in 0..5 {
+        let port = free_tcp_port();
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n"),
+        )
+        .unwrap();
+        let mut child = Running(
+            Command::new(&binary)
+                .arg("-c")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("run mosquitto"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.0.try_wait() {
+                break; // port taken meanwhile: try another
+            }
+            if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                return (child, port);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("mosquitto did not start");
+}
+
+/// Waits until the gateway accepts a CONNECT (it is bound and its broker link is up), then
+/// ends that probe session.
+fn wait_for_gateway(gateway: SocketAddr, child: &mut Running) {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    socket.connect(gateway).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let connect = Packet::Connect(Connect {
+        will: false,
+        clean_session: true,
+        protocol_id: 1,
+        duration: 10,
+        client_id: b"bench-smoke-probe",
+    })
+    .to_vec()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 64];
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("the gateway exited at start: {status}");
+        }
+        let _ = socket.send(&connect);
+        if let Ok(n) = socket.recv(&mut buf) {
+            if let Ok(Packet::ConnAck {
+                return_code: ReturnCode::Accepted,
+            }) = Packet::decode(&buf[..n])
+            {
+                let bye = Packet::Disconnect(Disconnect { duration: None })
+                    .to_vec()
+                    .unwrap();
+                let _ = socket.send(&bye);
+                return;
+            }
+        }
+    }
+    panic!("the gateway at {gateway} did not accept a CONNECT within 10 s");
+}
+
+#[test]
+fn bench_smoke_qos1_ten_motes() {
+    let started = Instant::now();
+    let temp =
+        TempDir(std::env::temp_dir().join(format!("mqtt-sn-bench-smoke-{}", std::process::id())));
+    std::fs::create_dir_all(&temp.0).unwrap();
+    let dir = temp.0.clone();
+    // Dropped in reverse order: the bench, the gateway and mosquitto end before the directory
+    // goes.
+    let (_mosquitto, broker_port) = start_mosquitto(&dir);
+    let udp_port = free_udp_port();
+    let gateway_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, udp_port));
+    let mut gateway = Running(
+        Command::new(GATEWAY)
+            .args([
+                "--broker",
+                &format!("mqtt://127.0.0.1:{broker_port}"),
+                "--udp",
+                &gateway_addr.to_string(),
+                "--log-level",
+                "warn",
+            ])
+            // Its state file (mqtt-sn-gateway.redb) goes to the temp directory.
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run the gateway"),
+    );
+    wait_for_gateway(gateway_addr, &mut gateway);
+
+    let report_file = dir.join("report.json");
+    let mut bench = Running(
+        Command::new(TOOL)
+            .args([
+                "bench",
+                "--gateway",
+                &gateway_addr.to_string(),
+                "--broker",
+                &format!("mqtt://127.0.0.1:{broker_port}"),
+                "--motes",
+                "10",
+                "--qos",
+                "1",
+                "--duration",
+                "2s",
+                "--gateway-pid",
+                &gateway.0.id().to_string(),
+                "--quiet",
+                "--output",
+            ])
+            .arg(&report_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run mqtt-sn bench"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = bench.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mqtt-sn bench did not end within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = bench.0.stderr.take() {
+        use std::io::Read as _;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    assert!(
+        status.success(),
+        "mqtt-sn bench failed ({status}):\n{stderr}"
+    );
+
+    let text = std::fs::read_to_string(&report_file).expect("the JSON report file");
+    let report = Json::parse(&text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"));
+    let num = |path: &str| -> f64 {
+        report
+            .get(path)
+            .and_then(Json::as_f64)
+            .unwrap_or_else(|| panic!("no number at {path} in {text}"))
+    };
+    assert_eq!(num("connect.connected"), 10.0, "{text}");
+    assert!(num("messages.sent") > 0.0, "{text}");
+    assert_eq!(
+        num("messages.delivered"),
+        num("messages.acknowledged"),
+        "{text}"
+    );
+    assert_eq!(num("messages.lost"), 0.0, "{text}");
+    assert!(num("messages.delivered_per_s") > 0.0, "{text}");
+    assert!(num("latency_ms.p99") > 0.0, "{text}");
+    assert!(num("gateway.rss_mb") > 0.0, "{text}");
+    assert_eq!(num("end.alive"), 10.0, "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the smoke run took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Just enough JSON for the report: objects, arrays, strings, numbers, booleans, null.
+#[derive(Debug, Clone, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    Array(Vec<Json>),
+    Object(BTreeMap<String, Json>),
+}
+
+impl Json {
+    fn parse(text: &str) -> Result<Json, String> {
+        let mut parser = Parser {
+            bytes: text.as_bytes(),
+            at: 0,
+        };
+        let value = parser.value()?;
+        parser.skip_ws();
+        if parser.at != parser.bytes.len() {
+            return Err(format!("trailing data at {}", parser.at));
+        }
+        Ok(value)
+    }
+
+    /// `a.b.c` through nested objects.
+    fn get(&self, path: &str) -> Option<&Json> {
+        path.split('.').try_fold(self, |node, key| match node {
+            Json::Object(map) => map.get(key),
+            _ => None,
+        })
+    }
+
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            Json::Number(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+struct Parser<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Parser<'_> {
+    fn skip_ws(&mut self) {
+        while self.at < self.bytes.len() && self.bytes[self.at].is_ascii_whitespace() {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Result<(), String> {
+        self.skip_ws();
+        if self.bytes.get(self.at) == Some(&byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(format!("expected '{}' at {}", byte as char, self.at))
+        }
+    }
+
+    fn value(&mut self) -> Result<Json, String> {
+        self.skip_ws();
+        match self.bytes.get(self.at) {
+            Some(b'{') => {
+                self.at += 1;
+                let mut map = BTreeMap::new();
+                self.skip_ws();
+                if self.bytes.get(self.at) == Some(&b'}') {
+                    self.at += 1;
+                    return Ok(Json::Object(map));
+                }
+                loop {
+                    self.skip_ws();
+                    let key = self.string()?;
+                    self.eat(b':')?;
+                    map.insert(key, self.value()?);
+                    self.skip_ws();
+                    match self.bytes.get(self.at) {
+                        Some(b',') => self.at += 1,
+                        Some(b'}') => {
+                            self.at += 1;
+                            return Ok(Json::Object(map));
+                        }
+                        _ => return Err(format!("expected , or }} at {}", self.at)),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.at += 1;
+                let mut items = Vec::new();
+                self.skip_ws();
+                if self.bytes.get(self.at) == Some(&b']') {
+                    self.at += 1;
+                    return Ok(Json::Array(items));
+                }
+                loop {
+                    items.push(self.value()?);
+                    self.skip_ws();
+                    match self.bytes.get(self.at) {
+                        Some(b',') => self.at += 1,
+                        Some(b']') => {
+                            self.at += 1;
+                            return Ok(Json::Array(items));
+                        }
+                        _ => return Err(format!("expected , or ] at {}", self.at)),
+                    }
+                }
+            }
+            Some(b'"') => Ok(Json::String(self.string()?)),
+            Some(b't') => self.word("true", Json::Bool(true)),
+            Some(b'f') => self.word("false", Json::Bool(false)),
+            Some(b'n') => self.word("null", Json::Null),
+            Some(_) => {
+                let start = self.at;
+                while self.at < self.bytes.len()
+                    && matches!(
+                        self.bytes[self.at],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
+                {
+                    self.at += 1;
+                }
+                std::str::from_utf8(&self.bytes[start..self.at])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .map(Json::Number)
+                    .ok_or_else(|| format!("bad value at {start}"))
+            }
+            None => Err("unexpected end".to_owned()),
+        }
+    }
+
+    fn word(&mut self, word: &str, value: Json) -> Result<Json, String> {
+        if self.bytes[self.at..].starts_with(word.as_bytes()) {
+            self.at += word.len();
+            Ok(value)
+        } else {
+            Err(format!("bad literal at {}", self.at))
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.eat(b'"')?;
+        let mut out = String::new();
+        loop {
+            let Some(&byte) = self.bytes.get(self.at) else {
+                return Err("unterminated string".to_owned());
+            };
+            self.at += 1;
+            match byte {
+                b'"' => return Ok(out),
+                b'\\' => {
+                    let escaped = self.bytes.get(self.at).copied();
+                    self.at += 1;
+                    match escaped {
+                        Some(b'n') => out.push('\n'),
+                        Some(b't') => out.push('\t'),
+                        Some(b'r') => out.push('\r'),
+                        Some(b'u') => {
+                            let hex = std::str::from_utf8(&self.bytes[self.at..self.at + 4])
+                                .map_err(|e| e.to_string())?;
+                            let code = u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
+                            out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                            self.at += 4;
+                        }
+                        Some(other) => out.push(other as char),
+                        None => return Err("unterminated escape".to_owned()),
+                    }
+                }
+                _ => {
+                    // Copy a run of plain bytes at once, keeping UTF-8 intact.
+                    let start = self.at - 1;
+                    while self.at < self.bytes.len() && !matches!(self.bytes[self.at], b'"' | b'\\')
+                    {
+                        self.at += 1;
+                    }
+                    out.push_str(
+                        std::str::from_utf8(&self.bytes[start..self.at])
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_json_reader_reads_what_the_report_writes() {
+    let json =
+        Json::parse(r#"{"a":{"b":[1,2.5,-3e2],"c":"x\"y\u0041"},"d":null,"e":true}"#).unwrap();
+    assert_eq!(json.get("a.c"), Some(&Json::String("x\"yA".to_owned())));
+    assert_eq!(json.get("d"), Some(&Json::Null));
+    assert!(Json::parse("{").is_err());
+}
