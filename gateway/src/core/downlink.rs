@@ -189,11 +189,7 @@ impl Gateway {
             let Some(delivery) = session.queue.pop_front() else {
                 return;
             };
-            let topic_id = match topic {
-                PublishTopic::Normal(id) | PublishTopic::Predefined(id) => id,
-                PublishTopic::Short(name) => u16::from_be_bytes(name),
-                PublishTopic::LongName(_) => 0,
-            };
+            let topic_id = super::uplink::topic_field(&topic);
             if delivery.qos == MqttQoS::AtMostOnce {
                 let sent = self.send_to_session(
                     idx,

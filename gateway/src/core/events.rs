@@ -141,6 +141,8 @@ pub struct Metrics {
     pub events_dropped: u64,
     /// Uplink messages put in the spool while the broker was unreachable.
     pub spooled: u64,
+    /// SUBSCRIBEs refused because the session already has max_topics_per_session subscriptions.
+    pub subscribe_refused: u64,
     /// Uplink messages refused (PUBACK 0x01) because the spool was full.
     pub spool_refused: u64,
     /// Spooled messages dropped to make room (spool.when_full = "drop-oldest").

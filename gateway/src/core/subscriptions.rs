@@ -122,6 +122,21 @@ impl Gateway {
         {
             return;
         }
+        // Subscriptions are bounded like topic ids: a wildcard takes no id, so without this a
+        // mote could grow its session (and the upstream table) without end.
+        let replacing = session.subscription(&filter).is_some();
+        if !replacing && session.subscriptions.len() >= self.config.max_topics_per_session {
+            self.metrics.subscribe_refused += 1;
+            return suback(
+                self,
+                topic_id,
+                MqttQoS::AtMostOnce,
+                sn_codec::v12::ReturnCode::NotSupported,
+            );
+        }
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
         session.subscriptions.retain(|s| s.filter != filter);
         let entry = self.upstream.filters.entry(filter.clone()).or_default();
         if entry.subscribers.is_empty() && validate::is_wildcard(&filter) {

@@ -16,8 +16,8 @@ use super::gateway::{Gateway, PendingUplink};
 use super::peer::ClientAddr;
 use super::session::{Inbound, SessionIdx, State};
 
-/// The TopicId field to echo in a PUBACK for this topic.
-fn topic_field(topic: &PublishTopic<'_>) -> u16 {
+/// The TopicId field of a PUBLISH (and of the PUBACK that answers it) for this topic.
+pub(crate) fn topic_field(topic: &PublishTopic<'_>) -> u16 {
     match *topic {
         PublishTopic::Normal(id) | PublishTopic::Predefined(id) => id,
         PublishTopic::Short(name) => u16::from_be_bytes(name),

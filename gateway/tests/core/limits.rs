@@ -131,3 +131,60 @@ fn overflow_is_reported_once_per_episode() {
     assert_eq!(reports, 1);
     assert_eq!(queued(&h).2, 9);
 }
+
+#[test]
+fn subscriptions_per_session_are_bounded_like_topic_ids() {
+    let mut h = Harness::with_config(CoreConfig {
+        max_topics_per_session: 2,
+        ..CoreConfig::default()
+    });
+    let m = peer(1000);
+    h.connect(m, "w", true, 600);
+    // Wildcards take no topic id; the limit still applies to them.
+    for (msg_id, filter) in [(1u16, &b"a/#"[..]), (2, b"b/#")] {
+        h.send(
+            m,
+            Packet::Subscribe(Subscribe {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                msg_id,
+                topic: SubscribeTopic::Name(filter),
+            }),
+        );
+    }
+    assert_eq!(h.commands().len(), 2);
+    h.send(
+        m,
+        Packet::Subscribe(Subscribe {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            msg_id: 3,
+            topic: SubscribeTopic::Name(b"c/#"),
+        }),
+    );
+    h.expect(
+        m,
+        &[Packet::SubAck(sn_codec::v12::SubAck {
+            qos: QoS::AtMostOnce,
+            topic_id: 0,
+            msg_id: 3,
+            return_code: sn_codec::v12::ReturnCode::NotSupported,
+        })],
+    );
+    assert!(
+        h.commands().is_empty(),
+        "nothing upstream for a refused subscription"
+    );
+    assert_eq!(h.gw.metrics().subscribe_refused, 1);
+    // Re-subscribing to a filter it has is not a new subscription.
+    h.send(
+        m,
+        Packet::Subscribe(Subscribe {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            msg_id: 4,
+            topic: SubscribeTopic::Name(b"a/#"),
+        }),
+    );
+    assert_eq!(h.commands().len(), 1);
+}

@@ -225,3 +225,40 @@ fn a_clean_disconnect_of_a_sleeper_deletes_its_record() {
     assert!(store.sessions.is_empty());
     assert!(store.messages.is_empty());
 }
+
+#[test]
+fn a_broker_message_for_a_sleeper_is_acknowledged_upstream_in_the_turn_that_stores_it() {
+    let mut h = Harness::new();
+    let m = peer(1000);
+    h.connect(m, "s", true, 60);
+    subscribe(&mut h, m, "cmd/s");
+    h.send(
+        m,
+        Packet::Disconnect(Disconnect {
+            duration: Some(300),
+        }),
+    );
+    h.transmits();
+    h.broker(BrokerEvent::Message {
+        topic: "cmd/s".into(),
+        payload: bytes::Bytes::from_static(b"on"),
+        qos: MqttQoS::AtLeastOnce,
+        retain: false,
+        delivery: Some(mqtt_sn_gateway::core::DeliveryId(7)),
+    });
+    // The runtime applies poll_store before it sends poll_broker's commands: the upstream
+    // acknowledgement and the write that holds the message come out of the same turn.
+    let ops = h.gw.poll_store();
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, StoreOp::PutMessage { client_id, .. } if &**client_id == "s")),
+        "{ops:?}"
+    );
+    assert_eq!(
+        h.commands(),
+        vec![BrokerCommand::Ack {
+            delivery: mqtt_sn_gateway::core::DeliveryId(7)
+        }]
+    );
+    assert_eq!(h.gw.session_info("s").unwrap().queued, 1);
+}
