@@ -29,6 +29,7 @@
 mod duration;
 mod error;
 mod reader;
+mod serial;
 mod suggest;
 mod values;
 
@@ -40,6 +41,7 @@ use std::time::Duration;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigIssue};
+pub use serial::{SerialConfig, SerialDevice, SerialFraming, DEFAULT_BAUD};
 
 /// The default MQTT-SN UDP port, used by the default bind and discovery addresses.
 pub const DEFAULT_UDP_PORT: u16 = 1883;
@@ -66,6 +68,8 @@ pub struct Config {
     /// `[[udp]]`: the UDP links. A file without `[[udp]]` gets one link with the defaults;
     /// `udp = []` means no UDP link at all.
     pub udp: Vec<UdpConfig>,
+    /// `[[serial]]`: serial-attached radios and motes; none by default.
+    pub serial: Vec<SerialConfig>,
     /// `[broker]`: the remote MQTT broker, or `None` when the file has no `[broker]` section.
     pub broker: Option<BrokerConfig>,
     /// `[embedded_broker]`: the MQTT broker inside the gateway, used when no remote broker
@@ -153,6 +157,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             predefined_topics: BTreeMap::new(),
             udp: vec![UdpConfig::default()],
+            serial: Vec::new(),
             broker: None,
             embedded_broker: EmbeddedBrokerConfig::default(),
             log: LogConfig::default(),

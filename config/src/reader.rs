@@ -17,6 +17,8 @@ use toml::Spanned;
 
 use crate::duration::{format_duration, parse_duration};
 use crate::suggest::closest;
+
+mod serial;
 use crate::values::{
     check_discovery, check_log_level, check_topic_name, parse_broker_url, parse_socket_addr,
     parse_topic_id, BrokerUrl, PASSWORD_NEEDS_USER,
@@ -25,15 +27,17 @@ use crate::{
     BrokerConfig, Config, ConfigError, ConfigIssue, EmbeddedBrokerConfig, GatewayConfig, LogConfig,
     QueueOverflow, SpoolConfig, SpoolFull, StoreConfig, UdpConfig, DEFAULT_MQTT_PORT,
 };
+pub(crate) use serial::SERIAL_KEYS;
 
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<Cow<'i, str>>;
 
 /// The sections, in the order the documentation lists them.
-pub(crate) const SECTIONS: [&str; 8] = [
+pub(crate) const SECTIONS: [&str; 9] = [
     "gateway",
     "predefined_topics",
     "udp",
+    "serial",
     "broker",
     "embedded_broker",
     "spool",
@@ -85,8 +89,8 @@ pub(crate) const SPOOL_KEYS: [&str; 4] = ["enabled", "max_bytes", "when_full", "
 
 /// The header a section is written with, for messages.
 fn section_label(section: &str) -> String {
-    if section == "udp" {
-        "[[udp]]".to_string()
+    if section == "udp" || section == "serial" {
+        format!("[[{section}]]")
     } else {
         format!("[{section}]")
     }
@@ -96,6 +100,7 @@ fn section_keys(section: &str) -> &'static [&'static str] {
     match section {
         "gateway" => &GATEWAY_KEYS,
         "udp" => &UDP_KEYS,
+        "serial" => &SERIAL_KEYS,
         "broker" => &BROKER_KEYS,
         "embedded_broker" => &EMBEDDED_BROKER_KEYS,
         "log" => &LOG_KEYS,
@@ -466,6 +471,7 @@ impl<'s> Reader<'s> {
                     }
                 }
                 "udp" => config.udp = self.udp_links(value),
+                "serial" => config.serial = self.serial_links(value),
                 "broker" => config.broker = self.broker(value),
                 "embedded_broker" => {
                     if let Some(table) = self.table(value, name) {
@@ -498,9 +504,11 @@ impl<'s> Reader<'s> {
         let owner = SECTIONS
             .iter()
             .find(|&&section| section_keys(section).contains(&name));
-        let all = "the sections are [gateway], [predefined_topics], [[udp]], [broker] and [log]";
-        let all_cap =
-            "The sections are [gateway], [predefined_topics], [[udp]], [broker] and [log]";
+        let all =
+            "the sections are [gateway], [predefined_topics], [[udp]], [[serial]], [broker], \
+                   [embedded_broker], [spool], [store] and [log]";
+        let all_cap = "The sections are [gateway], [predefined_topics], [[udp]], [[serial]], \
+                       [broker], [embedded_broker], [spool], [store] and [log]";
         let message = match owner {
             Some(section) if !matches!(value.get_ref(), DeValue::Table(_)) => {
                 let label = section_label(section);

@@ -45,6 +45,18 @@ const OPTIONS: &[(&str, &[&str])] = &[
         &["bind", "discovery", "multicast_ttl", "multicast_loop"],
     ),
     (
+        "serial",
+        &[
+            "device",
+            "usb",
+            "serial_number",
+            "baud",
+            "framing",
+            "max_frame",
+            "discovery",
+        ],
+    ),
+    (
         "broker",
         &[
             "url",
@@ -143,13 +155,15 @@ fn example_file_and_docs_mention_every_option() {
 fn the_option_lists_match_the_code() {
     // The unknown-option message lists the valid options; they must be the documented ones.
     for (section, keys) in OPTIONS {
-        let header = if *section == "udp" {
-            "[[udp]]".to_string()
+        let header = if *section == "udp" || *section == "serial" {
+            format!("[[{section}]]")
         } else {
             format!("[{section}]")
         };
         let extra = if *section == "broker" {
             "url = \"mqtt://h\"\n"
+        } else if *section == "serial" {
+            "device = \"/dev/ttyUSB0\"\nframing = \"xbee\"\n"
         } else {
             ""
         };
