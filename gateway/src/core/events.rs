@@ -147,4 +147,7 @@ pub struct Metrics {
     pub spool_refused: u64,
     /// Spooled messages dropped to make room (spool.when_full = "drop-oldest").
     pub spool_dropped: u64,
+    /// Datagrams a link reported it could not deliver (an XBee transmit status other than
+    /// success). The MQTT-SN retries recover those that needed an answer.
+    pub link_undelivered: u64,
 }

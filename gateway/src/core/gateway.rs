@@ -156,6 +156,25 @@ impl Gateway {
         }
     }
 
+    /// The link reports that a datagram it sent to `to` did not arrive (an XBee transmit
+    /// status other than success). Counted globally and for the session bound to `to`; the
+    /// MQTT-SN retransmission timers recover anything that expected an answer, so nothing is
+    /// resent here (the radio has already retried several times).
+    pub fn handle_delivery_failure(&mut self, _now: Instant, to: Peer) {
+        self.metrics.link_undelivered += 1;
+        let addr = ClientAddr {
+            peer: to,
+            node: None,
+        };
+        let idx = self.by_addr.get(&addr).copied();
+        if let Some(session) = idx.and_then(|idx| self.session_mut(idx)) {
+            session.undelivered += 1;
+            trace!(client_id = %session.client_id, peer = %to.addr, "link reports a datagram undelivered");
+        } else {
+            trace!(peer = %to.addr, "link reports a datagram undelivered to a peer without a session");
+        }
+    }
+
     /// Time has reached a deadline from [`Gateway::poll_timeout`] (calling it early is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(Reverse(timer)) = self.timers.peek().copied() {
@@ -227,6 +246,7 @@ impl Gateway {
             queued: session.queue.len(),
             queued_bytes: session.queue.bytes(),
             dropped: session.dropped,
+            undelivered: session.undelivered,
             subscriptions: session.subscriptions.len(),
         })
     }
@@ -520,6 +540,8 @@ pub struct SessionInfo {
     pub queued_bytes: usize,
     /// Messages dropped at its queue limits since the session began.
     pub dropped: u64,
+    /// Datagrams to it that its link reported undelivered, since the session began.
+    pub undelivered: u64,
     /// Its subscriptions.
     pub subscriptions: usize,
 }

@@ -26,7 +26,7 @@ pub use broker::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId, Upl
 pub use config::{CoreConfig, QueueOverflow};
 pub use events::{Event, LostReason, Metrics};
 pub use gateway::{Gateway, SessionInfo, SessionState};
-pub use peer::{ClientAddr, Destination, LinkId, Peer, PeerAddr, Transmit};
+pub use peer::{ClientAddr, Destination, LinkId, Peer, PeerAddr, RadioAddr, Transmit};
 pub use persist::{
     Restored, SessionRecord, StoreOp, StoredMessage, StoredRoute, StoredState, StoredSubKind,
     StoredSubscription, StoredWill,

@@ -6,18 +6,49 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LinkId(pub u16);
 
-/// An address on a link. Serial radios will add their own address forms.
+/// An address on a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PeerAddr {
     /// A UDP sender or destination.
     Ip(SocketAddr),
+    /// A node behind a serial-attached radio.
+    Radio(RadioAddr),
 }
 
 impl std::fmt::Display for PeerAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PeerAddr::Ip(addr) => write!(f, "{addr}"),
+            PeerAddr::Radio(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+/// A node's address on a serial radio link, in the form of the link's framing.
+///
+/// For Zigbee only the 64-bit address names the node: the 16-bit network address changes
+/// when the node rejoins, and a session must not be lost for that. The serial link keeps
+/// the latest 16-bit address of each node itself and uses it when sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RadioAddr {
+    /// A Zigbee node behind an XBee, by its 64-bit IEEE address.
+    XBee(u64),
+    /// A node on a COBS-framed link (a LoRa modem in transparent mode), by its 16-bit address.
+    Node(u16),
+    /// A KISS port (RNode-style devices).
+    KissPort(u8),
+    /// The one mote attached directly to a raw MQTT-SN serial line.
+    Direct,
+}
+
+impl std::fmt::Display for RadioAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RadioAddr::XBee(long) => write!(f, "xbee {long:016x}"),
+            RadioAddr::Node(node) => write!(f, "node {node:04x}"),
+            RadioAddr::KissPort(port) => write!(f, "kiss port {port}"),
+            RadioAddr::Direct => f.write_str("serial mote"),
         }
     }
 }

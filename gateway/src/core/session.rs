@@ -168,6 +168,9 @@ pub(crate) struct Session {
     pub(crate) queue: DeliveryQueue,
     /// Messages for this client dropped at its queue limits, since the session began.
     pub(crate) dropped: u64,
+    /// Datagrams to this client its link reported undelivered (XBee transmit status), since
+    /// the session began.
+    pub(crate) undelivered: u64,
     /// Topic names the client refused with a REGACK error: not offered again this session.
     pub(crate) refused_topics: Vec<Arc<str>>,
     /// A queue overflow was reported; cleared when the queue drains, so it is logged once
@@ -198,6 +201,7 @@ impl Session {
             in_flight: None,
             queue: DeliveryQueue::default(),
             dropped: 0,
+            undelivered: 0,
             refused_topics: Vec::new(),
             queue_full_reported: false,
             next_msg_id: 0,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::core::{
-    ClientAddr, LinkId, MqttQoS, Peer, PeerAddr, SessionRecord, SpooledPublish, StoredMessage,
-    StoredRoute, StoredState, StoredSubKind, StoredSubscription, StoredWill,
+    ClientAddr, LinkId, MqttQoS, Peer, PeerAddr, RadioAddr, SessionRecord, SpooledPublish,
+    StoredMessage, StoredRoute, StoredState, StoredSubKind, StoredSubscription, StoredWill,
 };
 
 /// Layout version of session records and messages; bump on any change, and keep reading the
@@ -109,6 +109,12 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Address-family tags of radio peers (IP uses 4 and 6).
+const RADIO_XBEE: u8 = 0x10;
+const RADIO_NODE: u8 = 0x11;
+const RADIO_KISS: u8 = 0x12;
+const RADIO_DIRECT: u8 = 0x13;
+
 fn write_addr(w: &mut Writer, addr: &ClientAddr) {
     w.u16(addr.peer.link.0);
     match addr.peer.addr {
@@ -123,6 +129,19 @@ fn write_addr(w: &mut Writer, addr: &ClientAddr) {
             w.u16(a.port());
             w.u32(a.scope_id());
         }
+        PeerAddr::Radio(RadioAddr::XBee(long)) => {
+            w.u8(RADIO_XBEE);
+            w.0.extend_from_slice(&long.to_be_bytes());
+        }
+        PeerAddr::Radio(RadioAddr::Node(node)) => {
+            w.u8(RADIO_NODE);
+            w.u16(node);
+        }
+        PeerAddr::Radio(RadioAddr::KissPort(port)) => {
+            w.u8(RADIO_KISS);
+            w.u8(port);
+        }
+        PeerAddr::Radio(RadioAddr::Direct) => w.u8(RADIO_DIRECT),
     }
     match &addr.node {
         Some(node) => {
@@ -135,25 +154,33 @@ fn write_addr(w: &mut Writer, addr: &ClientAddr) {
 
 fn read_addr(r: &mut Reader<'_>) -> Result<ClientAddr, Damaged> {
     let link = LinkId(r.u16("link")?);
-    let ip = match r.u8("address family")? {
+    let addr = match r.u8("address family")? {
         4 => {
             let o = r.take(4, "IPv4 address")?;
             let octets: [u8; 4] = o.try_into().map_err(|_| Damaged("IPv4 address"))?;
             let port = r.u16("port")?;
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::from(octets)), port)
+            PeerAddr::Ip(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(octets)), port))
         }
         6 => {
             let o = r.take(16, "IPv6 address")?;
             let octets: [u8; 16] = o.try_into().map_err(|_| Damaged("IPv6 address"))?;
             let port = r.u16("port")?;
             let scope = r.u32("scope id")?;
-            SocketAddr::V6(std::net::SocketAddrV6::new(
+            PeerAddr::Ip(SocketAddr::V6(std::net::SocketAddrV6::new(
                 Ipv6Addr::from(octets),
                 port,
                 0,
                 scope,
-            ))
+            )))
         }
+        RADIO_XBEE => {
+            let o = r.take(8, "XBee address")?;
+            let octets: [u8; 8] = o.try_into().map_err(|_| Damaged("XBee address"))?;
+            PeerAddr::Radio(RadioAddr::XBee(u64::from_be_bytes(octets)))
+        }
+        RADIO_NODE => PeerAddr::Radio(RadioAddr::Node(r.u16("node address")?)),
+        RADIO_KISS => PeerAddr::Radio(RadioAddr::KissPort(r.u8("KISS port")?)),
+        RADIO_DIRECT => PeerAddr::Radio(RadioAddr::Direct),
         _ => return Err(Damaged("address family")),
     };
     let node = if r.bool("node flag")? {
@@ -162,10 +189,7 @@ fn read_addr(r: &mut Reader<'_>) -> Result<ClientAddr, Damaged> {
         None
     };
     Ok(ClientAddr {
-        peer: Peer {
-            link,
-            addr: PeerAddr::Ip(ip),
-        },
+        peer: Peer { link, addr },
         node,
     })
 }
@@ -454,6 +478,28 @@ mod tests {
             ..r
         };
         assert_eq!(decode_session(&encode_session(&offline)).unwrap(), offline);
+    }
+
+    #[test]
+    fn radio_addresses_round_trip() {
+        for addr in [
+            RadioAddr::XBee(0x0013_A200_4052_2BAA),
+            RadioAddr::Node(0xFFFE),
+            RadioAddr::KissPort(3),
+            RadioAddr::Direct,
+        ] {
+            let r = SessionRecord {
+                addr: Some(ClientAddr {
+                    peer: Peer {
+                        link: LinkId(1),
+                        addr: PeerAddr::Radio(addr),
+                    },
+                    node: None,
+                }),
+                ..record()
+            };
+            assert_eq!(decode_session(&encode_session(&r)).unwrap(), r, "{addr}");
+        }
     }
 
     #[test]

@@ -20,5 +20,6 @@ mod uplink;
 mod discovery;
 mod edge;
 mod forwarder;
+mod radio;
 mod sleep;
 mod spool;
