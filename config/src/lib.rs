@@ -318,6 +318,20 @@ pub struct BrokerConfig {
     pub client_cert: Option<PathBuf>,
     /// PEM private key of `client_cert` (TLS only).
     pub client_key: Option<PathBuf>,
+    /// What serves the motes while this broker is unreachable. Default
+    /// [`Fallback::Embedded`].
+    pub fallback: Fallback,
+}
+
+/// `[broker] fallback`: what serves the motes while the remote broker is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// The embedded broker: motes and local apps keep seeing each other's messages, new motes
+    /// can connect and subscribe; uplink messages are also spooled for the remote broker.
+    Embedded,
+    /// Nothing: connected motes' messages go to the spool, new CONNECTs and SUBSCRIBEs are
+    /// refused (return code 0x01) until the broker is back.
+    Off,
 }
 
 impl BrokerConfig {
@@ -351,6 +365,7 @@ impl BrokerConfig {
             ca_file: None,
             client_cert: None,
             client_key: None,
+            fallback: Fallback::Embedded,
         }
     }
 

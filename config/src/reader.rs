@@ -24,7 +24,7 @@ use crate::values::{
     parse_topic_id, BrokerUrl, PASSWORD_NEEDS_USER,
 };
 use crate::{
-    BrokerConfig, Config, ConfigError, ConfigIssue, EmbeddedBrokerConfig, GatewayConfig, LogConfig,
+    BrokerConfig, Fallback, Config, ConfigError, ConfigIssue, EmbeddedBrokerConfig, GatewayConfig, LogConfig,
     QueueOverflow, SpoolConfig, SpoolFull, StoreConfig, UdpConfig, DEFAULT_MQTT_PORT,
 };
 pub(crate) use serial::SERIAL_KEYS;
@@ -62,7 +62,7 @@ pub(crate) const GATEWAY_KEYS: [&str; 12] = [
 /// The options of each `[[udp]]`.
 pub(crate) const UDP_KEYS: [&str; 4] = ["bind", "discovery", "multicast_ttl", "multicast_loop"];
 /// The options of `[broker]`.
-pub(crate) const BROKER_KEYS: [&str; 14] = [
+pub(crate) const BROKER_KEYS: [&str; 15] = [
     "url",
     "client_id",
     "username",
@@ -77,6 +77,7 @@ pub(crate) const BROKER_KEYS: [&str; 14] = [
     "ca_file",
     "client_cert",
     "client_key",
+    "fallback",
 ];
 /// The options of `[log]`.
 pub(crate) const LOG_KEYS: [&str; 1] = ["level"];
@@ -757,6 +758,20 @@ impl<'s> Reader<'s> {
             let f = join("broker", name);
             match name {
                 "url" => {}
+                "fallback" => {
+                    let expected = "\"embedded\" or \"off\"";
+                    if let Some(text) = self.string(v, &f, expected) {
+                        match text.trim() {
+                            "embedded" => b.fallback = Fallback::Embedded,
+                            "off" => b.fallback = Fallback::Off,
+                            other => self.issue(
+                                v.span(),
+                                &f,
+                                format!("{other:?} is not a fallback; use {expected}"),
+                            ),
+                        }
+                    }
+                }
                 "client_id" => {
                     if let Some(id) = self.mqtt_string(v, &f, "client id") {
                         if id.is_empty() {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::{issues, ok};
 use sn_config::{
-    BrokerConfig, Config, ConfigError, ConfigIssue, GatewayConfig, LogConfig, UdpConfig,
+    BrokerConfig, Config, ConfigError, ConfigIssue, Fallback, GatewayConfig, LogConfig, UdpConfig,
 };
 
 const EXAMPLE: &str = include_str!("../gateway.example.toml");
@@ -73,6 +73,7 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "ca_file",
             "client_cert",
             "client_key",
+            "fallback",
         ],
     ),
     ("embedded_broker", &["listen"]),
@@ -221,6 +222,7 @@ max_inflight = 65535
 ca_file = "/etc/ssl/ca.pem"
 client_cert = "certs/gw.crt"
 client_key = "certs/gw.key"
+fallback = "off"
 
 [log]
 level = "mqtt_sn_gateway=debug,info"
@@ -295,6 +297,7 @@ level = "mqtt_sn_gateway=debug,info"
             ca_file: Some(PathBuf::from("/etc/ssl/ca.pem")),
             client_cert: Some(PathBuf::from("certs/gw.crt")),
             client_key: Some(PathBuf::from("certs/gw.key")),
+            fallback: Fallback::Off,
         })
     );
     assert_eq!(

@@ -816,3 +816,17 @@ fn no_input_panics() {
         let _ = sn_config::Config::parse(input, "fuzz.toml");
     }
 }
+
+#[test]
+fn broker_fallback_is_embedded_by_default_and_can_be_turned_off() {
+    let c = ok("[broker]\nurl = \"mqtt://h\"\n");
+    assert_eq!(c.broker.unwrap().fallback, sn_config::Fallback::Embedded);
+    let c = ok("[broker]\nurl = \"mqtt://h\"\nfallback = \"off\"\n");
+    assert_eq!(c.broker.unwrap().fallback, sn_config::Fallback::Off);
+    one(
+        "[broker]\nurl = \"mqtt://h\"\nfallback = \"local\"\n",
+        3,
+        "broker.fallback",
+        "\"local\" is not a fallback; use \"embedded\" or \"off\"",
+    );
+}
