@@ -1,5 +1,7 @@
 //! The serial link over pty pairs made by socat: COBS frames both ways, resynchronisation
-//! after garbage, and replug (the pty pair destroyed and re-created under the same path).
+//! after garbage, replug (the pty pair destroyed and re-created under the same path), replug
+//! behind a by-id style symlink re-pointed to a new pty, and the start-up errors of a device
+//! that is not there.
 //!
 //! socat is required: without it these tests fail, they do not skip.
 
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use sn_transports::serial::framing::cobs::CobsFramer;
 use sn_transports::serial::link::{SerialLink, SerialLinkConfig, SerialLinkError};
+use sn_transports::serial::{DeviceSelector, ResolveError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
@@ -270,15 +273,7 @@ async fn replug_reopens_with_backoff_and_resumes() {
 
     // Plug back in: a new pty pair under the same paths.
     let _pair = PtyPair::start(&a, &b);
-    let deadline = Instant::now() + WAIT;
-    while !link.is_connected() {
-        assert!(
-            Instant::now() < deadline,
-            "link did not reopen: {:?}",
-            link.stats()
-        );
-        let _ = timeout(Duration::from_millis(50), link.recv()).await;
-    }
+    wait_connected(&mut link).await;
     let mut peer = Peer::open(&b);
 
     peer.send(2, &[0x02, 0x18]).await;
@@ -294,4 +289,107 @@ async fn replug_reopens_with_backoff_and_resumes() {
         "no backoff step was taken: {after:?}"
     );
     assert_eq!((after.frames_received, after.frames_sent), (2, 1));
+}
+
+/// Waits, driving `recv`, until the link has reopened the device.
+async fn wait_connected(link: &mut SerialLink<CobsFramer>) {
+    let deadline = Instant::now() + WAIT;
+    while !link.is_connected() {
+        assert!(
+            Instant::now() < deadline,
+            "link did not reopen: {:?}",
+            link.stats()
+        );
+        let _ = timeout(Duration::from_millis(50), link.recv()).await;
+    }
+}
+
+/// Points the symlink `link` at `target`, replacing it atomically as udev does.
+fn point(link: &Path, target: &Path) {
+    let staging = link.with_extension("new");
+    let _ = std::fs::remove_file(&staging);
+    std::os::unix::fs::symlink(target, &staging).unwrap();
+    std::fs::rename(&staging, link).unwrap();
+}
+
+#[tokio::test]
+async fn a_by_id_symlink_is_followed_to_the_new_device_after_a_replug() {
+    let (a1, b1) = PtyPair::paths("by-id-first");
+    let (a2, b2) = PtyPair::paths("by-id-second");
+    let by_id = PathBuf::from(format!(
+        "/tmp/sn-serial-{}-usb-FTDI_FT231X_USB_UART_A50285BI-if00-port0",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&by_id);
+    let mut first = PtyPair::start(&a1, &b1);
+    point(&by_id, &a1);
+    let mut link = SerialLink::open(config(&by_id), framer()).unwrap();
+    assert_eq!(link.path(), by_id);
+    assert_eq!(link.name(), format!("serial:{}", by_id.display()));
+    let mut peer = Peer::open(&b1);
+    peer.send(1, &[0x02, 0x16]).await;
+    assert_eq!(link_recv(&mut link).await, (1, vec![0x02, 0x16]));
+
+    // The device comes back as another node: the new pair is made while the first still
+    // holds its ptys, so the device behind the old name is never the new one.
+    let _second = PtyPair::start(&a2, &b2);
+    drop(peer);
+    first.stop();
+    assert!(
+        timeout(Duration::from_millis(400), link.recv())
+            .await
+            .is_err(),
+        "datagram from nowhere"
+    );
+    assert!(!link.is_connected());
+    let during = link.stats();
+    assert_eq!(during.disconnects, 1, "{during:?}");
+    assert!(during.failed_reopens >= 1, "{during:?}");
+
+    // udev re-creates the by-id name for the new node.
+    point(&by_id, &a2);
+    wait_connected(&mut link).await;
+    assert_eq!(link.path(), by_id);
+    let mut peer = Peer::open(&b2);
+    peer.send(2, &[0x02, 0x18]).await;
+    assert_eq!(link_recv(&mut link).await, (2, vec![0x02, 0x18]));
+    link.send(&2, &[0x02, 0x19]).await.unwrap();
+    assert_eq!(peer.recv().await, (2, vec![0x02, 0x19]));
+    assert_eq!(link.stats().reopens, 1);
+    let _ = std::fs::remove_file(&by_id);
+}
+
+#[tokio::test]
+async fn a_usb_identity_that_is_not_present_fails_at_start_up_with_what_was_seen() {
+    // No test machine has this VID:PID (0xffff is no vendor's).
+    let selector: DeviceSelector = "ffff:fffe:NOT-PLUGGED-IN".parse().unwrap();
+    let error =
+        SerialLink::open(SerialLinkConfig::with_device(selector, BAUD), framer()).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            SerialLinkError::Resolve {
+                error: ResolveError::NotFound { .. }
+            }
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.starts_with("no serial device matches usb ffff:fffe serial NOT-PLUGGED-IN; "),
+        "{message}"
+    );
+    assert!(message.contains("`mqtt-sn-gateway ports`"), "{message}");
+}
+
+#[tokio::test]
+async fn a_missing_path_fails_at_start_up_naming_it() {
+    let path = PathBuf::from(format!("/tmp/sn-serial-{}-absent", std::process::id()));
+    let error = SerialLink::open(config(&path), framer()).unwrap_err();
+    assert!(matches!(&error, SerialLinkError::Open { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!("cannot open serial device {}: ", path.display())),
+        "{message}"
+    );
 }

@@ -5,23 +5,36 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::serial::framing::FrameError;
+use crate::serial::ports::{DeviceSelector, ResolveError};
 
 /// Why [`SerialLink::open`](super::SerialLink::open) or
 /// [`SerialLink::send`](super::SerialLink::send) failed.
 ///
-/// Every message names the device path, so the binary can print it as it is. A failed send
-/// leaves the link usable: the caller counts the error and carries on.
+/// Every message names the device (its path, and the configured selector when that is not the
+/// path), so the binary can print it as it is. A failed send leaves the link usable: the
+/// caller counts the error and carries on.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SerialLinkError {
+    /// The configured device was not found among the serial ports present: no port or
+    /// several match the USB identity, or the ports could not be listed. The message names
+    /// the selector and the ports seen.
+    #[error("{error}")]
+    Resolve {
+        /// What the lookup found.
+        error: ResolveError,
+    },
     /// The device could not be opened or configured (8N1, no flow control, the baud rate).
     #[error(
-        "cannot open serial device {path}: {error}; check that the device is plugged in, that \
-         the path is right (ls /dev/serial/by-id) and that this user may open it (group dialout)",
-        path = path.display()
+        "cannot open serial device {device}: {error}; check that the device is plugged in, \
+         that the path is right (ls /dev/serial/by-id) and that this user may open it (group \
+         dialout)",
+        device = opened(device, path)
     )]
     Open {
-        /// The device path from the configuration.
+        /// The configured selector.
+        device: DeviceSelector,
+        /// The device path it resolved to.
         path: PathBuf,
         /// What the serial library said.
         error: tokio_serial::Error,
@@ -67,4 +80,13 @@ pub enum SerialLinkError {
         /// The configured write timeout.
         timeout: Duration,
     },
+}
+
+/// The path, followed by the selector in parentheses when the selector is not that path:
+/// `/dev/ttyUSB1 (usb 0403:6015 serial A50285BI)`.
+fn opened(device: &DeviceSelector, path: &std::path::Path) -> String {
+    match device {
+        DeviceSelector::Path(configured) if configured == path => path.display().to_string(),
+        _ => format!("{} ({device})", path.display()),
+    }
 }

@@ -1,17 +1,21 @@
 //! The serial link: one serial device (a USB radio dongle, a directly attached mote) carrying
 //! MQTT-SN datagrams in one of the [`framing`](super::framing)s, surviving replugs.
 //!
-//! The device is opened by path at a baud rate, 8 data bits, no parity, one stop bit, no flow
-//! control. Bytes read go through the framer; [`SerialLink::recv`] hands out the decoded
-//! datagrams and drops (and counts) damaged frames. [`SerialLink::send`] encodes one datagram
-//! and writes the frame.
+//! The device is chosen by a [`DeviceSelector`]: a path (`/dev/ttyUSB0`, or a stable
+//! `/dev/serial/by-id/...` name) or a USB identity (VID:PID and serial number), and opened at
+//! a baud rate, 8 data bits, no parity, one stop bit, no flow control. Bytes read go through
+//! the framer; [`SerialLink::recv`] hands out the decoded datagrams and drops (and counts)
+//! damaged frames. [`SerialLink::send`] encodes one datagram and writes the frame.
 //!
 //! # Replug
 //!
 //! When a read returns end of file or an I/O error (EIO, ENXIO, ENODEV: the dongle was pulled
 //! out or the pty's other side went away), the link logs it once at warn level, closes the
-//! device and reopens the same path with exponential backoff (by default 100 ms, doubling up
-//! to 5 s), then resumes; the caller of `recv` just sees the next datagram later. While the
+//! device and tries to reopen it with exponential backoff (by default 100 ms, doubling up
+//! to 5 s), then resumes; the caller of `recv` just sees the next datagram later. Every
+//! attempt resolves the selector again: a path is opened as it is (a by-id symlink that udev
+//! re-created is followed to the new device node); a USB identity is looked up among the
+//! ports present, so the dongle is found at whatever `/dev/ttyUSBn` it came back as. While the
 //! device is gone, `send` fails at once with [`SerialLinkError::Disconnected`]. A frame cut
 //! in half by the outage is dropped by the decoder as a framing error.
 //!
@@ -34,6 +38,7 @@ pub use error::SerialLinkError;
 pub use stats::SerialLinkStats;
 
 use super::framing::{FrameError, Framer, Received};
+use super::ports::{list_ports, DeviceSelector, ListPortsError, PortInfo};
 
 /// Bytes asked for per read; the framer buffers partial frames, so this only sets how many
 /// reads a burst takes.
@@ -46,9 +51,9 @@ const MIN_REOPEN_WAIT: Duration = Duration::from_millis(10);
 /// What one serial link is configured with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SerialLinkConfig {
-    /// The device, e.g. `/dev/ttyUSB0` or a `/dev/serial/by-id/...` name. Reopened by the
-    /// same path after a replug.
-    pub path: PathBuf,
+    /// The device: a path (e.g. `/dev/ttyUSB0` or a `/dev/serial/by-id/...` name) or a USB
+    /// identity. Resolved again at every reopen after a replug.
+    pub device: DeviceSelector,
     /// Line speed in bits per second (8N1, no flow control).
     pub baud_rate: u32,
     /// The first wait before reopening a device that went away (at least 10 ms).
@@ -61,11 +66,17 @@ pub struct SerialLinkConfig {
 }
 
 impl SerialLinkConfig {
-    /// A configuration for `path` at `baud_rate` with the default timings: reopen after
-    /// 100 ms doubling up to 5 s, write timeout 1 s.
+    /// A configuration for the device at `path` at `baud_rate` with the default timings:
+    /// reopen after 100 ms doubling up to 5 s, write timeout 1 s.
     pub fn new(path: impl Into<PathBuf>, baud_rate: u32) -> Self {
+        SerialLinkConfig::with_device(DeviceSelector::Path(path.into()), baud_rate)
+    }
+
+    /// A configuration for the device `device` selects at `baud_rate`, with the default
+    /// timings of [`new`](Self::new).
+    pub fn with_device(device: DeviceSelector, baud_rate: u32) -> Self {
         SerialLinkConfig {
-            path: path.into(),
+            device,
             baud_rate,
             reopen_initial: Duration::from_millis(100),
             reopen_max: Duration::from_secs(5),
@@ -79,6 +90,10 @@ impl SerialLinkConfig {
 pub struct SerialLink<F: Framer> {
     config: SerialLinkConfig,
     name: String,
+    /// The device node opened last: the one in use, or the one that went away.
+    path: PathBuf,
+    /// Where a USB identity is looked up.
+    ports: PortSource,
     framer: F,
     /// `None` while the device is gone.
     port: Option<SerialStream>,
@@ -91,19 +106,32 @@ pub struct SerialLink<F: Framer> {
 impl<F: Framer> SerialLink<F> {
     /// Opens the device of `config` with `framer`. Must be called within a tokio runtime.
     ///
-    /// A device that cannot be opened now is an error (a wrong path should be seen at
-    /// start-up); only a device that goes away later is waited for.
+    /// A device that cannot be found or opened now is an error (a wrong path or identity
+    /// should be seen at start-up: [`SerialLinkError::Resolve`] or
+    /// [`SerialLinkError::Open`]); only a device that goes away later is waited for.
     pub fn open(config: SerialLinkConfig, framer: F) -> Result<Self, SerialLinkError> {
-        let port = open_port(&config).map_err(|error| SerialLinkError::Open {
-            path: config.path.clone(),
-            error,
-        })?;
-        let name = format!("serial:{}", config.path.display());
-        tracing::debug!(link = %name, baud = config.baud_rate, "serial link opened");
+        Self::open_with(config, framer, PortSource::System)
+    }
+
+    fn open_with(
+        config: SerialLinkConfig,
+        framer: F,
+        ports: PortSource,
+    ) -> Result<Self, SerialLinkError> {
+        let (path, port) = open_device(&config, &ports)?;
+        let name = format!("serial:{}", config.device);
+        tracing::debug!(
+            link = %name,
+            path = %path.display(),
+            baud = config.baud_rate,
+            "serial link opened"
+        );
         Ok(SerialLink {
             backoff: Backoff::new(config.reopen_initial, config.reopen_max),
             config,
             name,
+            path,
+            ports,
             framer,
             port: Some(port),
             read_buf: vec![0; READ_CHUNK],
@@ -165,22 +193,38 @@ impl<F: Framer> SerialLink<F> {
     /// ([`SerialLinkError::Disconnected`]); fails after the write timeout when the device
     /// does not take the frame. Every failure is counted; the link stays usable.
     pub async fn send(&mut self, to: &F::Address, datagram: &[u8]) -> Result<(), SerialLinkError> {
+        self.send_tracked(to, datagram, 0).await
+    }
+
+    /// Like [`send`](Self::send), asking the radio to report the outcome under `frame_id`
+    /// (1..=255; 0 asks for no report) where the framing has delivery reports
+    /// ([`Framer::reports_delivery`]); the report comes out of
+    /// [`recv_event`](Self::recv_event) as a transmit status.
+    pub async fn send_tracked(
+        &mut self,
+        to: &F::Address,
+        datagram: &[u8],
+        frame_id: u8,
+    ) -> Result<(), SerialLinkError> {
         self.write_buf.clear();
-        if let Err(error) = self.framer.encode(to, datagram, &mut self.write_buf) {
+        if let Err(error) = self
+            .framer
+            .encode_tracked(to, datagram, frame_id, &mut self.write_buf)
+        {
             if matches!(error, FrameError::DatagramTooLarge { .. }) {
                 SerialLinkStats::bump(&mut self.stats.oversize_refused);
             } else {
                 SerialLinkStats::bump(&mut self.stats.send_errors);
             }
             return Err(SerialLinkError::Refused {
-                path: self.config.path.clone(),
+                path: self.path.clone(),
                 error,
             });
         }
         let Some(port) = self.port.as_mut() else {
             SerialLinkStats::bump(&mut self.stats.send_errors);
             return Err(SerialLinkError::Disconnected {
-                path: self.config.path.clone(),
+                path: self.path.clone(),
             });
         };
         let frame = &self.write_buf;
@@ -200,12 +244,12 @@ impl<F: Framer> SerialLink<F> {
                     self.lost(&message);
                 }
                 SerialLinkError::Write {
-                    path: self.config.path.clone(),
+                    path: self.path.clone(),
                     error,
                 }
             }
             Err(_elapsed) => SerialLinkError::WriteTimedOut {
-                path: self.config.path.clone(),
+                path: self.path.clone(),
                 timeout: self.config.write_timeout,
             },
         };
@@ -229,12 +273,20 @@ impl<F: Framer> SerialLink<F> {
         self.port.is_some()
     }
 
-    /// The device path from the configuration.
+    /// The device path opened last: the one in use while connected, the one that went away
+    /// while not. For a USB identity it can change at a replug (`/dev/ttyUSB0` coming back as
+    /// `/dev/ttyUSB1`); for a path it is the configured path.
     pub fn path(&self) -> &Path {
-        &self.config.path
+        &self.path
     }
 
-    /// The link's name for logs, e.g. `serial:/dev/ttyUSB0`.
+    /// What selects the device, from the configuration.
+    pub fn device(&self) -> &DeviceSelector {
+        &self.config.device
+    }
+
+    /// The link's name for logs: `serial:` and the selector, e.g. `serial:/dev/ttyUSB0` or
+    /// `serial:usb 0403:6015 serial A50285BI`.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -249,7 +301,7 @@ impl<F: Framer> SerialLink<F> {
         self.backoff.start(Instant::now());
         tracing::warn!(
             link = %self.name,
-            path = %self.config.path.display(),
+            path = %self.path.display(),
             %cause,
             "serial device gone; closed, reopening with backoff"
         );
@@ -260,15 +312,17 @@ impl<F: Framer> SerialLink<F> {
     async fn reopen(&mut self) {
         loop {
             tokio::time::sleep_until(self.backoff.due()).await;
-            match open_port(&self.config) {
-                Ok(port) => {
+            match open_device(&self.config, &self.ports) {
+                Ok((path, port)) => {
                     self.port = Some(port);
                     SerialLinkStats::bump(&mut self.stats.reopens);
                     tracing::info!(
                         link = %self.name,
-                        path = %self.config.path.display(),
+                        path = %path.display(),
+                        previous = %self.path.display(),
                         "serial device reopened"
                     );
+                    self.path = path;
                     return;
                 }
                 Err(error) => {
@@ -286,9 +340,50 @@ impl<F: Framer> SerialLink<F> {
     }
 }
 
+/// Where a USB identity is looked up: the system's ports, or in unit tests a list they
+/// change to simulate a replug.
+#[derive(Debug, Clone)]
+enum PortSource {
+    /// [`list_ports`].
+    System,
+    /// A list the test controls.
+    #[cfg(test)]
+    Fixed(std::sync::Arc<std::sync::Mutex<Vec<PortInfo>>>),
+}
+
+impl PortSource {
+    fn list(&self) -> Result<Vec<PortInfo>, ListPortsError> {
+        match self {
+            PortSource::System => list_ports(),
+            #[cfg(test)]
+            PortSource::Fixed(ports) => Ok(match ports.lock() {
+                Ok(ports) => ports.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            }),
+        }
+    }
+}
+
+/// Resolves the selector to a device path and opens it.
+fn open_device(
+    config: &SerialLinkConfig,
+    ports: &PortSource,
+) -> Result<(PathBuf, SerialStream), SerialLinkError> {
+    let path = config
+        .device
+        .resolve_with(|| ports.list())
+        .map_err(|error| SerialLinkError::Resolve { error })?;
+    let port = open_port(&path, config.baud_rate).map_err(|error| SerialLinkError::Open {
+        device: config.device.clone(),
+        path: path.clone(),
+        error,
+    })?;
+    Ok((path, port))
+}
+
 /// Opens and configures the device: 8N1, no flow control.
-fn open_port(config: &SerialLinkConfig) -> tokio_serial::Result<SerialStream> {
-    tokio_serial::new(config.path.to_string_lossy(), config.baud_rate)
+fn open_port(path: &Path, baud_rate: u32) -> tokio_serial::Result<SerialStream> {
+    tokio_serial::new(path.to_string_lossy(), baud_rate)
         .data_bits(DataBits::Eight)
         .parity(Parity::None)
         .stop_bits(StopBits::One)
@@ -387,5 +482,255 @@ mod tests {
         assert!(!is_retryable(&Error::from_raw_os_error(5))); // EIO
         assert!(!is_retryable(&Error::from_raw_os_error(6))); // ENXIO
         assert!(!is_retryable(&Error::from_raw_os_error(19))); // ENODEV
+    }
+
+    /// Tests with a USB identity looked up in a list the test controls, over socat ptys.
+    mod usb_identity {
+        #![allow(
+            clippy::unwrap_used,
+            clippy::expect_used,
+            clippy::panic,
+            clippy::indexing_slicing
+        )]
+
+        use std::process::{Child, Command, Stdio};
+        use std::sync::{Arc, Mutex};
+
+        use tokio::time::timeout;
+
+        use super::super::*;
+        use crate::serial::framing::cobs::CobsFramer;
+        use crate::serial::ports::{PortKind, ResolveError, UsbInfo};
+
+        const WAIT: Duration = Duration::from_secs(5);
+        const BAUD: u32 = 115_200;
+
+        /// A socat process joining two ptys at `a` and `b`; killed (SIGTERM, so it removes
+        /// its links) on drop. socat is required: without it the test fails.
+        struct PtyPair {
+            child: Child,
+            a: PathBuf,
+            b: PathBuf,
+        }
+
+        impl PtyPair {
+            fn start(name: &str) -> PtyPair {
+                let base = format!("/tmp/sn-link-unit-{}-{name}", std::process::id());
+                let (a, b) = (
+                    PathBuf::from(format!("{base}-a")),
+                    PathBuf::from(format!("{base}-b")),
+                );
+                let _ = std::fs::remove_file(&a);
+                let _ = std::fs::remove_file(&b);
+                let child = Command::new("socat")
+                    .arg(format!("pty,raw,echo=0,link={}", a.display()))
+                    .arg(format!("pty,raw,echo=0,link={}", b.display()))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|error| {
+                        panic!("cannot start socat ({error}): apt-get install socat")
+                    });
+                let deadline = std::time::Instant::now() + WAIT;
+                while !(a.exists() && b.exists()) {
+                    assert!(std::time::Instant::now() < deadline, "socat made no ptys");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                PtyPair { child, a, b }
+            }
+        }
+
+        impl Drop for PtyPair {
+            fn drop(&mut self) {
+                let _ = Command::new("kill")
+                    .arg(self.child.id().to_string())
+                    .status();
+                let deadline = std::time::Instant::now() + WAIT;
+                while matches!(self.child.try_wait(), Ok(None)) {
+                    if std::time::Instant::now() > deadline {
+                        let _ = self.child.kill();
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = std::fs::remove_file(&self.a);
+                let _ = std::fs::remove_file(&self.b);
+            }
+        }
+
+        fn dongle(path: &Path, serial: &str) -> PortInfo {
+            PortInfo {
+                path: path.to_owned(),
+                kind: PortKind::Usb(UsbInfo {
+                    vid: 0x0403,
+                    pid: 0x6015,
+                    serial_number: Some(serial.to_owned()),
+                    manufacturer: Some("FTDI".to_owned()),
+                    product: Some("FT231X USB UART".to_owned()),
+                }),
+                by_id: Vec::new(),
+            }
+        }
+
+        fn wanted() -> DeviceSelector {
+            DeviceSelector::Usb {
+                vid: 0x0403,
+                pid: 0x6015,
+                serial_number: Some("A50285BI".to_owned()),
+            }
+        }
+
+        async fn peer_send(path: &Path, from: u16, datagram: &[u8]) -> SerialStream {
+            let mut port = tokio_serial::new(path.to_string_lossy(), BAUD)
+                .open_native_async()
+                .unwrap();
+            let mut frame = Vec::new();
+            CobsFramer::new(240)
+                .unwrap()
+                .encode(from, datagram, &mut frame)
+                .unwrap();
+            port.write_all(&frame).await.unwrap();
+            port.flush().await.unwrap();
+            port
+        }
+
+        async fn peer_recv(port: &mut SerialStream) -> (u16, Vec<u8>) {
+            let mut framer = CobsFramer::new(240).unwrap();
+            timeout(WAIT, async {
+                let mut buf = [0u8; 256];
+                loop {
+                    if let Some(item) = framer.next_datagram() {
+                        return item.unwrap();
+                    }
+                    let len = port.read(&mut buf).await.unwrap();
+                    assert!(len > 0, "peer port closed");
+                    framer.push(&buf[..len]);
+                }
+            })
+            .await
+            .expect("no frame reached the peer in time")
+        }
+
+        #[tokio::test]
+        async fn a_usb_identity_is_found_again_at_a_new_path_after_a_replug() {
+            let first = PtyPair::start("usb-first");
+            let ports = Arc::new(Mutex::new(vec![
+                dongle(Path::new("/dev/ttyUSB9-not-this-one"), "B00000XY"),
+                dongle(&first.a, "A50285BI"),
+            ]));
+            let config = SerialLinkConfig::with_device(wanted(), BAUD);
+            let framer = CobsFramer::new(240).unwrap();
+            let mut link =
+                SerialLink::open_with(config, framer, PortSource::Fixed(ports.clone())).unwrap();
+            assert_eq!(link.path(), first.a);
+            assert_eq!(link.name(), "serial:usb 0403:6015 serial A50285BI");
+            assert_eq!(link.device(), &wanted());
+
+            let first_peer = peer_send(&first.b, 1, &[0x02, 0x16]).await;
+            let received = timeout(WAIT, link.recv()).await.unwrap();
+            assert_eq!(received, (1, vec![0x02, 0x16]));
+
+            // The replacement exists before the first pair goes, so its ptys are other ones:
+            // reopening the old path cannot succeed.
+            let second = PtyPair::start("usb-second");
+            ports.lock().unwrap().clear();
+            drop(first_peer);
+            drop(first);
+            assert!(timeout(Duration::from_millis(400), link.recv())
+                .await
+                .is_err());
+            assert!(!link.is_connected());
+            let during = link.stats();
+            assert_eq!(during.disconnects, 1, "{during:?}");
+            assert!(during.failed_reopens >= 1, "{during:?}");
+
+            // The dongle comes back under another name.
+            ports.lock().unwrap().push(dongle(&second.a, "A50285BI"));
+            let deadline = Instant::now() + WAIT;
+            while !link.is_connected() {
+                assert!(
+                    Instant::now() < deadline,
+                    "not reopened: {:?}",
+                    link.stats()
+                );
+                let _ = timeout(Duration::from_millis(50), link.recv()).await;
+            }
+            assert_eq!(link.path(), second.a);
+            let mut peer = peer_send(&second.b, 2, &[0x02, 0x18]).await;
+            let received = timeout(WAIT, link.recv()).await.unwrap();
+            assert_eq!(received, (2, vec![0x02, 0x18]));
+            link.send(&2, &[0x02, 0x19]).await.unwrap();
+            assert_eq!(peer_recv(&mut peer).await, (2, vec![0x02, 0x19]));
+            assert_eq!(link.stats().reopens, 1);
+        }
+
+        #[tokio::test]
+        async fn an_absent_usb_identity_fails_at_start_up_naming_what_was_seen() {
+            let ports = Arc::new(Mutex::new(vec![dongle(
+                Path::new("/dev/ttyUSB0"),
+                "B00000XY",
+            )]));
+            let config = SerialLinkConfig::with_device(wanted(), BAUD);
+            let error = SerialLink::open_with(
+                config,
+                CobsFramer::new(240).unwrap(),
+                PortSource::Fixed(ports),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(
+                    &error,
+                    SerialLinkError::Resolve {
+                        error: ResolveError::NotFound { .. }
+                    }
+                ),
+                "{error:?}"
+            );
+            let message = error.to_string();
+            assert!(
+                message.starts_with("no serial device matches usb 0403:6015 serial A50285BI; "),
+                "{message}"
+            );
+            assert!(
+                message.contains("/dev/ttyUSB0 (usb 0403:6015 serial B00000XY)"),
+                "{message}"
+            );
+            assert!(message.contains("mqtt-sn-gateway ports"), "{message}");
+        }
+
+        #[tokio::test]
+        async fn an_unopenable_device_names_the_path_and_the_selector() {
+            let ports = Arc::new(Mutex::new(vec![dongle(
+                Path::new("/nonexistent/ttyUSB4"),
+                "A50285BI",
+            )]));
+            let config = SerialLinkConfig::with_device(wanted(), BAUD);
+            let error = SerialLink::open_with(
+                config,
+                CobsFramer::new(240).unwrap(),
+                PortSource::Fixed(ports),
+            )
+            .unwrap_err();
+            assert!(matches!(&error, SerialLinkError::Open { .. }), "{error:?}");
+            let message = error.to_string();
+            assert!(
+                message.starts_with(
+                    "cannot open serial device /nonexistent/ttyUSB4 (usb 0403:6015 serial \
+                     A50285BI): "
+                ),
+                "{message}"
+            );
+
+            let error = SerialLink::open(
+                SerialLinkConfig::new("/nonexistent/ttyUSB4", BAUD),
+                CobsFramer::new(240).unwrap(),
+            )
+            .unwrap_err();
+            let message = error.to_string();
+            assert!(
+                message.starts_with("cannot open serial device /nonexistent/ttyUSB4: "),
+                "{message}"
+            );
+        }
     }
 }
