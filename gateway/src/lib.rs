@@ -1,5 +1,6 @@
-//! The MQTT-SN gateway: a sans-I/O protocol core ([`core`]), and (in later modules) the broker
-//! link, the tokio runtime that drives them, and the CLI.
+//! The MQTT-SN gateway: a sans-I/O protocol core ([`core`]), the broker link ([`broker`]), the
+//! durable store ([`store`]), the tokio runtime that drives them ([`runtime`]), the CLI's
+//! helpers ([`settings`], [`ports`]).
 //!
 //! The core holds every protocol rule and performs no I/O: the runtime feeds it datagrams,
 //! broker events and the time, and polls it for datagrams to send, broker commands and its next
@@ -7,6 +8,7 @@
 
 pub mod broker;
 pub mod core;
+pub mod ports;
 pub mod runtime;
 pub mod settings;
 pub mod store;

@@ -5,15 +5,17 @@
 //! mqtt-sn-gateway --broker mqtt://broker.local:1883       # UDP 0.0.0.0:1883 → the broker
 //! mqtt-sn-gateway --config /etc/mqtt-sn-gateway.toml
 //! mqtt-sn-gateway check-config /etc/mqtt-sn-gateway.toml
+//! mqtt-sn-gateway ports --config /etc/mqtt-sn-gateway.toml  # serial ports, and which [[serial]] takes each
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mqtt_sn_gateway::runtime::Runtime;
+use mqtt_sn_gateway::runtime::{Runtime, SerialLinkSettings};
 use mqtt_sn_gateway::settings::Settings;
 use sn_config::{BrokerConfig, Config, LogConfig, UdpConfig};
+use sn_transports::serial::list_ports;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
@@ -49,6 +51,9 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// List the serial ports (path, USB VID:PID, serial number, product, /dev/serial/by-id
+    /// names) and which [[serial]] link of --config would take each.
+    Ports,
 }
 
 /// Exit code for a configuration or usage error (clap uses 2 as well).
@@ -56,8 +61,10 @@ const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::CheckConfig { file }) = &cli.command {
-        return check_config(file);
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => return check_config(file),
+        Some(Command::Ports) => return ports(&cli),
+        None => {}
     }
     let config = match load(&cli) {
         Ok(config) => config,
@@ -170,6 +177,12 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 let discovery = udp.discovery.map_or("off".to_string(), |d| d.to_string());
                 println!("  udp {} (discovery {discovery})", udp.bind);
             }
+            for serial in &config.serial {
+                println!(
+                    "  serial {} ({}, {} baud, max_frame {})",
+                    serial.device, serial.framing, serial.baud, serial.max_frame
+                );
+            }
             match &config.broker {
                 Some(broker) => println!("  broker {}", broker.address()),
                 None => match config.embedded_broker.listen {
@@ -183,6 +196,36 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         Err(error) => {
             eprintln!("{error}");
             ExitCode::from(USAGE_ERROR)
+        }
+    }
+}
+
+fn ports(cli: &Cli) -> ExitCode {
+    let links: Vec<SerialLinkSettings> = match &cli.config {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config
+                .serial
+                .iter()
+                .map(SerialLinkSettings::from_config)
+                .collect(),
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::from(USAGE_ERROR);
+            }
+        },
+        None => Vec::new(),
+    };
+    match list_ports() {
+        Ok(found) => {
+            print!("{}", mqtt_sn_gateway::ports::report(&found, &links));
+            if cli.config.is_none() {
+                println!("(pass --config FILE to see which [[serial]] link takes each port)");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -15,9 +15,14 @@ use crate::broker::{
     install_crypto_provider, spawn_link, BrokerLinkError, BrokerLinkHandle, EmbeddedBroker,
     EmbeddedBrokerError,
 };
-use crate::core::{Destination, Event, Gateway, LinkId, Peer, PeerAddr};
+use crate::core::{BrokerEvent, Destination, Event, Gateway, LinkId, Peer, PeerAddr};
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
+
+mod serial;
+
+use serial::SerialHandle;
+pub use serial::{SerialLinkSettings, SerialStartError};
 
 /// Datagrams waiting for the core; a full queue makes receive tasks wait, and the kernel's
 /// socket buffer absorbs bursts beyond that.
@@ -35,31 +40,49 @@ pub enum RuntimeError {
     /// The embedded broker (no remote broker configured) could not start.
     #[error(transparent)]
     EmbeddedBroker(#[from] EmbeddedBrokerError),
+    /// A serial link could not be opened.
+    #[error(transparent)]
+    Serial(#[from] SerialStartError),
     /// Nothing to listen on.
-    #[error("no links configured: add a [[udp]] section or pass --udp ADDR")]
+    #[error("no links configured: add a [[udp]] or [[serial]] section, or pass --udp ADDR")]
     NoLinks,
     /// The state store could not be opened or read.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// A received datagram on its way to the core.
-struct Received {
-    link: LinkId,
-    from: SocketAddr,
-    datagram: Bytes,
+/// What the links report to the core.
+#[derive(Debug)]
+enum Inbound {
+    /// A received datagram.
+    Datagram {
+        link: LinkId,
+        from: PeerAddr,
+        datagram: Bytes,
+    },
+    /// The link could not deliver a datagram (an XBee transmit status other than success).
+    Undelivered { link: LinkId, to: PeerAddr },
+}
+
+/// One running link, at the index of its [`LinkId`].
+enum Link {
+    Udp(Arc<UdpLink>),
+    Serial(SerialHandle),
 }
 
 /// A running gateway: its links are bound and its broker link started.
 pub struct Runtime {
     core: Gateway,
     store: Option<Store>,
-    links: Vec<Arc<UdpLink>>,
+    links: Vec<Link>,
     /// The receive loops; aborted when the runtime stops so their sockets close with it.
     receivers: Vec<tokio::task::JoinHandle<()>>,
-    received: mpsc::Receiver<Received>,
+    received: mpsc::Receiver<Inbound>,
     broker: BrokerLinkHandle,
-    /// The embedded broker the link is connected to, when no remote broker is configured.
+    /// The link to the embedded broker while it is the remote broker's fallback.
+    fallback: Option<BrokerLinkHandle>,
+    /// The embedded broker: the broker the link is connected to when no remote broker is
+    /// configured, or the fallback's.
     embedded: Option<EmbeddedBroker>,
 }
 
@@ -68,11 +91,16 @@ impl Runtime {
     /// embedded broker first and points the link at it. Errors name what failed and how to
     /// fix it.
     pub async fn start(settings: Settings) -> Result<Runtime, RuntimeError> {
-        if settings.udp.is_empty() {
+        if settings.udp.is_empty() && settings.serial.is_empty() {
             return Err(RuntimeError::NoLinks);
         }
-        let (broker_config, embedded) = match settings.broker {
-            Some(remote) => (remote, None),
+        let (broker_config, embedded, fallback) = match settings.broker {
+            Some(remote) if settings.fallback => {
+                let embedded = start_fallback_broker(&settings.embedded_broker).await?;
+                let link = embedded.link_config();
+                (remote, Some(embedded), Some(link))
+            }
+            Some(remote) => (remote, None, None),
             None => {
                 let embedded = EmbeddedBroker::start(&settings.embedded_broker).await?;
                 match embedded.listen_addr() {
@@ -84,7 +112,7 @@ impl Runtime {
                         "no remote broker configured: embedded MQTT broker running, closed to local apps ([embedded_broker] listen = \"off\")"
                     ),
                 }
-                (embedded.link_config(), Some(embedded))
+                (embedded.link_config(), Some(embedded), None)
             }
         };
         let mut core = Gateway::new(settings.core);
@@ -106,8 +134,11 @@ impl Runtime {
         let mut links = Vec::new();
         let mut receivers = Vec::new();
         let (tx, received) = mpsc::channel(DATAGRAM_QUEUE);
-        for (index, config) in settings.udp.into_iter().enumerate() {
-            let id = LinkId(u16::try_from(index).unwrap_or(u16::MAX));
+        // Link ids are indexes into `links`: UDP links first, then serial links, in config
+        // order (so a UDP link keeps its id, and sessions stored with it, when radios are
+        // added).
+        for config in settings.udp {
+            let id = link_id(links.len());
             let discovery = config.discovery;
             let link = Arc::new(UdpLink::bind(config).await?);
             info!(link = link.name(), discovery = ?discovery, "listening for MQTT-SN");
@@ -115,11 +146,20 @@ impl Runtime {
                 core.add_discovery_link(id);
             }
             receivers.push(tokio::spawn(receive(id, link.clone(), tx.clone())));
-            links.push(link);
+            links.push(Link::Udp(link));
+        }
+        for config in &settings.serial {
+            let id = link_id(links.len());
+            let handle = SerialHandle::start(id, config, tx.clone())?;
+            if config.discovery {
+                core.add_discovery_link(id);
+            }
+            links.push(Link::Serial(handle));
         }
         // Before the link builds a TLS client for an mqtts:// broker.
         install_crypto_provider();
         let broker = spawn_link(broker_config)?;
+        let fallback = fallback.map(spawn_link).transpose()?;
         Ok(Runtime {
             core,
             store,
@@ -127,6 +167,7 @@ impl Runtime {
             receivers,
             received,
             broker,
+            fallback,
             embedded,
         })
     }
@@ -141,7 +182,10 @@ impl Runtime {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.links
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|l| match l {
+                Link::Udp(link) => link.local_addr().ok(),
+                Link::Serial(_) => None,
+            })
             .collect()
     }
 
@@ -174,6 +218,18 @@ impl Runtime {
                         break;
                     }
                 },
+                Some(event) = recv_fallback(&mut self.fallback) => {
+                    let now = now();
+                    self.core.handle_fallback(now, event);
+                    if let Some(fallback) = &mut self.fallback {
+                        for _ in 0..BATCH {
+                            match fallback.events.try_recv() {
+                                Ok(more) => self.core.handle_fallback(now, more),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
                 received = self.received.recv() => {
                     let Some(first) = received else { break };
                     let now = now();
@@ -206,19 +262,39 @@ impl Runtime {
         for receiver in self.receivers.drain(..) {
             let _ = receiver.await;
         }
+        // Close the serial devices too, so a restart in the same process can open them.
+        for link in self.links.drain(..) {
+            if let Link::Serial(handle) = link {
+                handle.task.abort();
+                let _ = handle.task.await;
+            }
+        }
         self.broker.task.abort();
         let _ = self.broker.task.await;
+        if let Some(fallback) = self.fallback.take() {
+            fallback.task.abort();
+            let _ = fallback.task.await;
+        }
         if let Some(embedded) = self.embedded.take() {
             embedded.shutdown().await;
         }
     }
 
-    fn deliver(&mut self, now: std::time::Instant, received: Received) {
-        let peer = Peer {
-            link: received.link,
-            addr: PeerAddr::Ip(received.from),
-        };
-        self.core.handle_datagram(now, peer, &received.datagram);
+    fn deliver(&mut self, now: std::time::Instant, inbound: Inbound) {
+        match inbound {
+            Inbound::Datagram {
+                link,
+                from,
+                datagram,
+            } => {
+                let peer = Peer { link, addr: from };
+                self.core.handle_datagram(now, peer, &datagram);
+            }
+            Inbound::Undelivered { link, to } => {
+                self.core
+                    .handle_delivery_failure(now, Peer { link, addr: to });
+            }
+        }
     }
 
     /// Sends everything the core produced. Durable state first: a broker acknowledgement for
@@ -241,8 +317,13 @@ impl Runtime {
             }
         }
         while let Some(transmit) = self.core.poll_transmit() {
-            let Some(link) = self.links.get(usize::from(transmit.link.0)) else {
-                continue;
+            let link = match self.links.get_mut(usize::from(transmit.link.0)) {
+                Some(Link::Udp(link)) => link,
+                Some(Link::Serial(serial)) => {
+                    serial.send(transmit.destination, transmit.datagram);
+                    continue;
+                }
+                None => continue,
             };
             let result = match transmit.destination {
                 Destination::Unicast(PeerAddr::Ip(addr)) => {
@@ -252,9 +333,10 @@ impl Runtime {
                     .send_discovery(&transmit.datagram, radius)
                     .await
                     .map(|_| ()),
-                // Other address kinds belong to links this runtime does not drive yet.
-                #[allow(unreachable_patterns)]
-                Destination::Unicast(_) => Ok(()),
+                Destination::Unicast(other) => {
+                    debug!(link = link.name(), peer = %other, "not a UDP address: datagram dropped");
+                    Ok(())
+                }
             };
             if let Err(error) = result {
                 debug!(link = link.name(), %error, "send failed");
@@ -263,6 +345,12 @@ impl Runtime {
         while let Some(command) = self.core.poll_broker() {
             if self.broker.commands.send(command).is_err() {
                 break;
+            }
+        }
+        while let Some(command) = self.core.poll_fallback() {
+            match &self.fallback {
+                Some(fallback) if fallback.commands.send(command).is_ok() => {}
+                _ => break,
             }
         }
         while let Some(event) = self.core.poll_event() {
@@ -289,6 +377,15 @@ impl Runtime {
             unexpected = m.unexpected_packet,
             dropped_too_big = m.dropped_too_big_for_client,
             refused_by_client = m.delivery_refused,
+            link_undelivered = m.link_undelivered,
+            serial_queue_dropped = self
+                .links
+                .iter()
+                .map(|l| match l {
+                    Link::Serial(s) => s.dropped,
+                    Link::Udp(_) => 0,
+                })
+                .sum::<u64>(),
             "stats"
         );
     }
@@ -305,16 +402,56 @@ fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
-/// One receive loop per link, copying each datagram out of the link's buffer.
-async fn receive(link_id: LinkId, link: Arc<UdpLink>, tx: mpsc::Sender<Received>) {
+/// The next event of the fallback link; never ready without one.
+async fn recv_fallback(fallback: &mut Option<BrokerLinkHandle>) -> Option<BrokerEvent> {
+    match fallback {
+        Some(link) => link.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts the embedded broker as the remote broker's fallback. Its listener for local apps is
+/// a convenience here: a taken port (often by the very broker the gateway forwards to) is a
+/// warning, and the fallback runs without a listener.
+async fn start_fallback_broker(
+    config: &crate::broker::EmbeddedBrokerConfig,
+) -> Result<EmbeddedBroker, EmbeddedBrokerError> {
+    match EmbeddedBroker::start(config).await {
+        Ok(embedded) => {
+            if let Some(addr) = embedded.listen_addr() {
+                info!(%addr, "fallback: embedded MQTT broker ready, listening for local apps");
+            }
+            Ok(embedded)
+        }
+        Err(EmbeddedBrokerError::AddrInUse { addr, .. }) => {
+            warn!(
+                %addr,
+                "fallback: the embedded broker's port is taken, so local apps cannot reach it \
+                 while the remote broker is down; set [embedded_broker] listen to a free port \
+                 to allow that"
+            );
+            let closed = crate::broker::EmbeddedBrokerConfig { listen: None };
+            EmbeddedBroker::start(&closed).await
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The id of the link at `index` in the runtime's list.
+fn link_id(index: usize) -> LinkId {
+    LinkId(u16::try_from(index).unwrap_or(u16::MAX))
+}
+
+/// One receive loop per UDP link, copying each datagram out of the link's buffer.
+async fn receive(link_id: LinkId, link: Arc<UdpLink>, tx: mpsc::Sender<Inbound>) {
     let mut buf = link.recv_buffer();
     loop {
         match link.recv(&mut buf).await {
             Ok((len, from)) => {
                 let datagram = Bytes::copy_from_slice(buf.get(..len).unwrap_or_default());
-                let received = Received {
+                let received = Inbound::Datagram {
                     link: link_id,
-                    from,
+                    from: PeerAddr::Ip(from),
                     datagram,
                 };
                 if tx.send(received).await.is_err() {

@@ -9,6 +9,7 @@ use sn_transports::UdpLinkConfig;
 
 use crate::broker::{BrokerLinkConfig, EmbeddedBrokerConfig, TlsFiles};
 use crate::core::{CoreConfig, QueueOverflow, SpoolConfig, SpoolFull};
+use crate::runtime::SerialLinkSettings;
 
 /// The Debian/Ubuntu system CA bundle, used for `mqtts://` when no ca_file is configured.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -20,10 +21,16 @@ pub struct Settings {
     pub core: CoreConfig,
     /// One entry per UDP link.
     pub udp: Vec<UdpLinkConfig>,
+    /// One entry per serial link.
+    pub serial: Vec<SerialLinkSettings>,
     /// The remote broker, if one is configured.
     pub broker: Option<BrokerLinkConfig>,
-    /// The embedded broker, which runs when no remote broker is configured.
+    /// The embedded broker, which runs when no remote broker is configured, and as the
+    /// remote broker's fallback when `fallback` is set.
     pub embedded_broker: EmbeddedBrokerConfig,
+    /// With a remote broker: serve the motes from the embedded broker while it is
+    /// unreachable (`[broker] fallback = "embedded"`).
+    pub fallback: bool,
     /// The durable state file, unless storing is turned off.
     pub store: Option<std::path::PathBuf>,
 }
@@ -144,9 +151,20 @@ impl Settings {
         let embedded_broker = EmbeddedBrokerConfig {
             listen: config.embedded_broker.listen,
         };
+        let serial = config
+            .serial
+            .iter()
+            .map(SerialLinkSettings::from_config)
+            .collect();
+        let fallback = config
+            .broker
+            .as_ref()
+            .is_some_and(|b| b.fallback == sn_config::Fallback::Embedded);
         Ok(Settings {
             core,
             udp,
+            serial,
+            fallback,
             broker,
             embedded_broker,
             store,

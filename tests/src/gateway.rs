@@ -59,6 +59,9 @@ impl GatewayBuilder {
         broker.reconnect_max = Duration::from_millis(500);
         broker.connect_timeout = Duration::from_secs(2);
         broker.keep_alive = Duration::from_secs(10);
+        // The tests of the remote-broker path check what happens without a fallback (new
+        // motes refused during an outage); tests/fallback.rs turns it on with `fallback()`.
+        broker.fallback = sn_config::Fallback::Off;
         let config = Config {
             gateway: GatewayConfig {
                 retry_interval: Duration::from_secs(1),
@@ -88,6 +91,17 @@ impl GatewayBuilder {
         builder.config.broker = None;
         builder.config.embedded_broker.listen = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
         builder
+    }
+
+    /// Serve the motes from the embedded broker while the remote broker is unreachable (the
+    /// product's default), its listener for local apps on a free loopback port
+    /// ([`Gateway::embedded_broker_addr`]).
+    pub fn fallback(mut self) -> Self {
+        if let Some(broker) = &mut self.config.broker {
+            broker.fallback = sn_config::Fallback::Embedded;
+        }
+        self.config.embedded_broker.listen = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        self
     }
 
     /// The whole configuration, to change anything.

@@ -49,9 +49,10 @@ impl Gateway {
             Ok(id) => id,
             Err(_) => return refuse(self, &addr, ReturnCode::NotSupported, "invalid client id"),
         };
-        // A new connection waits for the broker: its SUBSCRIBEs need the broker's grant. Motes
-        // already connected are served through an outage (the spool holds their messages).
-        if !self.broker_up {
+        // A new connection waits for a broker (the remote one, or the fallback): its
+        // SUBSCRIBEs need a grant. Motes already connected are served through an outage (the
+        // spool holds their messages).
+        if !self.upstream_up() {
             return refuse(self, &addr, ReturnCode::Congestion, "broker link is down");
         }
         let existing = self.by_client_id.get(client_id).copied();
@@ -435,8 +436,11 @@ impl Gateway {
         }
         if self.broker_up {
             self.command(BrokerCommand::Publish(publish));
-        } else if id.is_none() {
-            self.metrics.publish_broker_down += 1;
+        } else {
+            self.mirror_to_fallback(&publish);
+            if id.is_none() && !self.fallback_active() {
+                self.metrics.publish_broker_down += 1;
+            }
         }
     }
 

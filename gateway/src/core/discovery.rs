@@ -1,6 +1,6 @@
 //! Gateway discovery (v1.2 §6.1, reference §4.1): ADVERTISE every advertise_interval on each
-//! discovery link, GWINFO in answer to SEARCHGW. Both only while the broker link is up: a
-//! gateway that cannot serve should not attract clients.
+//! discovery link, GWINFO in answer to SEARCHGW. Both only while a broker (the remote one or
+//! the fallback) serves: a gateway that cannot serve should not attract clients.
 
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use super::peer::{ClientAddr, Destination};
 
 impl Gateway {
     pub(crate) fn on_searchgw(&mut self, addr: &ClientAddr, radius: u8) {
-        if !self.broker_up {
+        if !self.upstream_up() {
             return;
         }
         let gwinfo = Packet::GwInfo(GwInfo {
@@ -50,7 +50,7 @@ impl Gateway {
 
     pub(crate) fn on_advertise_timer(&mut self, now: Instant) {
         let interval = self.config.advertise_interval;
-        if interval.is_zero() || !self.broker_up {
+        if interval.is_zero() || !self.upstream_up() {
             self.next_advertise = None;
             return;
         }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use sn_codec::v12::{Packet, PubAck, Publish, PublishTopic, RegAck, Register, ReturnCode};
 
-use super::broker::{BrokerCommand, DeliveryId, MqttQoS};
+use super::broker::{DeliveryId, MqttQoS};
 use super::config::QueueOverflow;
 use super::events::Event;
 use super::gateway::Gateway;
@@ -41,7 +41,7 @@ impl Gateway {
         }
         // Every subscribed client's queue holds it now: the gateway has it.
         if let Some(delivery) = delivery {
-            self.command(BrokerCommand::Ack { delivery });
+            self.ack_delivery(delivery);
         }
     }
 

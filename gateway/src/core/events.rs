@@ -150,4 +150,8 @@ pub struct Metrics {
     /// Datagrams a link reported it could not deliver (an XBee transmit status other than
     /// success). The MQTT-SN retries recover those that needed an answer.
     pub link_undelivered: u64,
+    /// Uplink messages copied to the fallback broker while it served the motes.
+    pub fallback_published: u64,
+    /// Times service moved to the fallback broker (remote broker lost, local one up).
+    pub fallback_switches: u64,
 }

@@ -64,11 +64,14 @@ pub struct Gateway {
     next_publish_id: u64,
     next_epoch: u64,
     pub(crate) broker_up: bool,
+    /// The fallback (local) broker link is connected; see [`super::fallback`].
+    pub(crate) fallback_up: bool,
     pub(crate) discovery_links: Vec<LinkId>,
     pub(crate) next_advertise: Option<Instant>,
     timers: BinaryHeap<Reverse<Timer>>,
     transmits: VecDeque<Transmit>,
     commands: VecDeque<BrokerCommand>,
+    pub(crate) fallback_commands: VecDeque<BrokerCommand>,
     events: VecDeque<Event>,
     pub(crate) metrics: Metrics,
     pub(crate) persistence: Persistence,
@@ -94,11 +97,13 @@ impl Gateway {
             next_publish_id: 1,
             next_epoch: 1,
             broker_up: false,
+            fallback_up: false,
             discovery_links: Vec::new(),
             next_advertise: None,
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             commands: VecDeque::new(),
+            fallback_commands: VecDeque::new(),
             events: VecDeque::new(),
             metrics: Metrics::default(),
             persistence: Persistence::default(),
@@ -143,7 +148,7 @@ impl Gateway {
             BrokerEvent::Connected { session_present } => {
                 self.on_broker_connected(now, session_present)
             }
-            BrokerEvent::Disconnected => self.on_broker_disconnected(),
+            BrokerEvent::Disconnected => self.on_broker_disconnected(now),
             BrokerEvent::PublishAcked { id } => self.on_uplink_acked(now, id),
             BrokerEvent::SubAck { filter, granted } => self.on_broker_suback(now, &filter, granted),
             BrokerEvent::Message {

@@ -13,6 +13,7 @@ mod connection;
 mod discovery;
 mod downlink;
 mod events;
+mod fallback;
 mod gateway;
 mod peer;
 mod persist;

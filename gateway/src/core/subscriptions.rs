@@ -104,7 +104,7 @@ impl Gateway {
             Ok(found) => found,
             Err(return_code) => return suback(self, 0, MqttQoS::AtMostOnce, return_code),
         };
-        if !self.broker_up {
+        if !self.upstream_up() {
             return suback(
                 self,
                 topic_id,
@@ -160,7 +160,7 @@ impl Gateway {
             });
         }
         self.persist(idx);
-        self.command(BrokerCommand::Subscribe {
+        self.upstream_command(BrokerCommand::Subscribe {
             filter,
             qos: upstream_qos,
         });
@@ -279,9 +279,7 @@ impl Gateway {
         }
         if let Some((filter, _)) = self.upstream.filters.remove_entry(filter) {
             self.upstream.wildcards.retain(|w| *w != filter);
-            if self.broker_up {
-                self.command(BrokerCommand::Unsubscribe { filter });
-            }
+            self.upstream_command(BrokerCommand::Unsubscribe { filter });
         }
     }
 
@@ -289,6 +287,19 @@ impl Gateway {
     /// Clients that already had their retained messages do not get them twice: the new
     /// SUBSCRIBEs belong to no client subscription (see [`Subscription::generation`]).
     pub(crate) fn resubscribe_all(&mut self) {
+        for command in self.resubscribe_commands() {
+            self.command(command);
+        }
+    }
+
+    /// Every filter subscribed upstream.
+    pub(crate) fn upstream_filters(&self) -> Vec<Arc<str>> {
+        self.upstream.filters.keys().cloned().collect()
+    }
+
+    /// The SUBSCRIBEs of [`resubscribe_all`](Self::resubscribe_all), for whichever broker
+    /// link is (re)starting to serve.
+    pub(crate) fn resubscribe_commands(&mut self) -> Vec<BrokerCommand> {
         let mut commands = Vec::with_capacity(self.upstream.filters.len());
         // Retained copies for the resubscriptions are for no client.
         self.upstream.last_acked = None;
@@ -303,9 +314,7 @@ impl Gateway {
                 });
             }
         }
-        for command in commands {
-            self.command(command);
-        }
+        commands
     }
 
     /// The clients a broker message goes to: each once, at the highest QoS its matching

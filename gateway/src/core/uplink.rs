@@ -93,42 +93,44 @@ impl Gateway {
     }
 
     fn forward_qos0(&mut self, topic: Arc<str>, data: &[u8], retain: bool) {
-        if !self.broker_up {
-            if self.spooling() && self.config.spool.qos0 {
-                let id = self.next_publish_id();
-                self.uplink.insert(
-                    id,
-                    PendingUplink {
-                        publish: UplinkPublish {
-                            id: Some(id),
-                            topic: topic.clone(),
-                            payload: Bytes::copy_from_slice(data),
-                            qos: MqttQoS::AtMostOnce,
-                            retain,
-                            replay: false,
-                        },
-                        origin: None,
-                        spooled: false,
-                    },
-                );
-                if self.spool(id) {
-                    return;
-                }
-                self.uplink.remove(&id);
-            }
-            self.metrics.publish_broker_down += 1;
-            trace!(%topic, "dropped QoS 0: broker link down");
-            return;
-        }
-        self.metrics.publish_forwarded += 1;
-        self.command(BrokerCommand::Publish(UplinkPublish {
+        let publish = UplinkPublish {
             id: None,
             topic,
             payload: Bytes::copy_from_slice(data),
             qos: MqttQoS::AtMostOnce,
             retain,
             replay: false,
-        }));
+        };
+        if self.broker_up {
+            self.metrics.publish_forwarded += 1;
+            self.command(BrokerCommand::Publish(publish));
+            return;
+        }
+        if self.spooling() && self.config.spool.qos0 {
+            let id = self.next_publish_id();
+            self.uplink.insert(
+                id,
+                PendingUplink {
+                    publish: UplinkPublish {
+                        id: Some(id),
+                        ..publish.clone()
+                    },
+                    origin: None,
+                    spooled: false,
+                },
+            );
+            if self.spool(id) {
+                self.mirror_to_fallback(&publish);
+                return;
+            }
+            self.uplink.remove(&id);
+        }
+        if self.fallback_active() {
+            self.mirror_to_fallback(&publish);
+            return;
+        }
+        self.metrics.publish_broker_down += 1;
+        trace!(topic = %publish.topic, "dropped QoS 0: broker link down");
     }
 
     pub(crate) fn on_publish(&mut self, idx: SessionIdx, publish: Publish<'_>) {
@@ -229,8 +231,13 @@ impl Gateway {
             return;
         }
         // The broker is unreachable: the spool holds it, which completes the exchange (the
-        // store is written before the acknowledgement leaves).
+        // store is written before the acknowledgement leaves). The fallback broker, if it
+        // serves, gets a copy for the motes and local apps.
         if self.spool(id) {
+            if let Some(pending) = self.uplink.get(&id) {
+                let copy = pending.publish.clone();
+                self.mirror_to_fallback(&copy);
+            }
             if let Some(origin) = self.uplink.get_mut(&id).and_then(|p| p.origin.take()) {
                 self.complete_inbound(origin, id);
             }
@@ -311,6 +318,7 @@ impl Gateway {
     /// in the order it was accepted, then an ADVERTISE so waiting clients find the gateway.
     pub(crate) fn on_broker_connected(&mut self, now: Instant, _session_present: bool) {
         self.broker_up = true;
+        self.switch_back_from_fallback();
         self.resubscribe_all();
         let replays: Vec<UplinkPublish> = self
             .uplink
@@ -336,9 +344,12 @@ impl Gateway {
 
     /// The broker link is down: what was on its way to the broker goes into the spool, and
     /// the clients waiting for it get their acknowledgement from there.
-    pub(crate) fn on_broker_disconnected(&mut self) {
+    pub(crate) fn on_broker_disconnected(&mut self, now: Instant) {
         self.broker_up = false;
         self.next_advertise = None;
+        if self.fallback_up {
+            self.switch_to_fallback(now);
+        }
         if !self.config.spool.enabled {
             return;
         }

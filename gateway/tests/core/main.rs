@@ -19,6 +19,7 @@ mod uplink;
 
 mod discovery;
 mod edge;
+mod fallback;
 mod forwarder;
 mod radio;
 mod sleep;

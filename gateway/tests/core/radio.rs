@@ -37,7 +37,10 @@ fn a_search_on_a_radio_link_is_answered_on_that_link() {
     let transmits = h.transmits();
     assert_eq!(transmits.len(), 1, "{transmits:?}");
     assert_eq!(transmits[0].link, RADIO_LINK);
-    assert_eq!(transmits[0].destination, Destination::Discovery { radius: 0 });
+    assert_eq!(
+        transmits[0].destination,
+        Destination::Discovery { radius: 0 }
+    );
 }
 
 #[test]

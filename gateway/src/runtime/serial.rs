@@ -1,0 +1,412 @@
+//! Serial radio links in the runtime: one task per `[[serial]]` that owns the device, turns
+//! the framing's addresses into the core's [`RadioAddr`]s and back, and reports XBee transmit
+//! failures.
+//!
+//! The task reads and writes the device itself (a serial port has one owner), so the core's
+//! transmits reach it through a bounded queue; a full queue drops the datagram, counts it and
+//! logs it, like a full socket buffer would, and the MQTT-SN retries recover what mattered.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sn_config::{SerialConfig, SerialDevice, SerialFraming};
+use sn_transports::serial::framing::cobs::CobsFramer;
+use sn_transports::serial::framing::kiss::{KissFramer, KissPort};
+use sn_transports::serial::framing::raw::RawFramer;
+use sn_transports::serial::framing::xbee::{ApiMode, DeliveryTracker, XBeeAddress, XBeeFramer};
+use sn_transports::serial::framing::{FrameError, Framer, Received};
+use sn_transports::serial::link::{SerialLink, SerialLinkConfig, SerialLinkError};
+use sn_transports::serial::DeviceSelector;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
+
+use super::Inbound;
+use crate::core::{Destination, LinkId, PeerAddr, RadioAddr};
+
+/// Datagrams waiting for one serial link; a radio at 9600 baud sends about 10 short datagrams
+/// a second, so this is minutes of backlog at most.
+const OUTGOING_QUEUE: usize = 256;
+
+/// How long an XBee transmit status is waited for before the transmission is forgotten (the
+/// module's own retries and route discovery can take several seconds).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Zigbee nodes whose latest 16-bit address is remembered per link; beyond it the oldest
+/// entries are forgotten and the module looks the address up again.
+const MAX_KNOWN_NODES: usize = 4096;
+
+/// What one `[[serial]]` runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialLinkSettings {
+    /// How the device is found.
+    pub device: DeviceSelector,
+    /// Line speed.
+    pub baud: u32,
+    /// The framing.
+    pub framing: SerialFraming,
+    /// The framing's size limit.
+    pub max_frame: usize,
+    /// Whether ADVERTISE and GWINFO go out on this link.
+    pub discovery: bool,
+}
+
+impl SerialLinkSettings {
+    /// From a validated `[[serial]]` section.
+    pub fn from_config(config: &SerialConfig) -> Self {
+        let device = match &config.device {
+            SerialDevice::Path(path) => DeviceSelector::Path(path.clone()),
+            SerialDevice::Usb {
+                vid,
+                pid,
+                serial_number,
+            } => DeviceSelector::Usb {
+                vid: *vid,
+                pid: *pid,
+                serial_number: serial_number.clone(),
+            },
+        };
+        SerialLinkSettings {
+            device,
+            baud: config.baud,
+            framing: config.framing,
+            max_frame: config.max_frame,
+            discovery: config.discovery,
+        }
+    }
+}
+
+/// Why a serial link could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SerialStartError {
+    /// The framing refused the configured size.
+    #[error("serial link {device}: {error}; change max_frame in its [[serial]] section")]
+    Framing {
+        /// The device, as configured.
+        device: String,
+        /// What the framing said.
+        error: FrameError,
+    },
+    /// The device could not be found or opened.
+    #[error(transparent)]
+    Open(#[from] SerialLinkError),
+}
+
+/// A datagram for the link's task to send.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    pub(super) destination: Destination,
+    pub(super) datagram: Bytes,
+}
+
+/// The runtime's side of a running serial link.
+#[derive(Debug)]
+pub(super) struct SerialHandle {
+    pub(super) name: String,
+    pub(super) outgoing: mpsc::Sender<Outgoing>,
+    pub(super) task: JoinHandle<()>,
+    /// Datagrams dropped because the link's queue was full.
+    pub(super) dropped: u64,
+}
+
+impl SerialHandle {
+    /// Opens the device and starts the link's task. The device must be there now: a wrong
+    /// path or identity is reported at start-up, not discovered later.
+    pub(super) fn start(
+        id: LinkId,
+        settings: &SerialLinkSettings,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<SerialHandle, SerialStartError> {
+        let config = SerialLinkConfig::with_device(settings.device.clone(), settings.baud);
+        let framing_error = |error| SerialStartError::Framing {
+            device: settings.device.to_string(),
+            error,
+        };
+        let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
+        let max = settings.max_frame;
+        let (name, task) = match settings.framing {
+            SerialFraming::XBee | SerialFraming::XBeeApi1 => {
+                let mode = if settings.framing == SerialFraming::XBee {
+                    ApiMode::Escaped
+                } else {
+                    ApiMode::Unescaped
+                };
+                let framer = XBeeFramer::new(mode, max).map_err(framing_error)?;
+                let link = SerialLink::open(config, framer)?;
+                spawn(id, link, XBeeBook::default(), inbound, rx)
+            }
+            SerialFraming::Cobs => {
+                let framer = CobsFramer::new(max).map_err(framing_error)?;
+                let link = SerialLink::open(config, framer)?;
+                spawn(id, link, NodeBook, inbound, rx)
+            }
+            SerialFraming::Kiss => {
+                let framer = KissFramer::new(max).map_err(framing_error)?;
+                let link = SerialLink::open(config, framer)?;
+                spawn(id, link, KissBook, inbound, rx)
+            }
+            SerialFraming::Raw => {
+                let framer = RawFramer::new(max).map_err(framing_error)?;
+                let link = SerialLink::open(config, framer)?;
+                spawn(id, link, DirectBook, inbound, rx)
+            }
+        };
+        Ok(SerialHandle {
+            name,
+            outgoing: tx,
+            task,
+            dropped: 0,
+        })
+    }
+
+    /// Queues a datagram for the link; a full queue drops it (counted, logged at debug).
+    pub(super) fn send(&mut self, destination: Destination, datagram: Bytes) {
+        let outgoing = Outgoing {
+            destination,
+            datagram,
+        };
+        if let Err(error) = self.outgoing.try_send(outgoing) {
+            self.dropped += 1;
+            debug!(link = %self.name, %error, dropped = self.dropped, "serial link queue full or closed: datagram dropped");
+        }
+    }
+}
+
+fn spawn<F, B>(
+    id: LinkId,
+    link: SerialLink<F>,
+    book: B,
+    inbound: mpsc::Sender<Inbound>,
+    outgoing: mpsc::Receiver<Outgoing>,
+) -> (String, JoinHandle<()>)
+where
+    F: Framer + Send + 'static,
+    F::Address: Send + Sync,
+    B: AddressBook<F::Address> + Send + 'static,
+{
+    let name = link.name().to_string();
+    info!(link = %name, "serial link open");
+    (name, tokio::spawn(drive(id, link, book, inbound, outgoing)))
+}
+
+/// The link's task: receive, send, and match transmit statuses to what was sent.
+async fn drive<F, B>(
+    id: LinkId,
+    mut link: SerialLink<F>,
+    mut book: B,
+    inbound: mpsc::Sender<Inbound>,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+) where
+    F: Framer,
+    B: AddressBook<F::Address>,
+{
+    let tracked = link.framer().reports_delivery();
+    let mut tracker: DeliveryTracker<RadioAddr> = DeliveryTracker::new(STATUS_TIMEOUT);
+    let mut expiry = tokio::time::interval(STATUS_TIMEOUT);
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            received = link.recv_event() => match received {
+                Received::Datagram { from, datagram } => {
+                    let from = book.learn(&from);
+                    let message = Inbound::Datagram {
+                        link: id,
+                        from: PeerAddr::Radio(from),
+                        datagram: Bytes::from(datagram),
+                    };
+                    if inbound.send(message).await.is_err() {
+                        return;
+                    }
+                }
+                Received::TransmitStatus(status) => {
+                    let Some(to) = tracker.resolve(&status) else { continue };
+                    if status.delivery.is_success() {
+                        continue;
+                    }
+                    debug!(link = %link.name(), peer = %to, status = %status.delivery, "radio reports a datagram undelivered");
+                    let message = Inbound::Undelivered { link: id, to: PeerAddr::Radio(to) };
+                    if inbound.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            next = outgoing.recv() => {
+                let Some(Outgoing { destination, datagram }) = next else { return };
+                let (to, peer) = match destination {
+                    Destination::Unicast(PeerAddr::Radio(peer)) => match book.lookup(peer) {
+                        Some(to) => (to, Some(peer)),
+                        None => {
+                            debug!(link = %link.name(), %peer, "no such address on this link: datagram dropped");
+                            continue;
+                        }
+                    },
+                    Destination::Unicast(other) => {
+                        debug!(link = %link.name(), peer = %other, "not an address of this link: datagram dropped");
+                        continue;
+                    }
+                    Destination::Discovery { .. } => (link.framer().broadcast_address(), None),
+                };
+                // Unicasts ask the radio for a transmit status so a failure reaches the core;
+                // with 255 already waiting, the datagram goes untracked rather than late.
+                let frame_id = match peer {
+                    Some(peer) if tracked => tracker
+                        .track(tokio::time::Instant::now().into_std(), peer)
+                        .map_or(0, |id| id.get()),
+                    _ => 0,
+                };
+                if let Err(error) = link.send_tracked(&to, &datagram, frame_id).await {
+                    debug!(link = %link.name(), %error, "send failed");
+                }
+            }
+            _ = expiry.tick(), if tracked => {
+                let now = tokio::time::Instant::now().into_std();
+                while tracker.expire(now).is_some() {}
+            }
+        }
+    }
+}
+
+/// Maps a framing's addresses to the core's [`RadioAddr`] and back.
+trait AddressBook<A> {
+    /// The core's address of a sender (and remember what is needed to reach it).
+    fn learn(&mut self, from: &A) -> RadioAddr;
+    /// The framing's address for a destination, or `None` when it is not one of this link's.
+    fn lookup(&self, to: RadioAddr) -> Option<A>;
+}
+
+/// XBee: the core sees the 64-bit address; the 16-bit network address, which changes when a
+/// node rejoins, is kept here from the node's latest frame.
+#[derive(Debug, Default)]
+struct XBeeBook {
+    shorts: HashMap<u64, u16>,
+}
+
+impl AddressBook<XBeeAddress> for XBeeBook {
+    fn learn(&mut self, from: &XBeeAddress) -> RadioAddr {
+        if self.shorts.len() >= MAX_KNOWN_NODES && !self.shorts.contains_key(&from.long) {
+            // Forgetting a node costs only an address discovery by the module on the next
+            // send to it, so any entry will do.
+            if let Some(&victim) = self.shorts.keys().next() {
+                self.shorts.remove(&victim);
+            }
+        }
+        self.shorts.insert(from.long, from.short);
+        RadioAddr::XBee(from.long)
+    }
+
+    fn lookup(&self, to: RadioAddr) -> Option<XBeeAddress> {
+        match to {
+            RadioAddr::XBee(long) => Some(XBeeAddress::new(
+                long,
+                self.shorts
+                    .get(&long)
+                    .copied()
+                    .unwrap_or(XBeeAddress::UNKNOWN_SHORT),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// COBS: 16-bit node addresses, used as they are.
+struct NodeBook;
+
+impl AddressBook<u16> for NodeBook {
+    fn learn(&mut self, from: &u16) -> RadioAddr {
+        RadioAddr::Node(*from)
+    }
+
+    fn lookup(&self, to: RadioAddr) -> Option<u16> {
+        match to {
+            RadioAddr::Node(node) => Some(node),
+            _ => None,
+        }
+    }
+}
+
+/// KISS: the port is the address.
+struct KissBook;
+
+impl AddressBook<KissPort> for KissBook {
+    fn learn(&mut self, from: &KissPort) -> RadioAddr {
+        RadioAddr::KissPort(from.get())
+    }
+
+    fn lookup(&self, to: RadioAddr) -> Option<KissPort> {
+        match to {
+            RadioAddr::KissPort(port) => KissPort::new(port),
+            _ => None,
+        }
+    }
+}
+
+/// Raw: one mote, no address.
+struct DirectBook;
+
+impl AddressBook<()> for DirectBook {
+    fn learn(&mut self, _from: &()) -> RadioAddr {
+        RadioAddr::Direct
+    }
+
+    fn lookup(&self, to: RadioAddr) -> Option<()> {
+        (to == RadioAddr::Direct).then_some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn xbee_replies_use_the_latest_network_address() {
+        let mut book = XBeeBook::default();
+        let long = 0x0013_A200_0000_0001;
+        assert_eq!(
+            book.learn(&XBeeAddress::new(long, 0x1234)),
+            RadioAddr::XBee(long)
+        );
+        // The node rejoined with another 16-bit address: same peer for the core.
+        assert_eq!(
+            book.learn(&XBeeAddress::new(long, 0x4321)),
+            RadioAddr::XBee(long)
+        );
+        assert_eq!(
+            book.lookup(RadioAddr::XBee(long)),
+            Some(XBeeAddress::new(long, 0x4321))
+        );
+        // Never heard from: the module looks the network address up.
+        assert_eq!(
+            book.lookup(RadioAddr::XBee(7)),
+            Some(XBeeAddress::new(7, XBeeAddress::UNKNOWN_SHORT))
+        );
+        assert_eq!(book.lookup(RadioAddr::Node(1)), None);
+    }
+
+    #[test]
+    fn the_xbee_book_is_bounded() {
+        let mut book = XBeeBook::default();
+        for long in 0..(MAX_KNOWN_NODES as u64 + 100) {
+            book.learn(&XBeeAddress::new(long, 1));
+        }
+        assert_eq!(book.shorts.len(), MAX_KNOWN_NODES);
+    }
+
+    #[test]
+    fn other_books_map_both_ways_and_refuse_foreign_addresses() {
+        let mut nodes = NodeBook;
+        assert_eq!(nodes.learn(&0xBEEF), RadioAddr::Node(0xBEEF));
+        assert_eq!(nodes.lookup(RadioAddr::Node(0xBEEF)), Some(0xBEEF));
+        assert_eq!(nodes.lookup(RadioAddr::Direct), None);
+        let mut kiss = KissBook;
+        let port = KissPort::new(3).unwrap();
+        assert_eq!(kiss.learn(&port), RadioAddr::KissPort(3));
+        assert_eq!(kiss.lookup(RadioAddr::KissPort(3)), Some(port));
+        assert_eq!(kiss.lookup(RadioAddr::KissPort(16)), None);
+        let mut direct = DirectBook;
+        assert_eq!(direct.learn(&()), RadioAddr::Direct);
+        assert_eq!(direct.lookup(RadioAddr::Direct), Some(()));
+        assert_eq!(direct.lookup(RadioAddr::Node(0)), None);
+    }
+}
