@@ -1,6 +1,6 @@
 //! The MQTT-SN gateway: a sans-I/O protocol core ([`core`]), the broker link ([`broker`]), the
 //! durable store ([`store`]), the tokio runtime that drives them ([`runtime`]), the CLI's
-//! helpers ([`settings`], [`ports`]).
+//! helpers ([`settings`], [`ports`]) and a simulated serial radio ([`radio_sim`]).
 //!
 //! The core holds every protocol rule and performs no I/O: the runtime feeds it datagrams,
 //! broker events and the time, and polls it for datagrams to send, broker commands and its next
@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod core;
 pub mod ports;
+pub mod radio_sim;
 pub mod runtime;
 pub mod settings;
 pub mod store;

@@ -7,7 +7,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use sn_codec::QoS;
 
 /// Act as an MQTT-SN v1.2 client (a "mote") over UDP: publish or subscribe through a gateway,
-/// or drive many simulated motes to benchmark it.
+/// drive many simulated motes to benchmark it, or simulate a radio dongle for it.
 #[derive(Debug, Parser)]
 #[command(name = "mqtt-sn", version, about, long_about = None)]
 pub(crate) struct Cli {
@@ -29,6 +29,9 @@ pub(crate) enum Command {
     Sub(SubArgs),
     /// Load-test a gateway: many simulated motes, throughput, latency, losses, CPU and memory.
     Bench(Box<crate::bench::BenchArgs>),
+    /// Simulate a USB radio dongle on a pty for the gateway's serial link; its motes are
+    /// MQTT-SN clients on UDP (`mqtt-sn pub --gateway <the address it prints>`).
+    RadioSim(crate::radio_sim::RadioSimArgs),
 }
 
 /// Options shared by `pub` and `sub`: where the gateway is and how to talk to it.

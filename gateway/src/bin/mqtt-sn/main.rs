@@ -1,7 +1,8 @@
 //! `mqtt-sn`: a command-line MQTT-SN v1.2 client over UDP, to try the gateway by hand and to
 //! drive it from black-box tests. `mqtt-sn pub` publishes, `mqtt-sn sub` prints what arrives,
-//! `mqtt-sn bench` load-tests a gateway with many simulated motes. See docs/mqtt-sn-client.md
-//! and docs/benchmarks.md.
+//! `mqtt-sn bench` load-tests a gateway with many simulated motes, `mqtt-sn radio-sim` plays a
+//! USB radio dongle on a pty for the gateway's serial link. See docs/mqtt-sn-client.md,
+//! docs/benchmarks.md and docs/radios/xbee.md.
 
 mod bench;
 mod cli;
@@ -10,6 +11,7 @@ mod describe;
 mod error;
 mod output;
 mod publish;
+mod radio_sim;
 mod session;
 mod subscribe;
 
@@ -47,6 +49,8 @@ fn main() -> ExitCode {
     let command = match cli.command {
         // The bench runs on a runtime of its own (--threads).
         Command::Bench(args) => return bench::main(*args),
+        // The simulator too: it runs until a signal, with its own exit codes.
+        Command::RadioSim(args) => return radio_sim::main(args),
         other => other,
     };
     // One task at a time is all a single client needs.
@@ -64,7 +68,7 @@ fn main() -> ExitCode {
         match command {
             Command::Pub(args) => publish::run(args).await,
             Command::Sub(args) => subscribe::run(args).await,
-            Command::Bench(_) => Ok(()),
+            Command::Bench(_) | Command::RadioSim(_) => Ok(()),
         }
     });
     match outcome {
