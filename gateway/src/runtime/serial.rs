@@ -142,7 +142,11 @@ impl SerialHandle {
                 spawn(id, link, NodeBook, inbound, rx)
             }
             SerialFraming::Kiss => {
-                let framer = KissFramer::new(max).map_err(framing_error)?;
+                // Data frames on port 0 only: an RNode's status reports use command bytes
+                // whose low nibble is 0 on other ports (docs/radios/rnode-kiss.md).
+                let framer = KissFramer::new(max)
+                    .map_err(framing_error)?
+                    .with_ports(0x0001);
                 let link = SerialLink::open(config, framer)?;
                 spawn(id, link, KissBook, inbound, rx)
             }
