@@ -87,6 +87,7 @@ impl Settings {
                 },
                 qos0: config.spool.qos0,
             },
+            mode: crate::core::BrokerMode::Aggregating,
         };
         let udp = config
             .udp

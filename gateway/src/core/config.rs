@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::spool::SpoolConfig;
+use super::transparent_api::BrokerMode;
 
 /// Protocol settings and limits of the core. Every limit comes from here; `Default` gives the
 /// documented defaults (docs/configuration.md).
@@ -36,6 +37,8 @@ pub struct CoreConfig {
     pub predefined_topics: Vec<(u16, String)>,
     /// Holding uplink messages while the broker is unreachable.
     pub spool: SpoolConfig,
+    /// One broker connection for all motes, or one per mote.
+    pub mode: BrokerMode,
 }
 
 impl Default for CoreConfig {
@@ -55,6 +58,7 @@ impl Default for CoreConfig {
             qos_minus_one: true,
             predefined_topics: Vec::new(),
             spool: SpoolConfig::default(),
+            mode: BrokerMode::Aggregating,
         }
     }
 }

@@ -23,6 +23,8 @@ pub(crate) enum Ending {
     Lost(LostReason),
     /// Another client took over its address: no Will, the client is simply gone from there.
     Displaced,
+    /// Transparent mode: the broker refused the mote's own connection.
+    Refused,
 }
 
 impl Gateway {
@@ -52,7 +54,9 @@ impl Gateway {
         // A new connection waits for a broker (the remote one, or the fallback): its
         // SUBSCRIBEs need a grant. Motes already connected are served through an outage (the
         // spool holds their messages).
-        if !self.upstream_up() {
+        // In transparent mode the mote's own connection decides (the broker's answer
+        // becomes the CONNACK).
+        if !self.upstream_up() && !self.transparent() {
             return refuse(self, &addr, ReturnCode::Congestion, "broker link is down");
         }
         let existing = self.by_client_id.get(client_id).copied();
@@ -117,8 +121,17 @@ impl Gateway {
         self.arm_silence(idx);
     }
 
-    /// CONNACK 0x00, and whatever waited for the client starts flowing.
+    /// The mote's CONNECT (and Will handshake) is complete: accept it, or in transparent
+    /// mode first open its own broker connection and answer when the broker has.
     fn complete_connect(&mut self, now: Instant, idx: SessionIdx, resumed: bool) {
+        if self.transparent() {
+            return self.open_mote_link(idx, true, resumed);
+        }
+        self.accept_connect(now, idx, resumed);
+    }
+
+    /// CONNACK 0x00, and whatever waited for the client starts flowing.
+    pub(crate) fn accept_connect(&mut self, now: Instant, idx: SessionIdx, resumed: bool) {
         let Some(session) = self.session_mut(idx) else {
             return;
         };
@@ -354,9 +367,13 @@ impl Gateway {
             .session(idx)
             .is_some_and(|s| s.state == State::Handshake);
         let mut will_published = false;
+        if self.transparent() {
+            will_published = self.close_mote_link(idx, ending, handshake);
+        }
         if let Ending::Lost(reason) = ending {
-            // A client lost mid-handshake never completed its connection: no Will.
-            let will = if handshake {
+            // A client lost mid-handshake never completed its connection: no Will. In
+            // transparent mode the broker publishes it (the connection is dropped).
+            let will = if handshake || self.transparent() {
                 None
             } else {
                 self.session_mut(idx).and_then(|s| s.will.take())
@@ -427,6 +444,7 @@ impl Gateway {
                     publish: publish.clone(),
                     origin: None,
                     spooled: false,
+                    via_mote: false,
                 },
             );
             if self.spooling() {

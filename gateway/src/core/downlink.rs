@@ -35,6 +35,7 @@ impl Gateway {
                     route: target.route,
                     reregistered: false,
                     seq: None,
+                    upstream_ack: None,
                 },
             );
             self.pump(now, target.idx);
@@ -49,17 +50,20 @@ impl Gateway {
     /// max_queued_bytes_per_session payload bytes). QoS 0 messages give way first; then the
     /// oldest message or the arriving one, by queue_overflow. Every drop is counted, per
     /// session and in total, and reported once per overflow episode.
-    fn enqueue(&mut self, idx: SessionIdx, delivery: Delivery) {
+    pub(crate) fn enqueue(&mut self, idx: SessionIdx, delivery: Delivery) {
         let max_len = self.config.max_queued_per_session;
         let max_bytes = self.config.max_queued_bytes_per_session;
         let policy = self.config.queue_overflow;
         let Some(session) = self.session_mut(idx) else {
             return;
         };
-        if session.state == State::Offline && delivery.qos == MqttQoS::AtMostOnce {
-            return;
-        }
-        if session.refused_topics.contains(&delivery.topic) {
+        if (session.state == State::Offline && delivery.qos == MqttQoS::AtMostOnce)
+            || session.refused_topics.contains(&delivery.topic)
+        {
+            // Not for this client: done with, as far as the broker goes.
+            if let Some(ack) = delivery.upstream_ack {
+                self.ack_on_mote_link(idx, ack);
+            }
             return;
         }
         let mut dropped = 0u64;
@@ -96,9 +100,18 @@ impl Gateway {
         if accept {
             let mut delivery = delivery;
             self.persist_delivery(idx, &mut delivery);
+            // Stored for a sleeping (or persistent) mote: the gateway holds it durably now.
+            if delivery.seq.is_some() {
+                if let Some(ack) = delivery.upstream_ack.take() {
+                    self.ack_on_mote_link(idx, ack);
+                }
+            }
             if let Some(session) = self.session_mut(idx) {
                 session.queue.push_back(delivery);
             }
+        } else if let Some(ack) = delivery.upstream_ack {
+            // Dropped at the limit (counted below): done with, as far as the broker goes.
+            self.ack_on_mote_link(idx, ack);
         }
         if dropped == 0 {
             return;
@@ -238,8 +251,12 @@ impl Gateway {
         }
     }
 
-    /// A queued delivery is done with (delivered or dropped): out of the store too.
+    /// A queued delivery is done with (delivered or dropped): out of the store too, and in
+    /// transparent mode acknowledged to the broker.
     fn forget(&mut self, idx: SessionIdx, delivery: &Delivery) {
+        if let Some(ack) = delivery.upstream_ack {
+            self.ack_on_mote_link(idx, ack);
+        }
         if delivery.seq.is_some() {
             if let Some(client_id) = self.session(idx).map(|s| s.client_id.clone()) {
                 self.forget_delivery(&client_id, delivery);
@@ -416,7 +433,11 @@ impl Gateway {
                 // The client holds the message now: it is never sent again, so the store
                 // can let it go.
                 if *stage == PublishStage::Published {
-                    let delivery = delivery.clone();
+                    // Acknowledged upstream once, here (transparent mode).
+                    let delivery = Delivery {
+                        upstream_ack: delivery.upstream_ack.take(),
+                        ..delivery.clone()
+                    };
                     *stage = PublishStage::Released;
                     in_flight.sends = 1;
                     in_flight.deadline = deadline;

@@ -47,6 +47,8 @@ pub(crate) struct PendingUplink {
     pub(crate) origin: Option<(SessionIdx, u64)>,
     /// Also in the durable spool (taken while the broker was unreachable).
     pub(crate) spooled: bool,
+    /// Sent on the origin mote's own connection (transparent mode), not the gateway's.
+    pub(crate) via_mote: bool,
 }
 
 /// The MQTT-SN gateway protocol engine, free of I/O: feed it datagrams, broker events and the
@@ -72,6 +74,8 @@ pub struct Gateway {
     transmits: VecDeque<Transmit>,
     commands: VecDeque<BrokerCommand>,
     pub(crate) fallback_commands: VecDeque<BrokerCommand>,
+    /// Transparent mode: commands for motes' own connections, by client id.
+    pub(crate) mote_commands: VecDeque<(Arc<str>, super::transparent_api::MoteCommand)>,
     events: VecDeque<Event>,
     pub(crate) metrics: Metrics,
     pub(crate) persistence: Persistence,
@@ -104,6 +108,7 @@ impl Gateway {
             transmits: VecDeque::new(),
             commands: VecDeque::new(),
             fallback_commands: VecDeque::new(),
+            mote_commands: VecDeque::new(),
             events: VecDeque::new(),
             metrics: Metrics::default(),
             persistence: Persistence::default(),

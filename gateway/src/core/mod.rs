@@ -21,6 +21,8 @@ mod session;
 mod spool;
 mod subscriptions;
 mod topics;
+mod transparent;
+mod transparent_api;
 mod uplink;
 
 pub use broker::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId, UplinkPublish};
@@ -33,3 +35,4 @@ pub use persist::{
     StoredSubscription, StoredWill,
 };
 pub use spool::{SpoolConfig, SpoolFull, SpooledPublish};
+pub use transparent_api::{BrokerMode, MoteCommand, MoteCommandFor, MoteEvent, MoteWill, Refusal};

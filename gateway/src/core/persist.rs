@@ -316,15 +316,23 @@ impl Gateway {
         }
         let persistence = &mut self.persistence;
         let client_id = session.client_id.clone();
-        session
-            .queue
-            .for_each_mut(|d| persistence.stamp(&client_id, d));
+        // Stored now: what the broker waits for an acknowledgement of (transparent mode) is
+        // held durably, so it is acknowledged.
+        let mut acks = Vec::new();
+        session.queue.for_each_mut(|d| {
+            persistence.stamp(&client_id, d);
+            acks.extend(d.upstream_ack.take());
+        });
         if let Some(InFlight {
             what: Outgoing::Publish { delivery, .. },
             ..
         }) = session.in_flight.as_mut()
         {
             persistence.stamp(&client_id, delivery);
+            acks.extend(delivery.upstream_ack.take());
+        }
+        for ack in acks {
+            self.ack_on_mote_link(idx, ack);
         }
         self.persist(idx);
     }
@@ -387,6 +395,7 @@ impl Gateway {
                 },
                 reregistered: false,
                 seq: Some(seq),
+                upstream_ack: None,
             };
             if let Some(session) = self.session_mut(idx) {
                 session.queue.push_back(delivery);
@@ -452,8 +461,16 @@ impl Gateway {
             self.by_addr.insert(addr, idx);
         }
         self.persistence.stored.insert(client_id);
-        for (filter, qos) in filters {
-            self.restore_filter(idx, filter, qos);
+        if self.transparent() {
+            // Each mote has its own connection: a sleeping mote's is opened again (kept
+            // pinged while it sleeps); its subscriptions go on it, not the gateway's.
+            if self.session(idx).is_some_and(|s| s.state == State::Asleep) {
+                self.open_mote_link(idx, false, true);
+            }
+        } else {
+            for (filter, qos) in filters {
+                self.restore_filter(idx, filter, qos);
+            }
         }
         self.arm_silence(idx);
     }
@@ -481,6 +498,7 @@ impl Gateway {
                     },
                     origin: None,
                     spooled: true,
+                    via_mote: false,
                 },
             );
         }

@@ -78,6 +78,20 @@ pub(crate) enum Route {
     Short([u8; 2]),
 }
 
+/// Transparent mode: the state of a mote's own broker connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MoteLink {
+    /// None asked for.
+    Closed,
+    /// Asked for, waiting for the broker's CONNACK. `answer`: the mote waits for its CONNACK
+    /// (otherwise the connection is reopened for a sleeping mote after a restart).
+    Opening { answer: bool, resumed: bool },
+    /// Open.
+    Up,
+    /// Lost after it was open; the runtime reconnects.
+    Down,
+}
+
 /// A message waiting to go to the client.
 #[derive(Debug, Clone)]
 pub(crate) struct Delivery {
@@ -90,6 +104,9 @@ pub(crate) struct Delivery {
     pub(crate) reregistered: bool,
     /// Its key in the durable store, once stored (see `persist`).
     pub(crate) seq: Option<u64>,
+    /// Transparent mode: the broker's delivery id on the mote's own connection, acknowledged
+    /// once the mote has the message or it is stored (see `release_upstream`).
+    pub(crate) upstream_ack: Option<super::broker::DeliveryId>,
 }
 
 /// The client's QoS 1/2 PUBLISH being handled (one at a time, v1.2 §6.6).
@@ -177,6 +194,8 @@ pub(crate) struct Session {
     /// per episode rather than once per dropped message.
     pub(crate) queue_full_reported: bool,
     next_msg_id: u16,
+    /// Transparent mode: the state of the mote's own broker connection.
+    pub(crate) mote_link: MoteLink,
     /// Bumped every time the slot is reused or the client reconnects, so that late timers and
     /// broker acknowledgements for an earlier life of the session are ignored.
     pub(crate) epoch: u64,
@@ -205,6 +224,7 @@ impl Session {
             refused_topics: Vec::new(),
             queue_full_reported: false,
             next_msg_id: 0,
+            mote_link: MoteLink::Closed,
             epoch,
         }
     }

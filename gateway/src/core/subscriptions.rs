@@ -12,6 +12,7 @@ use super::broker::{BrokerCommand, MqttQoS};
 use super::gateway::Gateway;
 use super::session::{Route, SessionIdx, SubKind, Subscription};
 use super::topics;
+use super::transparent_api::MoteCommand;
 
 /// One upstream subscription.
 #[derive(Debug, Default)]
@@ -104,7 +105,12 @@ impl Gateway {
             Ok(found) => found,
             Err(return_code) => return suback(self, 0, MqttQoS::AtMostOnce, return_code),
         };
-        if !self.upstream_up() {
+        let up = if self.transparent() {
+            self.mote_link_up(idx)
+        } else {
+            self.upstream_up()
+        };
+        if !up {
             return suback(
                 self,
                 topic_id,
@@ -134,10 +140,30 @@ impl Gateway {
                 sn_codec::v12::ReturnCode::NotSupported,
             );
         }
+        let transparent = self.transparent();
         let Some(session) = self.session_mut(idx) else {
             return;
         };
         session.subscriptions.retain(|s| s.filter != filter);
+        if transparent {
+            // The mote's own connection: its own upstream subscription, no sharing.
+            session.subscriptions.push(Subscription {
+                filter: filter.clone(),
+                kind,
+                requested,
+                granted: requested,
+                generation: 0,
+                awaiting_suback: Some((msg_id, topic_id)),
+            });
+            self.persist(idx);
+            return self.mote_command(
+                idx,
+                MoteCommand::Broker(BrokerCommand::Subscribe {
+                    filter,
+                    qos: requested,
+                }),
+            );
+        }
         let entry = self.upstream.filters.entry(filter.clone()).or_default();
         if entry.subscribers.is_empty() && validate::is_wildcard(&filter) {
             self.upstream.wildcards.push(filter.clone());
@@ -186,45 +212,57 @@ impl Gateway {
             .map(|(k, _)| k.clone());
         self.upstream.last_acked = key;
         for idx in waiting {
-            let Some(session) = self.session_mut(idx) else {
-                continue;
-            };
-            let Some(sub) = session
-                .subscriptions
-                .iter_mut()
-                .find(|s| &*s.filter == filter && s.generation <= acked)
-            else {
-                continue;
-            };
-            let Some((msg_id, topic_id)) = sub.awaiting_suback.take() else {
-                continue;
-            };
-            // Nothing reaches a sleeping client; its subscription stands (or is gone) all the
-            // same.
-            let asleep = session.state == super::session::State::Asleep;
-            let (qos, return_code) = match granted {
-                Some(g) => {
-                    sub.granted = sub.requested.min(g);
-                    (sub.granted, sn_codec::v12::ReturnCode::Accepted)
-                }
-                None => (MqttQoS::AtMostOnce, sn_codec::v12::ReturnCode::NotSupported),
-            };
-            if granted.is_none() {
-                session.subscriptions.retain(|s| &*s.filter != filter);
-                self.release_filter(idx, filter);
+            self.answer_suback(idx, filter, granted, acked);
+        }
+    }
+
+    /// Answers one client waiting for the broker's answer to its SUBSCRIBE of `filter` (made
+    /// at a generation up to `acked`).
+    pub(crate) fn answer_suback(
+        &mut self,
+        idx: SessionIdx,
+        filter: &str,
+        granted: Option<MqttQoS>,
+        acked: u64,
+    ) {
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        let Some(sub) = session
+            .subscriptions
+            .iter_mut()
+            .find(|s| &*s.filter == filter && s.generation <= acked)
+        else {
+            return;
+        };
+        let Some((msg_id, topic_id)) = sub.awaiting_suback.take() else {
+            return;
+        };
+        // Nothing reaches a sleeping client; its subscription stands (or is gone) all the
+        // same.
+        let asleep = session.state == super::session::State::Asleep;
+        let (qos, return_code) = match granted {
+            Some(g) => {
+                sub.granted = sub.requested.min(g);
+                (sub.granted, sn_codec::v12::ReturnCode::Accepted)
             }
-            self.persist(idx);
-            if !asleep {
-                self.send_to_session(
-                    idx,
-                    Packet::SubAck(SubAck {
-                        qos: qos.to_sn(),
-                        topic_id,
-                        msg_id,
-                        return_code,
-                    }),
-                );
-            }
+            None => (MqttQoS::AtMostOnce, sn_codec::v12::ReturnCode::NotSupported),
+        };
+        if granted.is_none() {
+            session.subscriptions.retain(|s| &*s.filter != filter);
+            self.release_filter(idx, filter);
+        }
+        self.persist(idx);
+        if !asleep {
+            self.send_to_session(
+                idx,
+                Packet::SubAck(SubAck {
+                    qos: qos.to_sn(),
+                    topic_id,
+                    msg_id,
+                    return_code,
+                }),
+            );
         }
     }
 
@@ -268,8 +306,16 @@ impl Gateway {
         entry.qos = Some(entry.qos.map_or(qos, |q| q.max(qos)));
     }
 
-    /// The session no longer uses `filter`; the last one out unsubscribes upstream.
+    /// The session no longer uses `filter`; the last one out unsubscribes upstream (in
+    /// transparent mode, the session's own connection unsubscribes).
     pub(crate) fn release_filter(&mut self, idx: SessionIdx, filter: &str) {
+        if self.transparent() {
+            let filter: Arc<str> = Arc::from(filter);
+            return self.mote_command(
+                idx,
+                MoteCommand::Broker(BrokerCommand::Unsubscribe { filter }),
+            );
+        }
         let Some(entry) = self.upstream.filters.get_mut(filter) else {
             return;
         };
@@ -344,34 +390,59 @@ impl Gateway {
                 if retain && sub.generation != entry.acked {
                     continue;
                 }
-                let route = match sub.kind {
-                    SubKind::Predefined(id) => Route::Predefined(id),
-                    SubKind::Short(name) => Route::Short(name),
-                    SubKind::Name | SubKind::Wildcard => Route::Normal,
-                };
-                let candidate = Target {
-                    idx,
-                    qos: sub.granted.min(qos),
-                    route,
-                };
-                match targets.iter_mut().find(|t| t.idx == idx) {
-                    Some(existing) => {
-                        // Prefer routes that need no REGISTER, then the higher QoS.
-                        if candidate.qos > existing.qos
-                            || (existing.route == Route::Normal && candidate.route != Route::Normal)
-                        {
-                            existing.qos = existing.qos.max(candidate.qos);
-                            existing.route = if candidate.route != Route::Normal {
-                                candidate.route
-                            } else {
-                                existing.route
-                            };
-                        }
-                    }
-                    None => targets.push(candidate),
-                }
+                merge_target(&mut targets, idx, sub, qos);
             }
         }
         targets
+    }
+
+    /// Transparent mode: how a message on a mote's own connection goes to that mote (each
+    /// subscription of its own that matches; the broker already chose the connection).
+    pub(crate) fn mote_target(&self, idx: SessionIdx, topic: &str, qos: MqttQoS) -> Option<Target> {
+        let session = self.session(idx)?;
+        let mut targets = Vec::new();
+        for sub in &session.subscriptions {
+            let matches = if validate::is_wildcard(&sub.filter) {
+                topics::matches(&sub.filter, topic)
+            } else {
+                &*sub.filter == topic
+            };
+            if matches {
+                merge_target(&mut targets, idx, sub, qos);
+            }
+        }
+        targets.pop()
+    }
+}
+
+/// Adds what `sub` asks for to the targets: a client gets a message once, at the highest QoS
+/// its matching subscriptions were granted (capped by the message's), by a route that needs
+/// no REGISTER when one of them has one.
+fn merge_target(targets: &mut Vec<Target>, idx: SessionIdx, sub: &Subscription, qos: MqttQoS) {
+    let route = match sub.kind {
+        SubKind::Predefined(id) => Route::Predefined(id),
+        SubKind::Short(name) => Route::Short(name),
+        SubKind::Name | SubKind::Wildcard => Route::Normal,
+    };
+    let candidate = Target {
+        idx,
+        qos: sub.granted.min(qos),
+        route,
+    };
+    match targets.iter_mut().find(|t| t.idx == idx) {
+        Some(existing) => {
+            // Prefer routes that need no REGISTER, then the higher QoS.
+            if candidate.qos > existing.qos
+                || (existing.route == Route::Normal && candidate.route != Route::Normal)
+            {
+                existing.qos = existing.qos.max(candidate.qos);
+                existing.route = if candidate.route != Route::Normal {
+                    candidate.route
+                } else {
+                    existing.route
+                };
+            }
+        }
+        None => targets.push(candidate),
     }
 }

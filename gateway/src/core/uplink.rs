@@ -15,6 +15,7 @@ use super::broker::{BrokerCommand, MqttQoS, PublishId, UplinkPublish};
 use super::gateway::{Gateway, PendingUplink};
 use super::peer::ClientAddr;
 use super::session::{Inbound, SessionIdx, State};
+use super::transparent_api::MoteCommand;
 
 /// The TopicId field of a PUBLISH (and of the PUBACK that answers it) for this topic.
 pub(crate) fn topic_field(topic: &PublishTopic<'_>) -> u16 {
@@ -89,10 +90,17 @@ impl Gateway {
             self.metrics.publish_rejected += 1;
             return;
         };
-        self.forward_qos0(topic, publish.data, publish.retain);
+        // QoS -1 has no session: in transparent mode too, the gateway's own connection.
+        self.forward_qos0(None, topic, publish.data, publish.retain);
     }
 
-    fn forward_qos0(&mut self, topic: Arc<str>, data: &[u8], retain: bool) {
+    fn forward_qos0(
+        &mut self,
+        from: Option<SessionIdx>,
+        topic: Arc<str>,
+        data: &[u8],
+        retain: bool,
+    ) {
         let publish = UplinkPublish {
             id: None,
             topic,
@@ -101,6 +109,15 @@ impl Gateway {
             retain,
             replay: false,
         };
+        if let Some(idx) = from.filter(|_| self.transparent()) {
+            if self.mote_link_up(idx) {
+                self.metrics.publish_forwarded += 1;
+                self.mote_command(idx, MoteCommand::Broker(BrokerCommand::Publish(publish)));
+            } else {
+                self.metrics.publish_broker_down += 1;
+            }
+            return;
+        }
         if self.broker_up {
             self.metrics.publish_forwarded += 1;
             self.command(BrokerCommand::Publish(publish));
@@ -117,6 +134,7 @@ impl Gateway {
                     },
                     origin: None,
                     spooled: false,
+                    via_mote: false,
                 },
             );
             if self.spool(id) {
@@ -156,7 +174,7 @@ impl Gateway {
         };
         let qos = MqttQoS::from_sn(publish.qos);
         if qos == MqttQoS::AtMostOnce {
-            return self.forward_qos0(topic, publish.data, publish.retain);
+            return self.forward_qos0(Some(idx), topic, publish.data, publish.retain);
         }
         if publish.msg_id == 0 {
             self.metrics.publish_rejected += 1;
@@ -195,7 +213,11 @@ impl Gateway {
             }
             _ => {}
         }
-        if !self.broker_up && !self.spooling() {
+        // Transparent mode: the mote's own connection carries it, or nothing does (there is
+        // no spool per mote connection; the mote keeps the message and retries).
+        let via_mote = self.transparent();
+        let mote_up = via_mote && self.mote_link_up(idx);
+        if (via_mote && !mote_up) || (!via_mote && !self.broker_up && !self.spooling()) {
             // Nothing can hold it: congestion, never a silent drop.
             self.metrics.publish_broker_down += 1;
             return puback(self, ReturnCode::Congestion);
@@ -215,6 +237,7 @@ impl Gateway {
                 publish: uplink.clone(),
                 origin: Some((idx, epoch)),
                 spooled: false,
+                via_mote,
             },
         );
         if let Some(session) = self.session_mut(idx) {
@@ -224,6 +247,11 @@ impl Gateway {
                 qos,
                 id,
             };
+        }
+        if mote_up {
+            self.metrics.publish_forwarded += 1;
+            self.mote_command(idx, MoteCommand::Broker(BrokerCommand::Publish(uplink)));
+            return;
         }
         if self.broker_up {
             self.metrics.publish_forwarded += 1;
@@ -323,6 +351,7 @@ impl Gateway {
         let replays: Vec<UplinkPublish> = self
             .uplink
             .values()
+            .filter(|p| !p.via_mote)
             .map(|p| UplinkPublish {
                 replay: true,
                 ..p.publish.clone()
@@ -356,7 +385,7 @@ impl Gateway {
         let waiting: Vec<PublishId> = self
             .uplink
             .iter()
-            .filter(|(_, p)| !p.spooled)
+            .filter(|(_, p)| !p.spooled && !p.via_mote)
             .map(|(id, _)| *id)
             .collect();
         for id in waiting {

@@ -24,3 +24,4 @@ mod forwarder;
 mod radio;
 mod sleep;
 mod spool;
+mod transparent;
