@@ -212,6 +212,66 @@ async fn the_binary_without_a_broker_serves_motes_through_its_embedded_broker() 
     );
 }
 
+/// `mosquitto_sub`, as a user would run it next to the gateway; the test fails with what to
+/// install when it is missing.
+fn mosquitto_sub(port: u16, filter: &str) -> std::process::Child {
+    Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", filter])
+        .args(["-q", "1", "-C", "1", "-v", "-W", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot run mosquitto_sub ({error}): install it with \
+                 `apt-get install mosquitto-clients`"
+            )
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_sub_on_the_embedded_broker_receives_a_motes_publish() {
+    let dir = TempDir::new("mosquitto-sub");
+    let tcp_port = free_tcp_port();
+    let udp_port = free_udp_port();
+    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, tcp_port));
+    let _gateway = spawn_gateway(&dir.0, listen, udp_port);
+    // The embedded broker is up once an MQTT client can subscribe.
+    drop(subscriber(tcp_port, "probe/#", &dir.0).await);
+
+    let dir_path = dir.0.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut sub = mosquitto_sub(tcp_port, "sensors/#");
+        loop {
+            // Published until mosquitto_sub has one: it may not have subscribed yet.
+            publish(udp_port, "sensors/kitchen", "21.5", &dir_path);
+            std::thread::sleep(Duration::from_millis(300));
+            if let Some(status) = sub.try_wait().unwrap() {
+                let output = sub.wait_with_output().unwrap();
+                assert!(
+                    status.success(),
+                    "mosquitto_sub failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                return output;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto_sub received nothing within 30 s; gateway log:\n{}",
+                log(&dir_path)
+            );
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "sensors/kitchen 21.5"
+    );
+}
+
 #[test]
 fn the_binary_refuses_to_start_on_a_taken_port_and_says_how_to_fix_it() {
     let dir = TempDir::new("taken");
