@@ -11,6 +11,8 @@
 //!   full QoS flows, retransmission with DUP, and automatic answers to what the gateway sends.
 //! - [`Forwarder`]: a forwarder (v1.2 §5.5) relaying motes' datagrams in 0xFE frames.
 //! - [`MqttClient`]: an MQTT client (rumqttc) on the broker side, to subscribe and publish.
+//! - [`custom_broker::CustomBroker`]: a mosquitto with the test's own listener settings
+//!   (TLS, password file, ACLs) next to an anonymous one.
 //!
 //! Network safety: everything binds and connects to 127.0.0.1 only.
 //!
@@ -21,6 +23,7 @@
 // expected; panicking is how a test fails.
 #![allow(clippy::panic, clippy::expect_used)]
 
+pub mod custom_broker;
 mod forwarder;
 mod gateway;
 mod mosquitto;
