@@ -407,19 +407,42 @@ async fn cobs_lora_framing_both_ways() {
 }
 
 #[tokio::test]
-async fn kiss_motes_have_ports_and_port_0_broadcasts() {
+async fn kiss_carries_one_mote_on_port_0_broadcasts_included() {
     let sim = start(RadioSimConfig::new(RadioFraming::Kiss)).await;
-    let mut link = open_link(&sim.device(), KissFramer::new(254).unwrap());
+    // As the gateway's runtime opens an RNode: data frames on port 0 only.
+    let mut link = open_link(
+        &sim.device(),
+        KissFramer::new(254).unwrap().with_ports(0x0001),
+    );
     let (a, b) = (mote().await, mote().await);
-    let port_a = uplink(&sim, &mut link, &a, &PINGREQ).await;
-    let port_b = uplink(&sim, &mut link, &b, &PINGREQ).await;
-    assert_eq!((port_a.get(), port_b.get()), (1, 2));
-    link.send(&port_b, &PINGRESP).await.unwrap();
+    assert_eq!(uplink(&sim, &mut link, &a, &CONNECT).await, KissPort::ZERO);
+    link.send(&KissPort::ZERO, &PINGRESP).await.unwrap();
+    assert_eq!(mote_recv(&a).await, PINGRESP);
+    // The gateway's broadcast address is port 0 too: it reaches the mote.
+    let broadcast = link.framer().broadcast_address();
+    assert_eq!(broadcast, KissPort::ZERO);
+    link.send(&broadcast, &GWINFO).await.unwrap();
+    assert_eq!(mote_recv(&a).await, GWINFO);
+
+    // A second client takes the line over, on the same port.
+    assert_eq!(uplink(&sim, &mut link, &b, &CONNECT).await, KissPort::ZERO);
+    link.send(&KissPort::ZERO, &PINGRESP).await.unwrap();
     assert_eq!(mote_recv(&b).await, PINGRESP);
     mote_hears_nothing(&a).await;
-    link.send(&KissPort::ZERO, &GWINFO).await.unwrap();
-    assert_eq!(mote_recv(&a).await, GWINFO);
-    assert_eq!(mote_recv(&b).await, GWINFO);
+    // Another port reaches nobody.
+    link.send(&KissPort::new(3).unwrap(), &PINGRESP)
+        .await
+        .unwrap();
+    mote_hears_nothing(&b).await;
+    let motes = sim.motes();
+    assert_eq!(motes.len(), 1);
+    assert_eq!(motes[0].udp, b.local_addr().unwrap());
+    let stats = sim.stats();
+    assert_eq!(stats.motes_forgotten, 1);
+    assert_eq!(stats.unknown_destinations, 1);
+    assert_eq!(stats.to_motes, 3);
+    assert_eq!(link.stats().framing_errors, 0);
+    assert_eq!(link.framer().stats().skipped, 0, "every frame on port 0");
 }
 
 #[tokio::test]
@@ -495,10 +518,14 @@ async fn bad_settings_are_refused_with_a_way_out() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("16 to 65535"), "{error}");
-    let error = RadioSim::start(RadioSimConfig::new(RadioFraming::Kiss).with_max_motes(16))
+    let error = RadioSim::start(RadioSimConfig::new(RadioFraming::Cobs).with_max_motes(0))
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("1 to 15"), "{error}");
+    assert!(error.to_string().contains("1 to 65534"), "{error}");
+    let error = RadioSim::start(RadioSimConfig::new(RadioFraming::Kiss).with_max_motes(2))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("one mote: use 1"), "{error}");
     let scratch = Scratch::new("refusals");
     let error = RadioSim::start(
         RadioSimConfig::new(RadioFraming::XBee).with_link(scratch.path("missing/radio0")),

@@ -34,7 +34,7 @@ impl CustomBroker {
              log_dest file {dir}/mosquitto.log\n",
             dir = dir.display()
         );
-        std::fs::write(dir.join("mosquitto.conf"), config).unwrap();
+        std::fs::write(dir.join("mosquitto.conf"), config).expect("write mosquitto.conf");
         let child = Command::new(
             std::env::var("MOSQUITTO").unwrap_or_else(|_| "/usr/sbin/mosquitto".into()),
         )
@@ -85,7 +85,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
         std::process::id(),
         free_port()
     ));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
     dir
 }
 

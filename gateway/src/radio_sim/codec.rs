@@ -5,7 +5,7 @@
 //! they are; XBee frames differ by direction (see [`xbee_radio`](super::xbee_radio)).
 
 use sn_transports::serial::framing::cobs::{self, CobsFramer};
-use sn_transports::serial::framing::kiss::{KissFramer, KissPort};
+use sn_transports::serial::framing::kiss::KissFramer;
 use sn_transports::serial::framing::raw::RawFramer;
 use sn_transports::serial::framing::xbee::{ApiMode, DeliveryStatus, XBeeAddress};
 use sn_transports::serial::framing::{FrameError, Framer, Received};
@@ -16,7 +16,8 @@ use super::xbee_radio::{FromHost, XBeeRadio};
 /// Where the gateway sent a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Destination {
-    /// To every mote (XBee 64-bit 0xFFFF, COBS node 0xFFFF, KISS port 0).
+    /// To every mote (XBee 64-bit 0xFFFF, COBS node 0xFFFF). KISS has no broadcast address
+    /// of its own: its port 0 carries replies and broadcasts alike to the line's one mote.
     Broadcast,
     /// To one radio address, which may be no mote's.
     Unicast(RadioAddress),
@@ -111,17 +112,12 @@ impl RadioCodec {
                 downlink(to, datagram)
             }),
             RadioCodec::Kiss(framer) => framer.next_event()?.map(|item| match item {
+                // Port 0 reaches the line's one mote, whether the gateway meant a reply or a
+                // broadcast; another port reaches nobody.
                 Received::Datagram {
                     from: port,
                     datagram,
-                } => {
-                    let to = if port == KissPort::ZERO {
-                        Destination::Broadcast
-                    } else {
-                        Destination::Unicast(RadioAddress::Kiss(port))
-                    };
-                    downlink(to, datagram)
-                }
+                } => downlink(Destination::Unicast(RadioAddress::Kiss(port)), datagram),
                 Received::TransmitStatus(_) => {
                     FromGateway::Unexpected("transmit status on a KISS line")
                 }
@@ -192,6 +188,7 @@ mod tests {
         clippy::panic
     )]
 
+    use sn_transports::serial::framing::kiss::KissPort;
     use sn_transports::serial::framing::xbee::XBeeFramer;
 
     use super::*;
@@ -279,8 +276,9 @@ mod tests {
         assert!(!codec.reports_delivery());
 
         let mut codec = RadioCodec::new(RadioFraming::Kiss, 254).unwrap();
-        let mut gateway = KissFramer::new(254).unwrap();
-        let port = KissPort::new(2).unwrap();
+        // As the runtime sets it up for an RNode: data frames on port 0 only.
+        let mut gateway = KissFramer::new(254).unwrap().with_ports(0x0001);
+        let port = KissPort::ZERO;
         assert_eq!(
             to_gateway(&mut gateway, &codec, &RadioAddress::Kiss(port)),
             [Ok(Received::Datagram {
@@ -292,9 +290,12 @@ mod tests {
             from_gateway(&gateway, &mut codec, &port, 0),
             downlink(Destination::Unicast(RadioAddress::Kiss(port)), 0)
         );
+        // The gateway's broadcast address is port 0 as well: the same one mote.
+        assert_eq!(gateway.broadcast_address(), port);
+        let other = KissPort::new(2).unwrap();
         assert_eq!(
-            from_gateway(&gateway, &mut codec, &gateway.broadcast_address(), 0),
-            downlink(Destination::Broadcast, 0)
+            from_gateway(&gateway, &mut codec, &other, 0),
+            downlink(Destination::Unicast(RadioAddress::Kiss(other)), 0)
         );
 
         let mut codec = RadioCodec::new(RadioFraming::Raw, 1024).unwrap();

@@ -23,7 +23,8 @@ pub enum RadioSimError {
     },
     /// `max_motes` is 0 or more than the framing can address.
     #[error(
-        "max_motes {max_motes} is out of range for the {framing} framing; use 1 to {capacity}"
+        "max_motes {max_motes} is out of range for the {framing} framing; {hint}",
+        hint = range_hint(*capacity)
     )]
     MaxMotes {
         /// The framing.
@@ -104,4 +105,13 @@ pub enum RadioSimError {
     /// The simulator's task has ended (it was shut down).
     #[error("the radio simulator has stopped")]
     Stopped,
+}
+
+/// What to use instead of an out-of-range `max_motes`.
+fn range_hint(capacity: usize) -> String {
+    if capacity == 1 {
+        "it carries one mote: use 1".to_owned()
+    } else {
+        format!("use 1 to {capacity}")
+    }
 }

@@ -13,17 +13,19 @@ pub const XBEE_FIRST_LONG: u64 = 0x0013_A200_0000_0001;
 pub const XBEE_FIRST_SHORT: u16 = 0x0001;
 /// The node address of the first simulated COBS mote; mote `n` has this plus `n`.
 pub const COBS_FIRST_NODE: u16 = 1;
-/// The KISS port of the first simulated mote; mote `n` has this plus `n`. Port 0 is the
-/// KISS framer's broadcast address, so no mote has it.
-pub const KISS_FIRST_PORT: u8 = 1;
+/// The KISS port the simulated mote is on: 0, the port of an RNode's one radio and the only
+/// one the gateway takes data frames from (docs/radios/rnode-kiss.md).
+pub const KISS_PORT: u8 = 0;
 
 /// The most motes an XBee simulation can address: 16-bit addresses 0x0001 to 0xFFFB
 /// (0xFFFC to 0xFFFF are broadcast and "unknown" addresses).
 const XBEE_CAPACITY: usize = 0xFFFB;
 /// The most motes a COBS simulation can address: nodes 1 to 0xFFFE (0xFFFF is broadcast).
 const COBS_CAPACITY: usize = 0xFFFE;
-/// The most motes on a simulated KISS device: ports 1 to 15 (port 0 is for broadcasts).
-const KISS_CAPACITY: usize = 15;
+/// The most motes on a simulated KISS device: one, on port 0. KISS has no addresses (every
+/// LoRa packet reaches every listener), so like raw the line carries one mote; several motes
+/// on one channel would need MQTT-SN forwarder encapsulation.
+const KISS_CAPACITY: usize = 1;
 /// The default bound of the mote table where the framing allows more.
 const DEFAULT_MAX_MOTES: usize = 1024;
 
@@ -38,8 +40,9 @@ pub enum RadioFraming {
     /// A LoRa modem in transparent mode carrying COBS + CRC-16 frames with a 16-bit node
     /// address: `cobs`, also accepted as `lora`.
     Cobs,
-    /// A KISS LoRa device (RNode): `kiss`. Each mote has a port of its own, 1 to 15; what
-    /// the gateway sends on port 0 (its broadcasts) reaches every mote.
+    /// A KISS LoRa device (RNode): `kiss`. One mote, on port 0 like an RNode's radio: what
+    /// the gateway sends on port 0 (replies and broadcasts alike) reaches it; the last new
+    /// sender takes the line over, as with raw.
     Kiss,
     /// One mote wired to the line, raw MQTT-SN: `raw`.
     Raw,
@@ -79,7 +82,7 @@ impl RadioFraming {
             RadioFraming::XBee => "xbee (API mode 2)",
             RadioFraming::XBeeApi1 => "xbee-api1 (API mode 1)",
             RadioFraming::Cobs => "cobs (alias lora: COBS + CRC-16, 16-bit node addresses)",
-            RadioFraming::Kiss => "kiss (a port per mote, 1 to 15; port 0 broadcasts)",
+            RadioFraming::Kiss => "kiss (one mote, on port 0)",
             RadioFraming::Raw => "raw (one mote on the line)",
         }
     }
@@ -95,7 +98,7 @@ impl RadioFraming {
         }
     }
 
-    /// The most motes this framing can tell apart: XBee 65 531, COBS 65 534, KISS 15, raw 1.
+    /// The most motes this framing can tell apart: XBee 65 531, COBS 65 534, KISS 1, raw 1.
     pub fn mote_capacity(self) -> usize {
         match self {
             RadioFraming::XBee | RadioFraming::XBeeApi1 => XBEE_CAPACITY,
@@ -114,7 +117,7 @@ impl RadioFraming {
     /// [`mote_capacity`](Self::mote_capacity).
     ///
     /// XBee: 64-bit `0x0013A20000000001 + index`, 16-bit `0x0001 + index`; COBS: node
-    /// `1 + index`; KISS: port `1 + index`; raw: the line itself.
+    /// `1 + index`; KISS: port 0; raw: the line itself.
     pub fn mote_address(self, index: usize) -> Option<RadioAddress> {
         if index >= self.mote_capacity() {
             return None;
@@ -128,9 +131,7 @@ impl RadioFraming {
             RadioFraming::Cobs => {
                 RadioAddress::Node(COBS_FIRST_NODE.checked_add(u16::try_from(index).ok()?)?)
             }
-            RadioFraming::Kiss => RadioAddress::Kiss(KissPort::new(
-                KISS_FIRST_PORT.checked_add(u8::try_from(index).ok()?)?,
-            )?),
+            RadioFraming::Kiss => RadioAddress::Kiss(KissPort::new(KISS_PORT)?),
             RadioFraming::Raw => RadioAddress::Raw,
         })
     }
@@ -162,7 +163,7 @@ pub enum RadioAddress {
     XBee(XBeeAddress),
     /// COBS: the 16-bit node address (`SerialLink<CobsFramer>` peers).
     Node(u16),
-    /// KISS: the port (`SerialLink<KissFramer>` peers), 1 to 15 for simulated motes.
+    /// KISS: the port (`SerialLink<KissFramer>` peers), 0 for the simulated mote.
     Kiss(KissPort),
     /// Raw: no address, one mote per line (`SerialLink<RawFramer>` peers are `()`).
     Raw,
@@ -246,13 +247,10 @@ mod tests {
         assert_eq!(RadioFraming::Cobs.mote_address(COBS_CAPACITY), None);
         assert_eq!(
             RadioFraming::Kiss.mote_address(0),
-            Some(RadioAddress::Kiss(KissPort::new(1).unwrap()))
+            Some(RadioAddress::Kiss(KissPort::ZERO))
         );
-        assert_eq!(
-            RadioFraming::Kiss.mote_address(14),
-            Some(RadioAddress::Kiss(KissPort::new(15).unwrap()))
-        );
-        assert_eq!(RadioFraming::Kiss.mote_address(15), None);
+        assert_eq!(RadioFraming::Kiss.mote_address(1), None);
+        assert_eq!(RadioFraming::Kiss.default_max_motes(), 1);
         assert_eq!(RadioFraming::Raw.mote_address(0), Some(RadioAddress::Raw));
         assert_eq!(RadioFraming::Raw.mote_address(1), None);
         assert_eq!(RadioFraming::Raw.default_max_motes(), 1);

@@ -12,14 +12,15 @@
 //! * **The mote side** is a UDP socket ([`RadioSim::udp_addr`]). Every UDP source address
 //!   that sends to it becomes one simulated mote, with a radio address given in order of
 //!   first contact ([`RadioFraming::mote_address`]): XBee 64-bit `0x0013A20000000001 + n` and
-//!   16-bit `0x0001 + n`, COBS node `1 + n`, KISS port `1 + n` (at most 15), raw the line's
-//!   one mote (the last new UDP source takes the line over). So any MQTT-SN client, e.g. `mqtt-sn pub --gateway <udp_addr>`,
-//!   reaches the gateway through the simulated radio.
+//!   16-bit `0x0001 + n`, COBS node `1 + n`. KISS (port 0, as on an RNode) and raw carry the
+//!   line's one mote: the last new UDP source takes the line over. So any MQTT-SN client,
+//!   e.g. `mqtt-sn pub --gateway <udp_addr>`, reaches the gateway through the simulated radio.
 //!
 //! A datagram from a mote is framed as the radio hands it to its host (XBee: a 0x90
 //! Receive Packet from the mote's address) and written to the line. What the gateway writes
 //! is decoded: a unicast goes to its mote's UDP address, a broadcast (XBee 64-bit 0xFFFF,
-//! COBS node 0xFFFF, KISS port 0: each framer's `broadcast_address()`) to every mote. An XBee
+//! COBS node 0xFFFF: each framer's `broadcast_address()`) to every mote; on KISS everything
+//! on port 0 (the framer's broadcast address too) goes to the one mote. An XBee
 //! transmit request with a non-zero frame id is answered with a 0x8B Transmit Status:
 //! success, 0x24 (address not found) when no mote has the destination address, or the
 //! status set with [`RadioSim::fail_delivery`].
@@ -51,7 +52,7 @@ use tokio::task::JoinHandle;
 
 pub use error::RadioSimError;
 pub use framing::{
-    RadioAddress, RadioFraming, UnknownFraming, COBS_FIRST_NODE, KISS_FIRST_PORT, XBEE_FIRST_LONG,
+    RadioAddress, RadioFraming, UnknownFraming, COBS_FIRST_NODE, KISS_PORT, XBEE_FIRST_LONG,
     XBEE_FIRST_SHORT,
 };
 pub use motes::Mote;

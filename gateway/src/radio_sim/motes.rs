@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::framing::{
-    RadioAddress, RadioFraming, COBS_FIRST_NODE, KISS_FIRST_PORT, XBEE_FIRST_LONG,
-};
+use super::framing::{RadioAddress, RadioFraming, COBS_FIRST_NODE, KISS_PORT, XBEE_FIRST_LONG};
 
 /// The 64-bit address a transmit request carries when the sender knows only the 16-bit one.
 const XBEE_UNKNOWN_LONG: u64 = u64::MAX;
@@ -115,8 +113,8 @@ impl MoteTable {
     }
 
     /// The mote a unicast to `address` reaches. XBee goes by the 64-bit address, or by the
-    /// 16-bit one when the 64-bit one is given as unknown (0xFFFFFFFFFFFFFFFF); raw reaches
-    /// its one mote.
+    /// 16-bit one when the 64-bit one is given as unknown (0xFFFFFFFFFFFFFFFF); KISS port 0
+    /// and raw reach the line's one mote.
     pub(super) fn by_address(&self, address: &RadioAddress) -> Option<&Mote> {
         let mote = match address {
             RadioAddress::XBee(to) if to.long == XBEE_UNKNOWN_LONG => {
@@ -132,10 +130,11 @@ impl MoteTable {
                 let index = usize::from(node.checked_sub(COBS_FIRST_NODE)?);
                 self.slots.get(index).map(|slot| &slot.mote)
             }
-            RadioAddress::Kiss(port) => {
-                let index = usize::from(port.get().checked_sub(KISS_FIRST_PORT)?);
-                self.slots.get(index).map(|slot| &slot.mote)
+            // KISS port 0 and raw: the line's one mote.
+            RadioAddress::Kiss(port) if port.get() == KISS_PORT => {
+                self.slots.first().map(|slot| &slot.mote)
             }
+            RadioAddress::Kiss(_) => None,
             RadioAddress::Raw => self.slots.first().map(|slot| &slot.mote),
         }?;
         // An address past the table, or of another framing, reaches nobody.
@@ -215,6 +214,25 @@ mod tests {
         // The forgotten mote comes back as a new one.
         let (_, forgotten) = joined(table.contact(udp(2)));
         assert_eq!(forgotten, Some(a));
+    }
+
+    #[test]
+    fn kiss_has_one_mote_on_port_0_the_last_new_sender() {
+        use sn_transports::serial::framing::kiss::KissPort;
+
+        let mut table = MoteTable::new(RadioFraming::Kiss, 15);
+        let (a, _) = joined(table.contact(udp(1)));
+        assert_eq!(a.address, RadioAddress::Kiss(KissPort::ZERO));
+        let (b, forgotten) = joined(table.contact(udp(2)));
+        assert_eq!(forgotten, Some(a));
+        assert_eq!(b.address, RadioAddress::Kiss(KissPort::ZERO));
+        assert_eq!(
+            table.by_address(&RadioAddress::Kiss(KissPort::ZERO)),
+            Some(&b)
+        );
+        let port_1 = RadioAddress::Kiss(KissPort::new(1).unwrap());
+        assert_eq!(table.by_address(&port_1), None);
+        assert_eq!(table.all().count(), 1);
     }
 
     #[test]

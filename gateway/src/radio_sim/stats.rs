@@ -24,7 +24,9 @@ pub struct RadioSimStats {
     pub failed_deliveries: u64,
     /// Datagrams from motes not carried to the gateway: the dongle unplugged, the datagram
     /// too large for one frame or empty, or the line's backlog full because the gateway does
-    /// not read. Transmit statuses lost to a full backlog count here too.
+    /// not read. Transmit statuses lost to a full backlog count here too. (Frames still
+    /// waiting in the backlog when the dongle is pulled out are lost uncounted, as with a real
+    /// unplug.)
     pub dropped: u64,
     /// Frames from the gateway the decoder dropped as damaged (checksum, length, escapes).
     pub framing_errors: u64,

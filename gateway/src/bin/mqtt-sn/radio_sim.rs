@@ -39,7 +39,7 @@ pub(crate) struct RadioSimArgs {
     pub(crate) max_frame: Option<usize>,
 
     /// The most motes at once; when full, the mote heard from least recently is forgotten
-    /// [default: 1024; kiss 15; raw 1].
+    /// [default: 1024; kiss and raw 1].
     #[arg(long, value_name = "N")]
     pub(crate) max_motes: Option<usize>,
 }
