@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+mod credentials;
 mod duration;
 mod error;
 mod reader;
@@ -39,12 +40,19 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use credentials::{BrokerMode, CredentialsConfig};
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigIssue};
 pub use serial::{SerialConfig, SerialDevice, SerialFraming, DEFAULT_BAUD};
 
 /// The default MQTT-SN UDP port, used by the default bind and discovery addresses.
 pub const DEFAULT_UDP_PORT: u16 = 1883;
+/// The default `recv_buffer` of a `[[udp]]` link: 4 MiB.
+pub const DEFAULT_UDP_RECV_BUFFER: u32 = 4 << 20;
+/// The smallest `recv_buffer` accepted: 4 KiB.
+pub const MIN_UDP_RECV_BUFFER: u32 = 4 << 10;
+/// The largest `recv_buffer` accepted: 1 GiB.
+pub const MAX_UDP_RECV_BUFFER: u32 = 1 << 30;
 /// The default port of an `mqtt://` broker URL.
 pub const DEFAULT_MQTT_PORT: u16 = 1883;
 /// The default port of an `mqtts://` (TLS) broker URL.
@@ -72,6 +80,9 @@ pub struct Config {
     pub serial: Vec<SerialConfig>,
     /// `[broker]`: the remote MQTT broker, or `None` when the file has no `[broker]` section.
     pub broker: Option<BrokerConfig>,
+    /// `[[credentials]]`: the login of each mote's own broker connection in transparent mode
+    /// (`[broker] mode = "transparent"`), by the mote's client id; none by default.
+    pub credentials: Vec<CredentialsConfig>,
     /// `[embedded_broker]`: the MQTT broker inside the gateway, used when no remote broker
     /// is configured.
     pub embedded_broker: EmbeddedBrokerConfig,
@@ -87,7 +98,8 @@ impl Config {
     /// Reads, parses and validates the configuration file at `path`.
     ///
     /// Relative paths inside the file (`password_file`, `ca_file`, `client_cert`,
-    /// `client_key`) are resolved against the file's directory. Paths are not checked for
+    /// `client_key`, in `[broker]` and in `[[credentials]]`) are resolved against the file's
+    /// directory. Paths are not checked for
     /// existence here; the gateway does that when it starts. A missing or unreadable file is an
     /// error naming the path and the operating system's reason.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -147,6 +159,20 @@ impl Config {
                 }
             }
         }
+        for entry in &mut self.credentials {
+            for path in [
+                &mut entry.password_file,
+                &mut entry.client_cert,
+                &mut entry.client_key,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
+            }
+        }
     }
 }
 
@@ -159,6 +185,7 @@ impl Default for Config {
             udp: vec![UdpConfig::default()],
             serial: Vec::new(),
             broker: None,
+            credentials: Vec::new(),
             embedded_broker: EmbeddedBrokerConfig::default(),
             log: LogConfig::default(),
             store: StoreConfig::default(),
@@ -241,6 +268,11 @@ pub struct UdpConfig {
     pub multicast_ttl: u32,
     /// Whether our own discovery packets loop back to local sockets. Default false.
     pub multicast_loop: bool,
+    /// The socket receive buffer (SO_RCVBUF) to ask the kernel for, in bytes: what arrives
+    /// while the gateway is busy waits there, and what does not fit is dropped by the kernel
+    /// (and counted). The kernel caps it at `net.core.rmem_max`. Default 4 MiB
+    /// ([`DEFAULT_UDP_RECV_BUFFER`]), 4 KiB to 1 GiB.
+    pub recv_buffer: u32,
 }
 
 impl Default for UdpConfig {
@@ -250,6 +282,7 @@ impl Default for UdpConfig {
             discovery: Some(DEFAULT_DISCOVERY_V4),
             multicast_ttl: 1,
             multicast_loop: false,
+            recv_buffer: DEFAULT_UDP_RECV_BUFFER,
         }
     }
 }
@@ -321,6 +354,14 @@ pub struct BrokerConfig {
     /// What serves the motes while this broker is unreachable. Default
     /// [`Fallback::Embedded`].
     pub fallback: Fallback,
+    /// One connection for all motes, or one per mote. Default [`BrokerMode::Aggregating`].
+    pub mode: BrokerMode,
+    /// Transparent mode: prepended to each mote's client id on its broker connection.
+    /// Default empty.
+    pub client_id_prefix: String,
+    /// Transparent mode: motes' connections being opened at once (TCP, TLS, CONNACK); the
+    /// others wait their turn. 1 to 10000, default 100.
+    pub max_connecting: u16,
 }
 
 /// `[broker] fallback`: what serves the motes while the remote broker is unreachable.
@@ -366,6 +407,9 @@ impl BrokerConfig {
             client_cert: None,
             client_key: None,
             fallback: Fallback::Embedded,
+            mode: BrokerMode::Aggregating,
+            client_id_prefix: String::new(),
+            max_connecting: 100,
         }
     }
 
@@ -400,6 +444,10 @@ impl fmt::Debug for BrokerConfig {
             .field("ca_file", &self.ca_file)
             .field("client_cert", &self.client_cert)
             .field("client_key", &self.client_key)
+            .field("fallback", &self.fallback)
+            .field("mode", &self.mode)
+            .field("client_id_prefix", &self.client_id_prefix)
+            .field("max_connecting", &self.max_connecting)
             .finish()
     }
 }

@@ -18,27 +18,31 @@ use toml::Spanned;
 use crate::duration::{format_duration, parse_duration};
 use crate::suggest::closest;
 
+mod credentials;
 mod serial;
 use crate::values::{
     check_discovery, check_log_level, check_topic_name, parse_broker_url, parse_socket_addr,
     parse_topic_id, BrokerUrl, PASSWORD_NEEDS_USER,
 };
 use crate::{
-    BrokerConfig, Fallback, Config, ConfigError, ConfigIssue, EmbeddedBrokerConfig, GatewayConfig, LogConfig,
-    QueueOverflow, SpoolConfig, SpoolFull, StoreConfig, UdpConfig, DEFAULT_MQTT_PORT,
+    BrokerConfig, BrokerMode, Config, ConfigError, ConfigIssue, EmbeddedBrokerConfig, Fallback,
+    GatewayConfig, LogConfig, QueueOverflow, SpoolConfig, SpoolFull, StoreConfig, UdpConfig,
+    DEFAULT_MQTT_PORT,
 };
+pub(crate) use credentials::CREDENTIALS_KEYS;
 pub(crate) use serial::SERIAL_KEYS;
 
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<Cow<'i, str>>;
 
 /// The sections, in the order the documentation lists them.
-pub(crate) const SECTIONS: [&str; 9] = [
+pub(crate) const SECTIONS: [&str; 10] = [
     "gateway",
     "predefined_topics",
     "udp",
     "serial",
     "broker",
+    "credentials",
     "embedded_broker",
     "spool",
     "store",
@@ -60,9 +64,15 @@ pub(crate) const GATEWAY_KEYS: [&str; 12] = [
     "qos_minus_one",
 ];
 /// The options of each `[[udp]]`.
-pub(crate) const UDP_KEYS: [&str; 4] = ["bind", "discovery", "multicast_ttl", "multicast_loop"];
+pub(crate) const UDP_KEYS: [&str; 5] = [
+    "bind",
+    "discovery",
+    "multicast_ttl",
+    "multicast_loop",
+    "recv_buffer",
+];
 /// The options of `[broker]`.
-pub(crate) const BROKER_KEYS: [&str; 15] = [
+pub(crate) const BROKER_KEYS: [&str; 18] = [
     "url",
     "client_id",
     "username",
@@ -78,6 +88,9 @@ pub(crate) const BROKER_KEYS: [&str; 15] = [
     "client_cert",
     "client_key",
     "fallback",
+    "mode",
+    "client_id_prefix",
+    "max_connecting",
 ];
 /// The options of `[log]`.
 pub(crate) const LOG_KEYS: [&str; 1] = ["level"];
@@ -90,7 +103,7 @@ pub(crate) const SPOOL_KEYS: [&str; 4] = ["enabled", "max_bytes", "when_full", "
 
 /// The header a section is written with, for messages.
 fn section_label(section: &str) -> String {
-    if section == "udp" || section == "serial" {
+    if section == "udp" || section == "serial" || section == "credentials" {
         format!("[[{section}]]")
     } else {
         format!("[{section}]")
@@ -103,6 +116,7 @@ fn section_keys(section: &str) -> &'static [&'static str] {
         "udp" => &UDP_KEYS,
         "serial" => &SERIAL_KEYS,
         "broker" => &BROKER_KEYS,
+        "credentials" => &CREDENTIALS_KEYS,
         "embedded_broker" => &EMBEDDED_BROKER_KEYS,
         "log" => &LOG_KEYS,
         "store" => &STORE_KEYS,
@@ -458,6 +472,8 @@ impl<'s> Reader<'s> {
 
     fn document(&mut self, doc: &DeTable<'_>) -> Config {
         let mut config = Config::default();
+        // `[[credentials]]` with where each entry is, for the checks against `[broker]`.
+        let mut credentials = Vec::new();
         for (key, value) in doc.iter() {
             let name: &str = key.get_ref();
             match name {
@@ -474,6 +490,10 @@ impl<'s> Reader<'s> {
                 "udp" => config.udp = self.udp_links(value),
                 "serial" => config.serial = self.serial_links(value),
                 "broker" => config.broker = self.broker(value),
+                "credentials" => {
+                    credentials = self.credentials(value);
+                    config.credentials = credentials.iter().map(|e| e.config.clone()).collect();
+                }
                 "embedded_broker" => {
                     if let Some(table) = self.table(value, name) {
                         config.embedded_broker = self.embedded_broker(table);
@@ -497,6 +517,14 @@ impl<'s> Reader<'s> {
                 _ => self.unknown_top_level(key, value),
             }
         }
+        let mode = doc
+            .get("broker")
+            .and_then(|b| match b.get_ref() {
+                DeValue::Table(table) => table.get("mode"),
+                _ => None,
+            })
+            .map(|v| v.span());
+        self.check_credentials(&config, &credentials, mode);
         config
     }
 
@@ -505,11 +533,10 @@ impl<'s> Reader<'s> {
         let owner = SECTIONS
             .iter()
             .find(|&&section| section_keys(section).contains(&name));
-        let all =
-            "the sections are [gateway], [predefined_topics], [[udp]], [[serial]], [broker], \
-                   [embedded_broker], [spool], [store] and [log]";
+        let all = "the sections are [gateway], [predefined_topics], [[udp]], [[serial]], \
+                   [broker], [[credentials]], [embedded_broker], [spool], [store] and [log]";
         let all_cap = "The sections are [gateway], [predefined_topics], [[udp]], [[serial]], \
-                       [broker], [embedded_broker], [spool], [store] and [log]";
+                       [broker], [[credentials]], [embedded_broker], [spool], [store] and [log]";
         let message = match owner {
             Some(section) if !matches!(value.get_ref(), DeValue::Table(_)) => {
                 let label = section_label(section);
@@ -715,6 +742,15 @@ impl<'s> Reader<'s> {
                 }
                 "multicast_ttl" => set(&mut link.multicast_ttl, self.int(v, &f, 0, 255)),
                 "multicast_loop" => set(&mut link.multicast_loop, self.boolean(v, &f)),
+                "recv_buffer" => set(
+                    &mut link.recv_buffer,
+                    self.int(
+                        v,
+                        &f,
+                        crate::MIN_UDP_RECV_BUFFER,
+                        crate::MAX_UDP_RECV_BUFFER,
+                    ),
+                ),
                 _ => self.unknown_key(key, path, "udp"),
             }
         }
@@ -815,6 +851,26 @@ impl<'s> Reader<'s> {
                     reconnect_max = Some(v.span());
                 }
                 "max_inflight" => set(&mut b.max_inflight, self.int(v, &f, 1, u16::MAX)),
+                "mode" => {
+                    let expected = BrokerMode::NAMES;
+                    if let Some(text) = self.string(v, &f, expected) {
+                        match BrokerMode::from_name(text.trim()) {
+                            Some(mode) => b.mode = mode,
+                            None => self.issue(
+                                v.span(),
+                                &f,
+                                format!("{text:?} is not a mode; use {expected}"),
+                            ),
+                        }
+                    }
+                }
+                "client_id_prefix" => {
+                    set(
+                        &mut b.client_id_prefix,
+                        self.mqtt_string(v, &f, "client id prefix"),
+                    );
+                }
+                "max_connecting" => set(&mut b.max_connecting, self.int(v, &f, 1, 10_000)),
                 "ca_file" | "client_cert" | "client_key" => {
                     let path = self.path(v, &f);
                     if path.is_some() {

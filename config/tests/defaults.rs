@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use common::{issues, ok};
 use sn_config::{
-    BrokerConfig, Config, ConfigError, ConfigIssue, Fallback, GatewayConfig, LogConfig, UdpConfig,
+    BrokerConfig, BrokerMode, Config, ConfigError, ConfigIssue, CredentialsConfig, Fallback,
+    GatewayConfig, LogConfig, UdpConfig,
 };
 
 const EXAMPLE: &str = include_str!("../gateway.example.toml");
@@ -42,7 +43,13 @@ const OPTIONS: &[(&str, &[&str])] = &[
     ),
     (
         "udp",
-        &["bind", "discovery", "multicast_ttl", "multicast_loop"],
+        &[
+            "bind",
+            "discovery",
+            "multicast_ttl",
+            "multicast_loop",
+            "recv_buffer",
+        ],
     ),
     (
         "serial",
@@ -74,6 +81,20 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "client_cert",
             "client_key",
             "fallback",
+            "mode",
+            "client_id_prefix",
+            "max_connecting",
+        ],
+    ),
+    (
+        "credentials",
+        &[
+            "client_id",
+            "username",
+            "password",
+            "password_file",
+            "client_cert",
+            "client_key",
         ],
     ),
     ("embedded_broker", &["listen"]),
@@ -112,9 +133,11 @@ fn default_values() {
             discovery: Some("225.1.1.1:1883".parse().unwrap()),
             multicast_ttl: 1,
             multicast_loop: false,
+            recv_buffer: 4 << 20,
         }]
     );
     assert_eq!(c.broker, None);
+    assert!(c.credentials.is_empty());
     assert_eq!(c.log.level, "info");
 }
 
@@ -156,7 +179,10 @@ fn example_file_and_docs_mention_every_option() {
 fn the_option_lists_match_the_code() {
     // The unknown-option message lists the valid options; they must be the documented ones.
     for (section, keys) in OPTIONS {
-        let header = if *section == "udp" || *section == "serial" {
+        let header = if *section == "credentials" {
+            // [[credentials]] need a [broker] in transparent mode.
+            "[broker]\nurl = \"mqtt://h\"\nmode = \"transparent\"\n[[credentials]]".to_string()
+        } else if *section == "udp" || *section == "serial" {
             format!("[[{section}]]")
         } else {
             format!("[{section}]")
@@ -165,6 +191,8 @@ fn the_option_lists_match_the_code() {
             "url = \"mqtt://h\"\n"
         } else if *section == "serial" {
             "device = \"/dev/ttyUSB0\"\nframing = \"xbee\"\n"
+        } else if *section == "credentials" {
+            "client_id = \"m\"\nusername = \"u\"\n"
         } else {
             ""
         };
@@ -202,6 +230,7 @@ bind = "127.0.0.1:10000"
 discovery = "255.255.255.255:10001"
 multicast_ttl = 0
 multicast_loop = true
+recv_buffer = 0x10000
 
 [[udp]]
 bind = "[::]:1884"
@@ -223,6 +252,26 @@ ca_file = "/etc/ssl/ca.pem"
 client_cert = "certs/gw.crt"
 client_key = "certs/gw.key"
 fallback = "off"
+mode = "transparent"
+client_id_prefix = "site-7/"
+max_connecting = 10000
+
+[[credentials]]
+client_id = "mote-1"
+username = "mote-1"
+password = "p1"
+
+[[credentials]]
+client_id = "mote-2"
+username = "m2"
+password_file = "secrets/mote-2.pass"
+client_cert = "certs/mote-2.crt"
+client_key = "certs/mote-2.key"
+
+[[credentials]]
+client_id = "mote-3"
+client_cert = "/etc/motes/3.crt"
+client_key = "/etc/motes/3.key"
 
 [log]
 level = "mqtt_sn_gateway=debug,info"
@@ -262,18 +311,21 @@ level = "mqtt_sn_gateway=debug,info"
                 discovery: Some(addr("255.255.255.255:10001")),
                 multicast_ttl: 0,
                 multicast_loop: true,
+                recv_buffer: 65536,
             },
             UdpConfig {
                 bind: addr("[::]:1884"),
                 discovery: Some(addr("[ff02::1]:1883")),
                 multicast_ttl: 1,
                 multicast_loop: false,
+                recv_buffer: 4 << 20,
             },
             UdpConfig {
                 bind: addr("0.0.0.0:1885"),
                 discovery: None,
                 multicast_ttl: 1,
                 multicast_loop: false,
+                recv_buffer: 4 << 20,
             },
         ]
     );
@@ -298,7 +350,32 @@ level = "mqtt_sn_gateway=debug,info"
             client_cert: Some(PathBuf::from("certs/gw.crt")),
             client_key: Some(PathBuf::from("certs/gw.key")),
             fallback: Fallback::Off,
+            mode: BrokerMode::Transparent,
+            client_id_prefix: "site-7/".to_string(),
+            max_connecting: 10000,
         })
+    );
+    assert_eq!(
+        c.credentials,
+        vec![
+            CredentialsConfig {
+                username: Some("mote-1".into()),
+                password: Some("p1".into()),
+                ..CredentialsConfig::new("mote-1")
+            },
+            CredentialsConfig {
+                username: Some("m2".into()),
+                password_file: Some(PathBuf::from("secrets/mote-2.pass")),
+                client_cert: Some(PathBuf::from("certs/mote-2.crt")),
+                client_key: Some(PathBuf::from("certs/mote-2.key")),
+                ..CredentialsConfig::new("mote-2")
+            },
+            CredentialsConfig {
+                client_cert: Some(PathBuf::from("/etc/motes/3.crt")),
+                client_key: Some(PathBuf::from("/etc/motes/3.key")),
+                ..CredentialsConfig::new("mote-3")
+            },
+        ]
     );
     assert_eq!(
         c.log,
@@ -471,4 +548,19 @@ fn store_section() {
         d.store.path,
         std::path::PathBuf::from("mqtt-sn-gateway.redb")
     );
+}
+
+#[test]
+fn udp_recv_buffer_range() {
+    assert_eq!(ok("[[udp]]\nrecv_buffer = 4096").udp[0].recv_buffer, 4096);
+    assert_eq!(
+        ok("[[udp]]\nrecv_buffer = 1073741824").udp[0].recv_buffer,
+        1 << 30
+    );
+    for bad in ["4095", "1073741825", "-1", "\"4M\""] {
+        let all = issues(&format!("[[udp]]\nrecv_buffer = {bad}\n"));
+        assert_eq!(all.len(), 1, "{bad}: {all:?}");
+        assert_eq!(all[0].field, "udp[0].recv_buffer", "{bad}");
+        assert_eq!(all[0].line, Some(2), "{bad}");
+    }
 }

@@ -204,8 +204,7 @@ fn single_brackets_are_explained() {
 
 #[test]
 fn unknown_option_suggests_the_right_one() {
-    let all =
-        issues("[[serial]]\ndevice = \"/dev/ttyUSB0\"\nframing = \"xbee\"\nbauds = 9600\n");
+    let all = issues("[[serial]]\ndevice = \"/dev/ttyUSB0\"\nframing = \"xbee\"\nbauds = 9600\n");
     assert_eq!(all[0].field, "serial[0].bauds");
     assert!(
         all[0].message.contains("did you mean \"baud\"?"),

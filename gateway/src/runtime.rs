@@ -13,20 +13,27 @@ use tracing::{debug, error, info, warn};
 
 use crate::broker::{
     install_crypto_provider, spawn_link, BrokerLinkError, BrokerLinkHandle, EmbeddedBroker,
-    EmbeddedBrokerError,
+    EmbeddedBrokerError, MoteLinkError,
 };
 use crate::core::{BrokerEvent, Destination, Event, Gateway, LinkId, Peer, PeerAddr};
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 
 mod serial;
+mod transparent;
 
 use serial::SerialHandle;
 pub use serial::{SerialLinkSettings, SerialStartError};
+pub use transparent::TransparentLinks;
 
-/// Datagrams waiting for the core; a full queue makes receive tasks wait, and the kernel's
-/// socket buffer absorbs bursts beyond that.
+/// Datagrams waiting for the core; a full queue makes receive tasks wait (nothing is dropped
+/// here), and the kernel's socket buffer absorbs bursts beyond that. What overflows that
+/// buffer the kernel drops; the runtime counts it (`kernel_dropped`) and warns.
 const DATAGRAM_QUEUE: usize = 4096;
+
+/// How often the UDP sockets' kernel drop counters are checked: at most one warning per
+/// check.
+const KERNEL_DROPS_CHECK: Duration = Duration::from_secs(60);
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +47,9 @@ pub enum RuntimeError {
     /// The embedded broker (no remote broker configured) could not start.
     #[error(transparent)]
     EmbeddedBroker(#[from] EmbeddedBrokerError),
+    /// Transparent mode's per-mote connections could not be set up (a TLS file).
+    #[error(transparent)]
+    Transparent(#[from] MoteLinkError),
     /// A serial link could not be opened.
     #[error(transparent)]
     Serial(#[from] SerialStartError),
@@ -75,12 +85,15 @@ pub struct Runtime {
     core: Gateway,
     store: Option<Store>,
     links: Vec<Link>,
-    /// The receive loops; aborted when the runtime stops so their sockets close with it.
+    /// The receive loops and the kernel drop watcher; aborted when the runtime stops so
+    /// their sockets close with it.
     receivers: Vec<tokio::task::JoinHandle<()>>,
     received: mpsc::Receiver<Inbound>,
     broker: BrokerLinkHandle,
     /// The link to the embedded broker while it is the remote broker's fallback.
     fallback: Option<BrokerLinkHandle>,
+    /// Transparent mode: the motes' own broker connections.
+    transparent: Option<TransparentLinks>,
     /// The embedded broker: the broker the link is connected to when no remote broker is
     /// configured, or the fallback's.
     embedded: Option<EmbeddedBroker>,
@@ -139,14 +152,30 @@ impl Runtime {
         // added).
         for config in settings.udp {
             let id = link_id(links.len());
-            let discovery = config.discovery;
-            let link = Arc::new(UdpLink::bind(config).await?);
-            info!(link = link.name(), discovery = ?discovery, "listening for MQTT-SN");
+            let discovery = config.link.discovery;
+            let link =
+                Arc::new(UdpLink::bind_with_recv_buffer(config.link, config.recv_buffer).await?);
+            info!(
+                link = link.name(),
+                discovery = ?discovery,
+                recv_buffer = link.socket_recv_buffer().ok(),
+                "listening for MQTT-SN"
+            );
             if discovery.is_some() {
                 core.add_discovery_link(id);
             }
             receivers.push(tokio::spawn(receive(id, link.clone(), tx.clone())));
             links.push(Link::Udp(link));
+        }
+        let udp_links: Vec<Arc<UdpLink>> = links
+            .iter()
+            .filter_map(|l| match l {
+                Link::Udp(link) => Some(link.clone()),
+                Link::Serial(_) => None,
+            })
+            .collect();
+        if !udp_links.is_empty() {
+            receivers.push(tokio::spawn(watch_kernel_drops(udp_links)));
         }
         for config in &settings.serial {
             let id = link_id(links.len());
@@ -160,6 +189,10 @@ impl Runtime {
         install_crypto_provider();
         let broker = spawn_link(broker_config)?;
         let fallback = fallback.map(spawn_link).transpose()?;
+        let transparent = match &settings.transparent {
+            Some(t) => Some(TransparentLinks::start(t)?),
+            None => None,
+        };
         Ok(Runtime {
             core,
             store,
@@ -168,6 +201,7 @@ impl Runtime {
             received,
             broker,
             fallback,
+            transparent,
             embedded,
         })
     }
@@ -230,6 +264,18 @@ impl Runtime {
                         }
                     }
                 }
+                Some((client_id, event)) = recv_transparent(&mut self.transparent) => {
+                    let now = now();
+                    self.core.handle_mote(now, &client_id, event);
+                    if let Some(links) = &mut self.transparent {
+                        for _ in 0..BATCH {
+                            match links.try_recv() {
+                                Some((client_id, more)) => self.core.handle_mote(now, &client_id, more),
+                                None => break,
+                            }
+                        }
+                    }
+                }
                 received = self.received.recv() => {
                     let Some(first) = received else { break };
                     let now = now();
@@ -268,6 +314,9 @@ impl Runtime {
                 handle.task.abort();
                 let _ = handle.task.await;
             }
+        }
+        if let Some(links) = self.transparent.take() {
+            links.shutdown().await;
         }
         self.broker.task.abort();
         let _ = self.broker.task.await;
@@ -347,6 +396,11 @@ impl Runtime {
                 break;
             }
         }
+        while let Some((client_id, command)) = self.core.poll_mote() {
+            if let Some(links) = &mut self.transparent {
+                links.send(client_id, command);
+            }
+        }
         while let Some(command) = self.core.poll_fallback() {
             match &self.fallback {
                 Some(fallback) if fallback.commands.send(command).is_ok() => {}
@@ -378,6 +432,7 @@ impl Runtime {
             dropped_too_big = m.dropped_too_big_for_client,
             refused_by_client = m.delivery_refused,
             link_undelivered = m.link_undelivered,
+            kernel_dropped = self.kernel_dropped(),
             serial_queue_dropped = self
                 .links
                 .iter()
@@ -388,6 +443,18 @@ impl Runtime {
                 .sum::<u64>(),
             "stats"
         );
+    }
+
+    /// Datagrams the kernel dropped at the UDP links' sockets since they were bound (full
+    /// receive buffers), summed; a link whose count cannot be read (no /proc) adds 0.
+    fn kernel_dropped(&self) -> u64 {
+        self.links
+            .iter()
+            .filter_map(|l| match l {
+                Link::Udp(link) => link.kernel_drops(),
+                Link::Serial(_) => None,
+            })
+            .sum()
     }
 }
 
@@ -406,6 +473,16 @@ fn now() -> std::time::Instant {
 async fn recv_fallback(fallback: &mut Option<BrokerLinkHandle>) -> Option<BrokerEvent> {
     match fallback {
         Some(link) => link.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next event of a mote's own connection; never ready outside transparent mode.
+async fn recv_transparent(
+    links: &mut Option<TransparentLinks>,
+) -> Option<(Arc<str>, crate::core::MoteEvent)> {
+    match links {
+        Some(links) => links.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -462,6 +539,52 @@ async fn receive(link_id: LinkId, link: Arc<UdpLink>, tx: mpsc::Sender<Inbound>)
                 warn!(link = link.name(), %error, "receive failed; retrying in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+        }
+    }
+}
+
+/// Checks the UDP sockets' kernel drop counters once a [`KERNEL_DROPS_CHECK`] and warns when
+/// they grew: those datagrams never reached the gateway, and nothing else would tell. Runs on
+/// its own task, so a core loop busy with a backlog (exactly when drops happen) cannot
+/// postpone the warning, and reading /proc does not stall the core.
+async fn watch_kernel_drops(links: Vec<Arc<UdpLink>>) {
+    let mut last: Vec<Option<u64>> = links.iter().map(|l| l.kernel_drops()).collect();
+    if last.iter().all(Option::is_none) {
+        debug!("no /proc/net/udp: datagrams the kernel drops at the UDP sockets are not counted");
+        return;
+    }
+    let mut checked = Instant::now();
+    let mut ticker = tokio::time::interval_at(checked + KERNEL_DROPS_CHECK, KERNEL_DROPS_CHECK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let mut new = 0u64;
+        let mut total = 0u64;
+        let mut overflowed = Vec::new();
+        for (link, last) in links.iter().zip(last.iter_mut()) {
+            let Some(count) = link.kernel_drops() else {
+                continue;
+            };
+            // The kernel's counter is 32 bits wide: the difference modulo 2^32 survives a wrap.
+            let grown = last.map_or(count, |l| count.wrapping_sub(l) & u64::from(u32::MAX));
+            if grown > 0 {
+                overflowed.push(link.name());
+            }
+            new = new.saturating_add(grown);
+            total = total.saturating_add(count);
+            *last = Some(count);
+        }
+        let since = checked.elapsed().as_secs();
+        checked = Instant::now();
+        if new > 0 {
+            warn!(
+                dropped = new,
+                total,
+                links = %overflowed.join(", "),
+                "UDP receive buffer overflowed: {new} datagrams dropped by the kernel since the \
+                 last check {since} s ago; the gateway cannot keep up — raise \
+                 net.core.rmem_max / [[udp]] recv_buffer or reduce the load"
+            );
         }
     }
 }

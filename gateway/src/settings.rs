@@ -7,8 +7,10 @@ use std::time::Duration;
 use sn_config::Config;
 use sn_transports::UdpLinkConfig;
 
-use crate::broker::{BrokerLinkConfig, EmbeddedBrokerConfig, TlsFiles};
-use crate::core::{CoreConfig, QueueOverflow, SpoolConfig, SpoolFull};
+use crate::broker::{
+    BrokerLinkConfig, EmbeddedBrokerConfig, MoteCredentials, TlsFiles, TransparentSettings,
+};
+use crate::core::{BrokerMode, CoreConfig, QueueOverflow, SpoolConfig, SpoolFull};
 use crate::runtime::SerialLinkSettings;
 
 /// The Debian/Ubuntu system CA bundle, used for `mqtts://` when no ca_file is configured.
@@ -20,7 +22,7 @@ pub struct Settings {
     /// Protocol settings and limits.
     pub core: CoreConfig,
     /// One entry per UDP link.
-    pub udp: Vec<UdpLinkConfig>,
+    pub udp: Vec<UdpLinkSettings>,
     /// One entry per serial link.
     pub serial: Vec<SerialLinkSettings>,
     /// The remote broker, if one is configured.
@@ -33,6 +35,18 @@ pub struct Settings {
     pub fallback: bool,
     /// The durable state file, unless storing is turned off.
     pub store: Option<std::path::PathBuf>,
+    /// Transparent mode (`[broker] mode = "transparent"`): what the motes' own broker
+    /// connections need; `None` in aggregating mode.
+    pub transparent: Option<TransparentSettings>,
+}
+
+/// One UDP link: its socket, and the receive buffer to ask the kernel for.
+#[derive(Debug, Clone)]
+pub struct UdpLinkSettings {
+    /// Address, discovery and datagram size.
+    pub link: UdpLinkConfig,
+    /// SO_RCVBUF to ask for, in bytes (`[[udp]] recv_buffer`).
+    pub recv_buffer: usize,
 }
 
 /// A setting that is valid in the file but cannot be used on this machine.
@@ -41,6 +55,16 @@ pub enum SettingsError {
     /// password_file could not be read.
     #[error("cannot read broker.password_file {path}: {source}")]
     PasswordFile {
+        /// The path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A `[[credentials]]` password_file could not be read.
+    #[error("cannot read the password_file {path} of [[credentials]] client_id = {client_id:?}: {source}")]
+    CredentialsPasswordFile {
+        /// The mote.
+        client_id: String,
         /// The path.
         path: String,
         /// The OS error.
@@ -87,35 +111,39 @@ impl Settings {
                 },
                 qos0: config.spool.qos0,
             },
-            mode: crate::core::BrokerMode::Aggregating,
+            mode: match config.broker.as_ref().map(|b| b.mode) {
+                Some(sn_config::BrokerMode::Transparent) => BrokerMode::Transparent,
+                Some(sn_config::BrokerMode::Aggregating) | None => BrokerMode::Aggregating,
+            },
         };
         let udp = config
             .udp
             .iter()
-            .map(|u| UdpLinkConfig {
-                bind: u.bind,
-                discovery: u.discovery,
-                multicast_ttl: u.multicast_ttl,
-                multicast_loop: u.multicast_loop,
-                max_datagram: usize::from(g.max_packet_size),
+            .map(|u| UdpLinkSettings {
+                link: UdpLinkConfig {
+                    bind: u.bind,
+                    discovery: u.discovery,
+                    multicast_ttl: u.multicast_ttl,
+                    multicast_loop: u.multicast_loop,
+                    max_datagram: usize::from(g.max_packet_size),
+                },
+                recv_buffer: usize::try_from(u.recv_buffer).unwrap_or(usize::MAX),
             })
             .collect();
         let broker = match &config.broker {
             None => None,
             Some(b) => {
-                let password = match (&b.password, &b.password_file) {
-                    (Some(p), _) => Some(p.clone()),
-                    (None, Some(path)) => Some(
-                        std::fs::read_to_string(path)
-                            .map_err(|source| SettingsError::PasswordFile {
+                let password =
+                    match (&b.password, &b.password_file) {
+                        (Some(p), _) => Some(p.clone()),
+                        (None, Some(path)) => Some(read_password(path).map_err(|source| {
+                            SettingsError::PasswordFile {
                                 path: path.display().to_string(),
                                 source,
-                            })?
-                            .trim_end_matches(['\r', '\n'])
-                            .to_string(),
-                    ),
-                    (None, None) => None,
-                };
+                            }
+                        })?),
+                        (None, None) => None,
+                    };
                 let tls = if b.tls {
                     let ca_file = match &b.ca_file {
                         Some(path) => path.clone(),
@@ -157,10 +185,18 @@ impl Settings {
             .iter()
             .map(SerialLinkSettings::from_config)
             .collect();
-        let fallback = config
-            .broker
-            .as_ref()
-            .is_some_and(|b| b.fallback == sn_config::Fallback::Embedded);
+        // The fallback serves the aggregating connection's motes; in transparent mode each mote
+        // is its own broker client, which a local broker cannot stand in for.
+        let fallback = config.broker.as_ref().is_some_and(|b| {
+            b.fallback == sn_config::Fallback::Embedded
+                && b.mode == sn_config::BrokerMode::Aggregating
+        });
+        let transparent = match (&config.broker, &broker) {
+            (Some(b), Some(link)) if b.mode == sn_config::BrokerMode::Transparent => {
+                Some(transparent_settings(config, b, link)?)
+            }
+            _ => None,
+        };
         Ok(Settings {
             core,
             udp,
@@ -169,6 +205,106 @@ impl Settings {
             broker,
             embedded_broker,
             store,
+            transparent,
         })
+    }
+}
+
+/// `[broker]` in transparent mode and `[[credentials]]`, with the password files read.
+fn transparent_settings(
+    config: &Config,
+    broker: &sn_config::BrokerConfig,
+    link: &BrokerLinkConfig,
+) -> Result<TransparentSettings, SettingsError> {
+    let credentials = config
+        .credentials
+        .iter()
+        .map(|c| {
+            let password = match (&c.password, &c.password_file) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(path)) => Some(read_password(path).map_err(|source| {
+                    SettingsError::CredentialsPasswordFile {
+                        client_id: c.client_id.clone(),
+                        path: path.display().to_string(),
+                        source,
+                    }
+                })?),
+                (None, None) => None,
+            };
+            Ok(MoteCredentials {
+                client_id: c.client_id.clone(),
+                username: c.username.clone(),
+                password,
+                client_auth: c.client_cert.clone().zip(c.client_key.clone()),
+            })
+        })
+        .collect::<Result<Vec<_>, SettingsError>>()?;
+    Ok(TransparentSettings {
+        broker: link.clone(),
+        client_id_prefix: broker.client_id_prefix.clone(),
+        max_connecting: usize::from(broker.max_connecting.max(1)),
+        credentials,
+    })
+}
+
+/// A password file's content, without the trailing newline an editor adds.
+fn read_password(path: &std::path::Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(path)?
+        .trim_end_matches(['\r', '\n'])
+        .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    #[test]
+    fn aggregating_mode_has_no_transparent_settings() {
+        let config = Config::parse("[broker]\nurl = \"mqtt://h\"\n", "t.toml").unwrap();
+        let settings = Settings::from_config(&config).unwrap();
+        assert_eq!(settings.core.mode, BrokerMode::Aggregating);
+        assert!(settings.transparent.is_none());
+        let settings = Settings::from_config(&Config::default()).unwrap();
+        assert_eq!(settings.core.mode, BrokerMode::Aggregating);
+        assert!(settings.transparent.is_none());
+    }
+
+    #[test]
+    fn transparent_mode_maps_the_prefix_limits_and_logins() {
+        let dir = std::env::temp_dir().join(format!("settings-transparent-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("m2.pass"), "from-file\n").unwrap();
+        let text = "[broker]\nurl = \"mqtt://h:1999\"\nmode = \"transparent\"\n\
+                    client_id_prefix = \"gw-\"\nmax_connecting = 7\nusername = \"shared\"\n\
+                    password = \"sp\"\n\
+                    [[credentials]]\nclient_id = \"m1\"\nusername = \"u1\"\npassword = \"p1\"\n\
+                    [[credentials]]\nclient_id = \"m2\"\nusername = \"u2\"\n\
+                    password_file = \"m2.pass\"\n";
+        std::fs::write(dir.join("gw.toml"), text).unwrap();
+        let config = Config::load(&dir.join("gw.toml")).unwrap();
+        let settings = Settings::from_config(&config).unwrap();
+        assert_eq!(settings.core.mode, BrokerMode::Transparent);
+        let t = settings.transparent.unwrap();
+        assert_eq!(t.client_id_prefix, "gw-");
+        assert_eq!(t.max_connecting, 7);
+        assert_eq!(t.broker.port, 1999);
+        assert_eq!(t.broker.username.as_deref(), Some("shared"));
+        assert_eq!(t.credentials.len(), 2);
+        assert_eq!(t.credentials[0].password.as_deref(), Some("p1"));
+        assert_eq!(t.credentials[1].client_id, "m2");
+        assert_eq!(t.credentials[1].password.as_deref(), Some("from-file"));
+        // The gateway's own connection still runs (QoS -1 publishes).
+        assert!(settings.broker.is_some());
+
+        std::fs::remove_file(dir.join("m2.pass")).unwrap();
+        let error = Settings::from_config(&config).unwrap_err().to_string();
+        assert!(
+            error.starts_with("cannot read the password_file")
+                && error.contains("m2.pass of [[credentials]] client_id = \"m2\""),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -27,7 +27,7 @@ use crate::core::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId};
 /// Largest MQTT packet accepted from or sent to the broker. Far above any MQTT-SN datagram;
 /// the point is that a large retained message on a subscribed topic must not kill the
 /// connection in a loop (rumqttc's default is 10 KiB).
-const MAX_MQTT_PACKET: usize = 4 * 1024 * 1024;
+pub(super) const MAX_MQTT_PACKET: usize = 4 * 1024 * 1024;
 /// Requests queued inside rumqttc; beyond this the link keeps its own backlog.
 const REQUEST_CAPACITY: usize = 256;
 /// Events queued for the runtime; a full queue pauses reading from the broker (backpressure).
@@ -149,7 +149,7 @@ fn transport(tls: Option<&TlsFiles>) -> Result<Option<Transport>, BrokerLinkErro
     })))
 }
 
-fn to_rumqttc(qos: MqttQoS) -> QoS {
+pub(super) fn to_rumqttc(qos: MqttQoS) -> QoS {
     match qos {
         MqttQoS::AtMostOnce => QoS::AtMostOnce,
         MqttQoS::AtLeastOnce => QoS::AtLeastOnce,
@@ -166,12 +166,26 @@ fn from_rumqttc(qos: QoS) -> MqttQoS {
 }
 
 /// Why a connection ended.
-enum End {
+pub(super) enum End {
     /// Reconnect after the backoff.
     Reconnect,
     /// The runtime is gone: stop.
     Shutdown,
+    /// DISCONNECT was sent as asked ([`Input::Disconnect`]; transparent mode only).
+    Disconnected,
 }
+
+/// What the owner of a [`Connection`] sends it. The aggregating link sends only commands;
+/// a mote's link (transparent mode, `mote_link.rs`) also closes its connection cleanly.
+pub(super) enum Input {
+    /// A command from the core.
+    Command(BrokerCommand),
+    /// Hand what is queued to the broker, send DISCONNECT, and end.
+    Disconnect,
+}
+
+/// How long a clean close may take to write DISCONNECT before the connection is dropped.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn run(
     config: BrokerLinkConfig,
@@ -253,7 +267,7 @@ async fn run(
 }
 
 /// A refused CONNACK in words an operator can act on.
-fn refused(code: ConnectReturnCode) -> &'static str {
+pub(super) fn refused(code: ConnectReturnCode) -> &'static str {
     match code {
         ConnectReturnCode::BadUserNamePassword => {
             "broker refused the user name or password (check broker.username / broker.password)"
@@ -301,7 +315,7 @@ fn new_client(config: &BrokerLinkConfig, transport: Option<Transport>) -> (Async
 }
 
 /// One live connection and the bookkeeping that maps rumqttc's packet ids to the core's ids.
-struct Connection {
+pub(super) struct Connection {
     client: AsyncClient,
     eventloop: EventLoop,
     /// Core ids of the publishes handed to rumqttc, in order; rumqttc reports each one's
@@ -324,6 +338,11 @@ struct Connection {
     /// Last acknowledgement from the broker, for the watchdog.
     last_progress: Instant,
     stall_timeout: Duration,
+    /// Transparent mode's small packet-id space (rumqttc's in-flight limit), `None` for the
+    /// aggregating link's whole space: see [`Connection::pkid_blocked`].
+    pkid_space: Option<u16>,
+    /// The packet id rumqttc gave last (it counts 1, 2, ... `pkid_space`, then 1 again).
+    last_pkid: u16,
 }
 
 impl Connection {
@@ -344,13 +363,56 @@ impl Connection {
             // Long enough for a slow broker, short enough that a wedged connection is
             // replaced well before motes give up on their PUBACKs.
             stall_timeout: (config.keep_alive * 2).max(Duration::from_secs(10)),
+            pkid_space: None,
+            last_pkid: 0,
+        }
+    }
+
+    /// A connection whose rumqttc client was made with `set_inflight(pkid_space)` (transparent
+    /// mode: a small window per mote keeps 10 000 connections small).
+    pub(super) fn with_limits(
+        client: AsyncClient,
+        eventloop: EventLoop,
+        pkid_space: u16,
+        stall_timeout: Duration,
+    ) -> Self {
+        Connection {
+            client,
+            eventloop,
+            publish_order: VecDeque::new(),
+            unacked: HashMap::new(),
+            releasing: HashMap::new(),
+            window: usize::from(pkid_space.max(1)),
+            subscribe_order: VecDeque::new(),
+            subscribes: HashMap::new(),
+            deliveries: HashMap::new(),
+            next_delivery: 0,
+            backlog: VecDeque::new(),
+            last_progress: Instant::now(),
+            stall_timeout,
+            pkid_space: Some(pkid_space.max(1)),
+            last_pkid: 0,
         }
     }
 
     async fn run(
-        mut self,
+        self,
         commands: &mut mpsc::UnboundedReceiver<BrokerCommand>,
         events: &mpsc::Sender<BrokerEvent>,
+    ) -> End {
+        self.run_with(commands, Input::Command, events, |event| event)
+            .await
+    }
+
+    /// Runs the connection until it is lost, the owner is gone, or it was asked to close.
+    /// `input` and `output` adapt the owner's channels (the aggregating link's carry commands
+    /// and events as they are; a mote link's carry [`Input`]s and events with its client id).
+    pub(super) async fn run_with<C, E>(
+        mut self,
+        commands: &mut mpsc::UnboundedReceiver<C>,
+        input: impl Fn(C) -> Input,
+        events: &mpsc::Sender<E>,
+        output: impl Fn(BrokerEvent) -> E,
     ) -> End {
         loop {
             self.flush_backlog();
@@ -363,18 +425,26 @@ impl Connection {
                 polled = self.eventloop.poll() => match polled {
                     Ok(event) => {
                         if let Some(out) = self.on_event(event) {
-                            if events.send(out).await.is_err() {
+                            if events.send(output(out)).await.is_err() {
                                 return End::Shutdown;
                             }
                         }
                     }
                     Err(error) => {
-                        warn!(%error, "broker connection lost; reconnecting");
+                        if self.pkid_space.is_some() {
+                            // A mote's link: one line per mote would flood the log when the
+                            // broker goes away under 10 000 of them.
+                            debug!(%error, "mote's broker connection lost");
+                        } else {
+                            warn!(%error, "broker connection lost; reconnecting");
+                        }
                         return End::Reconnect;
                     }
                 },
-                command = commands.recv(), if self.backlog.is_empty() => match command {
-                    Some(command) => self.backlog.push_back(command),
+                command = commands.recv(), if self.backlog.is_empty() => match command.map(&input) {
+                    Some(Input::Command(command)) => self.backlog.push_back(command),
+                    // The backlog is empty: everything before it is with rumqttc already.
+                    Some(Input::Disconnect) => return self.disconnect().await,
                     None => {
                         let _ = self.client.try_disconnect();
                         return End::Shutdown;
@@ -392,6 +462,51 @@ impl Connection {
         }
     }
 
+    /// Sends DISCONNECT after what rumqttc holds, waits until it is written (or the
+    /// connection fails, or [`DISCONNECT_TIMEOUT`]), and ends. Events meanwhile are dropped:
+    /// the owner is done with this connection.
+    pub(super) async fn disconnect(mut self) -> End {
+        let deadline = Instant::now() + DISCONNECT_TIMEOUT;
+        let mut queued = false;
+        loop {
+            // rumqttc's request queue may be full; polling the event loop drains it.
+            if !queued {
+                queued = self.client.try_disconnect().is_ok();
+            }
+            tokio::select! {
+                polled = self.eventloop.poll() => match polled {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return End::Disconnected,
+                    Ok(_) => {}
+                },
+                () = tokio::time::sleep_until(deadline) => return End::Disconnected,
+            }
+        }
+    }
+
+    /// Transparent mode only: whether the next packet id rumqttc will give is still in use
+    /// upstream. rumqttc frees a QoS 2 packet id at PUBREC and hands it out again before
+    /// PUBCOMP; with a small id space it would come round while the first is in release (the
+    /// broker then drops the new PUBLISH as a duplicate). rumqttc gives ids in the order of
+    /// the requests, so the next one is known; a request that would get a busy id waits in
+    /// the backlog until it is free.
+    fn pkid_blocked(&self) -> bool {
+        match self.pkid_space {
+            None => false,
+            Some(_) => {
+                let next = self.last_pkid.wrapping_add(1);
+                self.releasing.contains_key(&next) || self.unacked.contains_key(&next)
+            }
+        }
+    }
+
+    /// Transparent mode only: a request that takes a packet id went to rumqttc.
+    fn pkid_taken(&mut self) {
+        if let Some(space) = self.pkid_space {
+            let next = self.last_pkid.wrapping_add(1);
+            self.last_pkid = if next >= space { 0 } else { next };
+        }
+    }
+
     /// QoS 1/2 publishes handed to rumqttc and not yet complete.
     fn outstanding(&self) -> usize {
         self.publish_order.iter().filter(|id| id.is_some()).count()
@@ -402,12 +517,18 @@ impl Connection {
     /// Hands queued commands to rumqttc while it has room and the window allows.
     fn flush_backlog(&mut self) {
         while let Some(command) = self.backlog.pop_front() {
+            let takes_pkid = match &command {
+                BrokerCommand::Publish(publish) => publish.qos != MqttQoS::AtMostOnce,
+                BrokerCommand::Subscribe { .. } | BrokerCommand::Unsubscribe { .. } => true,
+                BrokerCommand::Ack { .. } => false,
+            };
             let accepted = match &command {
                 BrokerCommand::Publish(publish)
                     if publish.id.is_some() && self.outstanding() >= self.window =>
                 {
                     false
                 }
+                _ if takes_pkid && self.pkid_blocked() => false,
                 BrokerCommand::Publish(publish) => {
                     let sent = self
                         .client
@@ -451,6 +572,9 @@ impl Connection {
             if !accepted {
                 self.backlog.push_front(command);
                 return;
+            }
+            if takes_pkid {
+                self.pkid_taken();
             }
         }
     }

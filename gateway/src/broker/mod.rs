@@ -1,5 +1,6 @@
 //! The MQTT side: a link to a full broker over rumqttc (aggregating mode: one connection for
-//! all motes), and the embedded broker it connects to when no remote broker is configured.
+//! all motes; transparent mode adds one per mote, `mote_link`), and the embedded broker it
+//! connects to when no remote broker is configured.
 //! The link turns the core's [`BrokerCommand`](crate::core::BrokerCommand)s into MQTT and
 //! MQTT back into [`BrokerEvent`](crate::core::BrokerEvent)s, and holds no protocol state of
 //! its own beyond one connection: reliability lives in the core.
@@ -7,9 +8,14 @@
 mod backoff;
 mod embedded;
 mod link;
+mod mote_link;
 mod tls;
 
 pub use backoff::Backoff;
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerConfig, EmbeddedBrokerError};
 pub use link::{spawn_link, BrokerLinkConfig, BrokerLinkError, BrokerLinkHandle, TlsFiles};
+pub use mote_link::{
+    MoteConnect, MoteConnector, MoteCredentials, MoteLink, MoteLinkError, MoteReport,
+    TransparentSettings, MAX_MOTE_INFLIGHT, MIN_MOTE_KEEP_ALIVE,
+};
 pub use tls::install_crypto_provider;

@@ -16,12 +16,21 @@ use socket2::SockRef;
 
 use discovery::{Discovery, DiscoveryPlan};
 pub use error::UdpLinkError;
-use stats::Counters;
 pub use stats::LinkStats;
+use stats::{Counters, KernelCounters};
 
 /// The largest UDP payload there can be (the IPv4/IPv6 length fields are 16 bits). A
 /// `max_datagram` above it can never be exceeded, so buffers need not be larger.
 const MAX_UDP_PAYLOAD: usize = 65_535;
+
+/// The socket receive buffer (SO_RCVBUF) [`UdpLink::bind`] asks for, in bytes: 4 MiB.
+///
+/// A gateway serving many motes sees bursts (every mote waking on the same schedule), and
+/// while the gateway is busy the kernel holds what arrives in this buffer; the Linux default
+/// (~200 KiB) overflows at once. The kernel caps the request at `net.core.rmem_max`
+/// (sysctl), which is fine: it is a wish, not a requirement. Datagrams that arrive while the
+/// buffer is full are dropped by the kernel and counted in [`UdpLink::kernel_drops`].
+pub const DEFAULT_RECV_BUFFER: usize = 4 << 20;
 
 /// What one `[[udp]]` section asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,17 +69,31 @@ pub struct UdpLink {
     max_datagram: usize,
     discovery: Option<Discovery>,
     counters: Counters,
+    /// The socket's row in /proc/net/udp*, found at bind; `None` without /proc.
+    kernel: Option<KernelCounters>,
 }
 
 impl UdpLink {
     /// Creates and binds the socket described by `config`, joining the discovery group if
     /// there is one. Must be called within a tokio runtime.
     ///
-    /// The socket gets IPV6_V6ONLY (for IPv6) and asks for a 1 MiB receive buffer. It does
-    /// not get SO_REUSEADDR, so a second gateway on the same port fails here with
-    /// [`UdpLinkError::AddressInUse`] instead of silently sharing the traffic.
+    /// The socket gets IPV6_V6ONLY (for IPv6) and asks for a receive buffer of
+    /// [`DEFAULT_RECV_BUFFER`] bytes. It does not get SO_REUSEADDR, so a second gateway on
+    /// the same port fails here with [`UdpLinkError::AddressInUse`] instead of silently
+    /// sharing the traffic.
     pub async fn bind(config: UdpLinkConfig) -> Result<UdpLink, UdpLinkError> {
-        Self::bind_with_interface(config, None).await
+        Self::bind_with_interface(config, None, DEFAULT_RECV_BUFFER).await
+    }
+
+    /// [`bind`](Self::bind), asking for a socket receive buffer (SO_RCVBUF) of
+    /// `recv_buffer` bytes instead of [`DEFAULT_RECV_BUFFER`]. What the kernel granted is
+    /// [`socket_recv_buffer`](Self::socket_recv_buffer); when it is less than asked for
+    /// (capped by `net.core.rmem_max`), an info line says so.
+    pub async fn bind_with_recv_buffer(
+        config: UdpLinkConfig,
+        recv_buffer: usize,
+    ) -> Result<UdpLink, UdpLinkError> {
+        Self::bind_with_interface(config, None, recv_buffer).await
     }
 
     /// [`bind`](Self::bind), with the IPv4 multicast interface forced; tests use it to keep
@@ -78,6 +101,7 @@ impl UdpLink {
     pub(crate) async fn bind_with_interface(
         config: UdpLinkConfig,
         interface_v4: Option<Ipv4Addr>,
+        recv_buffer: usize,
     ) -> Result<UdpLink, UdpLinkError> {
         let bind = config.bind;
         let invalid = |reason: String| UdpLinkError::Config { addr: bind, reason };
@@ -99,7 +123,14 @@ impl UdpLink {
             .map(|d| DiscoveryPlan::new(bind, d, interface_v4))
             .transpose()?;
 
-        let std_socket = socket::open(bind, plan, config.multicast_ttl, config.multicast_loop)?;
+        let std_socket = socket::open(
+            bind,
+            plan,
+            config.multicast_ttl,
+            config.multicast_loop,
+            recv_buffer,
+        )?;
+        let kernel = KernelCounters::find(&std_socket, bind.is_ipv6());
         let socket =
             tokio::net::UdpSocket::from_std(std_socket).map_err(|error| UdpLinkError::Socket {
                 addr: bind,
@@ -110,13 +141,42 @@ impl UdpLink {
         let local = socket.local_addr().unwrap_or(bind);
         let name = format!("udp:{local}");
         tracing::debug!(link = %name, discovery = ?plan, "UDP link bound");
+        if let Ok(granted) = SockRef::from(&socket).recv_buffer_size() {
+            if recv_buffer_capped(recv_buffer, granted) {
+                tracing::info!(
+                    link = %name, requested = recv_buffer, granted,
+                    "socket receive buffer smaller than asked for: the kernel caps it at \
+                     net.core.rmem_max (sysctl); raise that to absorb larger bursts"
+                );
+            }
+        }
         Ok(UdpLink {
             socket,
             name,
             max_datagram: config.max_datagram,
             discovery: plan.map(|p| Discovery::new(p, config.multicast_ttl)),
             counters: Counters::default(),
+            kernel,
         })
+    }
+
+    /// The socket's receive buffer (SO_RCVBUF) as the kernel reports it. Linux reports twice
+    /// the size granted (the other half is for its bookkeeping), capped at twice
+    /// `net.core.rmem_max`.
+    pub fn socket_recv_buffer(&self) -> io::Result<usize> {
+        SockRef::from(&self.socket).recv_buffer_size()
+    }
+
+    /// Datagrams the kernel dropped for this socket since it was bound, mostly because its
+    /// receive buffer was full: the gateway did not read fast enough. These never reach
+    /// [`recv`](Self::recv), so [`stats`](Self::stats) cannot count them.
+    ///
+    /// Read from the socket's row in /proc/net/udp (or udp6) on each call, which costs a read
+    /// of the whole table (one line per UDP socket on the host): call it now and then (once a
+    /// minute), not per datagram. `None` where /proc is not available. The kernel keeps the
+    /// count in 32 bits, so it wraps after 2^32 drops.
+    pub fn kernel_drops(&self) -> Option<u64> {
+        self.kernel.as_ref()?.drops()
     }
 
     /// The address the socket is bound to (with the real port if the config said 0).
@@ -245,6 +305,18 @@ impl UdpLink {
             }
         }
     }
+}
+
+/// Whether the kernel granted less receive buffer than asked for. Linux doubles the request
+/// (the second half is bookkeeping) and reports the doubled value; other systems report what
+/// was set.
+fn recv_buffer_capped(requested: usize, reported: usize) -> bool {
+    let expected = if cfg!(target_os = "linux") {
+        requested.saturating_mul(2)
+    } else {
+        requested
+    };
+    reported < expected
 }
 
 /// Errors after which the socket still works. ICMP unreachable messages surface as

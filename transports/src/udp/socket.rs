@@ -8,18 +8,15 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::discovery::DiscoveryPlan;
 use super::UdpLinkError;
 
-/// The receive buffer we ask for. A gateway serving many motes sees bursts (every mote
-/// waking on the same schedule); the Linux default (~200 KiB) drops them. The kernel may
-/// cap it at `net.core.rmem_max`, which is fine: this is a wish, not a requirement.
-const RECV_BUFFER_BYTES: usize = 1 << 20;
-
 /// Creates, configures and binds the socket; returns it in non-blocking mode, ready for
-/// tokio.
+/// tokio. `recv_buffer` is the SO_RCVBUF asked for: a wish, not a requirement (see
+/// [`DEFAULT_RECV_BUFFER`](super::DEFAULT_RECV_BUFFER)).
 pub(crate) fn open(
     bind: SocketAddr,
     discovery: Option<DiscoveryPlan>,
     multicast_ttl: u32,
     multicast_loop: bool,
+    recv_buffer: usize,
 ) -> Result<std::net::UdpSocket, UdpLinkError> {
     let step = |step: &'static str| {
         move |error: std::io::Error| UdpLinkError::Socket {
@@ -44,13 +41,13 @@ pub(crate) fn open(
         socket.set_only_v6(true).map_err(step("set IPV6_V6ONLY"))?;
     }
 
-    match socket.set_recv_buffer_size(RECV_BUFFER_BYTES) {
+    match socket.set_recv_buffer_size(recv_buffer) {
         Ok(()) => {}
         // Refusal is not fatal: the link works with the default buffer, only bursts suffer.
-        Err(error) => tracing::debug!(%bind, %error, "SO_RCVBUF of {RECV_BUFFER_BYTES} refused"),
+        Err(error) => tracing::debug!(%bind, %error, "SO_RCVBUF of {recv_buffer} refused"),
     }
     if let Ok(got) = socket.recv_buffer_size() {
-        tracing::debug!(%bind, bytes = got, "receive buffer");
+        tracing::debug!(%bind, requested = recv_buffer, granted = got, "receive buffer");
     }
 
     socket

@@ -60,7 +60,9 @@ async fn multicast_link_on_loopback() -> UdpLink {
             Some(SocketAddr::from((GROUP_V4, port))),
             0,
         );
-        match UdpLink::bind_with_interface(cfg, Some(Ipv4Addr::LOCALHOST)).await {
+        match UdpLink::bind_with_interface(cfg, Some(Ipv4Addr::LOCALHOST), DEFAULT_RECV_BUFFER)
+            .await
+        {
             Ok(link) => return link,
             Err(UdpLinkError::AddressInUse { .. }) => continue,
             Err(e) => panic!("{e}"),
@@ -197,13 +199,109 @@ async fn a_failed_join_names_the_group_and_the_interface() {
     // 198.51.100.1 is no local interface, so the kernel refuses the join; nothing is sent.
     let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let cfg = config(bind, Some(SocketAddr::from((GROUP_V4, 1883))), 0);
-    let err = UdpLink::bind_with_interface(cfg, Some(Ipv4Addr::new(198, 51, 100, 1)))
-        .await
-        .unwrap_err();
+    let err = UdpLink::bind_with_interface(
+        cfg,
+        Some(Ipv4Addr::new(198, 51, 100, 1)),
+        DEFAULT_RECV_BUFFER,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, UdpLinkError::MulticastJoin { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
         text.starts_with("cannot join multicast group 239.255.77.11 on interface 198.51.100.1 for UDP 127.0.0.1:0"),
         "{text}"
     );
+}
+
+/// Whether this system has the /proc tables `kernel_drops` reads; the tests that need them
+/// are skipped (and say so) elsewhere, and must pass where they exist.
+fn has_proc_udp() -> bool {
+    std::path::Path::new("/proc/self/net/udp").exists()
+}
+
+#[tokio::test]
+async fn a_fresh_socket_has_dropped_nothing() {
+    let link = UdpLink::bind(config(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), None, 0))
+        .await
+        .unwrap();
+    if !has_proc_udp() {
+        assert_eq!(link.kernel_drops(), None);
+        eprintln!("skipped: no /proc/self/net/udp");
+        return;
+    }
+    assert_eq!(link.kernel_drops(), Some(0));
+
+    let v6: SocketAddr = "[::1]:0".parse().unwrap();
+    if let Ok(link6) = UdpLink::bind(config(v6, None, 0)).await {
+        assert_eq!(link6.kernel_drops(), Some(0), "IPv6 sockets are in udp6");
+    }
+}
+
+#[tokio::test]
+async fn kernel_drops_count_what_overflowed_the_receive_buffer() {
+    // The smallest buffer the kernel allows (it rounds a 4 KiB request up to its minimum):
+    // a few datagrams fill it.
+    let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let link = UdpLink::bind_with_recv_buffer(config(bind, None, 0), 4096)
+        .await
+        .unwrap();
+    assert!(link.socket_recv_buffer().unwrap() < 64 * 1024);
+    if !has_proc_udp() {
+        eprintln!("skipped: no /proc/self/net/udp");
+        return;
+    }
+    assert_eq!(link.kernel_drops(), Some(0));
+
+    // Flood it while nobody reads. On loopback each send delivers (or drops) the datagram
+    // before it returns.
+    const SENT: u64 = 500;
+    let flooder = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = link.local_addr().unwrap();
+    for _ in 0..SENT {
+        flooder.send_to(&[0x55; 200], to).unwrap();
+    }
+    let dropped = link.kernel_drops().unwrap();
+    assert!(dropped > 0, "nothing dropped");
+
+    // Every datagram is either received or counted as dropped.
+    let mut buf = link.recv_buffer();
+    let mut received = 0;
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(200), link.recv(&mut buf)).await
+    {
+        received += 1;
+    }
+    assert_eq!(received, link.stats().datagrams_received);
+    assert_eq!(
+        received + link.kernel_drops().unwrap(),
+        SENT,
+        "received {received}, dropped {dropped}"
+    );
+}
+
+#[test]
+fn the_drops_column_of_the_socket_row() {
+    let table = "\
+   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  123: 0100007F:4A05 00000000:0000 07 00000000:00000300 00:00000000 00000000     0        0 9999 2 0000000000000000 17
+  124: 0100007F:4A06 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 12345 2 0000000000000000 0
+";
+    assert_eq!(stats::drops_of(table, 9999), Some(17));
+    assert_eq!(stats::drops_of(table, 12345), Some(0));
+    assert_eq!(stats::drops_of(table, 1), None);
+    assert_eq!(stats::parse_socket_inode("socket:[12345]"), Some(12345));
+    assert_eq!(stats::parse_socket_inode("pipe:[12345]"), None);
+    assert_eq!(stats::parse_socket_inode("/dev/null"), None);
+}
+
+#[test]
+fn a_capped_receive_buffer_is_recognised() {
+    if cfg!(target_os = "linux") {
+        assert!(!recv_buffer_capped(4 << 20, 8 << 20));
+        assert!(recv_buffer_capped(4 << 20, 425_984));
+    } else {
+        assert!(!recv_buffer_capped(4 << 20, 4 << 20));
+        assert!(recv_buffer_capped(4 << 20, 212_992));
+    }
 }

@@ -423,7 +423,7 @@ async fn run(plan: Plan) -> Result<Report, String> {
     });
     let plan = &ctx.plan;
     let gateway_port = plan.gateway.port();
-    let udp_before = procfs::udp_drops(gateway_port, mote_port);
+    let udp_before = procfs::udp_drops(gateway_port, mote_port, plan.gateway_pid);
     let snmp_before = procfs::UdpCounters::read();
 
     // The broker side first, so that nothing the motes send is missed.
@@ -519,7 +519,7 @@ async fn run(plan: Plan) -> Result<Report, String> {
         tokio::time::sleep(plan.hold).await;
     }
     samples.held(&ctx);
-    let udp_after = procfs::udp_drops(gateway_port, mote_port);
+    let udp_after = procfs::udp_drops(gateway_port, mote_port, plan.gateway_pid);
     let snmp = procfs::UdpCounters::read().since(&snmp_before);
 
     // Finish.

@@ -1,6 +1,7 @@
 //! What Linux tells about a process and about UDP sockets: CPU time and memory of the gateway
 //! (and optionally the broker) from /proc/PID/stat and /proc/PID/status, receive-queue drops
-//! from /proc/net/udp, and the open-file limit from /proc/self/limits.
+//! from /proc/net/udp (by port, and by the sockets a process holds), and the open-file limit
+//! from /proc/self/limits.
 
 use std::io;
 use std::time::Instant;
@@ -183,13 +184,19 @@ pub(crate) struct UdpDrops {
     pub(crate) gateway_queue_bytes: u64,
     /// Drops of the sockets bound to the motes' port (the tool's motes).
     pub(crate) motes: u64,
+    /// Drops of every UDP socket the gateway process holds (found by pid, whatever their
+    /// ports); `None` without a pid or when its /proc entries cannot be read.
+    pub(crate) gateway_process: Option<u64>,
 }
 
 /// Sums the `drops` column of /proc/net/udp and /proc/net/udp6 for the socket on
-/// `gateway_port` and for the sockets on `mote_port` (0: none). Missing files count as zero
-/// (e.g. IPv6 disabled).
-pub(crate) fn udp_drops(gateway_port: u16, mote_port: u16) -> UdpDrops {
-    let mut drops = UdpDrops::default();
+/// `gateway_port` and for the sockets on `mote_port` (0: none), and for the sockets of
+/// process `gateway_pid`. Missing files count as zero (e.g. IPv6 disabled).
+pub(crate) fn udp_drops(gateway_port: u16, mote_port: u16, gateway_pid: Option<u32>) -> UdpDrops {
+    let mut drops = UdpDrops {
+        gateway_process: gateway_pid.and_then(process_udp_drops),
+        ..UdpDrops::default()
+    };
     for file in ["/proc/net/udp", "/proc/net/udp6"] {
         let Ok(table) = std::fs::read_to_string(file) else {
             continue;
@@ -209,10 +216,50 @@ pub(crate) fn udp_drops(gateway_port: u16, mote_port: u16) -> UdpDrops {
     drops
 }
 
+/// The datagrams the kernel dropped at the UDP sockets process `pid` holds, since each was
+/// created: the `drops` column of the rows of /proc/PID/net/udp and udp6 (the process's
+/// network namespace) whose inode is one of the process's sockets (/proc/PID/fd/* links
+/// reading `socket:[INODE]`). `None` when the process's descriptors or both tables cannot be
+/// read (no such process, another user's process, no /proc).
+pub(crate) fn process_udp_drops(pid: u32) -> Option<u64> {
+    let sockets: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|entry| {
+            let target = std::fs::read_link(entry.ok()?.path()).ok()?;
+            parse_socket_inode(target.to_str()?)
+        })
+        .collect();
+    let mut drops = 0;
+    let mut read_any = false;
+    for file in ["udp", "udp6"] {
+        let Ok(table) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
+            continue;
+        };
+        read_any = true;
+        drops += table
+            .lines()
+            .skip(1)
+            .filter_map(parse_udp_row)
+            .filter(|row| sockets.contains(&row.inode))
+            .map(|row| row.drops)
+            .sum::<u64>();
+    }
+    read_any.then_some(drops)
+}
+
+/// `socket:[12345]` → 12345.
+fn parse_socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 /// The columns of one /proc/net/udp row that matter here.
 struct UdpRow {
     port: u16,
     rx_queue: u64,
+    inode: u64,
     drops: u64,
 }
 
@@ -224,10 +271,13 @@ fn parse_udp_row(line: &str) -> Option<UdpRow> {
     let port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
     let queues = fields.nth(2)?;
     let rx_queue = u64::from_str_radix(queues.rsplit(':').next()?, 16).ok()?;
+    // After tx_queue:rx_queue: tr:tm->when, retrnsmt, uid, timeout, inode.
+    let inode = fields.nth(4)?.parse().ok()?;
     let drops = fields.last()?.parse().ok()?;
     Some(UdpRow {
         port,
         rx_queue,
+        inode,
         drops,
     })
 }
@@ -260,7 +310,20 @@ mod tests {
         assert_eq!(status_kib(status, "VmHWM:"), Some(2048));
         let row = "  123: 0100007F:4A05 00000000:0000 07 00000000:00000300 00:00000000 00000000     0        0 9999 2 0000000000000000 17";
         let parsed = parse_udp_row(row);
-        assert!(parsed.is_some_and(|r| r.port == 0x4A05 && r.rx_queue == 0x300 && r.drops == 17));
+        assert!(parsed.is_some_and(|r| r.port == 0x4A05
+            && r.rx_queue == 0x300
+            && r.inode == 9999
+            && r.drops == 17));
+        assert_eq!(parse_socket_inode("socket:[9999]"), Some(9999));
+        assert_eq!(parse_socket_inode("anon_inode:[eventpoll]"), None);
+    }
+
+    #[test]
+    fn reads_its_own_udp_sockets() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0");
+        assert!(socket.is_ok());
+        assert_eq!(process_udp_drops(std::process::id()), Some(0));
+        assert_eq!(process_udp_drops(u32::MAX), None);
     }
 
     #[test]

@@ -589,6 +589,11 @@ impl Report {
         let (before, after, snmp) = udp;
         let gateway_drops = after.gateway.saturating_sub(before.gateway);
         let mote_drops = after.motes.saturating_sub(before.motes);
+        // The gateway process's own sockets, found by pid: what it dropped during the run.
+        let gateway_kernel_drops = match (before.gateway_process, after.gateway_process) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        };
 
         let mode = if plan.baseline { "baseline" } else { "gateway" };
         let rate = if plan.rate == 0 {
@@ -643,6 +648,7 @@ impl Report {
             .finish();
         let udp_json = Obj::new()
             .u("gateway_socket_drops", gateway_drops)
+            .opt_u("gateway_kernel_drops", gateway_kernel_drops)
             .u("gateway_socket_queue_bytes", after.gateway_queue_bytes)
             .u("mote_socket_drops", mote_drops)
             .u("host_rcvbuf_errors", snmp.rcvbuf_errors)
@@ -705,9 +711,11 @@ impl Report {
         if plan.gateway_pid.is_some() || !plan.baseline {
             let _ = writeln!(
                 summary,
-                "gateway   cpu {}  rss {}  udp drops {gateway_drops} (motes' sockets {mote_drops})",
+                "gateway   cpu {}  rss {}  udp drops {gateway_drops} (motes' sockets {mote_drops})  \
+                 gateway_kernel_drops {}",
                 gw_cpu.map_or("-".to_owned(), |c| format!("{c:.0}%")),
                 gw_rss.map_or("-".to_owned(), |r| format!("{:.1} MB", mb(r))),
+                gateway_kernel_drops.map_or("-".to_owned(), |d| d.to_string()),
             );
         }
         if let Some(cpu) = br_cpu {

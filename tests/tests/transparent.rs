@@ -1,0 +1,179 @@
+//! Transparent mode end to end, against a mosquitto that enforces per-device identity: a
+//! password file and ACLs. Each mote connects with its own login; the broker's refusal reaches
+//! the mote as its CONNACK; a publish outside the mote's ACL is dropped by the broker (MQTT
+//! 3.1.1 has no way to say so: mosquitto acknowledges and drops it); a lost mote's Will is
+//! published by the broker.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+use std::time::Duration;
+
+use sn_config::{BrokerMode, CredentialsConfig};
+use sn_tests::custom_broker::{run, temp_dir, CustomBroker};
+use sn_tests::{
+    ConnectOptions, Gateway, GatewayBuilder, Mote, MqttClient, QoS, ReturnCode, SubTopic, Topic,
+    Will,
+};
+
+/// mosquitto with users `gateway`, `mote-a`, `mote-b`, each allowed its own topics.
+async fn broker_with_acls() -> CustomBroker {
+    let dir = temp_dir("transparent");
+    run(
+        &dir,
+        "mosquitto_passwd",
+        &["-b", "-c", "passwd", "gateway", "gw-pass"],
+    );
+    run(
+        &dir,
+        "mosquitto_passwd",
+        &["-b", "passwd", "mote-a", "a-pass"],
+    );
+    run(
+        &dir,
+        "mosquitto_passwd",
+        &["-b", "passwd", "mote-b", "b-pass"],
+    );
+    std::fs::write(
+        dir.join("acl"),
+        "user gateway\ntopic readwrite #\n\n\
+         user mote-a\ntopic readwrite motes/a/#\ntopic read cmd/#\n\n\
+         user mote-b\ntopic readwrite motes/b/#\ntopic read cmd/#\n",
+    )
+    .unwrap();
+    CustomBroker::start(
+        dir.clone(),
+        &format!(
+            "allow_anonymous false\npassword_file {dir}/passwd\nacl_file {dir}/acl",
+            dir = dir.display()
+        ),
+    )
+    .await
+}
+
+fn login(client_id: &str, username: &str, password: &str) -> CredentialsConfig {
+    CredentialsConfig {
+        username: Some(username.into()),
+        password: Some(password.into()),
+        ..CredentialsConfig::new(client_id)
+    }
+}
+
+async fn transparent_gateway(broker: &CustomBroker) -> Gateway {
+    let mut builder = GatewayBuilder::new(broker.secure_port);
+    let config = builder.config_mut();
+    let b = config.broker.as_mut().unwrap();
+    b.mode = BrokerMode::Transparent;
+    b.client_id_prefix = "sn-".into();
+    b.username = Some("gateway".into());
+    b.password = Some("gw-pass".into());
+    config.credentials = vec![
+        login("mote-a", "mote-a", "a-pass"),
+        login("mote-b", "mote-b", "b-pass"),
+        login("mote-wrong", "mote-a", "not-the-password"),
+    ];
+    builder.start().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_mote_is_its_own_client_with_its_own_login_and_acl() {
+    let broker = broker_with_acls().await;
+    let gateway = transparent_gateway(&broker).await;
+    let mut watcher = MqttClient::connect(broker.plain_port, "watcher").await;
+    assert_eq!(watcher.subscribe("motes/#", 1).await, 1);
+
+    // A mote with the wrong password: the broker refuses, the mote is told (0x03).
+    let mut wrong = Mote::new(gateway.addr(), "mote-wrong").await;
+    assert_eq!(
+        wrong.connect_with(&ConnectOptions::default()).await,
+        ReturnCode::NotSupported
+    );
+
+    // mote-a publishes inside its ACL: it arrives.
+    let mut a = Mote::connected(gateway.addr(), "mote-a").await;
+    let mine = a.register("motes/a/temp").await;
+    assert_eq!(
+        a.publish(Topic::Normal(mine), QoS::AtLeastOnce, false, b"21.5")
+            .await,
+        ReturnCode::Accepted
+    );
+    let got = watcher
+        .recv_on("motes/a/temp", Duration::from_secs(10))
+        .await;
+    assert_eq!(got.payload, b"21.5");
+
+    // mote-a publishes into mote-b's topics: mosquitto acknowledges and drops it (MQTT
+    // 3.1.1), so the watcher never sees it, while the next allowed message arrives.
+    let theirs = a.register("motes/b/temp").await;
+    let _ = a
+        .publish(Topic::Normal(theirs), QoS::AtLeastOnce, false, b"forged")
+        .await;
+    assert_eq!(
+        a.publish(Topic::Normal(mine), QoS::AtLeastOnce, false, b"22.0")
+            .await,
+        ReturnCode::Accepted
+    );
+    let next = watcher
+        .recv_on("motes/a/temp", Duration::from_secs(10))
+        .await;
+    assert_eq!(next.payload, b"22.0");
+    assert!(
+        watcher.try_recv(Duration::from_millis(500)).await.is_none(),
+        "a message outside the mote's ACL reached a subscriber"
+    );
+
+    // A command published on the broker reaches the subscribed mote through its own
+    // connection.
+    let ack = a.subscribe(SubTopic::name("cmd/a"), QoS::AtLeastOnce).await;
+    assert_eq!(ack.return_code, ReturnCode::Accepted);
+    let mut commander = MqttClient::connect(broker.plain_port, "commander").await;
+    commander.publish("cmd/a", b"on", 1, false).await;
+    let delivered = a.recv_publish().await;
+    assert_eq!(delivered.data, b"on");
+
+    // mosquitto knows the mote by its own client id (with the prefix).
+    let log = std::fs::read_to_string(broker.dir.join("mosquitto.log")).unwrap_or_default();
+    assert!(
+        log.contains("as sn-mote-a") || log.contains("sn-mote-a"),
+        "mosquitto log does not show the mote's own client id:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_motes_will_is_published_by_the_broker_and_a_clean_disconnect_has_none() {
+    let broker = broker_with_acls().await;
+    let gateway = transparent_gateway(&broker).await;
+    let mut watcher = MqttClient::connect(broker.plain_port, "will-watcher").await;
+    assert_eq!(watcher.subscribe("motes/+/status", 1).await, 1);
+
+    // mote-b disconnects cleanly: no Will.
+    let mut b = Mote::new(gateway.addr(), "mote-b").await;
+    b.connect_accepted(&ConnectOptions {
+        will: Some(Will::new("motes/b/status", b"b lost")),
+        ..ConnectOptions::default()
+    })
+    .await;
+    b.disconnect().await;
+
+    // mote-a goes silent with a 2 s keep-alive: lost after 3 s, its connection dropped, and
+    // mosquitto publishes its Will.
+    let mut a = Mote::new(gateway.addr(), "mote-a").await;
+    a.connect_accepted(&ConnectOptions {
+        keep_alive: 2,
+        will: Some(Will::new("motes/a/status", b"a lost")),
+        ..ConnectOptions::default()
+    })
+    .await;
+    let will = watcher
+        .recv_on("motes/a/status", Duration::from_secs(15))
+        .await;
+    assert_eq!(will.payload, b"a lost");
+    assert!(
+        watcher.try_recv(Duration::from_millis(500)).await.is_none(),
+        "a Will after a clean DISCONNECT"
+    );
+}
