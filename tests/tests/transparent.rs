@@ -177,3 +177,36 @@ async fn a_lost_motes_will_is_published_by_the_broker_and_a_clean_disconnect_has
         "a Will after a clean DISCONNECT"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_motes_connection_is_kept_alive_and_its_messages_wait_for_it() {
+    let broker = broker_with_acls().await;
+    let gateway = transparent_gateway(&broker).await;
+    let mut watcher = MqttClient::connect(broker.plain_port, "sleep-watcher").await;
+    assert_eq!(watcher.subscribe("motes/+/status", 1).await, 1);
+
+    // Keep-alive 5 s upstream: mosquitto would drop a silent connection after 7.5 s and
+    // publish the Will. The mote sleeps for 12 s.
+    let mut a = Mote::new(gateway.addr(), "mote-a").await;
+    a.connect_accepted(&ConnectOptions {
+        keep_alive: 5,
+        will: Some(Will::new("motes/a/status", b"a lost")),
+        ..ConnectOptions::default()
+    })
+    .await;
+    let ack = a.subscribe(SubTopic::name("cmd/a"), QoS::AtLeastOnce).await;
+    assert_eq!(ack.return_code, ReturnCode::Accepted);
+    a.sleep(60).await;
+    let mut commander = MqttClient::connect(broker.plain_port, "sleep-commander").await;
+    commander.publish("cmd/a", b"while asleep", 1, false).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert!(
+        watcher.try_recv(Duration::from_millis(200)).await.is_none(),
+        "the broker published the Will of a mote that was asleep within its duration"
+    );
+    let delivered = a.wake().await;
+    assert_eq!(
+        delivered.iter().map(|d| d.data.clone()).collect::<Vec<_>>(),
+        vec![b"while asleep".to_vec()]
+    );
+}
