@@ -49,7 +49,7 @@ pub(crate) const SECTIONS: [&str; 10] = [
     "log",
 ];
 /// The options of `[gateway]`.
-pub(crate) const GATEWAY_KEYS: [&str; 12] = [
+pub(crate) const GATEWAY_KEYS: [&str; 13] = [
     "gw_id",
     "advertise_interval",
     "retry_interval",
@@ -62,6 +62,7 @@ pub(crate) const GATEWAY_KEYS: [&str; 12] = [
     "max_packet_size",
     "max_client_id_len",
     "qos_minus_one",
+    "worker_threads",
 ];
 /// The options of each `[[udp]]`.
 pub(crate) const UDP_KEYS: [&str; 5] = [
@@ -600,6 +601,7 @@ impl<'s> Reader<'s> {
                     set(&mut g.max_client_id_len, self.int(v, &f, 1, u16::MAX));
                 }
                 "qos_minus_one" => set(&mut g.qos_minus_one, self.boolean(v, &f)),
+                "worker_threads" => set(&mut g.worker_threads, self.int(v, &f, 0u16, 1024)),
                 _ => self.unknown_key(key, "gateway", "gateway"),
             }
         }

@@ -39,6 +39,7 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "max_packet_size",
             "max_client_id_len",
             "qos_minus_one",
+            "worker_threads",
         ],
     ),
     (
@@ -219,6 +220,7 @@ queue_overflow = "drop-new"
 max_packet_size = 16
 max_client_id_len = 23
 qos_minus_one = false
+worker_threads = 0
 
 [predefined_topics]
 1 = "sensors/temperature"
@@ -292,6 +294,7 @@ level = "mqtt_sn_gateway=debug,info"
             max_packet_size: 16,
             max_client_id_len: 23,
             qos_minus_one: false,
+            worker_threads: 0,
         }
     );
     assert_eq!(

@@ -81,7 +81,7 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match runtime_builder(config.gateway.worker_threads)
         .enable_all()
         .build()
     {
@@ -102,6 +102,21 @@ fn main() -> ExitCode {
         gateway.run(shutdown_signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+/// The tokio runtime for `[gateway] worker_threads`: one thread (the default, measured
+/// fastest: a datagram, the core and the broker link never wait for another thread to wake
+/// up), one per CPU core (0), or that many.
+fn runtime_builder(worker_threads: u16) -> tokio::runtime::Builder {
+    match worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(n));
+            builder
+        }
+    }
 }
 
 /// The configuration: the file if given, defaults otherwise, then the command-line overrides.
