@@ -97,6 +97,9 @@ pub struct Runtime {
     /// The embedded broker: the broker the link is connected to when no remote broker is
     /// configured, or the fallback's.
     embedded: Option<EmbeddedBroker>,
+    /// The core's counters, for whoever watches them (tests, a future admin endpoint);
+    /// updated after each turn only while someone does.
+    metrics: tokio::sync::watch::Sender<crate::core::Metrics>,
 }
 
 impl Runtime {
@@ -203,13 +206,20 @@ impl Runtime {
             fallback,
             transparent,
             embedded,
+            metrics: tokio::sync::watch::Sender::new(crate::core::Metrics::default()),
         })
     }
 
-    /// The address local MQTT apps reach the embedded broker on; `None` with a remote broker
-    /// or with `[embedded_broker] listen = "off"`.
+    /// The address local MQTT apps reach the embedded broker on (also as the fallback);
+    /// `None` without an embedded broker or with `[embedded_broker] listen = "off"`.
     pub fn embedded_broker_addr(&self) -> Option<SocketAddr> {
         self.embedded.as_ref().and_then(EmbeddedBroker::listen_addr)
+    }
+
+    /// The core's counters (datagrams, forwarded, dropped, undelivered, ...), updated after
+    /// every turn of [`Runtime::run`] while a receiver exists; costs nothing otherwise.
+    pub fn metrics_watch(&self) -> tokio::sync::watch::Receiver<crate::core::Metrics> {
+        self.metrics.subscribe()
     }
 
     /// The local address of each link, in config order (tests bind port 0).
@@ -409,6 +419,16 @@ impl Runtime {
         }
         while let Some(event) = self.core.poll_event() {
             log_event(&event);
+        }
+        if self.metrics.receiver_count() > 0 {
+            let current = self.core.metrics();
+            self.metrics.send_if_modified(|shown| {
+                let changed = shown != current;
+                if changed {
+                    *shown = current.clone();
+                }
+                changed
+            });
         }
     }
 

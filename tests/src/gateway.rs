@@ -154,6 +154,7 @@ impl GatewayBuilder {
             .first()
             .expect("the gateway has a UDP link");
         let embedded_addr = runtime.embedded_broker_addr();
+        let metrics = runtime.metrics_watch();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(runtime.run(async {
             let _ = stop.await;
@@ -161,6 +162,7 @@ impl GatewayBuilder {
         Gateway {
             addr,
             embedded_addr,
+            metrics,
             config: self.config,
             shutdown: Some(shutdown),
             task: Some(task),
@@ -174,6 +176,7 @@ impl GatewayBuilder {
 pub struct Gateway {
     addr: SocketAddr,
     embedded_addr: Option<SocketAddr>,
+    metrics: tokio::sync::watch::Receiver<mqtt_sn_gateway::core::Metrics>,
     config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -200,6 +203,11 @@ impl Gateway {
     /// listener (see [`GatewayBuilder::embedded`]).
     pub fn embedded_broker_addr(&self) -> Option<SocketAddr> {
         self.embedded_addr
+    }
+
+    /// The core's counters as of its last turn.
+    pub fn metrics(&self) -> mqtt_sn_gateway::core::Metrics {
+        self.metrics.borrow().clone()
     }
 
     /// The configuration it runs with.
