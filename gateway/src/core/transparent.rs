@@ -222,6 +222,13 @@ impl Gateway {
             self.emit(Event::ConnectRefused { addr, reason });
             self.send_to_session(idx, Packet::ConnAck { return_code });
         }
+        // A refused first connection leaves nothing behind, whatever its CleanSession flag
+        // (a persistent session that existed before is kept, offline).
+        if let MoteLink::Opening { resumed: false, .. } = link {
+            if let Some(session) = self.session_mut(idx) {
+                session.clean_session = true;
+            }
+        }
         self.end_session(now, idx, Ending::Refused);
     }
 

@@ -189,6 +189,26 @@ fn a_refusal_becomes_the_connack_return_code_and_no_session() {
         assert!(mote_commands(&mut h).is_empty());
         assert_eq!(h.gw.metrics().connect_refused, 1);
     }
+    // With CleanSession=0 too: a refused first connection stores no session.
+    let mut h = transparent();
+    let m = peer(1);
+    h.send(
+        m,
+        Packet::Connect(Connect {
+            will: false,
+            clean_session: false,
+            protocol_id: 1,
+            duration: 60,
+            client_id: b"persistent",
+        }),
+    );
+    mote_commands(&mut h);
+    mote_event(
+        &mut h,
+        "persistent",
+        MoteEvent::Refused(Refusal::NotAuthorized),
+    );
+    assert_eq!(h.gw.session_count(), 0);
 }
 
 #[test]

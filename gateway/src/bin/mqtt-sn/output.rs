@@ -33,7 +33,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A JSON string literal (RFC 8259 §7): quote, backslash and control characters escaped.
-fn json_string(s: &str) -> String {
+pub(crate) fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -1,6 +1,7 @@
 //! What a run reports: the progress line once a second on stderr, and at the end a summary for
 //! people and a JSON object for scripts (stdout with --json, and/or a file with --output).
 
+use crate::output::json_string;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -280,27 +281,6 @@ impl Obj {
         out.push('}');
         out
     }
-}
-
-/// A JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn summary_json(summary: Option<Summary>) -> String {
