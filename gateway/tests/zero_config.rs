@@ -301,3 +301,16 @@ fn the_binary_refuses_to_start_on_a_taken_port_and_says_how_to_fix_it() {
     assert!(text.contains(&format!("--broker mqtt://{taken}")), "{text}");
     assert!(text.contains("[embedded_broker] listen"), "{text}");
 }
+
+#[test]
+fn the_readme_run_command_picks_the_gateway_binary() {
+    // `cargo run --release -p mqtt-sn-gateway` (README) needs a default binary: the package
+    // also builds the `mqtt-sn` client tool, and without this cargo refuses to choose.
+    let manifest = include_str!("../Cargo.toml");
+    assert!(
+        manifest.contains("default-run = \"mqtt-sn-gateway\""),
+        "gateway/Cargo.toml lacks default-run"
+    );
+    let readme = include_str!("../../README.md");
+    assert!(readme.contains("cargo run --release -p mqtt-sn-gateway\n"));
+}
