@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use sn_transports::{UdpLink, UdpLinkError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -30,6 +30,10 @@ pub use transparent::TransparentLinks;
 /// here), and the kernel's socket buffer absorbs bursts beyond that. What overflows that
 /// buffer the kernel drops; the runtime counts it (`kernel_dropped`) and warns.
 const DATAGRAM_QUEUE: usize = 4096;
+
+/// A UDP link's outgoing datagrams are sent together (`sendmmsg`) at the end of a turn, or
+/// as soon as this many are waiting, which bounds the memory and the delay a large turn adds.
+const UDP_SEND_BATCH: usize = 256;
 
 /// How often the UDP sockets' kernel drop counters are checked: at most one warning per
 /// check.
@@ -89,6 +93,9 @@ pub struct Runtime {
     /// their sockets close with it.
     receivers: Vec<tokio::task::JoinHandle<()>>,
     received: mpsc::Receiver<Inbound>,
+    /// Per link (same index as `links`), the UDP datagrams of this turn not yet sent; empty
+    /// for serial links.
+    udp_out: Vec<Vec<(Bytes, SocketAddr)>>,
     broker: BrokerLinkHandle,
     /// The link to the embedded broker while it is the remote broker's fallback.
     fallback: Option<BrokerLinkHandle>,
@@ -196,12 +203,14 @@ impl Runtime {
             Some(t) => Some(TransparentLinks::start(t)?),
             None => None,
         };
+        let udp_out = links.iter().map(|_| Vec::new()).collect();
         Ok(Runtime {
             core,
             store,
             links,
             receivers,
             received,
+            udp_out,
             broker,
             fallback,
             transparent,
@@ -376,29 +385,37 @@ impl Runtime {
             }
         }
         while let Some(transmit) = self.core.poll_transmit() {
-            let link = match self.links.get_mut(usize::from(transmit.link.0)) {
-                Some(Link::Udp(link)) => link,
-                Some(Link::Serial(serial)) => {
+            let index = usize::from(transmit.link.0);
+            let (link, out) = match (self.links.get_mut(index), self.udp_out.get_mut(index)) {
+                (Some(Link::Udp(link)), Some(out)) => (link, out),
+                (Some(Link::Serial(serial)), _) => {
                     serial.send(transmit.destination, transmit.datagram);
                     continue;
                 }
-                None => continue,
+                _ => continue,
             };
-            let result = match transmit.destination {
+            match transmit.destination {
                 Destination::Unicast(PeerAddr::Ip(addr)) => {
-                    link.send_to(&transmit.datagram, addr).await
+                    out.push((transmit.datagram, addr));
+                    if out.len() >= UDP_SEND_BATCH {
+                        send_udp(link, out).await;
+                    }
                 }
-                Destination::Discovery { radius } => link
-                    .send_discovery(&transmit.datagram, radius)
-                    .await
-                    .map(|_| ()),
+                Destination::Discovery { radius } => {
+                    // What the core produced before it goes first, as it would have unbatched.
+                    send_udp(link, out).await;
+                    if let Err(error) = link.send_discovery(&transmit.datagram, radius).await {
+                        debug!(link = link.name(), %error, "send failed");
+                    }
+                }
                 Destination::Unicast(other) => {
                     debug!(link = link.name(), peer = %other, "not a UDP address: datagram dropped");
-                    Ok(())
                 }
-            };
-            if let Err(error) = result {
-                debug!(link = link.name(), %error, "send failed");
+            }
+        }
+        for (link, out) in self.links.iter().zip(self.udp_out.iter_mut()) {
+            if let Link::Udp(link) = link {
+                send_udp(link, out).await;
             }
         }
         while let Some(command) = self.core.poll_broker() {
@@ -540,20 +557,42 @@ fn link_id(index: usize) -> LinkId {
     LinkId(u16::try_from(index).unwrap_or(u16::MAX))
 }
 
-/// One receive loop per UDP link, copying each datagram out of the link's buffer.
+/// Sends a UDP link's waiting datagrams in as few system calls as the OS allows and empties
+/// the list. A datagram the OS refuses is counted in the link's `send_errors`.
+async fn send_udp(link: &UdpLink, out: &mut Vec<(Bytes, SocketAddr)>) {
+    if out.is_empty() {
+        return;
+    }
+    let accepted = link.send_batch(out).await;
+    if accepted < out.len() {
+        debug!(
+            link = link.name(),
+            refused = out.len() - accepted,
+            "sends failed"
+        );
+    }
+    out.clear();
+}
+
+/// One receive loop per UDP link: takes every datagram waiting in one system call
+/// (`recvmmsg`), copies the batch out of the link's buffer into one allocation, and hands
+/// each datagram to the core as a slice of it.
 async fn receive(link_id: LinkId, link: Arc<UdpLink>, tx: mpsc::Sender<Inbound>) {
-    let mut buf = link.recv_buffer();
+    let mut batch = link.recv_batch_buffer();
     loop {
-        match link.recv(&mut buf).await {
-            Ok((len, from)) => {
-                let datagram = Bytes::copy_from_slice(buf.get(..len).unwrap_or_default());
-                let received = Inbound::Datagram {
-                    link: link_id,
-                    from: PeerAddr::Ip(from),
-                    datagram,
-                };
-                if tx.send(received).await.is_err() {
-                    return;
+        match link.recv_batch(&mut batch).await {
+            Ok(_) => {
+                let mut bytes = BytesMut::with_capacity(batch.total_len());
+                for (datagram, from) in batch.iter() {
+                    bytes.extend_from_slice(datagram);
+                    let received = Inbound::Datagram {
+                        link: link_id,
+                        from: PeerAddr::Ip(from),
+                        datagram: bytes.split().freeze(),
+                    };
+                    if tx.send(received).await.is_err() {
+                        return;
+                    }
                 }
             }
             Err(error) => {

@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sn_transports::udp::RecvBatch;
 use sn_transports::{UdpLink, UdpLinkConfig, UdpLinkError};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -350,4 +351,157 @@ async fn fifty_peers_twenty_datagrams_each_all_arrive_with_their_sender() {
 /// that the reported sender is the one that sent those bytes.
 fn port_tag(addr: SocketAddr) -> usize {
     usize::from(addr.port() % 251)
+}
+
+/// Receives one batch within [`WAIT`], as owned datagrams with their senders.
+async fn recv_batch(link: &UdpLink, batch: &mut RecvBatch) -> Vec<(Vec<u8>, SocketAddr)> {
+    let n = timeout(WAIT, link.recv_batch(batch))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, batch.len());
+    batch.iter().map(|(d, from)| (d.to_vec(), from)).collect()
+}
+
+#[tokio::test]
+async fn datagrams_already_waiting_arrive_in_one_batch_in_order_with_oversize_ones_dropped() {
+    let mut cfg = config(LOCAL4);
+    cfg.max_datagram = 64;
+    let link = UdpLink::bind(cfg).await.unwrap();
+    let at = link.local_addr().unwrap();
+    let a = UdpSocket::bind(LOCAL4).await.unwrap();
+    let b = UdpSocket::bind(LOCAL4).await.unwrap();
+    // Loopback delivers a send into the receiver's buffer before send_to returns, so all
+    // five are waiting when the batch is read.
+    a.send_to(&[1; 10], at).await.unwrap();
+    b.send_to(&[2; 64], at).await.unwrap();
+    a.send_to(&[3; 65], at).await.unwrap(); // one byte too long
+    b.send_to(&[4; 1], at).await.unwrap();
+    a.send_to(&[5; 3], at).await.unwrap();
+
+    let mut batch = link.recv_batch_buffer();
+    let got = recv_batch(&link, &mut batch).await;
+    let (a, b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    if cfg!(target_os = "linux") {
+        // recvmmsg: everything waiting comes back from one call.
+        assert_eq!(
+            got,
+            vec![
+                (vec![1; 10], a),
+                (vec![2; 64], b),
+                (vec![4; 1], b),
+                (vec![5; 3], a)
+            ]
+        );
+        assert_eq!(batch.total_len(), 78);
+    } else {
+        assert_eq!(got, vec![(vec![1; 10], a)]);
+    }
+    let stats = link.stats();
+    if cfg!(target_os = "linux") {
+        assert_eq!(stats.oversize_dropped, 1);
+        assert_eq!(stats.datagrams_received, 4);
+        assert_eq!(stats.bytes_received, 78);
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_only_oversize_datagrams_waits_for_a_good_one() {
+    let mut cfg = config(LOCAL4);
+    cfg.max_datagram = 8;
+    let link = UdpLink::bind(cfg).await.unwrap();
+    let at = link.local_addr().unwrap();
+    let peer = UdpSocket::bind(LOCAL4).await.unwrap();
+    peer.send_to(&[9; 100], at).await.unwrap();
+    peer.send_to(&[9; 9], at).await.unwrap();
+    let mut batch = link.recv_batch_buffer();
+    let early = timeout(Duration::from_millis(100), link.recv_batch(&mut batch)).await;
+    assert!(early.is_err(), "returned with nothing to hand over");
+    peer.send_to(&[7; 8], at).await.unwrap();
+    let got = recv_batch(&link, &mut batch).await;
+    assert_eq!(got, vec![(vec![7; 8], peer.local_addr().unwrap())]);
+    assert_eq!(link.stats().oversize_dropped, 2);
+}
+
+#[tokio::test]
+async fn a_batch_buffer_of_a_link_with_smaller_datagrams_is_refused() {
+    let mut small = config(LOCAL4);
+    small.max_datagram = 16;
+    let small = UdpLink::bind(small).await.unwrap();
+    let link = link(LOCAL4).await;
+    let mut batch = small.recv_batch_buffer();
+    let err = link.recv_batch(&mut batch).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("at least 257"), "{err}");
+}
+
+#[tokio::test]
+async fn a_batch_send_reaches_every_peer_in_order_and_skips_only_what_is_refused() {
+    for family in [LOCAL4, LOCAL6] {
+        let link = link(family).await;
+        let peers = [
+            UdpSocket::bind(family).await.unwrap(),
+            UdpSocket::bind(family).await.unwrap(),
+            UdpSocket::bind(family).await.unwrap(),
+        ];
+        let addrs: Vec<SocketAddr> = peers.iter().map(|p| p.local_addr().unwrap()).collect();
+        // An address of the other family: the OS refuses that one datagram.
+        let wrong = if family.is_ipv4() {
+            SocketAddr::from((Ipv6Addr::LOCALHOST, 9))
+        } else {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 9))
+        };
+        // 70 datagrams: more than one sendmmsg call (32 each), with a refused one first, one
+        // in the middle and one last.
+        let mut out: Vec<(Vec<u8>, SocketAddr)> = vec![(b"x".to_vec(), wrong)];
+        for i in 0..66u8 {
+            out.push((vec![i; 1 + usize::from(i % 5)], addrs[usize::from(i) % 3]));
+            if i == 40 {
+                out.push((b"y".to_vec(), wrong));
+            }
+        }
+        out.push((b"z".to_vec(), wrong));
+        assert_eq!(out.len(), 69);
+        let accepted = link.send_batch(&out).await;
+        assert_eq!(accepted, 66, "{family}");
+
+        let mut got: Vec<Vec<u8>> = vec![Vec::new(); 3];
+        let mut buf = [0u8; 64];
+        for (k, peer) in peers.iter().enumerate() {
+            for _ in 0..22 {
+                let (len, from) = timeout(WAIT, peer.recv_from(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(from, link.local_addr().unwrap());
+                assert_eq!(len, 1 + usize::from(buf[0] % 5));
+                got[k].push(buf[0]);
+            }
+        }
+        for (k, seqs) in got.iter().enumerate() {
+            let expected: Vec<u8> = (0..66u8).filter(|i| usize::from(*i) % 3 == k).collect();
+            assert_eq!(seqs, &expected, "peer {k} gets its datagrams in order");
+        }
+        let stats = link.stats();
+        assert_eq!(stats.datagrams_sent, 66);
+        assert_eq!(stats.send_errors, 3);
+        let bytes: usize = (0..66usize).map(|i| 1 + i % 5).sum();
+        assert_eq!(stats.bytes_sent, bytes as u64);
+    }
+}
+
+#[tokio::test]
+async fn an_empty_or_single_batch_send_works() {
+    let link = link(LOCAL4).await;
+    let peer = UdpSocket::bind(LOCAL4).await.unwrap();
+    let none: [(Vec<u8>, SocketAddr); 0] = [];
+    assert_eq!(link.send_batch(&none).await, 0);
+    let one = [(b"\x02\x17".to_vec(), peer.local_addr().unwrap())];
+    assert_eq!(link.send_batch(&one).await, 1);
+    let mut buf = [0u8; 8];
+    let (len, _) = timeout(WAIT, peer.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..len], b"\x02\x17");
 }

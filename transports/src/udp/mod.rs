@@ -4,8 +4,12 @@
 //! All methods take `&self`, so the runtime can hold one `Arc<UdpLink>` and receive in one
 //! task while sending from others.
 
+mod batch;
 mod discovery;
 mod error;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod mmsg;
 mod socket;
 mod stats;
 
@@ -14,6 +18,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use socket2::SockRef;
 
+pub use batch::RecvBatch;
 use discovery::{Discovery, DiscoveryPlan};
 pub use error::UdpLinkError;
 pub use stats::LinkStats;
