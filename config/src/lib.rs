@@ -225,6 +225,10 @@ pub struct GatewayConfig {
     pub max_client_id_len: u16,
     /// Accept QoS −1 PUBLISH from motes that never connected. Default true.
     pub qos_minus_one: bool,
+    /// QoS 0/−1 uplink messages that may wait for the broker connection when the motes send
+    /// faster than the broker takes them; beyond it new ones are dropped and counted. At
+    /// least 1, default 10000.
+    pub max_pending_qos0: u32,
     /// Threads that run the gateway (links, core, broker connections): 1 (the default) runs
     /// everything on one thread, which measured fastest (no hand-offs between threads); 0
     /// means one per CPU core; more can help transparent mode with many motes. 0 to 1024.
@@ -247,6 +251,7 @@ impl Default for GatewayConfig {
             max_packet_size: 1024,
             max_client_id_len: 64,
             qos_minus_one: true,
+            max_pending_qos0: 10_000,
             worker_threads: 1,
         }
     }

@@ -49,7 +49,7 @@ pub(crate) const SECTIONS: [&str; 10] = [
     "log",
 ];
 /// The options of `[gateway]`.
-pub(crate) const GATEWAY_KEYS: [&str; 13] = [
+pub(crate) const GATEWAY_KEYS: [&str; 14] = [
     "gw_id",
     "advertise_interval",
     "retry_interval",
@@ -62,6 +62,7 @@ pub(crate) const GATEWAY_KEYS: [&str; 13] = [
     "max_packet_size",
     "max_client_id_len",
     "qos_minus_one",
+    "max_pending_qos0",
     "worker_threads",
 ];
 /// The options of each `[[udp]]`.
@@ -601,6 +602,9 @@ impl<'s> Reader<'s> {
                     set(&mut g.max_client_id_len, self.int(v, &f, 1, u16::MAX));
                 }
                 "qos_minus_one" => set(&mut g.qos_minus_one, self.boolean(v, &f)),
+                "max_pending_qos0" => {
+                    set(&mut g.max_pending_qos0, self.int(v, &f, 1, u32::MAX));
+                }
                 "worker_threads" => set(&mut g.worker_threads, self.int(v, &f, 0u16, 1024)),
                 _ => self.unknown_key(key, "gateway", "gateway"),
             }

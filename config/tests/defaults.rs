@@ -39,6 +39,7 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "max_packet_size",
             "max_client_id_len",
             "qos_minus_one",
+            "max_pending_qos0",
             "worker_threads",
         ],
     ),
@@ -126,6 +127,7 @@ fn default_values() {
     assert_eq!(g.max_packet_size, 1024);
     assert_eq!(g.max_client_id_len, 64);
     assert!(g.qos_minus_one);
+    assert_eq!(g.max_pending_qos0, 10_000);
     assert!(c.predefined_topics.is_empty());
     assert_eq!(
         c.udp,
@@ -220,6 +222,7 @@ queue_overflow = "drop-new"
 max_packet_size = 16
 max_client_id_len = 23
 qos_minus_one = false
+max_pending_qos0 = 3
 worker_threads = 0
 
 [predefined_topics]
@@ -294,6 +297,7 @@ level = "mqtt_sn_gateway=debug,info"
             max_packet_size: 16,
             max_client_id_len: 23,
             qos_minus_one: false,
+            max_pending_qos0: 3,
             worker_threads: 0,
         }
     );

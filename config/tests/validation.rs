@@ -134,6 +134,7 @@ fn counters_and_limits() {
         ("max_topics_per_session", "65534", "from 1 to 65533"),
         ("max_queued_per_session", "0", "from 1 to"),
         ("max_queued_bytes_per_session", "0", "from 1 to"),
+        ("max_pending_qos0", "0", "from 1 to"),
         ("queue_overflow", "\"drop-everything\"", "is not a policy"),
         ("max_packet_size", "15", "from 16 to 65535"),
         ("max_packet_size", "65536", "from 16 to 65535"),

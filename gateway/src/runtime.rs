@@ -35,6 +35,10 @@ const DATAGRAM_QUEUE: usize = 4096;
 /// as soon as this many are waiting, which bounds the memory and the delay a large turn adds.
 const UDP_SEND_BATCH: usize = 256;
 
+/// While the broker link has no room for the core's commands, how soon the runtime looks
+/// again.
+const LINK_BUSY_RECHECK: Duration = Duration::from_millis(1);
+
 /// How often the UDP sockets' kernel drop counters are checked: at most one warning per
 /// check.
 const KERNEL_DROPS_CHECK: Duration = Duration::from_secs(60);
@@ -250,6 +254,9 @@ impl Runtime {
         loop {
             let deadline = self.core.poll_timeout().map(Instant::from_std);
             let wake = deadline.map_or(stats_at, |d| d.min(stats_at));
+            // Commands the link had no room for: look again shortly (the link gives no
+            // signal when it has taken them).
+            let link_busy = self.core.broker_commands_waiting() > 0;
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -308,6 +315,7 @@ impl Runtime {
                         }
                     }
                 }
+                () = tokio::time::sleep(LINK_BUSY_RECHECK), if link_busy => {}
                 () = tokio::time::sleep_until(wake) => {
                     self.core.handle_timeout(now());
                     if Instant::now() >= stats_at {
@@ -418,8 +426,13 @@ impl Runtime {
                 send_udp(link, out).await;
             }
         }
-        while let Some(command) = self.core.poll_broker() {
-            if self.broker.commands.send(command).is_err() {
+        // Only as fast as the link takes them: what it cannot take yet stays in the core,
+        // which bounds the QoS 0 part (max_pending_qos0) and sheds the rest, counted.
+        while self.broker.has_room() {
+            let Some(command) = self.core.poll_broker() else {
+                break;
+            };
+            if !self.broker.send(command) {
                 break;
             }
         }
@@ -432,7 +445,7 @@ impl Runtime {
         // core; what a missing link would have carried is resent when one comes up.
         while let Some(command) = self.core.poll_fallback() {
             if let Some(fallback) = &self.fallback {
-                let _ = fallback.commands.send(command);
+                let _ = fallback.send(command);
             }
         }
         while let Some(event) = self.core.poll_event() {
@@ -461,6 +474,7 @@ impl Runtime {
             pending_uplink = self.core.pending_uplink(),
             malformed = m.malformed,
             dropped_queue_full = m.dropped_queue_full,
+            dropped_broker_backlog = m.publish_dropped_backlog,
             refused_broker_down = m.publish_broker_down,
             spooled = self.core.spooled(),
             spool_refused = m.spool_refused,
@@ -673,6 +687,9 @@ fn log_event(event: &Event) {
         } => info!(%client_id, %reason, will_published, "client lost"),
         Event::SpoolFull { max_bytes, policy } => {
             warn!(max_bytes, ?policy, "spool full (spool.max_bytes): new uplink messages are refused or the oldest dropped, by spool.when_full")
+        }
+        Event::BrokerBacklogFull { limit } => {
+            warn!(limit, "the broker takes messages slower than the motes send them: QoS 0 messages beyond max_pending_qos0 are dropped (counted as dropped_broker_backlog)")
         }
         Event::QueueFull { client_id, limit } => {
             warn!(%client_id, limit, "queue full: dropping messages for this client (max_queued_per_session)")

@@ -95,6 +95,7 @@ impl Settings {
             max_packet_size: usize::from(g.max_packet_size),
             max_client_id_len: usize::from(g.max_client_id_len),
             qos_minus_one: g.qos_minus_one,
+            max_pending_qos0: usize::try_from(g.max_pending_qos0).unwrap_or(usize::MAX),
             predefined_topics: config
                 .predefined_topics
                 .iter()

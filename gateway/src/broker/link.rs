@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,12 @@ pub(super) const MAX_MQTT_PACKET: usize = 4 * 1024 * 1024;
 const REQUEST_CAPACITY: usize = 256;
 /// Events queued for the runtime; a full queue pauses reading from the broker (backpressure).
 const EVENT_CAPACITY: usize = 1024;
+/// Commands handed to the link and not yet taken by it, beyond which the runtime leaves the
+/// core's commands in the core ([`BrokerLinkHandle::has_room`]): there QoS 0 messages are
+/// bounded by `[gateway] max_pending_qos0`, instead of piling up in this channel when the
+/// broker takes messages slower than the motes send them. Not a limit anything is dropped
+/// at: a hand-off size, large enough that the link never waits for the runtime.
+const LINK_QUEUE: usize = 1024;
 
 /// PEM files for TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,11 +99,38 @@ pub enum BrokerLinkError {
 #[derive(Debug)]
 pub struct BrokerLinkHandle {
     /// Commands from the core. Never blocks the runtime.
-    pub commands: mpsc::UnboundedSender<BrokerCommand>,
+    commands: mpsc::UnboundedSender<BrokerCommand>,
+    /// Commands in `commands` the link has not taken yet.
+    queued: Arc<AtomicUsize>,
     /// Events for the core.
     pub events: mpsc::Receiver<BrokerEvent>,
-    /// The link task; it ends when `commands` is dropped.
+    /// The link task; it ends when the handle is dropped.
     pub task: JoinHandle<()>,
+}
+
+impl BrokerLinkHandle {
+    /// Hands a command to the link; false when the link task is gone. Never blocks.
+    pub fn send(&self, command: BrokerCommand) -> bool {
+        // Counted before it is sent, so the link's decrement can never come first.
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.commands.send(command).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Whether the link has taken nearly all it was given, so more commands are useful now;
+    /// when not, they are better left with the core (see [`LINK_QUEUE`]).
+    pub fn has_room(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) < LINK_QUEUE
+    }
+}
+
+/// The link took one command from the runtime's channel.
+fn took(queued: &AtomicUsize) {
+    // Never below zero: every command was counted before it was sent.
+    let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
 }
 
 /// Starts the link task. It connects, reconnects with backoff and jitter, and reports.
@@ -108,9 +142,17 @@ pub fn spawn_link(config: BrokerLinkConfig) -> Result<BrokerLinkHandle, BrokerLi
     let transport = transport(config.tls.as_ref())?;
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
-    let task = tokio::spawn(run(config, transport, commands_rx, events_tx));
+    let queued = Arc::new(AtomicUsize::new(0));
+    let task = tokio::spawn(run(
+        config,
+        transport,
+        commands_rx,
+        events_tx,
+        queued.clone(),
+    ));
     Ok(BrokerLinkHandle {
         commands: commands_tx,
+        queued,
         events: events_rx,
         task,
     })
@@ -192,6 +234,7 @@ async fn run(
     transport: Option<Transport>,
     mut commands: mpsc::UnboundedReceiver<BrokerCommand>,
     events: mpsc::Sender<BrokerEvent>,
+    queued: Arc<AtomicUsize>,
 ) {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -215,7 +258,9 @@ async fn run(
                 backoff.reset();
                 // Whatever the core sent before learning of the outage belongs to the old
                 // connection; it replays all of it after `Connected`, in order.
-                while commands.try_recv().is_ok() {}
+                while commands.try_recv().is_ok() {
+                    took(&queued);
+                }
                 let connected = BrokerEvent::Connected {
                     session_present: ack.session_present,
                 };
@@ -223,7 +268,7 @@ async fn run(
                     return;
                 }
                 let end = Connection::new(&config, client, eventloop)
-                    .run(&mut commands, &events)
+                    .run(&mut commands, &events, &queued)
                     .await;
                 if events.send(BrokerEvent::Disconnected).await.is_err() {
                     return;
@@ -260,7 +305,10 @@ async fn run(
         loop {
             tokio::select! {
                 _ = &mut sleep => break,
-                command = commands.recv() => if command.is_none() { return },
+                command = commands.recv() => match command {
+                    Some(_) => took(&queued),
+                    None => return,
+                },
             }
         }
     }
@@ -443,9 +491,13 @@ impl Connection {
         self,
         commands: &mut mpsc::UnboundedReceiver<BrokerCommand>,
         events: &mpsc::Sender<BrokerEvent>,
+        queued: &AtomicUsize,
     ) -> End {
-        self.run_with(commands, Input::Command, events, |event| event)
-            .await
+        let input = |command| {
+            took(queued);
+            Input::Command(command)
+        };
+        self.run_with(commands, input, events, |event| event).await
     }
 
     /// Runs the connection until it is lost, the owner is gone, or it was asked to close.

@@ -35,6 +35,9 @@ pub struct CoreConfig {
     pub qos_minus_one: bool,
     /// Predefined topic ids shared with the clients' firmware.
     pub predefined_topics: Vec<(u16, String)>,
+    /// QoS 0/-1 uplink messages that may wait for the broker link; beyond it new ones are
+    /// dropped and counted (`publish_dropped_backlog`).
+    pub max_pending_qos0: usize,
     /// Holding uplink messages while the broker is unreachable.
     pub spool: SpoolConfig,
     /// One broker connection for all motes, or one per mote.
@@ -57,6 +60,7 @@ impl Default for CoreConfig {
             max_client_id_len: 64,
             qos_minus_one: true,
             predefined_topics: Vec::new(),
+            max_pending_qos0: 10_000,
             spool: SpoolConfig::default(),
             mode: BrokerMode::Aggregating,
         }

@@ -84,6 +84,13 @@ pub enum Event {
         /// What happens to messages that do not fit.
         policy: super::spool::SpoolFull,
     },
+    /// QoS 0 uplink messages are being dropped: `max_pending_qos0` of them already wait for
+    /// the broker link, which is slower than the motes (reported once until the backlog has
+    /// drained).
+    BrokerBacklogFull {
+        /// The limit.
+        limit: usize,
+    },
     /// A client's messages were dropped at a limit (logged once per session until it recovers).
     QueueFull {
         /// Its client id.
@@ -115,6 +122,9 @@ pub struct Metrics {
     pub publish_forwarded: u64,
     /// Uplink PUBLISHes dropped or refused because the broker link was down.
     pub publish_broker_down: u64,
+    /// QoS 0/-1 uplink PUBLISHes dropped because `max_pending_qos0` of them already waited
+    /// for the broker link (the broker took them slower than the motes sent them).
+    pub publish_dropped_backlog: u64,
     /// Uplink PUBLISHes refused: unknown topic id, bad topic, or a second exchange in flight.
     pub publish_rejected: u64,
     /// QoS -1 PUBLISHes dropped because qos_minus_one is off.

@@ -73,6 +73,10 @@ pub struct Gateway {
     timers: BinaryHeap<Reverse<Timer>>,
     transmits: VecDeque<Transmit>,
     commands: VecDeque<BrokerCommand>,
+    /// QoS 0 PUBLISHes in `commands`: the backlog `max_pending_qos0` bounds.
+    pending_qos0: usize,
+    /// A drop at `max_pending_qos0` was reported; cleared once the backlog has drained.
+    pending_qos0_full_reported: bool,
     pub(crate) fallback_commands: VecDeque<BrokerCommand>,
     /// Transparent mode: commands for motes' own connections, by client id.
     pub(crate) mote_commands: VecDeque<(Arc<str>, super::transparent_api::MoteCommand)>,
@@ -107,6 +111,8 @@ impl Gateway {
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             commands: VecDeque::new(),
+            pending_qos0: 0,
+            pending_qos0_full_reported: false,
             fallback_commands: VecDeque::new(),
             mote_commands: VecDeque::new(),
             events: VecDeque::new(),
@@ -214,8 +220,24 @@ impl Gateway {
     }
 
     /// The next command for the broker link.
+    ///
+    /// A runtime takes commands only as fast as the link takes them (QoS 0 PUBLISHes left
+    /// here count against `max_pending_qos0`), so a broker slower than the motes makes the
+    /// core shed QoS 0 messages, counted, instead of queueing without bound.
     pub fn poll_broker(&mut self) -> Option<BrokerCommand> {
-        self.commands.pop_front()
+        let command = self.commands.pop_front()?;
+        if is_qos0_publish(&command) {
+            self.pending_qos0 = self.pending_qos0.saturating_sub(1);
+            if self.pending_qos0 == 0 {
+                self.pending_qos0_full_reported = false;
+            }
+        }
+        Some(command)
+    }
+
+    /// Commands waiting for [`Gateway::poll_broker`].
+    pub fn broker_commands_waiting(&self) -> usize {
+        self.commands.len()
     }
 
     /// The earliest deadline; call [`Gateway::handle_timeout`] when it is reached.
@@ -352,7 +374,27 @@ impl Gateway {
     }
 
     pub(crate) fn command(&mut self, command: BrokerCommand) {
+        if is_qos0_publish(&command) {
+            self.pending_qos0 += 1;
+        }
         self.commands.push_back(command);
+    }
+
+    /// Whether one more QoS 0 message fits the backlog for the broker link
+    /// (`max_pending_qos0`); when it does not, counts the drop and reports the first one of
+    /// an episode (until the backlog has drained).
+    pub(crate) fn qos0_backlog_has_room(&mut self) -> bool {
+        if self.pending_qos0 < self.config.max_pending_qos0 {
+            return true;
+        }
+        self.metrics.publish_dropped_backlog += 1;
+        if !self.pending_qos0_full_reported {
+            self.pending_qos0_full_reported = true;
+            self.emit(Event::BrokerBacklogFull {
+                limit: self.config.max_pending_qos0,
+            });
+        }
+        false
     }
 
     /// Encodes `packet` for a client (wrapped for its forwarder if it has one) and queues it.
@@ -554,4 +596,9 @@ pub struct SessionInfo {
     pub undelivered: u64,
     /// Its subscriptions.
     pub subscriptions: usize,
+}
+
+/// A QoS 0 (or -1) PUBLISH for the broker: what `max_pending_qos0` counts.
+fn is_qos0_publish(command: &BrokerCommand) -> bool {
+    matches!(command, BrokerCommand::Publish(p) if p.qos == super::broker::MqttQoS::AtMostOnce)
 }

@@ -119,8 +119,10 @@ impl Gateway {
             return;
         }
         if self.broker_up {
-            self.metrics.publish_forwarded += 1;
-            self.command(BrokerCommand::Publish(publish));
+            if self.qos0_backlog_has_room() {
+                self.metrics.publish_forwarded += 1;
+                self.command(BrokerCommand::Publish(publish));
+            }
             return;
         }
         if self.spooling() && self.config.spool.qos0 {

@@ -1,7 +1,7 @@
 //! Client → broker: REGISTER, PUBLISH at QoS -1/0/1/2, acknowledgements after the broker,
 //! duplicates, one exchange at a time, and replay after a broker reconnect.
 
-use mqtt_sn_gateway::core::{BrokerCommand, BrokerEvent, CoreConfig, MqttQoS, Peer};
+use mqtt_sn_gateway::core::{BrokerCommand, BrokerEvent, CoreConfig, Event, MqttQoS, Peer};
 use sn_codec::v12::{Packet, PubAck, Publish, PublishTopic, Register, ReturnCode};
 use sn_codec::QoS;
 
@@ -379,4 +379,74 @@ fn broker_acks_for_a_previous_connection_of_the_mote_are_not_sent_to_it() {
     h.connect(m, "m1", true, 600);
     h.ack(p.id.unwrap());
     h.expect_silence();
+}
+
+/// The broker link takes nothing (the runtime leaves commands in the core while the link is
+/// full): QoS 0 messages beyond `max_pending_qos0` are dropped, counted and reported once;
+/// QoS 1 messages and the ones already waiting are not; once the link has taken the backlog,
+/// QoS 0 flows again.
+#[test]
+fn qos0_beyond_max_pending_qos0_is_dropped_and_counted_while_the_broker_link_is_full() {
+    let mut h = Harness::with_config(CoreConfig {
+        predefined_topics: vec![(1, "p".into())],
+        max_pending_qos0: 3,
+        ..CoreConfig::default()
+    });
+    let m = peer(1000);
+    h.connect(m, "m1", true, 60);
+    for i in 0..5u8 {
+        h.send(
+            m,
+            publish(QoS::AtMostOnce, PublishTopic::Predefined(1), 0, &[i]),
+        );
+    }
+    // A QoS 1 message is never dropped at this limit.
+    h.send(
+        m,
+        publish(QoS::AtLeastOnce, PublishTopic::Predefined(1), 7, b"q1"),
+    );
+    assert_eq!(h.gw.broker_commands_waiting(), 4);
+    assert_eq!(h.gw.metrics().publish_dropped_backlog, 2);
+    assert_eq!(h.gw.metrics().publish_forwarded, 4);
+    let reported: Vec<Event> = h
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::BrokerBacklogFull { .. }))
+        .collect();
+    assert_eq!(reported, vec![Event::BrokerBacklogFull { limit: 3 }]);
+    let got: Vec<(Vec<u8>, MqttQoS)> = h
+        .publishes()
+        .into_iter()
+        .map(|p| (p.payload.to_vec(), p.qos))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (vec![0], MqttQoS::AtMostOnce),
+            (vec![1], MqttQoS::AtMostOnce),
+            (vec![2], MqttQoS::AtMostOnce),
+            (b"q1".to_vec(), MqttQoS::AtLeastOnce),
+        ]
+    );
+    // The link took them all: room again, and a new episode would be reported anew.
+    h.send(
+        m,
+        publish(QoS::AtMostOnce, PublishTopic::Predefined(1), 0, b"again"),
+    );
+    assert_eq!(h.publishes().len(), 1);
+    assert_eq!(h.gw.metrics().publish_dropped_backlog, 2);
+    for _ in 0..4 {
+        h.send(
+            m,
+            publish(QoS::AtMostOnce, PublishTopic::Predefined(1), 0, b"x"),
+        );
+    }
+    assert_eq!(h.gw.metrics().publish_dropped_backlog, 3);
+    assert_eq!(
+        h.events()
+            .into_iter()
+            .filter(|e| matches!(e, Event::BrokerBacklogFull { .. }))
+            .count(),
+        1
+    );
 }
