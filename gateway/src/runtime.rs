@@ -39,6 +39,10 @@ const UDP_SEND_BATCH: usize = 256;
 /// again.
 const LINK_BUSY_RECHECK: Duration = Duration::from_millis(1);
 
+/// At most one "QoS 0 dropped at max_pending_qos0" warning this often; the stats line has
+/// the count (`dropped_broker_backlog`).
+const BACKLOG_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How often the UDP sockets' kernel drop counters are checked: at most one warning per
 /// check.
 const KERNEL_DROPS_CHECK: Duration = Duration::from_secs(60);
@@ -97,6 +101,8 @@ pub struct Runtime {
     /// their sockets close with it.
     receivers: Vec<tokio::task::JoinHandle<()>>,
     received: mpsc::Receiver<Inbound>,
+    /// When the last "QoS 0 dropped at max_pending_qos0" warning was logged.
+    backlog_warned: Option<Instant>,
     /// Per link (same index as `links`), the UDP datagrams of this turn not yet sent; empty
     /// for serial links.
     udp_out: Vec<Vec<(Bytes, SocketAddr)>>,
@@ -214,6 +220,7 @@ impl Runtime {
             links,
             receivers,
             received,
+            backlog_warned: None,
             udp_out,
             broker,
             fallback,
@@ -449,6 +456,18 @@ impl Runtime {
             }
         }
         while let Some(event) = self.core.poll_event() {
+            if let Event::BrokerBacklogFull { .. } = event {
+                // Under a sustained flood the backlog fills and drains many times a second;
+                // one line a minute says it all.
+                let now = Instant::now();
+                if self
+                    .backlog_warned
+                    .is_some_and(|at| now < at + BACKLOG_WARNING_INTERVAL)
+                {
+                    continue;
+                }
+                self.backlog_warned = Some(now);
+            }
             log_event(&event);
         }
         if self.metrics.receiver_count() > 0 {
@@ -689,7 +708,7 @@ fn log_event(event: &Event) {
             warn!(max_bytes, ?policy, "spool full (spool.max_bytes): new uplink messages are refused or the oldest dropped, by spool.when_full")
         }
         Event::BrokerBacklogFull { limit } => {
-            warn!(limit, "the broker takes messages slower than the motes send them: QoS 0 messages beyond max_pending_qos0 are dropped (counted as dropped_broker_backlog)")
+            warn!(limit, "the broker takes messages slower than the motes send them: QoS 0 messages beyond max_pending_qos0 are dropped (counted as dropped_broker_backlog in the stats line; this warning at most once a minute)")
         }
         Event::QueueFull { client_id, limit } => {
             warn!(%client_id, limit, "queue full: dropping messages for this client (max_queued_per_session)")
