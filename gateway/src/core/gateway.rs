@@ -380,6 +380,13 @@ impl Gateway {
         self.commands.push_back(command);
     }
 
+    /// Forgets the commands not yet polled (the connection they were for is gone).
+    pub(crate) fn drop_broker_commands(&mut self) {
+        self.commands.clear();
+        self.pending_qos0 = 0;
+        self.pending_qos0_full_reported = false;
+    }
+
     /// Whether one more QoS 0 message fits the backlog for the broker link
     /// (`max_pending_qos0`); when it does not, counts the drop and reports the first one of
     /// an episode (until the backlog has drained).

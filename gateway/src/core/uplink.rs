@@ -377,6 +377,9 @@ impl Gateway {
     /// the clients waiting for it get their acknowledgement from there.
     pub(crate) fn on_broker_disconnected(&mut self, now: Instant) {
         self.broker_up = false;
+        // Commands the link had no room for yet belong to the lost connection, as do those
+        // it still held (it drops them): what matters is sent again after `Connected`.
+        self.drop_broker_commands();
         self.next_advertise = None;
         if self.fallback_up {
             self.switch_to_fallback(now);

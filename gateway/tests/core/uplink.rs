@@ -450,3 +450,36 @@ fn qos0_beyond_max_pending_qos0_is_dropped_and_counted_while_the_broker_link_is_
         1
     );
 }
+
+/// Commands still waiting in the core when the broker connection is lost (the link had no
+/// room for them) are for that connection: after the reconnect only the replay goes out, not
+/// the stale copy as well.
+#[test]
+fn commands_waiting_at_a_disconnect_are_not_sent_after_the_reconnect_besides_the_replay() {
+    let mut h = Harness::with_config(CoreConfig {
+        predefined_topics: vec![(1, "p".into())],
+        ..CoreConfig::default()
+    });
+    let m = peer(1000);
+    h.connect(m, "m1", true, 60);
+    h.send(
+        m,
+        publish(QoS::AtLeastOnce, PublishTopic::Predefined(1), 9, b"q1"),
+    );
+    h.send(
+        m,
+        publish(QoS::AtMostOnce, PublishTopic::Predefined(1), 0, b"q0"),
+    );
+    assert_eq!(h.gw.broker_commands_waiting(), 2);
+    h.broker(BrokerEvent::Disconnected);
+    assert_eq!(h.gw.broker_commands_waiting(), 0);
+    h.broker(BrokerEvent::Connected {
+        session_present: true,
+    });
+    let got: Vec<(Vec<u8>, bool)> = h
+        .publishes()
+        .into_iter()
+        .map(|p| (p.payload.to_vec(), p.replay))
+        .collect();
+    assert_eq!(got, vec![(b"q1".to_vec(), true)]);
+}
