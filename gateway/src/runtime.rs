@@ -15,7 +15,7 @@ use crate::broker::{
     install_crypto_provider, spawn_link, BrokerLinkError, BrokerLinkHandle, EmbeddedBroker,
     EmbeddedBrokerError, MoteLinkError,
 };
-use crate::core::{BrokerEvent, Destination, Event, Gateway, LinkId, Peer, PeerAddr};
+use crate::core::{BrokerEvent, Destination, Event, Gateway, LinkId, Peer, PeerAddr, StoreOp};
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 
@@ -42,6 +42,11 @@ const LINK_BUSY_RECHECK: Duration = Duration::from_millis(1);
 /// At most one "QoS 0 dropped at max_pending_qos0" warning this often; the stats line has
 /// the count (`dropped_broker_backlog`).
 const BACKLOG_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// First wait before writing refused state again; it doubles up to [`STORE_RETRY_MAX`].
+const STORE_RETRY_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between attempts to write refused state.
+const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// How often the UDP sockets' kernel drop counters are checked: at most one warning per
 /// check.
@@ -101,6 +106,12 @@ pub struct Runtime {
     /// their sockets close with it.
     receivers: Vec<tokio::task::JoinHandle<()>>,
     received: mpsc::Receiver<Inbound>,
+    /// `[store] path`, to open the store again after a write error (`store` is then `None`).
+    store_path: Option<std::path::PathBuf>,
+    /// State changes the store refused (a full disk); retried before anything else happens.
+    unwritten: Vec<StoreOp>,
+    /// While `unwritten` is not empty: when to try again, and the wait after that.
+    store_retry: Option<(Instant, Duration)>,
     /// When the last "QoS 0 dropped at max_pending_qos0" warning was logged.
     backlog_warned: Option<Instant>,
     /// Per link (same index as `links`), the UDP datagrams of this turn not yet sent; empty
@@ -149,6 +160,7 @@ impl Runtime {
             }
         };
         let mut core = Gateway::new(settings.core);
+        let store_path = settings.store.clone();
         let store = match &settings.store {
             Some(path) => {
                 let store = Store::open(path)?;
@@ -220,6 +232,9 @@ impl Runtime {
             links,
             receivers,
             received,
+            store_path,
+            unwritten: Vec::new(),
+            store_retry: None,
             backlog_warned: None,
             udp_out,
             broker,
@@ -264,10 +279,15 @@ impl Runtime {
             // Commands the link had no room for: look again shortly (the link gives no
             // signal when it has taken them).
             let link_busy = self.core.broker_commands_waiting() > 0;
+            // While the store refuses to write, the turn's acknowledgements wait in the core
+            // and nothing new is taken in (it would only pile up behind them).
+            let stalled = self.store_retry.is_some();
+            let retry_at = self.store_retry.map_or(stats_at, |(at, _)| at);
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                event = self.broker.events.recv() => match event {
+                () = tokio::time::sleep_until(retry_at), if stalled => {}
+                event = self.broker.events.recv(), if !stalled => match event {
                     Some(event) => {
                         let now = now();
                         self.core.handle_broker(now, event);
@@ -285,7 +305,7 @@ impl Runtime {
                         break;
                     }
                 },
-                Some(event) = recv_fallback(&mut self.fallback) => {
+                Some(event) = recv_fallback(&mut self.fallback), if !stalled => {
                     let now = now();
                     self.core.handle_fallback(now, event);
                     if let Some(fallback) = &mut self.fallback {
@@ -297,7 +317,7 @@ impl Runtime {
                         }
                     }
                 }
-                Some((client_id, event)) = recv_transparent(&mut self.transparent) => {
+                Some((client_id, event)) = recv_transparent(&mut self.transparent), if !stalled => {
                     let now = now();
                     self.core.handle_mote(now, &client_id, event);
                     if let Some(links) = &mut self.transparent {
@@ -309,7 +329,7 @@ impl Runtime {
                         }
                     }
                 }
-                received = self.received.recv() => {
+                received = self.received.recv(), if !stalled => {
                     let Some(first) = received else { break };
                     let now = now();
                     self.deliver(now, first);
@@ -322,8 +342,8 @@ impl Runtime {
                         }
                     }
                 }
-                () = tokio::time::sleep(LINK_BUSY_RECHECK), if link_busy => {}
-                () = tokio::time::sleep_until(wake) => {
+                () = tokio::time::sleep(LINK_BUSY_RECHECK), if link_busy && !stalled => {}
+                () = tokio::time::sleep_until(wake), if !stalled => {
                     self.core.handle_timeout(now());
                     if Instant::now() >= stats_at {
                         stats_at = Instant::now() + STATS_INTERVAL;
@@ -334,6 +354,13 @@ impl Runtime {
             self.flush().await;
         }
         info!("gateway stopping");
+        if !self.unwritten.is_empty() {
+            error!(
+                changes = self.unwritten.len(),
+                "stopping with state the store refused to write; nothing that depended on it \
+                 was acknowledged, so motes and the broker will send it again"
+            );
+        }
         self.log_stats();
         // Release the ports now, not when a receive loop next wakes up.
         for receiver in &self.receivers {
@@ -383,21 +410,10 @@ impl Runtime {
     /// Sends everything the core produced. Durable state first: a broker acknowledgement for
     /// a message queued for a sleeping mote must not leave before the message is on disk.
     async fn flush(&mut self) {
-        let ops = self.core.poll_store();
-        if let (Some(store), false) = (&self.store, ops.is_empty()) {
-            // redb commits with an fsync: on a multi-threaded runtime, tell tokio this worker
-            // blocks so its other tasks move elsewhere (block_in_place is not allowed on a
-            // current-thread runtime, where there is nowhere to move them).
-            let multi = tokio::runtime::Handle::current().runtime_flavor()
-                == tokio::runtime::RuntimeFlavor::MultiThread;
-            let result = if multi {
-                tokio::task::block_in_place(|| store.apply(&ops))
-            } else {
-                store.apply(&ops)
-            };
-            if let Err(error) = result {
-                error!(%error, "could not write state; what is queued for sleeping motes may not survive a restart");
-            }
+        if !self.write_state() {
+            // The acknowledgements of this turn wait in the core until the state they
+            // promise is on disk.
+            return;
         }
         while let Some(transmit) = self.core.poll_transmit() {
             let index = usize::from(transmit.link.0);
@@ -479,6 +495,69 @@ impl Runtime {
                 }
                 changed
             });
+        }
+    }
+
+    /// Writes the core's state changes (and any the store refused before); true once they are
+    /// on disk, or when there is no store. On a refusal (a full disk) keeps them, schedules a
+    /// retry with a growing wait, and returns false: the caller then holds back the turn's
+    /// output, so no mote or broker is told a message is safe before it is.
+    fn write_state(&mut self) -> bool {
+        let ops = self.core.poll_store();
+        let Some(path) = &self.store_path else {
+            return true;
+        };
+        self.unwritten.extend(ops);
+        if self.unwritten.is_empty() {
+            return true;
+        }
+        let result = match self.store.take() {
+            Some(store) => Ok(store),
+            // Closed after a failed write: open it again (redb recovers the file).
+            None => Store::open(path),
+        }
+        .and_then(|store| {
+            // redb commits with an fsync: on a multi-threaded runtime, tell tokio this worker
+            // blocks so its other tasks move elsewhere (block_in_place is not allowed on a
+            // current-thread runtime, where there is nowhere to move them).
+            let multi = tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread;
+            let written = if multi {
+                tokio::task::block_in_place(|| store.apply(&self.unwritten))
+            } else {
+                store.apply(&self.unwritten)
+            };
+            // After an I/O error redb refuses every later write on the same handle, so a
+            // store that failed is dropped and opened afresh for the next attempt.
+            written.map(|()| store)
+        });
+        match result {
+            Ok(store) => {
+                self.store = Some(store);
+                self.unwritten.clear();
+                if self.store_retry.take().is_some() {
+                    info!("state written again: acknowledgements released, taking in messages");
+                }
+                true
+            }
+            Err(error) => {
+                let wait = match self.store_retry {
+                    None => {
+                        error!(
+                            %error,
+                            "could not write state (disk full?): holding acknowledgements and \
+                             taking in nothing until it is written; retrying"
+                        );
+                        STORE_RETRY_MIN
+                    }
+                    Some((_, wait)) => {
+                        debug!(%error, "state still not written");
+                        (wait * 2).min(STORE_RETRY_MAX)
+                    }
+                };
+                self.store_retry = Some((Instant::now() + wait, wait));
+                false
+            }
         }
     }
 
