@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use tokio::io::Interest;
 
-use super::{is_transient, UdpLink};
+use super::UdpLink;
 
 /// How many datagrams one [`UdpLink::recv_batch`] call returns at most.
 #[cfg(target_os = "linux")]
@@ -102,16 +102,7 @@ impl UdpLink {
     /// larger `max_datagram` also works); a smaller one is refused with `InvalidInput`.
     pub async fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
         if batch.slot_len < self.recv_buffer_len() || batch.buf.len() < batch.slot_len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{}: receive slots of {} bytes are too small; they must be at least {} \
-                     (max_datagram + 1): make the batch with recv_batch_buffer",
-                    self.name,
-                    batch.slot_len,
-                    self.recv_buffer_len()
-                ),
-            ));
+            return Err(self.buffer_too_small("receive batch slot", batch.slot_len));
         }
         loop {
             batch.kept.clear();
@@ -133,29 +124,16 @@ impl UdpLink {
                             self.counters.receive_error();
                             continue;
                         };
-                        if len > self.max_datagram {
-                            self.counters.oversize();
-                            tracing::debug!(
-                                link = %self.name, %from, len, max = self.max_datagram,
-                                "oversize datagram dropped"
-                            );
-                            continue;
+                        if self.keep_received(len, from) {
+                            batch.kept.push((slot, len, from));
                         }
-                        self.counters.received(len);
-                        batch.kept.push((slot, len, from));
                     }
                     if !batch.kept.is_empty() {
                         return Ok(batch.kept.len());
                     }
                 }
-                Err(error) => {
-                    self.counters.receive_error();
-                    // `async_io` waits out WouldBlock itself, so what arrives here is real.
-                    if !is_transient(&error) {
-                        return Err(error);
-                    }
-                    tracing::debug!(link = %self.name, %error, "receive error skipped");
-                }
+                // `async_io` waits out WouldBlock itself, so what arrives here is real.
+                Err(error) => self.skip_receive_error(error)?,
             }
         }
     }

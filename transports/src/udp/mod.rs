@@ -215,39 +215,57 @@ impl UdpLink {
     /// only an error that means the socket itself is broken is returned.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         if buf.len() < self.recv_buffer_len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{}: receive buffer of {} bytes is too small; it must be at least {} \
-                     (max_datagram + 1)",
-                    self.name,
-                    buf.len(),
-                    self.recv_buffer_len()
-                ),
-            ));
+            return Err(self.buffer_too_small("receive buffer", buf.len()));
         }
         loop {
             match self.socket.recv_from(buf).await {
-                Ok((len, from)) if len > self.max_datagram => {
-                    self.counters.oversize();
-                    tracing::debug!(
-                        link = %self.name, %from, len, max = self.max_datagram,
-                        "oversize datagram dropped"
-                    );
-                }
                 Ok((len, from)) => {
-                    self.counters.received(len);
-                    return Ok((len, from));
-                }
-                Err(error) => {
-                    self.counters.receive_error();
-                    if !is_transient(&error) {
-                        return Err(error);
+                    if self.keep_received(len, from) {
+                        return Ok((len, from));
                     }
-                    tracing::debug!(link = %self.name, %error, "receive error skipped");
                 }
+                Err(error) => self.skip_receive_error(error)?,
             }
         }
+    }
+
+    /// Counts a received datagram; false (counted and logged as oversize) when it is longer
+    /// than `max_datagram` and must be dropped.
+    fn keep_received(&self, len: usize, from: SocketAddr) -> bool {
+        if len > self.max_datagram {
+            self.counters.oversize();
+            tracing::debug!(
+                link = %self.name, %from, len, max = self.max_datagram,
+                "oversize datagram dropped"
+            );
+            return false;
+        }
+        self.counters.received(len);
+        true
+    }
+
+    /// Counts a receive error; Ok (logged, to be skipped) when it concerns one datagram, the
+    /// error itself when the socket is broken.
+    fn skip_receive_error(&self, error: io::Error) -> io::Result<()> {
+        self.counters.receive_error();
+        if !is_transient(&error) {
+            return Err(error);
+        }
+        tracing::debug!(link = %self.name, %error, "receive error skipped");
+        Ok(())
+    }
+
+    /// The refusal of a receive buffer (or slot) too small to tell an oversize datagram.
+    fn buffer_too_small(&self, what: &str, len: usize) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{}: {what} of {len} bytes is too small; it must be at least {} \
+                 (max_datagram + 1)",
+                self.name,
+                self.recv_buffer_len()
+            ),
+        )
     }
 
     /// Sends one datagram to `to`. Errors are counted and returned; the link stays usable.
