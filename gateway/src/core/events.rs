@@ -120,7 +120,8 @@ pub struct Metrics {
     pub connect_refused: u64,
     /// Uplink PUBLISHes forwarded to the broker.
     pub publish_forwarded: u64,
-    /// Uplink PUBLISHes dropped or refused because the broker link was down.
+    /// Uplink PUBLISHes dropped or refused because the broker link was down, QoS 0 ones still
+    /// waiting for the link when its connection was lost included.
     pub publish_broker_down: u64,
     /// QoS 0/-1 uplink PUBLISHes dropped because `max_pending_qos0` of them already waited
     /// for the broker link (the broker took them slower than the motes sent them).

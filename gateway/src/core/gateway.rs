@@ -380,8 +380,11 @@ impl Gateway {
         self.commands.push_back(command);
     }
 
-    /// Forgets the commands not yet polled (the connection they were for is gone).
+    /// Forgets the commands not yet polled (the connection they were for is gone). QoS 1/2
+    /// messages and subscriptions are sent again after the reconnect; QoS 0 messages are
+    /// lost with the connection and counted in `publish_broker_down`.
     pub(crate) fn drop_broker_commands(&mut self) {
+        self.metrics.publish_broker_down += u64::try_from(self.pending_qos0).unwrap_or(u64::MAX);
         self.commands.clear();
         self.pending_qos0 = 0;
         self.pending_qos0_full_reported = false;

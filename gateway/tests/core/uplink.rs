@@ -473,6 +473,8 @@ fn commands_waiting_at_a_disconnect_are_not_sent_after_the_reconnect_besides_the
     assert_eq!(h.gw.broker_commands_waiting(), 2);
     h.broker(BrokerEvent::Disconnected);
     assert_eq!(h.gw.broker_commands_waiting(), 0);
+    // The QoS 0 message went with the connection, counted.
+    assert_eq!(h.gw.metrics().publish_broker_down, 1);
     h.broker(BrokerEvent::Connected {
         session_present: true,
     });
