@@ -1,4 +1,5 @@
-//! The MQTT-SN gateway: a sans-I/O protocol core ([`core`]), the broker link ([`broker`]), the
+//! The MQTT-SN gateway: the sans-I/O protocol core (the `sn-core` package, re-exported as
+//! [`core`]), the broker link ([`broker`]), the
 //! durable store ([`store`]), the tokio runtime that drives them ([`runtime`]), the CLI's
 //! helpers ([`settings`], [`ports`]) and a simulated serial radio ([`radio_sim`]).
 //!
@@ -7,7 +8,7 @@
 //! deadline. See `docs/decisions.md` and the architecture notes for why.
 
 pub mod broker;
-pub mod core;
+pub use sn_core as core;
 pub mod ports;
 pub mod radio_sim;
 pub mod runtime;

@@ -4,10 +4,6 @@
 
 use std::time::Duration;
 
-use mqtt_sn_gateway::core::{
-    BrokerCommand, BrokerEvent, CoreConfig, DeliveryId, Destination, Event, Metrics, MqttQoS, Peer,
-    PeerAddr, PublishId,
-};
 use proptest::prelude::*;
 use sn_codec::v12::{
     Advertise, Connect, Disconnect, Forwarded, Frame, GwInfo, Packet, PubAck, Publish,
@@ -15,6 +11,10 @@ use sn_codec::v12::{
     Unsubscribe, WillTopic,
 };
 use sn_codec::QoS;
+use sn_core::{
+    BrokerCommand, BrokerEvent, CoreConfig, DeliveryId, Destination, Event, Metrics, MqttQoS, Peer,
+    PeerAddr, PublishId,
+};
 
 use crate::harness::{peer, Harness, LINK};
 use crate::uplink::register;

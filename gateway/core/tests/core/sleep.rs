@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use mqtt_sn_gateway::core::{BrokerCommand, BrokerEvent, Event, LostReason, MqttQoS, Peer};
 use sn_codec::v12::{
     Connect, Disconnect, Packet, PubAck, Publish, PublishTopic, RegAck, ReturnCode, Subscribe,
     SubscribeTopic, WillTopic,
 };
 use sn_codec::QoS;
+use sn_core::{BrokerCommand, BrokerEvent, Event, LostReason, MqttQoS, Peer};
 
 use crate::harness::{peer, Harness};
 

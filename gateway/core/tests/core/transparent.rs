@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mqtt_sn_gateway::core::{
-    BrokerCommand, BrokerEvent, BrokerMode, CoreConfig, DeliveryId, MoteCommand, MoteEvent,
-    MoteWill, MqttQoS, Peer, Refusal, UplinkPublish,
-};
 use sn_codec::v12::{
     Connect, Disconnect, Packet, PubAck, Publish, PublishTopic, ReturnCode, SubAck, Subscribe,
     SubscribeTopic, WillTopic,
 };
 use sn_codec::QoS;
+use sn_core::{
+    BrokerCommand, BrokerEvent, BrokerMode, CoreConfig, DeliveryId, MoteCommand, MoteEvent,
+    MoteWill, MqttQoS, Peer, Refusal, UplinkPublish,
+};
 
 use crate::harness::{peer, Harness};
 use crate::uplink::{publish, register};

@@ -1,11 +1,9 @@
 //! Per-client queue limits (count and bytes), the overflow policy and per-client drop counters,
 //! shown on a sleeping client whose messages pile up.
 
-use mqtt_sn_gateway::core::{
-    BrokerCommand, BrokerEvent, CoreConfig, MqttQoS, Peer, QueueOverflow, SessionState,
-};
 use sn_codec::v12::{Disconnect, Packet, Subscribe, SubscribeTopic};
 use sn_codec::QoS;
+use sn_core::{BrokerCommand, BrokerEvent, CoreConfig, MqttQoS, Peer, QueueOverflow, SessionState};
 
 use crate::harness::{peer, Harness};
 
@@ -126,7 +124,7 @@ fn overflow_is_reported_once_per_episode() {
     let reports = h
         .events()
         .into_iter()
-        .filter(|e| matches!(e, mqtt_sn_gateway::core::Event::QueueFull { .. }))
+        .filter(|e| matches!(e, sn_core::Event::QueueFull { .. }))
         .count();
     assert_eq!(reports, 1);
     assert_eq!(queued(&h).2, 9);

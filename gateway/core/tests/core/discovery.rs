@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use mqtt_sn_gateway::core::{BrokerEvent, CoreConfig, Destination, LinkId, Transmit};
 use sn_codec::v12::{Advertise, GwInfo, Packet, SearchGw};
+use sn_core::{BrokerEvent, CoreConfig, Destination, LinkId, Transmit};
 
 use crate::harness::{peer, Harness, LINK};
 

@@ -2,12 +2,12 @@
 //! store is written before the acknowledgement leaves), sent in order when it returns, bounded
 //! with a policy at the limit, and kept across a restart.
 
-use mqtt_sn_gateway::core::{
+use sn_codec::v12::{Packet, PubAck, PublishTopic, ReturnCode};
+use sn_codec::QoS;
+use sn_core::{
     BrokerCommand, BrokerEvent, CoreConfig, Event, Gateway, MqttQoS, Peer, SpoolConfig, SpoolFull,
     UplinkPublish,
 };
-use sn_codec::v12::{Packet, PubAck, PublishTopic, ReturnCode};
-use sn_codec::QoS;
 
 use crate::harness::{peer, Harness};
 use crate::persist::FakeStore;
@@ -80,10 +80,10 @@ fn qos1_during_an_outage_is_acknowledged_from_the_spool_and_sent_when_the_broker
         h.broker(BrokerEvent::PublishAcked { id: p.id.unwrap() });
     }
     // The motes were answered long ago: nothing more for them.
-    assert!(h.transmits().iter().all(|t| matches!(
-        t.destination,
-        mqtt_sn_gateway::core::Destination::Discovery { .. }
-    )));
+    assert!(h
+        .transmits()
+        .iter()
+        .all(|t| matches!(t.destination, sn_core::Destination::Discovery { .. })));
     store.apply(&mut h.gw);
     assert!(
         store.spool.is_empty(),

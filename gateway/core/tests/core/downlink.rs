@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use mqtt_sn_gateway::core::{BrokerCommand, BrokerEvent, CoreConfig, MqttQoS, Peer};
 use sn_codec::v12::{
     Disconnect, Packet, PubAck, Publish, PublishTopic, RegAck, ReturnCode, SubAck, Subscribe,
     SubscribeTopic, Unsubscribe,
 };
 use sn_codec::QoS;
+use sn_core::{BrokerCommand, BrokerEvent, CoreConfig, MqttQoS, Peer};
 
 use crate::harness::{peer, Harness};
 
@@ -669,7 +669,7 @@ fn queue_limit_drops_and_counts() {
     assert_eq!(
         events
             .iter()
-            .filter(|e| matches!(e, mqtt_sn_gateway::core::Event::QueueFull { .. }))
+            .filter(|e| matches!(e, sn_core::Event::QueueFull { .. }))
             .count(),
         1
     );

@@ -1,9 +1,9 @@
 //! Client → broker: REGISTER, PUBLISH at QoS -1/0/1/2, acknowledgements after the broker,
 //! duplicates, one exchange at a time, and replay after a broker reconnect.
 
-use mqtt_sn_gateway::core::{BrokerCommand, BrokerEvent, CoreConfig, Event, MqttQoS, Peer};
 use sn_codec::v12::{Packet, PubAck, Publish, PublishTopic, Register, ReturnCode};
 use sn_codec::QoS;
+use sn_core::{BrokerCommand, BrokerEvent, CoreConfig, Event, MqttQoS, Peer};
 
 use crate::harness::{peer, Harness};
 
@@ -317,7 +317,7 @@ fn predefined_and_short_topics_at_qos1() {
 fn unacknowledged_publishes_are_replayed_in_order_after_reconnect() {
     // Without a spool the motes wait for the broker itself (spool.rs covers the spool).
     let mut h = Harness::with_config(CoreConfig {
-        spool: mqtt_sn_gateway::core::SpoolConfig {
+        spool: sn_core::SpoolConfig {
             enabled: false,
             ..Default::default()
         },

@@ -1,8 +1,8 @@
 //! Motes behind serial radios: radio addresses key sessions like IP addresses do, discovery
 //! goes to every discovery link, and a link's report of an undelivered datagram is counted.
 
-use mqtt_sn_gateway::core::{Destination, LinkId, Peer, PeerAddr, RadioAddr};
 use sn_codec::v12::{Packet, SearchGw};
+use sn_core::{Destination, LinkId, Peer, PeerAddr, RadioAddr};
 
 use crate::harness::{peer, Harness};
 

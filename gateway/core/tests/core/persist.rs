@@ -4,12 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use mqtt_sn_gateway::core::{
+use sn_codec::v12::{Disconnect, Packet, PubAck, ReturnCode, Subscribe, SubscribeTopic};
+use sn_codec::QoS;
+use sn_core::{
     BrokerCommand, BrokerEvent, CoreConfig, Gateway, MqttQoS, Peer, Restored, SessionRecord,
     SessionState, SpooledPublish, StoreOp, StoredMessage, StoredState,
 };
-use sn_codec::v12::{Disconnect, Packet, PubAck, ReturnCode, Subscribe, SubscribeTopic};
-use sn_codec::QoS;
 
 use crate::harness::{peer, Harness};
 
@@ -244,7 +244,7 @@ fn a_broker_message_for_a_sleeper_is_acknowledged_upstream_in_the_turn_that_stor
         payload: bytes::Bytes::from_static(b"on"),
         qos: MqttQoS::AtLeastOnce,
         retain: false,
-        delivery: Some(mqtt_sn_gateway::core::DeliveryId(7)),
+        delivery: Some(sn_core::DeliveryId(7)),
     });
     // The runtime applies poll_store before it sends poll_broker's commands: the upstream
     // acknowledgement and the write that holds the message come out of the same turn.
@@ -257,7 +257,7 @@ fn a_broker_message_for_a_sleeper_is_acknowledged_upstream_in_the_turn_that_stor
     assert_eq!(
         h.commands(),
         vec![BrokerCommand::Ack {
-            delivery: mqtt_sn_gateway::core::DeliveryId(7)
+            delivery: sn_core::DeliveryId(7)
         }]
     );
     assert_eq!(h.gw.session_info("s").unwrap().queued, 1);

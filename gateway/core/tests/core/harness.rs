@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mqtt_sn_gateway::core::{
+use sn_codec::v12::{Connect, Forwarded, Frame, Packet};
+use sn_core::{
     BrokerCommand, BrokerEvent, CoreConfig, Destination, Event, Gateway, LinkId, MqttQoS, Peer,
     PeerAddr, PublishId, Transmit, UplinkPublish,
 };
-use sn_codec::v12::{Connect, Forwarded, Frame, Packet};
 
 pub const LINK: LinkId = LinkId(0);
 

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LinkId(pub u16);
 
-/// An address on a link.
+/// An address on a link. Exhaustive on purpose: the store encodes every variant, and a new
+/// one must be a compile error there, not a wildcard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum PeerAddr {
     /// A UDP sender or destination.
     Ip(SocketAddr),

@@ -3,13 +3,13 @@
 //! it returns, service switches back.
 
 use bytes::Bytes;
-use mqtt_sn_gateway::core::{
-    BrokerCommand, BrokerEvent, CoreConfig, DeliveryId, MqttQoS, Peer, SpoolConfig, UplinkPublish,
-};
 use sn_codec::v12::{
     Connect, Packet, PubAck, PublishTopic, ReturnCode, SubAck, Subscribe, SubscribeTopic,
 };
 use sn_codec::QoS;
+use sn_core::{
+    BrokerCommand, BrokerEvent, CoreConfig, DeliveryId, MqttQoS, Peer, SpoolConfig, UplinkPublish,
+};
 
 use crate::harness::{peer, Harness};
 use crate::uplink::{publish, register};

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use mqtt_sn_gateway::core::{BrokerEvent, Event, LostReason, MqttQoS};
 use sn_codec::v12::{
     Connect, Disconnect, Packet, Publish, PublishTopic, Register, ReturnCode, WillTopic,
 };
 use sn_codec::QoS;
+use sn_core::{BrokerEvent, Event, LostReason, MqttQoS};
 
 use crate::harness::{peer, Harness};
 
@@ -25,13 +25,7 @@ const CONNACK_OK: Packet<'static> = Packet::ConnAck {
 };
 
 /// Runs the full Will handshake.
-fn connect_with_will(
-    h: &mut Harness,
-    from: mqtt_sn_gateway::core::Peer,
-    id: &str,
-    clean: bool,
-    keep_alive: u16,
-) {
+fn connect_with_will(h: &mut Harness, from: sn_core::Peer, id: &str, clean: bool, keep_alive: u16) {
     h.send(from, connect_packet(id, true, clean, keep_alive));
     h.expect(from, &[Packet::WillTopicReq]);
     h.send(
@@ -188,8 +182,8 @@ fn bad_client_ids_are_refused() {
 
 #[test]
 fn broker_down_without_a_spool_means_congestion_never_silence() {
-    let mut h = Harness::with_config(mqtt_sn_gateway::core::CoreConfig {
-        spool: mqtt_sn_gateway::core::SpoolConfig {
+    let mut h = Harness::with_config(sn_core::CoreConfig {
+        spool: sn_core::SpoolConfig {
             enabled: false,
             ..Default::default()
         },

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use mqtt_sn_gateway::core::{BrokerCommand, BrokerEvent, CoreConfig, MqttQoS, Peer};
 use sn_codec::v12::{
     Connect, Disconnect, Forwarded, Frame, Packet, PubAck, Publish, PublishTopic, RegAck, Register,
     ReturnCode, SubAck, Subscribe, SubscribeTopic,
 };
 use sn_codec::QoS;
+use sn_core::{BrokerCommand, BrokerEvent, CoreConfig, MqttQoS, Peer};
 
 use crate::harness::{peer, Harness};
 
@@ -93,10 +93,7 @@ fn encapsulated_connect_gets_an_encapsulated_connack_at_the_forwarder() {
     );
     let sent = h.transmits();
     assert_eq!(sent.len(), 1, "{sent:?}");
-    assert_eq!(
-        sent[0].destination,
-        mqtt_sn_gateway::core::Destination::Unicast(fwd.addr)
-    );
+    assert_eq!(sent[0].destination, sn_core::Destination::Unicast(fwd.addr));
     assert_eq!(sent[0].link, fwd.link);
     assert_eq!(
         &sent[0].datagram[..],
