@@ -9,30 +9,22 @@
 
 mod broker;
 mod config;
-mod connection;
-mod discovery;
-mod downlink;
 mod events;
-mod fallback;
 mod gateway;
 mod peer;
-mod persist;
 mod session;
 mod spool;
-mod subscriptions;
 mod topics;
-mod transparent;
 mod transparent_api;
-mod uplink;
 
 pub use broker::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId, UplinkPublish};
 pub use config::{CoreConfig, QueueOverflow};
 pub use events::{Event, LostReason, Metrics};
 pub use gateway::{Gateway, SessionInfo, SessionState};
-pub use peer::{ClientAddr, Destination, LinkId, Peer, PeerAddr, RadioAddr, Transmit};
-pub use persist::{
+pub use gateway::{
     Restored, SessionRecord, StoreOp, StoredMessage, StoredRoute, StoredState, StoredSubKind,
     StoredSubscription, StoredWill,
 };
+pub use peer::{ClientAddr, Destination, LinkId, Peer, PeerAddr, RadioAddr, Transmit};
 pub use spool::{SpoolConfig, SpoolFull, SpooledPublish};
 pub use transparent_api::{BrokerMode, MoteCommand, MoteCommandFor, MoteEvent, MoteWill, Refusal};

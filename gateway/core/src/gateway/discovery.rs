@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use sn_codec::v12::{Advertise, Forwarded, Frame, GwInfo, Packet};
 
-use super::gateway::Gateway;
-use super::peer::{ClientAddr, Destination};
+use super::Gateway;
+use crate::peer::{ClientAddr, Destination};
 
 impl Gateway {
     pub(crate) fn on_searchgw(&mut self, addr: &ClientAddr, radius: u8) {

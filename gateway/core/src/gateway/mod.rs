@@ -10,15 +10,31 @@ use bytes::{Bytes, BytesMut};
 use sn_codec::v12::{Forwarded, Frame, Packet};
 use tracing::trace;
 
-use super::broker::{BrokerCommand, BrokerEvent, PublishId, UplinkPublish};
-use super::config::CoreConfig;
-use super::events::{Event, Metrics};
-use super::peer::{ClientAddr, Destination, LinkId, Peer, Transmit};
-use super::persist::Persistence;
-use super::session::{Session, SessionIdx, State};
-use super::spool::Spool;
-use super::subscriptions::Upstream;
-use super::topics::Predefined;
+use crate::broker::{BrokerCommand, BrokerEvent, PublishId, UplinkPublish};
+use crate::config::CoreConfig;
+use crate::events::{Event, Metrics};
+use crate::peer::{ClientAddr, Destination, LinkId, Peer, Transmit};
+use crate::session::{Session, SessionIdx, State};
+use crate::topics::Predefined;
+
+use persist::Persistence;
+use spool::Spool;
+use subscriptions::Upstream;
+
+mod connection;
+mod discovery;
+mod downlink;
+mod fallback;
+mod persist;
+mod spool;
+mod subscriptions;
+mod transparent;
+mod uplink;
+
+pub use persist::{
+    Restored, SessionRecord, StoreOp, StoredMessage, StoredRoute, StoredState, StoredSubKind,
+    StoredSubscription, StoredWill,
+};
 
 /// What a timer entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,21 +71,21 @@ pub(crate) struct PendingUplink {
 /// time; poll it for datagrams, broker commands, its next deadline and events.
 #[derive(Debug)]
 pub struct Gateway {
-    pub(crate) config: CoreConfig,
-    pub(crate) predefined: Predefined,
-    pub(crate) sessions: Vec<Option<Session>>,
-    pub(crate) free_slots: Vec<SessionIdx>,
-    pub(crate) by_client_id: HashMap<Arc<str>, SessionIdx>,
-    pub(crate) by_addr: HashMap<ClientAddr, SessionIdx>,
-    pub(crate) upstream: Upstream,
-    pub(crate) uplink: BTreeMap<PublishId, PendingUplink>,
+    config: CoreConfig,
+    predefined: Predefined,
+    sessions: Vec<Option<Session>>,
+    free_slots: Vec<SessionIdx>,
+    by_client_id: HashMap<Arc<str>, SessionIdx>,
+    by_addr: HashMap<ClientAddr, SessionIdx>,
+    upstream: Upstream,
+    uplink: BTreeMap<PublishId, PendingUplink>,
     next_publish_id: u64,
     next_epoch: u64,
-    pub(crate) broker_up: bool,
-    /// The fallback (local) broker link is connected; see [`super::fallback`].
-    pub(crate) fallback_up: bool,
-    pub(crate) discovery_links: Vec<LinkId>,
-    pub(crate) next_advertise: Option<Instant>,
+    broker_up: bool,
+    /// The fallback (local) broker link is connected; see [`fallback`].
+    fallback_up: bool,
+    discovery_links: Vec<LinkId>,
+    next_advertise: Option<Instant>,
     timers: BinaryHeap<Reverse<Timer>>,
     transmits: VecDeque<Transmit>,
     commands: VecDeque<BrokerCommand>,
@@ -77,13 +93,13 @@ pub struct Gateway {
     pending_qos0: usize,
     /// A drop at `max_pending_qos0` was reported; cleared once the backlog has drained.
     pending_qos0_full_reported: bool,
-    pub(crate) fallback_commands: VecDeque<BrokerCommand>,
+    fallback_commands: VecDeque<BrokerCommand>,
     /// Transparent mode: commands for motes' own connections, by client id.
-    pub(crate) mote_commands: VecDeque<(Arc<str>, super::transparent_api::MoteCommand)>,
+    mote_commands: VecDeque<(Arc<str>, crate::transparent_api::MoteCommand)>,
     events: VecDeque<Event>,
-    pub(crate) metrics: Metrics,
-    pub(crate) persistence: Persistence,
-    pub(crate) spool_state: Spool,
+    metrics: Metrics,
+    persistence: Persistence,
+    spool_state: Spool,
 }
 
 /// Events kept for the runtime before the oldest is dropped (it polls them after every call,
@@ -610,5 +626,5 @@ pub struct SessionInfo {
 
 /// A QoS 0 (or -1) PUBLISH for the broker: what `max_pending_qos0` counts.
 fn is_qos0_publish(command: &BrokerCommand) -> bool {
-    matches!(command, BrokerCommand::Publish(p) if p.qos == super::broker::MqttQoS::AtMostOnce)
+    matches!(command, BrokerCommand::Publish(p) if p.qos == crate::broker::MqttQoS::AtMostOnce)
 }

@@ -1,5 +1,5 @@
 //! Transparent mode in the core: each mote has its own broker connection (see
-//! [`super::transparent_api`] for the interface with the runtime).
+//! [`crate::transparent_api`] for the interface with the runtime).
 //!
 //! What changes against aggregating mode:
 //! - A mote's CONNECT is answered when the broker has answered the mote's own connection;
@@ -23,12 +23,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use sn_codec::v12::{Packet, ReturnCode};
 
-use super::broker::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, UplinkPublish};
 use super::connection::Ending;
-use super::events::Event;
-use super::gateway::Gateway;
-use super::session::{Delivery, MoteLink, SessionIdx};
-use super::transparent_api::{BrokerMode, MoteCommand, MoteEvent, MoteWill, Refusal};
+use super::Gateway;
+use crate::broker::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, UplinkPublish};
+use crate::events::Event;
+use crate::session::{Delivery, MoteLink, SessionIdx};
+use crate::transparent_api::{BrokerMode, MoteCommand, MoteEvent, MoteWill, Refusal};
 
 impl Gateway {
     /// The next command for a mote's own broker connection (transparent mode), with the

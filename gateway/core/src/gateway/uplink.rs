@@ -11,11 +11,11 @@ use sn_codec::v12::{Packet, PubAck, Publish, PublishTopic, RegAck, Register, Ret
 use sn_codec::validate;
 use tracing::trace;
 
-use super::broker::{BrokerCommand, MqttQoS, PublishId, UplinkPublish};
-use super::gateway::{Gateway, PendingUplink};
-use super::peer::ClientAddr;
-use super::session::{Inbound, SessionIdx, State};
-use super::transparent_api::MoteCommand;
+use super::{Gateway, PendingUplink};
+use crate::broker::{BrokerCommand, MqttQoS, PublishId, UplinkPublish};
+use crate::peer::ClientAddr;
+use crate::session::{Inbound, SessionIdx, State};
+use crate::transparent_api::MoteCommand;
 
 /// The TopicId field of a PUBLISH (and of the PUBACK that answers it) for this topic.
 pub(crate) fn topic_field(topic: &PublishTopic<'_>) -> u16 {

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::broker::{MqttQoS, PublishId, UplinkPublish};
-use super::gateway::{Gateway, PendingUplink};
-use super::peer::ClientAddr;
-use super::session::{
+use super::{Gateway, PendingUplink};
+use crate::broker::{MqttQoS, PublishId, UplinkPublish};
+use crate::peer::ClientAddr;
+use crate::session::{
     Delivery, InFlight, Outgoing, Route, Session, SessionIdx, State, SubKind, Subscription, Will,
 };
-use super::spool::{spool_size, SpooledPublish};
+use crate::spool::{spool_size, SpooledPublish};
 
 /// How a stored subscription was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

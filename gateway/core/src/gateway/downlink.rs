@@ -8,11 +8,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use sn_codec::v12::{Packet, PubAck, Publish, PublishTopic, RegAck, Register, ReturnCode};
 
-use super::broker::{DeliveryId, MqttQoS};
-use super::config::QueueOverflow;
-use super::events::Event;
-use super::gateway::Gateway;
-use super::session::{Delivery, DeliveryQueue, Outgoing, PublishStage, Route, SessionIdx, State};
+use super::Gateway;
+use crate::broker::{DeliveryId, MqttQoS};
+use crate::config::QueueOverflow;
+use crate::events::Event;
+use crate::session::{Delivery, DeliveryQueue, Outgoing, PublishStage, Route, SessionIdx, State};
 
 impl Gateway {
     pub(crate) fn on_broker_message(
@@ -376,7 +376,7 @@ impl Gateway {
         let in_flight = session.in_flight.take();
         let (delivery, topic_id) = match in_flight {
             // An error PUBACK ends a QoS 2 exchange too (v1.2 §6.7).
-            Some(super::session::InFlight {
+            Some(crate::session::InFlight {
                 what:
                     Outgoing::Publish {
                         delivery,
@@ -453,7 +453,7 @@ impl Gateway {
             }
         }
         self.transmit_in_flight(idx, false);
-        self.arm(idx, deadline, super::gateway::TimerKind::Retry);
+        self.arm(idx, deadline, super::TimerKind::Retry);
     }
 
     pub(crate) fn on_pubcomp(&mut self, now: Instant, idx: SessionIdx, msg_id: u16) {

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use sn_codec::v12::{Packet, SubAck, Subscribe, SubscribeTopic, Unsubscribe};
 use sn_codec::{validate, QoS};
 
-use super::broker::{BrokerCommand, MqttQoS};
-use super::gateway::Gateway;
-use super::session::{Route, SessionIdx, SubKind, Subscription};
-use super::topics;
-use super::transparent_api::MoteCommand;
+use super::Gateway;
+use crate::broker::{BrokerCommand, MqttQoS};
+use crate::session::{Route, SessionIdx, SubKind, Subscription};
+use crate::topics;
+use crate::transparent_api::MoteCommand;
 
 /// One upstream subscription.
 #[derive(Debug, Default)]
@@ -240,7 +240,7 @@ impl Gateway {
         };
         // Nothing reaches a sleeping client; its subscription stands (or is gone) all the
         // same.
-        let asleep = session.state == super::session::State::Asleep;
+        let asleep = session.state == crate::session::State::Asleep;
         let (qos, return_code) = match granted {
             Some(g) => {
                 sub.granted = sub.requested.min(g);

@@ -19,8 +19,8 @@
 
 use std::time::Instant;
 
-use super::broker::{BrokerCommand, BrokerEvent, DeliveryId, UplinkPublish};
-use super::gateway::Gateway;
+use super::Gateway;
+use crate::broker::{BrokerCommand, BrokerEvent, DeliveryId, UplinkPublish};
 
 /// Delivery ids of messages from the fallback broker have this bit set in the core.
 pub(crate) const FALLBACK_DELIVERY: u64 = 1 << 63;

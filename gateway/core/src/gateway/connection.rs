@@ -8,11 +8,11 @@ use bytes::Bytes;
 use sn_codec::v12::{Connect, Disconnect, Packet, ReturnCode, WillTopic};
 use sn_codec::validate;
 
-use super::broker::{BrokerCommand, MqttQoS, UplinkPublish};
-use super::events::{Event, LostReason};
-use super::gateway::{Gateway, PendingUplink, TimerKind};
-use super::peer::ClientAddr;
-use super::session::{InFlight, Inbound, Outgoing, PublishStage, Session, SessionIdx, State, Will};
+use super::{Gateway, PendingUplink, TimerKind};
+use crate::broker::{BrokerCommand, MqttQoS, UplinkPublish};
+use crate::events::{Event, LostReason};
+use crate::peer::ClientAddr;
+use crate::session::{InFlight, Inbound, Outgoing, PublishStage, Session, SessionIdx, State, Will};
 
 /// How a session ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
