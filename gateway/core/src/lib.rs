@@ -13,6 +13,7 @@ mod events;
 mod gateway;
 mod peer;
 mod session;
+mod sessions;
 mod spool;
 mod topics;
 mod transparent_api;

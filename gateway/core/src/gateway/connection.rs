@@ -59,7 +59,7 @@ impl Gateway {
         if !self.upstream_up() && !self.transparent() {
             return refuse(self, &addr, ReturnCode::Congestion, "broker link is down");
         }
-        let existing = self.by_client_id.get(client_id).copied();
+        let existing = self.sessions.find(client_id);
 
         // A CONNECT repeated while its Will handshake runs changes nothing: ask again for
         // what is missing (reference §4.2).
@@ -73,7 +73,7 @@ impl Gateway {
         }
 
         // Whoever was at this address before is gone from it.
-        if let Some(&other) = self.by_addr.get(&addr) {
+        if let Some(other) = self.sessions.at(&addr) {
             if Some(other) != existing {
                 self.end_session(now, other, Ending::Displaced);
             }
@@ -82,9 +82,7 @@ impl Gateway {
         let idx = match existing {
             Some(idx) => idx,
             None => {
-                if self.by_client_id.len() >= self.config.max_sessions
-                    && !self.evict_oldest_offline()
-                {
+                if self.sessions.len() >= self.config.max_sessions && !self.evict_oldest_offline() {
                     return refuse(self, &addr, ReturnCode::Congestion, "max_sessions reached");
                 }
                 let epoch = self.next_epoch();
@@ -399,7 +397,6 @@ impl Gateway {
         let Some(session) = self.session_mut(idx) else {
             return;
         };
-        let addr = session.addr.take();
         session.abandon_in_flight();
         session.inbound = Inbound::Idle { last: None };
         session.pending_will = None;
@@ -414,9 +411,7 @@ impl Gateway {
         for delivery in &dropped {
             self.forget_delivery(&client_id, delivery);
         }
-        if let Some(addr) = addr {
-            self.by_addr.remove(&addr);
-        }
+        self.sessions.unbind(idx);
         if clean {
             self.clear_session_state(idx);
             self.remove_session(idx);
@@ -486,18 +481,9 @@ impl Gateway {
     /// Binds the session to `addr`, keeping it across a change of address (NAT rebinding,
     /// NB-IoT): the session is the client id's, not the address's.
     fn rebind(&mut self, idx: SessionIdx, addr: ClientAddr) {
-        let Some(session) = self.session_mut(idx) else {
-            return;
-        };
-        if session.addr.as_ref() == Some(&addr) {
-            return;
+        if self.sessions.bind(idx, addr) {
+            self.persist(idx);
         }
-        let old = session.addr.replace(addr.clone());
-        if let Some(old) = old {
-            self.by_addr.remove(&old);
-        }
-        self.by_addr.insert(addr, idx);
-        self.persist(idx);
     }
 
     /// A sleeping client's PINGREQ from an address the gateway does not know: find it by its
@@ -508,14 +494,14 @@ impl Gateway {
         addr: &ClientAddr,
     ) -> Option<SessionIdx> {
         let client_id = std::str::from_utf8(client_id).ok()?;
-        let idx = *self.by_client_id.get(client_id)?;
+        let idx = self.sessions.find(client_id)?;
         let asleep = self
             .session(idx)
             .is_some_and(|s| matches!(s.state, State::Asleep | State::Awake));
         if !asleep {
             return None;
         }
-        if let Some(&other) = self.by_addr.get(addr) {
+        if let Some(other) = self.sessions.at(addr) {
             if other != idx {
                 return None;
             }
@@ -526,17 +512,7 @@ impl Gateway {
 
     /// At max_sessions, the session offline longest makes room. False when none is offline.
     fn evict_oldest_offline(&mut self) -> bool {
-        let oldest = self
-            .sessions
-            .iter()
-            .enumerate()
-            .filter_map(|(idx, s)| s.as_ref().and_then(|s| s.offline_since.map(|t| (t, idx))))
-            .filter(|(_, idx)| {
-                self.session(*idx)
-                    .is_some_and(|s| s.state == State::Offline)
-            })
-            .min();
-        let Some((_, idx)) = oldest else {
+        let Some(idx) = self.sessions.oldest_offline() else {
             return false;
         };
         self.metrics.sessions_evicted += 1;

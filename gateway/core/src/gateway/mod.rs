@@ -1,8 +1,7 @@
 //! The [`Gateway`] state machine: its state, the public feed/poll API, and the plumbing the
 //! protocol handlers (in the sibling modules) share: sessions, timers and outputs.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +14,8 @@ use crate::config::CoreConfig;
 use crate::events::{Event, Metrics};
 use crate::peer::{ClientAddr, Destination, LinkId, Peer, Transmit};
 use crate::session::{Session, SessionIdx, State};
+use crate::sessions::SessionTable;
+pub(crate) use crate::sessions::TimerKind;
 use crate::topics::Predefined;
 
 use persist::Persistence;
@@ -36,25 +37,6 @@ pub use persist::{
     StoredSubscription, StoredWill,
 };
 
-/// What a timer entry is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum TimerKind {
-    /// Keep-alive or sleep supervision.
-    Silence,
-    /// Retransmission of the in-flight message.
-    Retry,
-}
-
-/// A deadline for one session. Entries are never removed early: when one fires, the session's
-/// state decides whether it still applies (lazy cancellation keeps every update O(log n)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Timer {
-    pub(crate) at: Instant,
-    pub(crate) idx: SessionIdx,
-    pub(crate) epoch: u64,
-    pub(crate) kind: TimerKind,
-}
-
 /// An uplink QoS 1/2 publish the broker has not acknowledged yet.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingUplink {
@@ -73,20 +55,16 @@ pub(crate) struct PendingUplink {
 pub struct Gateway {
     config: CoreConfig,
     predefined: Predefined,
-    sessions: Vec<Option<Session>>,
-    free_slots: Vec<SessionIdx>,
-    by_client_id: HashMap<Arc<str>, SessionIdx>,
-    by_addr: HashMap<ClientAddr, SessionIdx>,
+    /// Sessions, their indexes by client id and address, and their timers.
+    sessions: SessionTable,
     upstream: Upstream,
     uplink: BTreeMap<PublishId, PendingUplink>,
     next_publish_id: u64,
-    next_epoch: u64,
     broker_up: bool,
     /// The fallback (local) broker link is connected; see [`fallback`].
     fallback_up: bool,
     discovery_links: Vec<LinkId>,
     next_advertise: Option<Instant>,
-    timers: BinaryHeap<Reverse<Timer>>,
     transmits: VecDeque<Transmit>,
     commands: VecDeque<BrokerCommand>,
     /// QoS 0 PUBLISHes in `commands`: the backlog `max_pending_qos0` bounds.
@@ -112,19 +90,14 @@ impl Gateway {
         Gateway {
             predefined: Predefined::new(&config.predefined_topics),
             config,
-            sessions: Vec::new(),
-            free_slots: Vec::new(),
-            by_client_id: HashMap::new(),
-            by_addr: HashMap::new(),
+            sessions: SessionTable::default(),
             upstream: Upstream::default(),
             uplink: BTreeMap::new(),
             next_publish_id: 1,
-            next_epoch: 1,
             broker_up: false,
             fallback_up: false,
             discovery_links: Vec::new(),
             next_advertise: None,
-            timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             commands: VecDeque::new(),
             pending_qos0: 0,
@@ -198,7 +171,7 @@ impl Gateway {
             peer: to,
             node: None,
         };
-        let idx = self.by_addr.get(&addr).copied();
+        let idx = self.sessions.at(&addr);
         if let Some(session) = idx.and_then(|idx| self.session_mut(idx)) {
             session.undelivered += 1;
             trace!(client_id = %session.client_id, peer = %to.addr, "link reports a datagram undelivered");
@@ -209,20 +182,10 @@ impl Gateway {
 
     /// Time has reached a deadline from [`Gateway::poll_timeout`] (calling it early is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse(timer)) = self.timers.peek().copied() {
-            if timer.at > now {
-                break;
-            }
-            self.timers.pop();
-            let live = self
-                .session(timer.idx)
-                .is_some_and(|s| s.epoch == timer.epoch);
-            if !live {
-                continue;
-            }
-            match timer.kind {
-                TimerKind::Silence => self.on_silence_timer(now, timer.idx),
-                TimerKind::Retry => self.on_retry_timer(now, timer.idx),
+        while let Some((idx, kind)) = self.sessions.pop_due(now) {
+            match kind {
+                TimerKind::Silence => self.on_silence_timer(now, idx),
+                TimerKind::Retry => self.on_retry_timer(now, idx),
             }
         }
         if self.next_advertise.is_some_and(|at| at <= now) {
@@ -258,7 +221,7 @@ impl Gateway {
 
     /// The earliest deadline; call [`Gateway::handle_timeout`] when it is reached.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let timer = self.timers.peek().map(|Reverse(t)| t.at);
+        let timer = self.sessions.next_deadline();
         match (timer, self.next_advertise) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -277,12 +240,12 @@ impl Gateway {
 
     /// Sessions held (any state).
     pub fn session_count(&self) -> usize {
-        self.by_client_id.len()
+        self.sessions.len()
     }
 
     /// What the gateway holds for one client, by client id (for tests, metrics and admin).
     pub fn session_info(&self, client_id: &str) -> Option<SessionInfo> {
-        let session = self.session(*self.by_client_id.get(client_id)?)?;
+        let session = self.session(self.sessions.find(client_id)?)?;
         Some(SessionInfo {
             state: match session.state {
                 State::Handshake => SessionState::Connecting,
@@ -309,16 +272,15 @@ impl Gateway {
     // ---------------------------------------------------------------------------------------
 
     pub(crate) fn session(&self, idx: SessionIdx) -> Option<&Session> {
-        self.sessions.get(idx).and_then(Option::as_ref)
+        self.sessions.get(idx)
     }
 
     pub(crate) fn session_mut(&mut self, idx: SessionIdx) -> Option<&mut Session> {
-        self.sessions.get_mut(idx).and_then(Option::as_mut)
+        self.sessions.get_mut(idx)
     }
 
     pub(crate) fn next_epoch(&mut self) -> u64 {
-        self.next_epoch += 1;
-        self.next_epoch
+        self.sessions.next_epoch()
     }
 
     /// Makes sure new ids come after a restored one.
@@ -334,44 +296,18 @@ impl Gateway {
 
     /// Stores a new session in a free slot.
     pub(crate) fn insert_session(&mut self, session: Session) -> SessionIdx {
-        let client_id = session.client_id.clone();
-        let idx = match self.free_slots.pop() {
-            Some(idx) => {
-                if let Some(slot) = self.sessions.get_mut(idx) {
-                    *slot = Some(session);
-                }
-                idx
-            }
-            None => {
-                self.sessions.push(Some(session));
-                self.sessions.len() - 1
-            }
-        };
-        self.by_client_id.insert(client_id, idx);
-        idx
+        self.sessions.insert(session)
     }
 
-    /// Frees a session's slot; the caller has already dropped its subscriptions and address.
+    /// Frees a session's slot; the caller has already dropped its subscriptions.
     pub(crate) fn remove_session(&mut self, idx: SessionIdx) {
-        if let Some(session) = self.sessions.get_mut(idx).and_then(Option::take) {
+        if let Some(session) = self.sessions.remove(idx) {
             self.persist_removal(&session.client_id);
-            self.by_client_id.remove(&session.client_id);
-            if let Some(addr) = &session.addr {
-                self.by_addr.remove(addr);
-            }
-            self.free_slots.push(idx);
         }
     }
 
     pub(crate) fn arm(&mut self, idx: SessionIdx, at: Instant, kind: TimerKind) {
-        if let Some(epoch) = self.session(idx).map(|s| s.epoch) {
-            self.timers.push(Reverse(Timer {
-                at,
-                idx,
-                epoch,
-                kind,
-            }));
-        }
+        self.sessions.arm(idx, at, kind);
     }
 
     /// Arms the keep-alive / sleep supervision of a session if it has one.
@@ -495,8 +431,8 @@ impl Gateway {
             Packet::Advertise(_) | Packet::GwInfo(_) => return,
             _ => {}
         }
-        let idx = match self.by_addr.get(&addr) {
-            Some(&idx) => idx,
+        let idx = match self.sessions.at(&addr) {
+            Some(idx) => idx,
             None => match packet {
                 // A sleeping client may wake from a new address; its PINGREQ names it.
                 Packet::PingReq { client_id } if !client_id.is_empty() => {

@@ -287,7 +287,7 @@ impl Gateway {
     /// A delivery is being queued for a client: store it if the session is durable (asleep,
     /// or CleanSession=0), so it survives a restart.
     pub(crate) fn persist_delivery(&mut self, idx: SessionIdx, delivery: &mut Delivery) {
-        let Some(session) = self.sessions.get(idx).and_then(Option::as_ref) else {
+        let Some(session) = self.sessions.get(idx) else {
             return;
         };
         if session.durable() {
@@ -308,7 +308,7 @@ impl Gateway {
     /// Stores every queued message of a session that just became durable (went to sleep),
     /// including the one in flight, which stays stored until the client acknowledges it.
     pub(crate) fn persist_queue(&mut self, idx: SessionIdx) {
-        let Some(session) = self.sessions.get_mut(idx).and_then(Option::as_mut) else {
+        let Some(session) = self.sessions.get_mut(idx) else {
             return;
         };
         if !session.durable() {
@@ -342,14 +342,14 @@ impl Gateway {
         let mut out = Vec::new();
         for client_id in std::mem::take(&mut self.persistence.deleted) {
             // Removed then recreated within one turn: the new record below replaces it.
-            if self.by_client_id.contains_key(&client_id) {
+            if self.sessions.find(&client_id).is_some() {
                 continue;
             }
             self.persistence.stored.remove(&client_id);
             out.push(StoreOp::DeleteSession { client_id });
         }
         for idx in std::mem::take(&mut self.persistence.dirty) {
-            let Some(session) = self.sessions.get(idx).and_then(Option::as_ref) else {
+            let Some(session) = self.sessions.get(idx) else {
                 continue;
             };
             if session.durable() {
@@ -376,7 +376,7 @@ impl Gateway {
         }
         for (client_id, seq, message) in restored.messages {
             self.persistence.next_seq = self.persistence.next_seq.max(seq);
-            let Some(&idx) = self.by_client_id.get(&client_id) else {
+            let Some(idx) = self.sessions.find(&client_id) else {
                 // A message whose session is gone: drop it from the store too.
                 self.persistence
                     .ops
@@ -404,7 +404,7 @@ impl Gateway {
     }
 
     fn restore_session(&mut self, now: Instant, record: SessionRecord) {
-        if self.by_client_id.contains_key(&record.client_id) {
+        if self.sessions.find(&record.client_id).is_some() {
             return;
         }
         let epoch = self.next_epoch();
@@ -457,9 +457,6 @@ impl Gateway {
             .collect();
         let client_id = record.client_id.clone();
         let idx = self.insert_session(session);
-        if let Some(addr) = addr {
-            self.by_addr.insert(addr, idx);
-        }
         self.persistence.stored.insert(client_id);
         if self.transparent() {
             // Each mote has its own connection: a sleeping mote's is opened again (kept

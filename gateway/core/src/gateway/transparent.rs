@@ -41,7 +41,7 @@ impl Gateway {
     /// Events for a mote without a session or a connection (a late event after it closed)
     /// are ignored.
     pub fn handle_mote(&mut self, now: Instant, client_id: &str, event: MoteEvent) {
-        let Some(&idx) = self.by_client_id.get(client_id) else {
+        let Some(idx) = self.sessions.find(client_id) else {
             return;
         };
         let Some(link) = self.session(idx).map(|s| s.mote_link) else {

@@ -85,7 +85,7 @@ impl Gateway {
             self.metrics.publish_minus_one_disabled += 1;
             return;
         }
-        let idx = self.by_addr.get(addr).copied();
+        let idx = self.sessions.at(addr);
         let Ok(topic) = self.resolve_topic(idx, &publish.topic) else {
             self.metrics.publish_rejected += 1;
             return;
