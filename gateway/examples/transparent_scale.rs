@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mqtt_sn_gateway::broker::{BrokerLinkConfig, TransparentSettings};
 use mqtt_sn_gateway::core::{
-    BrokerCommand, BrokerEvent, MoteCommand, MoteEvent, MoteWill, MqttQoS, PublishId, UplinkPublish,
+    BrokerCommand, BrokerEvent, MoteWill, MqttQoS, PublishId, UplinkPublish,
 };
 use mqtt_sn_gateway::runtime::TransparentLinks;
 
@@ -104,7 +104,7 @@ async fn main() {
             };
             links.send(
                 mote_id(n),
-                MoteCommand::Connect {
+                BrokerCommand::Connect {
                     keep_alive: Duration::from_secs(60),
                     clean_session: true,
                     will: Some(will),
@@ -121,31 +121,29 @@ async fn main() {
                 .unwrap_or_else(|_| panic!("{} motes still waiting after 120 s", pending.len()))
                 .expect("links running");
             match &event {
-                MoteEvent::Broker(BrokerEvent::Connected { .. }) => {
+                BrokerEvent::Connected { .. } => {
                     connected += 1;
                     let topic: Arc<str> = format!("scale/{client_id}/down").into();
                     links.send(
                         client_id.clone(),
-                        MoteCommand::Broker(BrokerCommand::Subscribe {
+                        BrokerCommand::Subscribe {
                             filter: topic,
                             qos: MqttQoS::AtLeastOnce,
-                        }),
+                        },
                     );
                     links.send(
                         client_id.clone(),
-                        MoteCommand::Broker(BrokerCommand::Publish(UplinkPublish {
+                        BrokerCommand::Publish(UplinkPublish {
                             id: Some(PublishId(1)),
                             topic: format!("scale/{client_id}/up").into(),
                             payload: Bytes::from_static(b"21.5"),
                             qos: MqttQoS::AtLeastOnce,
                             retain: false,
                             replay: false,
-                        })),
+                        }),
                     );
                 }
-                MoteEvent::Broker(
-                    BrokerEvent::SubAck { .. } | BrokerEvent::PublishAcked { .. },
-                ) => {}
+                BrokerEvent::SubAck { .. } | BrokerEvent::PublishAcked { .. } => {}
                 other => panic!("{client_id}: unexpected {other:?}"),
             }
             let left = pending.get_mut(&client_id).expect("a mote of this step");

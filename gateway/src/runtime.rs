@@ -15,7 +15,9 @@ use crate::broker::{
     install_crypto_provider, spawn_link, BrokerLinkError, BrokerLinkHandle, EmbeddedBroker,
     EmbeddedBrokerError, MoteLinkError,
 };
-use crate::core::{BrokerEvent, Destination, Event, Gateway, LinkId, Peer, PeerAddr, StoreOp};
+use crate::core::{
+    BatchId, BrokerEvent, BrokerRoute, Destination, Event, Gateway, LinkId, Peer, PeerAddr, StoreOp,
+};
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 
@@ -110,6 +112,8 @@ pub struct Runtime {
     store_path: Option<std::path::PathBuf>,
     /// State changes the store refused (a full disk); retried before anything else happens.
     unwritten: Vec<StoreOp>,
+    /// The last store batch in `unwritten`, to report once they are written.
+    unwritten_upto: Option<BatchId>,
     /// While `unwritten` is not empty: when to try again, and the wait after that.
     store_retry: Option<(Instant, Duration)>,
     /// When the last "QoS 0 dropped at max_pending_qos0" warning was logged.
@@ -234,6 +238,7 @@ impl Runtime {
             received,
             store_path,
             unwritten: Vec::new(),
+            unwritten_upto: None,
             store_retry: None,
             backlog_warned: None,
             udp_out,
@@ -287,16 +292,16 @@ impl Runtime {
                 biased;
                 () = &mut shutdown => break,
                 () = tokio::time::sleep_until(retry_at), if stalled => {}
-                event = self.broker.events.recv(), if !stalled => match event {
-                    Some(event) => {
+                event = recv_broker(&mut self.broker, &mut self.fallback, &mut self.transparent), if !stalled => match event {
+                    Some((route, event)) => {
                         let now = now();
-                        self.core.handle_broker(now, event);
+                        self.core.handle_broker(now, route, event);
                         // A burst of broker messages becomes one flush, so one store commit
                         // (one fsync) rather than one per message.
                         for _ in 0..BATCH {
-                            match self.broker.events.try_recv() {
-                                Ok(more) => self.core.handle_broker(now, more),
-                                Err(_) => break,
+                            match try_recv_broker(&mut self.broker, &mut self.fallback, &mut self.transparent) {
+                                Some((route, more)) => self.core.handle_broker(now, route, more),
+                                None => break,
                             }
                         }
                     }
@@ -305,30 +310,6 @@ impl Runtime {
                         break;
                     }
                 },
-                Some(event) = recv_fallback(&mut self.fallback), if !stalled => {
-                    let now = now();
-                    self.core.handle_fallback(now, event);
-                    if let Some(fallback) = &mut self.fallback {
-                        for _ in 0..BATCH {
-                            match fallback.events.try_recv() {
-                                Ok(more) => self.core.handle_fallback(now, more),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                }
-                Some((client_id, event)) = recv_transparent(&mut self.transparent), if !stalled => {
-                    let now = now();
-                    self.core.handle_mote(now, &client_id, event);
-                    if let Some(links) = &mut self.transparent {
-                        for _ in 0..BATCH {
-                            match links.try_recv() {
-                                Some((client_id, more)) => self.core.handle_mote(now, &client_id, more),
-                                None => break,
-                            }
-                        }
-                    }
-                }
                 received = self.received.recv(), if !stalled => {
                     let Some(first) = received else { break };
                     let now = now();
@@ -407,14 +388,12 @@ impl Runtime {
         }
     }
 
-    /// Sends everything the core produced. Durable state first: a broker acknowledgement for
-    /// a message queued for a sleeping mote must not leave before the message is on disk.
+    /// Writes what the core has to store, then sends everything the core releases. The core
+    /// itself holds back whatever depends on state not yet written (an acknowledgement of a
+    /// spooled message, or of a message queued for a sleeping mote), so what it hands out
+    /// here may leave.
     async fn flush(&mut self) {
-        if !self.write_state() {
-            // The acknowledgements of this turn wait in the core until the state they
-            // promise is on disk.
-            return;
-        }
+        self.write_state();
         while let Some(transmit) = self.core.poll_transmit() {
             let index = usize::from(transmit.link.0);
             let (link, out) = match (self.links.get_mut(index), self.udp_out.get_mut(index)) {
@@ -449,26 +428,28 @@ impl Runtime {
                 send_udp(link, out).await;
             }
         }
-        // Only as fast as the link takes them: what it cannot take yet stays in the core,
-        // which bounds the QoS 0 part (max_pending_qos0) and sheds the rest, counted.
-        while self.broker.has_room() {
-            let Some(command) = self.core.poll_broker() else {
-                break;
-            };
-            if !self.broker.send(command) {
-                break;
-            }
-        }
-        while let Some((client_id, command)) = self.core.poll_mote() {
-            if let Some(links) = &mut self.transparent {
-                links.send(client_id, command);
-            }
-        }
-        // Drained every turn even without a live fallback link, so nothing piles up in the
-        // core; what a missing link would have carried is resent when one comes up.
-        while let Some(command) = self.core.poll_fallback() {
-            if let Some(fallback) = &self.fallback {
-                let _ = fallback.send(command);
+        // One drain for every broker route. The remote link gets commands only as fast as it
+        // takes them: what it cannot take yet stays in the core, which bounds the QoS 0 part
+        // (max_pending_qos0) and sheds the rest, counted. The fallback's and the motes'
+        // commands are drained every turn even without a live link, so nothing piles up in
+        // the core; what a missing link would have carried is resent when one comes up.
+        while let Some((route, command)) = self.core.poll_broker(self.broker.has_room()) {
+            match route {
+                BrokerRoute::Remote => {
+                    if !self.broker.send(command) {
+                        debug!("broker link stopped: command dropped");
+                    }
+                }
+                BrokerRoute::Fallback => {
+                    if let Some(fallback) = &self.fallback {
+                        let _ = fallback.send(command);
+                    }
+                }
+                BrokerRoute::Mote(client_id) => {
+                    if let Some(links) = &mut self.transparent {
+                        links.send(client_id, command);
+                    }
+                }
             }
         }
         while let Some(event) = self.core.poll_event() {
@@ -498,19 +479,23 @@ impl Runtime {
         }
     }
 
-    /// Writes the core's state changes (and any the store refused before); true once they are
-    /// on disk, or when there is no store. On a refusal (a full disk) keeps them, schedules a
-    /// retry with a growing wait, and returns false: the caller then holds back the turn's
-    /// output, so no mote or broker is told a message is safe before it is.
-    fn write_state(&mut self) -> bool {
-        let ops = self.core.poll_store();
-        let Some(path) = &self.store_path else {
-            return true;
-        };
-        self.unwritten.extend(ops);
-        if self.unwritten.is_empty() {
-            return true;
+    /// Writes the core's state changes (and any the store refused before) and reports them
+    /// written, which releases the outputs the core held for them. On a refusal (a full disk)
+    /// keeps them and schedules a retry with a growing wait; the core keeps holding what
+    /// depends on them, so no mote or broker is told a message is safe before it is.
+    fn write_state(&mut self) {
+        if let Some(batch) = self.core.poll_store() {
+            if self.store_path.is_none() {
+                // Nothing is stored: nothing to wait for.
+                self.core.handle_stored(batch.id);
+                return;
+            }
+            self.unwritten.extend(batch.ops);
+            self.unwritten_upto = Some(batch.id);
         }
+        let (Some(path), Some(upto)) = (&self.store_path, self.unwritten_upto) else {
+            return;
+        };
         let result = match self.store.take() {
             Some(store) => Ok(store),
             // Closed after a failed write: open it again (redb recovers the file).
@@ -535,10 +520,11 @@ impl Runtime {
             Ok(store) => {
                 self.store = Some(store);
                 self.unwritten.clear();
+                self.unwritten_upto = None;
+                self.core.handle_stored(upto);
                 if self.store_retry.take().is_some() {
                     info!("state written again: acknowledgements released, taking in messages");
                 }
-                true
             }
             Err(error) => {
                 let wait = match self.store_retry {
@@ -556,7 +542,6 @@ impl Runtime {
                     }
                 };
                 self.store_retry = Some((Instant::now() + wait, wait));
-                false
             }
         }
     }
@@ -619,6 +604,39 @@ fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
+/// The next event of any broker connection, with its route: the remote broker's first, then
+/// the fallback's, then the motes' own. `None` when the remote broker's link has stopped.
+async fn recv_broker(
+    broker: &mut BrokerLinkHandle,
+    fallback: &mut Option<BrokerLinkHandle>,
+    transparent: &mut Option<TransparentLinks>,
+) -> Option<(BrokerRoute, BrokerEvent)> {
+    tokio::select! {
+        biased;
+        event = broker.events.recv() => event.map(|e| (BrokerRoute::Remote, e)),
+        Some(event) = recv_fallback(fallback) => Some((BrokerRoute::Fallback, event)),
+        Some((client_id, event)) = recv_transparent(transparent) => {
+            Some((BrokerRoute::Mote(client_id), event))
+        }
+    }
+}
+
+/// An event any broker connection has ready now, without waiting.
+fn try_recv_broker(
+    broker: &mut BrokerLinkHandle,
+    fallback: &mut Option<BrokerLinkHandle>,
+    transparent: &mut Option<TransparentLinks>,
+) -> Option<(BrokerRoute, BrokerEvent)> {
+    if let Ok(event) = broker.events.try_recv() {
+        return Some((BrokerRoute::Remote, event));
+    }
+    if let Some(Ok(event)) = fallback.as_mut().map(|f| f.events.try_recv()) {
+        return Some((BrokerRoute::Fallback, event));
+    }
+    let (client_id, event) = transparent.as_mut()?.try_recv()?;
+    Some((BrokerRoute::Mote(client_id), event))
+}
+
 /// The next event of the fallback link; never ready without one.
 async fn recv_fallback(fallback: &mut Option<BrokerLinkHandle>) -> Option<BrokerEvent> {
     match fallback {
@@ -628,9 +646,7 @@ async fn recv_fallback(fallback: &mut Option<BrokerLinkHandle>) -> Option<Broker
 }
 
 /// The next event of a mote's own connection; never ready outside transparent mode.
-async fn recv_transparent(
-    links: &mut Option<TransparentLinks>,
-) -> Option<(Arc<str>, crate::core::MoteEvent)> {
+async fn recv_transparent(links: &mut Option<TransparentLinks>) -> Option<(Arc<str>, BrokerEvent)> {
     match links {
         Some(links) => links.recv().await,
         None => std::future::pending().await,

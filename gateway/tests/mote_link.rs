@@ -25,8 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mqtt_sn_gateway::broker::{BrokerLinkConfig, MoteCredentials, TlsFiles, TransparentSettings};
 use mqtt_sn_gateway::core::{
-    BrokerCommand, BrokerEvent, MoteCommand, MoteEvent, MoteWill, MqttQoS, PublishId, Refusal,
-    UplinkPublish,
+    BrokerCommand, BrokerEvent, MoteWill, MqttQoS, PublishId, Refusal, UplinkPublish,
 };
 use mqtt_sn_gateway::runtime::TransparentLinks;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
@@ -176,8 +175,8 @@ fn login(client_id: &str, username: &str, password: &str) -> MoteCredentials {
     }
 }
 
-fn connect(keep_alive: u64, clean_session: bool, will: Option<MoteWill>) -> MoteCommand {
-    MoteCommand::Connect {
+fn connect(keep_alive: u64, clean_session: bool, will: Option<MoteWill>) -> BrokerCommand {
+    BrokerCommand::Connect {
         keep_alive: Duration::from_secs(keep_alive),
         clean_session,
         will,
@@ -193,15 +192,15 @@ fn will(topic: &str, payload: &str) -> Option<MoteWill> {
     })
 }
 
-fn publish(id: u64, topic: &str, payload: &str, qos: MqttQoS) -> MoteCommand {
-    MoteCommand::Broker(BrokerCommand::Publish(UplinkPublish {
+fn publish(id: u64, topic: &str, payload: &str, qos: MqttQoS) -> BrokerCommand {
+    BrokerCommand::Publish(UplinkPublish {
         id: (qos != MqttQoS::AtMostOnce).then_some(PublishId(id)),
         topic: topic.into(),
         payload: Bytes::from(payload.to_string()),
         qos,
         retain: false,
         replay: false,
-    }))
+    })
 }
 
 fn id(text: &str) -> Arc<str> {
@@ -209,7 +208,7 @@ fn id(text: &str) -> Arc<str> {
 }
 
 /// The next event, within [`WAIT`].
-async fn next(links: &mut TransparentLinks) -> (Arc<str>, MoteEvent) {
+async fn next(links: &mut TransparentLinks) -> (Arc<str>, BrokerEvent) {
     tokio::time::timeout(WAIT, links.recv())
         .await
         .expect("an event in time")
@@ -223,9 +222,9 @@ async fn none_for(links: &mut TransparentLinks, quiet: Duration) {
     }
 }
 
-const CONNECTED: MoteEvent = MoteEvent::Broker(BrokerEvent::Connected {
+const CONNECTED: BrokerEvent = BrokerEvent::Connected {
     session_present: false,
-});
+};
 
 /// A plain MQTT client that collects what arrives on its subscription.
 struct Observer {
@@ -347,12 +346,12 @@ async fn a_wrong_password_is_refused_and_the_link_ends() {
     // mosquitto 2 answers 0x05 "not authorized" for a wrong password.
     assert_eq!(
         next(&mut links).await,
-        (id("m1"), MoteEvent::Refused(Refusal::NotAuthorized))
+        (id("m1"), BrokerEvent::Refused(Refusal::NotAuthorized))
     );
     links.send(id("m2"), connect(60, true, None));
     assert_eq!(
         next(&mut links).await,
-        (id("m2"), MoteEvent::Refused(Refusal::NotAuthorized))
+        (id("m2"), BrokerEvent::Refused(Refusal::NotAuthorized))
     );
     // The links gave up: no retry, nothing more, commands for them are dropped.
     assert!(links.is_empty());
@@ -370,7 +369,7 @@ async fn an_unreachable_broker_is_server_unavailable() {
     links.send(id("m"), connect(60, true, None));
     assert_eq!(
         next(&mut links).await,
-        (id("m"), MoteEvent::Refused(Refusal::ServerUnavailable))
+        (id("m"), BrokerEvent::Refused(Refusal::ServerUnavailable))
     );
     assert!(links.is_empty());
 }
@@ -388,13 +387,13 @@ async fn a_rejected_client_id_is_identifier_rejected() {
     links.send(id(""), connect(60, false, None));
     assert_eq!(
         next(&mut links).await,
-        (id(""), MoteEvent::Refused(Refusal::IdentifierRejected))
+        (id(""), BrokerEvent::Refused(Refusal::IdentifierRejected))
     );
     // With CleanSession the empty id is the broker's to accept or not; this one rejects it.
     links.send(id(""), connect(60, true, None));
     assert_eq!(
         next(&mut links).await,
-        (id(""), MoteEvent::Refused(Refusal::IdentifierRejected))
+        (id(""), BrokerEvent::Refused(Refusal::IdentifierRejected))
     );
 }
 
@@ -450,7 +449,7 @@ async fn every_connack_refusal_maps_to_its_kind() {
         links.send(id("m"), connect(60, true, None));
         assert_eq!(
             next(&mut links).await,
-            (id("m"), MoteEvent::Refused(refusal)),
+            (id("m"), BrokerEvent::Refused(refusal)),
             "CONNACK {code}"
         );
     }
@@ -463,10 +462,7 @@ async fn after_a_loss_an_unavailable_broker_is_retried_a_refusal_is_final() {
     let mut links = TransparentLinks::start(&settings(port, Vec::new())).unwrap();
     links.send(id("m"), connect(60, true, None));
     assert_eq!(next(&mut links).await, (id("m"), CONNECTED));
-    assert_eq!(
-        next(&mut links).await,
-        (id("m"), MoteEvent::Broker(BrokerEvent::Disconnected))
-    );
+    assert_eq!(next(&mut links).await, (id("m"), BrokerEvent::Disconnected));
     assert_eq!(next(&mut links).await, (id("m"), CONNECTED));
 
     // Accepted, lost, "not authorized": the link gives up.
@@ -474,13 +470,10 @@ async fn after_a_loss_an_unavailable_broker_is_retried_a_refusal_is_final() {
     let mut links = TransparentLinks::start(&settings(port, Vec::new())).unwrap();
     links.send(id("m"), connect(60, true, None));
     assert_eq!(next(&mut links).await, (id("m"), CONNECTED));
+    assert_eq!(next(&mut links).await, (id("m"), BrokerEvent::Disconnected));
     assert_eq!(
         next(&mut links).await,
-        (id("m"), MoteEvent::Broker(BrokerEvent::Disconnected))
-    );
-    assert_eq!(
-        next(&mut links).await,
-        (id("m"), MoteEvent::Refused(Refusal::NotAuthorized))
+        (id("m"), BrokerEvent::Refused(Refusal::NotAuthorized))
     );
     assert!(links.is_empty());
 }
@@ -499,10 +492,10 @@ async fn the_will_is_published_after_an_abrupt_close_only() {
         vec![(id("clean"), CONNECTED), (id("lost"), CONNECTED)]
     );
 
-    links.send(id("clean"), MoteCommand::Close { graceful: true });
+    links.send(id("clean"), BrokerCommand::Close { graceful: true });
     observer.none_for(Duration::from_millis(700)).await;
 
-    links.send(id("lost"), MoteCommand::Close { graceful: false });
+    links.send(id("lost"), BrokerCommand::Close { graceful: false });
     let (topic, payload) = observer.next().await;
     assert_eq!((topic.as_str(), &payload[..]), ("wills/lost", &b"gone"[..]));
     observer.none_for(Duration::from_millis(500)).await;
@@ -528,10 +521,7 @@ async fn publishes_are_acked_with_the_core_ids() {
     );
     assert_eq!(
         next(&mut links).await,
-        (
-            id("m1"),
-            MoteEvent::Broker(BrokerEvent::PublishAcked { id: PublishId(7) })
-        )
+        (id("m1"), BrokerEvent::PublishAcked { id: PublishId(7) })
     );
     assert_eq!(observer.next().await.0, "motes/m1/a");
     links.send(
@@ -540,10 +530,7 @@ async fn publishes_are_acked_with_the_core_ids() {
     );
     assert_eq!(
         next(&mut links).await,
-        (
-            id("m1"),
-            MoteEvent::Broker(BrokerEvent::PublishAcked { id: PublishId(8) })
-        )
+        (id("m1"), BrokerEvent::PublishAcked { id: PublishId(8) })
     );
     assert_eq!(observer.next().await.0, "motes/m1/b");
 
@@ -554,10 +541,7 @@ async fn publishes_are_acked_with_the_core_ids() {
     );
     assert_eq!(
         next(&mut links).await,
-        (
-            id("m1"),
-            MoteEvent::Broker(BrokerEvent::PublishAcked { id: PublishId(9) })
-        )
+        (id("m1"), BrokerEvent::PublishAcked { id: PublishId(9) })
     );
     observer.none_for(Duration::from_millis(500)).await;
     links.shutdown().await;
@@ -583,7 +567,7 @@ async fn many_qos2_publishes_through_the_small_packet_id_space() {
     let mut acked = Vec::new();
     for _ in 0..100 {
         match next(&mut links).await {
-            (_, MoteEvent::Broker(BrokerEvent::PublishAcked { id })) => acked.push(id.0),
+            (_, BrokerEvent::PublishAcked { id }) => acked.push(id.0),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -613,19 +597,19 @@ async fn messages_are_acked_upstream_only_after_ack() {
     assert_eq!(next(&mut links).await, (id("m"), CONNECTED));
     links.send(
         id("m"),
-        MoteCommand::Broker(BrokerCommand::Subscribe {
+        BrokerCommand::Subscribe {
             filter: "down/m".into(),
             qos: MqttQoS::AtLeastOnce,
-        }),
+        },
     );
     assert_eq!(
         next(&mut links).await,
         (
             id("m"),
-            MoteEvent::Broker(BrokerEvent::SubAck {
+            BrokerEvent::SubAck {
                 filter: "down/m".into(),
                 granted: Some(MqttQoS::AtLeastOnce),
-            })
+            }
         )
     );
     for text in ["first", "second"] {
@@ -638,13 +622,13 @@ async fn messages_are_acked_upstream_only_after_ack() {
     let delivery = match next(&mut links).await {
         (
             _,
-            MoteEvent::Broker(BrokerEvent::Message {
+            BrokerEvent::Message {
                 topic,
                 payload,
                 qos: MqttQoS::AtLeastOnce,
                 delivery: Some(delivery),
                 ..
-            }),
+            },
         ) => {
             assert_eq!((&*topic, &payload[..]), ("down/m", &b"first"[..]));
             delivery
@@ -653,18 +637,15 @@ async fn messages_are_acked_upstream_only_after_ack() {
     };
     // Not acknowledged yet: the broker holds the second one back.
     none_for(&mut links, Duration::from_millis(800)).await;
-    links.send(
-        id("m"),
-        MoteCommand::Broker(BrokerCommand::Ack { delivery }),
-    );
+    links.send(id("m"), BrokerCommand::Ack { delivery });
     match next(&mut links).await {
         (
             _,
-            MoteEvent::Broker(BrokerEvent::Message {
+            BrokerEvent::Message {
                 payload,
                 delivery: Some(second),
                 ..
-            }),
+            },
         ) => {
             assert_eq!(&payload[..], b"second");
             assert_ne!(second, delivery);
@@ -696,10 +677,7 @@ async fn a_lost_connection_is_reported_and_opened_again() {
     links.send(id("m"), connect(60, true, None));
     assert_eq!(next(&mut links).await, (id("m"), CONNECTED));
     broker.kill();
-    assert_eq!(
-        next(&mut links).await,
-        (id("m"), MoteEvent::Broker(BrokerEvent::Disconnected))
-    );
+    assert_eq!(next(&mut links).await, (id("m"), BrokerEvent::Disconnected));
     // Meanwhile commands go nowhere (the core replays after Connected).
     links.send(id("m"), publish(1, "t", "x", MqttQoS::AtLeastOnce));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -708,10 +686,7 @@ async fn a_lost_connection_is_reported_and_opened_again() {
     links.send(id("m"), publish(2, "t", "x", MqttQoS::AtLeastOnce));
     assert_eq!(
         next(&mut links).await,
-        (
-            id("m"),
-            MoteEvent::Broker(BrokerEvent::PublishAcked { id: PublishId(2) })
-        )
+        (id("m"), BrokerEvent::PublishAcked { id: PublishId(2) })
     );
     links.shutdown().await;
 }
@@ -735,7 +710,7 @@ async fn a_new_connect_replaces_the_old_connection_cleanly() {
     );
     assert_eq!(links.len(), 1);
     // The new one carries the new Will.
-    links.send(id("m"), MoteCommand::Close { graceful: false });
+    links.send(id("m"), BrokerCommand::Close { graceful: false });
     let (_, payload) = observer.next().await;
     assert_eq!(&payload[..], b"new");
 }

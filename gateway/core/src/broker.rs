@@ -7,8 +7,24 @@
 //! immune to an MQTT client library that drops its queue on reconnect.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+
+use crate::transparent_api::{MoteWill, Refusal};
+
+/// Which broker connection a command is for, or an event came from. The core speaks to all
+/// of them through one pair, `Gateway::handle_broker` and `Gateway::poll_broker`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BrokerRoute {
+    /// The gateway's own connection to its broker: the remote one, or the embedded one when
+    /// no remote broker is configured.
+    Remote,
+    /// The embedded broker serving while the remote one is unreachable (`fallback`).
+    Fallback,
+    /// A mote's own connection (transparent mode), by the mote's client id.
+    Mote(Arc<str>),
+}
 
 /// An MQTT QoS level (the broker side has no QoS -1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -101,6 +117,25 @@ pub enum BrokerCommand {
         /// The link's id for it.
         delivery: DeliveryId,
     },
+    /// Open a mote's own connection ([`BrokerRoute::Mote`] only), replacing one that is
+    /// open: MQTT CONNECT with the mote's client id (the runtime adds the configured prefix
+    /// and the mote's credentials). Commands sent before it is open wait for it.
+    Connect {
+        /// MQTT keep-alive: the mote's keep-alive. The runtime keeps the connection pinged
+        /// itself, also while the mote sleeps.
+        keep_alive: Duration,
+        /// The mote's CleanSession flag.
+        clean_session: bool,
+        /// The mote's Will, if it gave one.
+        will: Option<MoteWill>,
+    },
+    /// Close a mote's own connection ([`BrokerRoute::Mote`] only). `graceful`: send
+    /// DISCONNECT first, so the broker discards the Will (the mote disconnected cleanly);
+    /// otherwise drop the TCP connection, so the broker publishes the Will (the mote was lost).
+    Close {
+        /// Whether to send DISCONNECT.
+        graceful: bool,
+    },
 }
 
 /// What happened on the broker side.
@@ -139,4 +174,8 @@ pub enum BrokerEvent {
         /// For QoS 1/2: to acknowledge once the gateway holds it.
         delivery: Option<DeliveryId>,
     },
+    /// The broker refused a mote's own connection, or could not be reached for its first
+    /// CONNECT ([`BrokerRoute::Mote`] only); the runtime has given up on that connection.
+    /// The gateway's own connections never give up: they report `Disconnected` and retry.
+    Refused(Refusal),
 }

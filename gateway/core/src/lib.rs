@@ -9,8 +9,10 @@
 
 mod broker;
 mod config;
+mod durability;
 mod events;
 mod gateway;
+mod outputs;
 mod peer;
 mod session;
 mod sessions;
@@ -18,8 +20,11 @@ mod spool;
 mod topics;
 mod transparent_api;
 
-pub use broker::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId, UplinkPublish};
+pub use broker::{
+    BrokerCommand, BrokerEvent, BrokerRoute, DeliveryId, MqttQoS, PublishId, UplinkPublish,
+};
 pub use config::{CoreConfig, QueueOverflow};
+pub use durability::{BatchId, StoreBatch};
 pub use events::{Event, LostReason, Metrics};
 pub use gateway::{Gateway, SessionInfo, SessionState};
 pub use gateway::{
@@ -28,4 +33,4 @@ pub use gateway::{
 };
 pub use peer::{ClientAddr, Destination, LinkId, Peer, PeerAddr, RadioAddr, Transmit};
 pub use spool::{SpoolConfig, SpoolFull, SpooledPublish};
-pub use transparent_api::{BrokerMode, MoteCommand, MoteCommandFor, MoteEvent, MoteWill, Refusal};
+pub use transparent_api::{BrokerMode, MoteWill, Refusal};

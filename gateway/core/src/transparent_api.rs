@@ -1,20 +1,22 @@
 //! Transparent mode's interface between the core and the runtime: each mote has an MQTT
 //! connection of its own to the broker, named by the mote's client id.
 //!
-//! The core asks for a mote's connection to be opened ([`MoteCommand::Connect`]) once the
-//! mote's CONNECT (and Will handshake) is complete, and answers the mote's CONNECT only when
-//! the broker has answered: [`MoteEvent::Refused`] maps to a CONNACK return code. On an open
-//! connection it publishes, subscribes and acknowledges with the ordinary
-//! [`BrokerCommand`]s, and receives the ordinary [`BrokerEvent`]s. A clean DISCONNECT from the
+//! A mote's connection is a broker route of its own ([`BrokerRoute::Mote`], by client id).
+//! The core asks for it to be opened ([`BrokerCommand::Connect`]) once the mote's CONNECT (and
+//! Will handshake) is complete, and answers the mote's CONNECT only when the broker has
+//! answered: [`BrokerEvent::Refused`] maps to a CONNACK return code. On an open connection it
+//! publishes, subscribes and acknowledges with the ordinary [`BrokerCommand`]s, and receives
+//! the ordinary [`BrokerEvent`]s. A clean DISCONNECT from the
 //! mote closes the connection gracefully (the broker discards the Will); a lost mote's
 //! connection is dropped without DISCONNECT, so that the broker publishes the Will.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::broker::{BrokerCommand, BrokerEvent, MqttQoS};
+use super::broker::MqttQoS;
+#[cfg(doc)]
+use super::broker::{BrokerCommand, BrokerEvent, BrokerRoute};
 
 /// A Will for the broker to publish when a mote's connection is lost.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,31 +29,6 @@ pub struct MoteWill {
     pub qos: MqttQoS,
     /// Its retain flag.
     pub retain: bool,
-}
-
-/// What the core asks of one mote's broker connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MoteCommand {
-    /// Open the connection (replacing one that is open): MQTT CONNECT with the mote's own
-    /// client id (the runtime adds the configured prefix and the mote's credentials).
-    Connect {
-        /// MQTT keep-alive: the mote's keep-alive. The runtime keeps the connection pinged
-        /// itself, also while the mote sleeps.
-        keep_alive: Duration,
-        /// The mote's CleanSession flag.
-        clean_session: bool,
-        /// The mote's Will, if it gave one.
-        will: Option<MoteWill>,
-    },
-    /// A command on the open connection; queued by the runtime until it is open.
-    Broker(BrokerCommand),
-    /// Close the connection. `graceful`: send DISCONNECT first, so the broker discards the
-    /// Will (the mote disconnected cleanly); otherwise drop the TCP connection, so the broker
-    /// publishes the Will (the mote was lost).
-    Close {
-        /// Whether to send DISCONNECT.
-        graceful: bool,
-    },
 }
 
 /// Why a broker refused a mote's connection (the MQTT CONNACK return code, as a kind).
@@ -67,18 +44,6 @@ pub enum Refusal {
     ServerUnavailable,
 }
 
-/// What happened on one mote's broker connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MoteEvent {
-    /// An ordinary broker event on this connection: `Connected` (CONNACK accepted),
-    /// `Disconnected` (lost; the runtime reconnects with backoff), `PublishAcked`, `SubAck`,
-    /// `Message`.
-    Broker(BrokerEvent),
-    /// The broker refused the connection (or could not be reached for the first CONNECT);
-    /// the runtime has given up on this connection.
-    Refused(Refusal),
-}
-
 /// How the gateway meets the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BrokerMode {
@@ -91,6 +56,3 @@ pub enum BrokerMode {
     /// go through the gateway's own connection.
     Transparent,
 }
-
-/// A command for one mote's connection, named by the mote's client id.
-pub type MoteCommandFor = (Arc<str>, MoteCommand);

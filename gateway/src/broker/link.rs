@@ -619,7 +619,9 @@ impl Connection {
             let takes_pkid = match &command {
                 BrokerCommand::Publish(publish) => publish.qos != MqttQoS::AtMostOnce,
                 BrokerCommand::Subscribe { .. } | BrokerCommand::Unsubscribe { .. } => true,
-                BrokerCommand::Ack { .. } => false,
+                BrokerCommand::Ack { .. }
+                | BrokerCommand::Connect { .. }
+                | BrokerCommand::Close { .. } => false,
             };
             let accepted = match &command {
                 BrokerCommand::Publish(publish)
@@ -667,6 +669,13 @@ impl Connection {
                     // From an earlier connection: the broker redelivers it if it must.
                     None => true,
                 },
+                // The connection's own lifecycle is the runtime's (it opens and closes the
+                // link); the core sends these only on a mote's route, where the runtime
+                // carries them out before they could reach an open connection.
+                BrokerCommand::Connect { .. } | BrokerCommand::Close { .. } => {
+                    debug!("connection command on an open connection: ignored");
+                    true
+                }
             };
             if !accepted {
                 self.backlog.push_front(command);

@@ -8,7 +8,7 @@
 //! 10 000 connections fit in memory.
 //!
 //! - The first attempt decides: a refused CONNACK, or a broker that cannot be reached within
-//!   `connect_timeout`, is reported as [`MoteEvent::Refused`] and the task ends.
+//!   `connect_timeout`, is reported as [`BrokerEvent::Refused`] and the task ends.
 //! - A connection that was up and is lost is reported as `Disconnected` and opened again with
 //!   backoff; `Connected` follows, and the core replays. A refusal then for the login, the
 //!   authorization or the client id ends the task with `Refused`; an unavailable broker is
@@ -37,7 +37,7 @@ use tracing::{debug, info};
 
 use super::link::{to_rumqttc, Connection, End, Input, MAX_MQTT_PACKET};
 use super::{Backoff, BrokerLinkConfig};
-use crate::core::{BrokerCommand, BrokerEvent, MoteEvent, MoteWill, Refusal};
+use crate::core::{BrokerCommand, BrokerEvent, MoteWill, Refusal};
 
 /// Requests queued inside each mote's rumqttc client; beyond it the link's backlog holds them.
 const REQUEST_CAPACITY: usize = 10;
@@ -134,7 +134,7 @@ pub enum MoteLinkError {
     },
 }
 
-/// What a mote's connection is opened with (from [`crate::core::MoteCommand::Connect`]).
+/// What a mote's connection is opened with (from [`crate::core::BrokerCommand::Connect`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MoteConnect {
     /// The mote's keep-alive (raised to [`MIN_MOTE_KEEP_ALIVE`]).
@@ -154,7 +154,7 @@ pub struct MoteReport {
     /// The generation given to [`MoteConnector::open`].
     pub generation: u64,
     /// What happened.
-    pub event: MoteEvent,
+    pub event: BrokerEvent,
 }
 
 /// A user name, a password and a transport: what a connection logs in with.
@@ -454,7 +454,7 @@ struct Reporter {
 }
 
 impl Reporter {
-    fn report(&self, event: MoteEvent) -> MoteReport {
+    fn report(&self, event: BrokerEvent) -> MoteReport {
         MoteReport {
             client_id: self.client_id.clone(),
             generation: self.generation,
@@ -463,7 +463,7 @@ impl Reporter {
     }
 
     /// False when the runtime is gone.
-    async fn send(&self, event: MoteEvent) -> bool {
+    async fn send(&self, event: BrokerEvent) -> bool {
         self.reports.send(self.report(event)).await.is_ok()
     }
 }
@@ -504,7 +504,7 @@ async fn run(
         // MQTT 3.1.1 (3.1.3-8): an empty client id needs CleanSession; the broker would
         // answer 0x02 (and rumqttc refuses to build such a CONNECT).
         let _ = reporter
-            .send(MoteEvent::Refused(Refusal::IdentifierRejected))
+            .send(BrokerEvent::Refused(Refusal::IdentifierRejected))
             .await;
         return;
     }
@@ -552,9 +552,7 @@ async fn run(
                 backoff.reset();
                 was_up = true;
                 if !reporter
-                    .send(MoteEvent::Broker(BrokerEvent::Connected {
-                        session_present,
-                    }))
+                    .send(BrokerEvent::Connected { session_present })
                     .await
                 {
                     return;
@@ -564,17 +562,14 @@ async fn run(
                         &mut inputs,
                         |input| input,
                         &reporter.reports,
-                        |event| reporter.report(MoteEvent::Broker(event)),
+                        |event| reporter.report(event),
                     )
                     .await;
                 match end {
                     End::Disconnected | End::Shutdown => return,
                     End::Reconnect => {
                         debug!(%client_id, "mote's broker connection lost; reconnecting");
-                        if !reporter
-                            .send(MoteEvent::Broker(BrokerEvent::Disconnected))
-                            .await
-                        {
+                        if !reporter.send(BrokerEvent::Disconnected).await {
                             return;
                         }
                     }
@@ -599,7 +594,7 @@ async fn run(
                             "cannot reach the broker for the mote's connection"
                         ),
                     }
-                    let _ = reporter.send(MoteEvent::Refused(refusal)).await;
+                    let _ = reporter.send(BrokerEvent::Refused(refusal)).await;
                     return;
                 }
                 debug!(%client_id, reason = %failure.reason(), attempt = failures, "mote's broker connection still down");

@@ -1,6 +1,6 @@
 //! Transparent mode in the runtime: the motes' own broker connections, by client id.
 //!
-//! The core asks for them with [`MoteCommand`]s ([`Gateway::poll_mote`]); this opens, feeds
+//! The core asks for them with [`BrokerCommand`]s ([`Gateway::poll_mote`]); this opens, feeds
 //! and closes one [`MoteLink`] per mote and hands their events back
 //! ([`Gateway::handle_mote`]).
 //!
@@ -23,7 +23,7 @@ use tracing::debug;
 use crate::broker::{
     MoteConnect, MoteConnector, MoteLink, MoteLinkError, MoteReport, TransparentSettings,
 };
-use crate::core::{MoteCommand, MoteEvent};
+use crate::core::{BrokerCommand, BrokerEvent};
 
 /// Events of all mote links waiting for the runtime; a full queue makes the links wait
 /// (backpressure on reading from the broker).
@@ -74,9 +74,9 @@ impl TransparentLinks {
     /// mote's open connection (closed cleanly first); other commands for a mote without a
     /// connection are dropped (the core sends `Connect` first, and a refused connection's
     /// task has ended).
-    pub fn send(&mut self, client_id: Arc<str>, command: MoteCommand) {
+    pub fn send(&mut self, client_id: Arc<str>, command: BrokerCommand) {
         match command {
-            MoteCommand::Connect {
+            BrokerCommand::Connect {
                 keep_alive,
                 clean_session,
                 will,
@@ -101,7 +101,15 @@ impl TransparentLinks {
                 );
                 self.links.insert(client_id, Entry { generation, link });
             }
-            MoteCommand::Broker(command) => {
+            BrokerCommand::Close { graceful } => match self.links.remove(&client_id) {
+                Some(entry) => {
+                    let task = entry.link.close(graceful);
+                    self.closing.insert(client_id, task);
+                    self.sweep();
+                }
+                None => debug!(%client_id, "no broker connection for this mote to close"),
+            },
+            command => {
                 let sent = self
                     .links
                     .get(&client_id)
@@ -113,19 +121,11 @@ impl TransparentLinks {
                     }
                 }
             }
-            MoteCommand::Close { graceful } => match self.links.remove(&client_id) {
-                Some(entry) => {
-                    let task = entry.link.close(graceful);
-                    self.closing.insert(client_id, task);
-                    self.sweep();
-                }
-                None => debug!(%client_id, "no broker connection for this mote to close"),
-            },
         }
     }
 
     /// The next event of a current link (stale ones are dropped, see the module docs).
-    pub async fn recv(&mut self) -> Option<(Arc<str>, MoteEvent)> {
+    pub async fn recv(&mut self) -> Option<(Arc<str>, BrokerEvent)> {
         loop {
             let report = self.reports.recv().await?;
             if let Some(event) = self.accept(report) {
@@ -135,7 +135,7 @@ impl TransparentLinks {
     }
 
     /// Like [`TransparentLinks::recv`], without waiting.
-    pub fn try_recv(&mut self) -> Option<(Arc<str>, MoteEvent)> {
+    pub fn try_recv(&mut self) -> Option<(Arc<str>, BrokerEvent)> {
         loop {
             let report = self.reports.try_recv().ok()?;
             if let Some(event) = self.accept(report) {
@@ -173,7 +173,7 @@ impl TransparentLinks {
         }
     }
 
-    fn accept(&mut self, report: MoteReport) -> Option<(Arc<str>, MoteEvent)> {
+    fn accept(&mut self, report: MoteReport) -> Option<(Arc<str>, BrokerEvent)> {
         let current = self
             .links
             .get(&report.client_id)
@@ -181,7 +181,7 @@ impl TransparentLinks {
         if !current {
             return None;
         }
-        if let MoteEvent::Refused(_) = report.event {
+        if let BrokerEvent::Refused(_) = report.event {
             // The link has given up and its task is ending.
             self.links.remove(&report.client_id);
         }

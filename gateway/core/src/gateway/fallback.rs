@@ -27,7 +27,7 @@ pub(crate) const FALLBACK_DELIVERY: u64 = 1 << 63;
 
 impl Gateway {
     /// Something happened on the fallback (local) broker link.
-    pub fn handle_fallback(&mut self, now: Instant, event: BrokerEvent) {
+    pub(super) fn on_fallback_event(&mut self, now: Instant, event: BrokerEvent) {
         match event {
             BrokerEvent::Connected { .. } => {
                 self.fallback_up = true;
@@ -41,8 +41,9 @@ impl Gateway {
                     self.next_advertise = None;
                 }
             }
-            // Copies are published without ids: there is nothing to acknowledge.
-            BrokerEvent::PublishAcked { .. } => {}
+            // Copies are published without ids: there is nothing to acknowledge. The link to
+            // the embedded broker never gives up, so it never refuses.
+            BrokerEvent::PublishAcked { .. } | BrokerEvent::Refused(_) => {}
             BrokerEvent::SubAck { filter, granted } => {
                 // A late answer after switching back belongs to no one.
                 if self.fallback_active() {
@@ -62,11 +63,6 @@ impl Gateway {
         }
     }
 
-    /// The next command for the fallback broker link.
-    pub fn poll_fallback(&mut self) -> Option<BrokerCommand> {
-        self.fallback_commands.pop_front()
-    }
-
     /// Whether motes are being served by the fallback broker now.
     pub fn fallback_active(&self) -> bool {
         !self.broker_up && self.fallback_up
@@ -83,7 +79,7 @@ impl Gateway {
         if self.broker_up {
             self.command(command);
         } else if self.fallback_up {
-            self.fallback_commands.push_back(command);
+            self.fallback_command(command);
         }
     }
 
@@ -91,8 +87,7 @@ impl Gateway {
     pub(crate) fn ack_delivery(&mut self, delivery: DeliveryId) {
         if delivery.0 & FALLBACK_DELIVERY != 0 {
             let delivery = DeliveryId(delivery.0 & !FALLBACK_DELIVERY);
-            self.fallback_commands
-                .push_back(BrokerCommand::Ack { delivery });
+            self.fallback_command(BrokerCommand::Ack { delivery });
         } else {
             self.command(BrokerCommand::Ack { delivery });
         }
@@ -105,20 +100,20 @@ impl Gateway {
             return;
         }
         self.metrics.fallback_published += 1;
-        self.fallback_commands
-            .push_back(BrokerCommand::Publish(UplinkPublish {
-                id: None,
-                replay: false,
-                ..publish.clone()
-            }));
+        self.fallback_command(BrokerCommand::Publish(UplinkPublish {
+            id: None,
+            replay: false,
+            ..publish.clone()
+        }));
     }
 
     /// The remote broker is down and the local one up: subscribe everything there and tell
     /// the motes the gateway still serves.
     pub(crate) fn switch_to_fallback(&mut self, now: Instant) {
         self.metrics.fallback_switches += 1;
-        let commands = self.resubscribe_commands();
-        self.fallback_commands.extend(commands);
+        for command in self.resubscribe_commands() {
+            self.fallback_command(command);
+        }
         self.start_advertising(now);
     }
 
@@ -128,8 +123,7 @@ impl Gateway {
             return;
         }
         for filter in self.upstream_filters() {
-            self.fallback_commands
-                .push_back(BrokerCommand::Unsubscribe { filter });
+            self.fallback_command(BrokerCommand::Unsubscribe { filter });
         }
     }
 }

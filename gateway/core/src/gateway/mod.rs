@@ -2,16 +2,17 @@
 //! protocol handlers (in the sibling modules) share: sessions, timers and outputs.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use sn_codec::v12::{Forwarded, Frame, Packet};
 use tracing::trace;
 
-use crate::broker::{BrokerCommand, BrokerEvent, PublishId, UplinkPublish};
+use crate::broker::{BrokerCommand, BrokerEvent, BrokerRoute, PublishId, UplinkPublish};
 use crate::config::CoreConfig;
+use crate::durability::{AckGate, BatchId, StoreBatch};
 use crate::events::{Event, Metrics};
+use crate::outputs::{BrokerQueue, Marks, Transmits};
 use crate::peer::{ClientAddr, Destination, LinkId, Peer, Transmit};
 use crate::session::{Session, SessionIdx, State};
 use crate::sessions::SessionTable;
@@ -65,15 +66,14 @@ pub struct Gateway {
     fallback_up: bool,
     discovery_links: Vec<LinkId>,
     next_advertise: Option<Instant>,
-    transmits: VecDeque<Transmit>,
-    commands: VecDeque<BrokerCommand>,
-    /// QoS 0 PUBLISHes in `commands`: the backlog `max_pending_qos0` bounds.
-    pending_qos0: usize,
+    /// Datagrams waiting for [`Gateway::poll_transmit`].
+    transmits: Transmits,
+    /// Commands for every broker route, waiting for [`Gateway::poll_broker`].
+    broker_queue: BrokerQueue,
     /// A drop at `max_pending_qos0` was reported; cleared once the backlog has drained.
     pending_qos0_full_reported: bool,
-    fallback_commands: VecDeque<BrokerCommand>,
-    /// Transparent mode: commands for motes' own connections, by client id.
-    mote_commands: VecDeque<(Arc<str>, crate::transparent_api::MoteCommand)>,
+    /// Holds outputs back until the store batches they depend on are written.
+    gate: AckGate,
     events: VecDeque<Event>,
     metrics: Metrics,
     persistence: Persistence,
@@ -98,12 +98,10 @@ impl Gateway {
             fallback_up: false,
             discovery_links: Vec::new(),
             next_advertise: None,
-            transmits: VecDeque::new(),
-            commands: VecDeque::new(),
-            pending_qos0: 0,
+            transmits: Transmits::default(),
+            broker_queue: BrokerQueue::default(),
             pending_qos0_full_reported: false,
-            fallback_commands: VecDeque::new(),
-            mote_commands: VecDeque::new(),
+            gate: AckGate::default(),
             events: VecDeque::new(),
             metrics: Metrics::default(),
             persistence: Persistence::default(),
@@ -142,8 +140,18 @@ impl Gateway {
         self.dispatch(now, addr, packet);
     }
 
-    /// Something happened on the broker side.
-    pub fn handle_broker(&mut self, now: Instant, event: BrokerEvent) {
+    /// Something happened on a broker connection: the remote broker's, the fallback's, or a
+    /// mote's own (transparent mode). Events for a mote without a session or a connection (a
+    /// late event after it closed) are ignored.
+    pub fn handle_broker(&mut self, now: Instant, route: BrokerRoute, event: BrokerEvent) {
+        match route {
+            BrokerRoute::Remote => self.on_remote_event(now, event),
+            BrokerRoute::Fallback => self.on_fallback_event(now, event),
+            BrokerRoute::Mote(client_id) => self.on_mote_event(now, &client_id, event),
+        }
+    }
+
+    fn on_remote_event(&mut self, now: Instant, event: BrokerEvent) {
         match event {
             BrokerEvent::Connected { session_present } => {
                 self.on_broker_connected(now, session_present)
@@ -158,6 +166,8 @@ impl Gateway {
                 retain,
                 delivery,
             } => self.on_broker_message(now, topic, payload, qos, retain, delivery),
+            // The gateway's own link never gives up (it reconnects); nothing to do.
+            BrokerEvent::Refused(_) => {}
         }
     }
 
@@ -193,30 +203,60 @@ impl Gateway {
         }
     }
 
-    /// The next datagram to send.
+    /// The next datagram to send, once the store holds everything it depends on (see
+    /// [`Gateway::poll_store`]).
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.transmits.pop(self.gate.released().transmits)
     }
 
-    /// The next command for the broker link.
+    /// The next command for a broker connection, with its route, once the store holds
+    /// everything it depends on (see [`Gateway::poll_store`]).
     ///
-    /// A runtime takes commands only as fast as the link takes them (QoS 0 PUBLISHes left
-    /// here count against `max_pending_qos0`), so a broker slower than the motes makes the
-    /// core shed QoS 0 messages, counted, instead of queueing without bound.
-    pub fn poll_broker(&mut self) -> Option<BrokerCommand> {
-        let command = self.commands.pop_front()?;
-        if is_qos0_publish(&command) {
-            self.pending_qos0 = self.pending_qos0.saturating_sub(1);
-            if self.pending_qos0 == 0 {
-                self.pending_qos0_full_reported = false;
-            }
+    /// `remote_ready`: whether the remote broker's link takes a command now. A runtime takes
+    /// commands only as fast as the link takes them: while it cannot, the remote route's
+    /// commands stay here, where QoS 0 PUBLISHes count against `max_pending_qos0`, so a
+    /// broker slower than the motes makes the core shed QoS 0 messages, counted, instead of
+    /// queueing without bound. The other routes' commands are never held up by it.
+    #[must_use]
+    pub fn poll_broker(&mut self, remote_ready: bool) -> Option<(BrokerRoute, BrokerCommand)> {
+        let released = self.gate.released().commands;
+        let (route, command) = self.broker_queue.pop(released, remote_ready)?;
+        if self.broker_queue.remote_qos0() == 0 {
+            self.pending_qos0_full_reported = false;
         }
-        Some(command)
+        Some((route, command))
     }
 
-    /// Commands waiting for [`Gateway::poll_broker`].
+    /// Commands waiting for the remote broker's link.
     pub fn broker_commands_waiting(&self) -> usize {
-        self.commands.len()
+        self.broker_queue.remote_waiting()
+    }
+
+    /// State changes since the last call, as one batch to write in one transaction, or
+    /// `None` when nothing changed. Every datagram and broker command queued before this
+    /// call is held until the batch is reported written with [`Gateway::handle_stored`]
+    /// (without a store, report it at once): so whatever a runtime does, no mote and no broker
+    /// is told that something is safe before it is on disk.
+    pub fn poll_store(&mut self) -> Option<StoreBatch> {
+        let ops = self.drain_store_ops();
+        let queued = Marks {
+            transmits: self.transmits.mark(),
+            commands: self.broker_queue.mark(),
+        };
+        let id = self.gate.seal(queued, !ops.is_empty())?;
+        Some(StoreBatch { id, ops })
+    }
+
+    /// The batches up to `id` from [`Gateway::poll_store`] are written (in one transaction,
+    /// or each in its own, in order): the outputs that waited for them are released.
+    pub fn handle_stored(&mut self, id: BatchId) {
+        self.gate.written(id);
+    }
+
+    /// Store batches handed out and not yet reported written.
+    pub fn unwritten_batches(&self) -> usize {
+        self.gate.unwritten()
     }
 
     /// The earliest deadline; call [`Gateway::handle_timeout`] when it is reached.
@@ -325,20 +365,22 @@ impl Gateway {
         self.events.push_back(event);
     }
 
+    /// Queues a command for the remote broker's connection.
     pub(crate) fn command(&mut self, command: BrokerCommand) {
-        if is_qos0_publish(&command) {
-            self.pending_qos0 += 1;
-        }
-        self.commands.push_back(command);
+        self.broker_queue.push(BrokerRoute::Remote, command);
     }
 
-    /// Forgets the commands not yet polled (the connection they were for is gone). QoS 1/2
-    /// messages and subscriptions are sent again after the reconnect; QoS 0 messages are
-    /// lost with the connection and counted in `publish_broker_down`.
+    /// Queues a command for the fallback broker's connection.
+    pub(crate) fn fallback_command(&mut self, command: BrokerCommand) {
+        self.broker_queue.push(BrokerRoute::Fallback, command);
+    }
+
+    /// Forgets the remote broker's commands not yet polled (the connection they were for is
+    /// gone). QoS 1/2 messages and subscriptions are sent again after the reconnect; QoS 0
+    /// messages are lost with the connection and counted in `publish_broker_down`.
     pub(crate) fn drop_broker_commands(&mut self) {
-        self.metrics.publish_broker_down += u64::try_from(self.pending_qos0).unwrap_or(u64::MAX);
-        self.commands.clear();
-        self.pending_qos0 = 0;
+        let lost = self.broker_queue.drop_remote();
+        self.metrics.publish_broker_down += u64::try_from(lost).unwrap_or(u64::MAX);
         self.pending_qos0_full_reported = false;
     }
 
@@ -346,7 +388,7 @@ impl Gateway {
     /// (`max_pending_qos0`); when it does not, counts the drop and reports the first one of
     /// an episode (until the backlog has drained).
     pub(crate) fn qos0_backlog_has_room(&mut self) -> bool {
-        if self.pending_qos0 < self.config.max_pending_qos0 {
+        if self.broker_queue.remote_qos0() < self.config.max_pending_qos0 {
             return true;
         }
         self.metrics.publish_dropped_backlog += 1;
@@ -401,7 +443,7 @@ impl Gateway {
         }
         trace!(?link, ?destination, packet = ?frame.packet(), "send");
         self.metrics.datagrams_sent += 1;
-        self.transmits.push_back(Transmit {
+        self.transmits.push(Transmit {
             link,
             destination,
             datagram: Bytes::from(buf),
@@ -558,9 +600,4 @@ pub struct SessionInfo {
     pub undelivered: u64,
     /// Its subscriptions.
     pub subscriptions: usize,
-}
-
-/// A QoS 0 (or -1) PUBLISH for the broker: what `max_pending_qos0` counts.
-fn is_qos0_publish(command: &BrokerCommand) -> bool {
-    matches!(command, BrokerCommand::Publish(p) if p.qos == crate::broker::MqttQoS::AtMostOnce)
 }

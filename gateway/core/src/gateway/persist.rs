@@ -121,9 +121,9 @@ pub struct StoredMessage {
     pub route: StoredRoute,
 }
 
-/// A change to durable state. Apply a batch from one [`Gateway::poll_store`] drain atomically,
-/// and before sending the broker commands of the same turn: an upstream acknowledgement must
-/// never precede the write that holds the message.
+/// A change to durable state. Apply the ops of one [`Gateway::poll_store`] batch atomically and
+/// report it with [`Gateway::handle_stored`]: the core holds the acknowledgements that depend
+/// on it until then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOp {
     /// Insert or replace a session.
@@ -337,8 +337,8 @@ impl Gateway {
         self.persist(idx);
     }
 
-    /// What changed in durable state since the last call, to apply in one transaction.
-    pub fn poll_store(&mut self) -> Vec<StoreOp> {
+    /// What changed in durable state since the last call (see [`Gateway::poll_store`]).
+    pub(super) fn drain_store_ops(&mut self) -> Vec<StoreOp> {
         let mut out = Vec::new();
         for client_id in std::mem::take(&mut self.persistence.deleted) {
             // Removed then recreated within one turn: the new record below replaces it.

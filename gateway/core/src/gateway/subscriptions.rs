@@ -12,7 +12,6 @@ use super::Gateway;
 use crate::broker::{BrokerCommand, MqttQoS};
 use crate::session::{Route, SessionIdx, SubKind, Subscription};
 use crate::topics;
-use crate::transparent_api::MoteCommand;
 
 /// One upstream subscription.
 #[derive(Debug, Default)]
@@ -158,10 +157,10 @@ impl Gateway {
             self.persist(idx);
             return self.mote_command(
                 idx,
-                MoteCommand::Broker(BrokerCommand::Subscribe {
+                BrokerCommand::Subscribe {
                     filter,
                     qos: requested,
-                }),
+                },
             );
         }
         let entry = self.upstream.filters.entry(filter.clone()).or_default();
@@ -311,10 +310,7 @@ impl Gateway {
     pub(crate) fn release_filter(&mut self, idx: SessionIdx, filter: &str) {
         if self.transparent() {
             let filter: Arc<str> = Arc::from(filter);
-            return self.mote_command(
-                idx,
-                MoteCommand::Broker(BrokerCommand::Unsubscribe { filter }),
-            );
+            return self.mote_command(idx, BrokerCommand::Unsubscribe { filter });
         }
         let Some(entry) = self.upstream.filters.get_mut(filter) else {
             return;

@@ -25,22 +25,16 @@ use sn_codec::v12::{Packet, ReturnCode};
 
 use super::connection::Ending;
 use super::Gateway;
-use crate::broker::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, UplinkPublish};
+use crate::broker::{BrokerCommand, BrokerEvent, BrokerRoute, DeliveryId, MqttQoS, UplinkPublish};
 use crate::events::Event;
 use crate::session::{Delivery, MoteLink, SessionIdx};
-use crate::transparent_api::{BrokerMode, MoteCommand, MoteEvent, MoteWill, Refusal};
+use crate::transparent_api::{BrokerMode, MoteWill, Refusal};
 
 impl Gateway {
-    /// The next command for a mote's own broker connection (transparent mode), with the
-    /// mote's client id.
-    pub fn poll_mote(&mut self) -> Option<(Arc<str>, MoteCommand)> {
-        self.mote_commands.pop_front()
-    }
-
     /// Something happened on the broker connection of the mote with this client id.
     /// Events for a mote without a session or a connection (a late event after it closed)
     /// are ignored.
-    pub fn handle_mote(&mut self, now: Instant, client_id: &str, event: MoteEvent) {
+    pub(super) fn on_mote_event(&mut self, now: Instant, client_id: &str, event: BrokerEvent) {
         let Some(idx) = self.sessions.find(client_id) else {
             return;
         };
@@ -51,28 +45,28 @@ impl Gateway {
             return;
         }
         match event {
-            MoteEvent::Refused(refusal) => self.on_mote_refused(now, idx, refusal, link),
-            MoteEvent::Broker(BrokerEvent::Connected { session_present }) => {
+            BrokerEvent::Refused(refusal) => self.on_mote_refused(now, idx, refusal, link),
+            BrokerEvent::Connected { session_present } => {
                 self.on_mote_connected(now, idx, link, session_present);
             }
-            MoteEvent::Broker(BrokerEvent::Disconnected) => {
+            BrokerEvent::Disconnected => {
                 if let Some(session) = self.session_mut(idx) {
                     if session.mote_link == MoteLink::Up {
                         session.mote_link = MoteLink::Down;
                     }
                 }
             }
-            MoteEvent::Broker(BrokerEvent::PublishAcked { id }) => self.on_uplink_acked(now, id),
-            MoteEvent::Broker(BrokerEvent::SubAck { filter, granted }) => {
+            BrokerEvent::PublishAcked { id } => self.on_uplink_acked(now, id),
+            BrokerEvent::SubAck { filter, granted } => {
                 self.answer_suback(idx, &filter, granted, u64::MAX);
             }
-            MoteEvent::Broker(BrokerEvent::Message {
+            BrokerEvent::Message {
                 topic,
                 payload,
                 qos,
                 retain,
                 delivery,
-            }) => self.on_mote_message(now, idx, topic, payload, qos, retain, delivery),
+            } => self.on_mote_message(now, idx, topic, payload, qos, retain, delivery),
         }
     }
 
@@ -88,15 +82,16 @@ impl Gateway {
     }
 
     /// Queues a command for the mote's own connection.
-    pub(crate) fn mote_command(&mut self, idx: SessionIdx, command: MoteCommand) {
+    pub(crate) fn mote_command(&mut self, idx: SessionIdx, command: BrokerCommand) {
         if let Some(client_id) = self.session(idx).map(|s| s.client_id.clone()) {
-            self.mote_commands.push_back((client_id, command));
+            self.broker_queue
+                .push(BrokerRoute::Mote(client_id), command);
         }
     }
 
     /// Acknowledges a message of the mote's own connection to the broker.
     pub(crate) fn ack_on_mote_link(&mut self, idx: SessionIdx, delivery: DeliveryId) {
-        self.mote_command(idx, MoteCommand::Broker(BrokerCommand::Ack { delivery }));
+        self.mote_command(idx, BrokerCommand::Ack { delivery });
     }
 
     /// Asks for the mote's own connection with its keep-alive, CleanSession and Will.
@@ -106,7 +101,7 @@ impl Gateway {
             return;
         };
         session.mote_link = MoteLink::Opening { answer, resumed };
-        let command = MoteCommand::Connect {
+        let command = BrokerCommand::Connect {
             keep_alive: session.keep_alive,
             clean_session: session.clean_session,
             will: session.will.as_ref().map(|w| MoteWill {
@@ -147,7 +142,7 @@ impl Gateway {
         if will {
             self.metrics.wills_published += 1;
         }
-        self.mote_command(idx, MoteCommand::Close { graceful });
+        self.mote_command(idx, BrokerCommand::Close { graceful });
         will
     }
 
@@ -181,10 +176,7 @@ impl Gateway {
                 })
                 .unwrap_or_default();
             for (filter, qos) in filters {
-                self.mote_command(
-                    idx,
-                    MoteCommand::Broker(BrokerCommand::Subscribe { filter, qos }),
-                );
+                self.mote_command(idx, BrokerCommand::Subscribe { filter, qos });
             }
         }
         // What the mote sent on the lost connection and the broker never acknowledged.
@@ -198,7 +190,7 @@ impl Gateway {
             })
             .collect();
         for publish in replays {
-            self.mote_command(idx, MoteCommand::Broker(BrokerCommand::Publish(publish)));
+            self.mote_command(idx, BrokerCommand::Publish(publish));
         }
     }
 

@@ -15,7 +15,6 @@ use super::{Gateway, PendingUplink};
 use crate::broker::{BrokerCommand, MqttQoS, PublishId, UplinkPublish};
 use crate::peer::ClientAddr;
 use crate::session::{Inbound, SessionIdx, State};
-use crate::transparent_api::MoteCommand;
 
 /// The TopicId field of a PUBLISH (and of the PUBACK that answers it) for this topic.
 pub(crate) fn topic_field(topic: &PublishTopic<'_>) -> u16 {
@@ -112,7 +111,7 @@ impl Gateway {
         if let Some(idx) = from.filter(|_| self.transparent()) {
             if self.mote_link_up(idx) {
                 self.metrics.publish_forwarded += 1;
-                self.mote_command(idx, MoteCommand::Broker(BrokerCommand::Publish(publish)));
+                self.mote_command(idx, BrokerCommand::Publish(publish));
             } else {
                 self.metrics.publish_broker_down += 1;
             }
@@ -252,7 +251,7 @@ impl Gateway {
         }
         if mote_up {
             self.metrics.publish_forwarded += 1;
-            self.mote_command(idx, MoteCommand::Broker(BrokerCommand::Publish(uplink)));
+            self.mote_command(idx, BrokerCommand::Publish(uplink));
             return;
         }
         if self.broker_up {

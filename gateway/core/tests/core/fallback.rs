@@ -25,12 +25,12 @@ fn spooling() -> CoreConfig {
 }
 
 fn fallback_commands(h: &mut Harness) -> Vec<BrokerCommand> {
-    std::iter::from_fn(|| h.gw.poll_fallback()).collect()
+    h.fallback_commands()
 }
 
 fn fallback(h: &mut Harness, event: BrokerEvent) {
     let now = h.now;
-    h.gw.handle_fallback(now, event);
+    h.gw.handle_broker(now, sn_core::BrokerRoute::Fallback, event);
 }
 
 /// A harness whose remote broker is down and whose fallback link is up.

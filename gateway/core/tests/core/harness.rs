@@ -2,12 +2,13 @@
 //! packets as a client and check what the gateway sends back.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sn_codec::v12::{Connect, Forwarded, Frame, Packet};
 use sn_core::{
-    BrokerCommand, BrokerEvent, CoreConfig, Destination, Event, Gateway, LinkId, MqttQoS, Peer,
-    PeerAddr, PublishId, Transmit, UplinkPublish,
+    BrokerCommand, BrokerEvent, BrokerRoute, CoreConfig, Destination, Event, Gateway, LinkId,
+    MqttQoS, Peer, PeerAddr, PublishId, StoreOp, Transmit, UplinkPublish,
 };
 
 pub const LINK: LinkId = LinkId(0);
@@ -30,6 +31,10 @@ pub struct Harness {
     start: Instant,
     /// Transmits already taken from the gateway but not yet read by the test.
     pending: Vec<Transmit>,
+    /// Broker commands taken from the gateway (every route) but not yet read by the test.
+    routed: Vec<(BrokerRoute, BrokerCommand)>,
+    /// State changes written to the harness's perfect store, not yet read by the test.
+    stored: Vec<StoreOp>,
 }
 
 impl Harness {
@@ -47,6 +52,8 @@ impl Harness {
             now,
             start: now,
             pending: Vec::new(),
+            routed: Vec::new(),
+            stored: Vec::new(),
         };
         h.broker(BrokerEvent::Connected {
             session_present: false,
@@ -81,7 +88,7 @@ impl Harness {
     }
 
     pub fn broker(&mut self, event: BrokerEvent) {
-        self.gw.handle_broker(self.now, event);
+        self.gw.handle_broker(self.now, BrokerRoute::Remote, event);
     }
 
     /// Moves the clock and fires whatever is due, in deadline order.
@@ -98,14 +105,71 @@ impl Harness {
         self.gw.handle_timeout(self.now);
     }
 
+    /// Plays a runtime with a store that never fails: writes whatever the gateway has to
+    /// store (kept for [`Harness::store_ops`]) and reports it written, which releases the
+    /// outputs that waited for it.
+    pub fn settle(&mut self) {
+        if let Some(batch) = self.gw.poll_store() {
+            self.stored.extend(batch.ops);
+            self.gw.handle_stored(batch.id);
+        }
+    }
+
+    /// State changes written since the last call.
+    pub fn store_ops(&mut self) -> Vec<StoreOp> {
+        self.settle();
+        std::mem::take(&mut self.stored)
+    }
+
     pub fn transmits(&mut self) -> Vec<Transmit> {
+        self.settle();
         let mut all = std::mem::take(&mut self.pending);
         all.extend(std::iter::from_fn(|| self.gw.poll_transmit()));
         all
     }
 
+    /// Takes every released broker command into `routed`, then the ones for routes `keep`
+    /// accepts out of it, in order.
+    fn take_routed(
+        &mut self,
+        keep: impl Fn(&BrokerRoute) -> bool,
+    ) -> Vec<(BrokerRoute, BrokerCommand)> {
+        self.settle();
+        while let Some(routed) = self.gw.poll_broker(true) {
+            self.routed.push(routed);
+        }
+        let (taken, left) = std::mem::take(&mut self.routed)
+            .into_iter()
+            .partition(|(route, _)| keep(route));
+        self.routed = left;
+        taken
+    }
+
+    /// Commands for the remote broker.
     pub fn commands(&mut self) -> Vec<BrokerCommand> {
-        std::iter::from_fn(|| self.gw.poll_broker()).collect()
+        self.take_routed(|r| *r == BrokerRoute::Remote)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    /// Commands for the fallback broker.
+    pub fn fallback_commands(&mut self) -> Vec<BrokerCommand> {
+        self.take_routed(|r| *r == BrokerRoute::Fallback)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    /// Commands for motes' own connections, with their client ids.
+    pub fn mote_commands(&mut self) -> Vec<(Arc<str>, BrokerCommand)> {
+        self.take_routed(|r| matches!(r, BrokerRoute::Mote(_)))
+            .into_iter()
+            .filter_map(|(route, c)| match route {
+                BrokerRoute::Mote(id) => Some((id, c)),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn events(&mut self) -> Vec<Event> {
@@ -233,6 +297,8 @@ impl Harness {
             now,
             start: now,
             pending: Vec::new(),
+            routed: Vec::new(),
+            stored: Vec::new(),
         }
     }
 
@@ -275,6 +341,8 @@ impl Harness {
             now,
             start: now,
             pending: Vec::new(),
+            routed: Vec::new(),
+            stored: Vec::new(),
         }
     }
 

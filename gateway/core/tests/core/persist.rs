@@ -22,8 +22,9 @@ pub struct FakeStore {
 }
 
 impl FakeStore {
-    pub fn apply(&mut self, gw: &mut Gateway) {
-        for op in gw.poll_store() {
+    /// Applies what the harness wrote since the last call.
+    pub fn apply(&mut self, h: &mut Harness) {
+        for op in h.store_ops() {
             match op {
                 StoreOp::PutSession(record) => {
                     self.sessions.insert(record.client_id.clone(), record);
@@ -107,8 +108,8 @@ fn an_active_clean_client_writes_nothing() {
     h.connect(m, "c", true, 60);
     subscribe(&mut h, m, "t");
     h.message("t", b"x", MqttQoS::AtLeastOnce, false);
-    assert!(h.gw.poll_store().is_empty());
-    store.apply(&mut h.gw);
+    assert!(h.store_ops().is_empty());
+    store.apply(&mut h);
     assert!(store.sessions.is_empty());
 }
 
@@ -129,7 +130,7 @@ fn a_sleeping_client_and_its_messages_survive_a_restart() {
     for i in 0..3u8 {
         h.message("cmd/s", &[b'0' + i], MqttQoS::AtLeastOnce, false);
     }
-    store.apply(&mut h.gw);
+    store.apply(&mut h);
     let record = &store.sessions["s"];
     assert_eq!(record.state, StoredState::Asleep);
     assert_eq!(record.sleep, 300);
@@ -171,7 +172,7 @@ fn a_sleeping_client_and_its_messages_survive_a_restart() {
     }
     h2.expect(m, &[Packet::PingResp]);
     // Delivered: gone from the store.
-    store.apply(&mut h2.gw);
+    store.apply(&mut h2);
     assert!(store.messages.is_empty());
     assert_eq!(store.sessions["s"].state, StoredState::Asleep);
 }
@@ -187,7 +188,7 @@ fn a_persistent_session_keeps_subscriptions_and_qos1_messages_while_offline() {
     h.transmits();
     h.message("news/a", b"kept", MqttQoS::AtLeastOnce, false);
     h.message("news/a", b"qos0", MqttQoS::AtMostOnce, false);
-    store.apply(&mut h.gw);
+    store.apply(&mut h);
     assert_eq!(store.sessions["p"].state, StoredState::Offline);
     assert_eq!(
         store.messages.len(),
@@ -216,12 +217,12 @@ fn a_clean_disconnect_of_a_sleeper_deletes_its_record() {
     h.send(m, Packet::Disconnect(Disconnect { duration: Some(60) }));
     h.transmits();
     h.message("t", b"1", MqttQoS::AtLeastOnce, false);
-    store.apply(&mut h.gw);
+    store.apply(&mut h);
     assert_eq!(store.sessions.len(), 1);
     // Wakes with CONNECT clean: the old session is over.
     h.connect_expecting_more(m, "z", true, 60);
     h.send(m, Packet::Disconnect(Disconnect { duration: None }));
-    store.apply(&mut h.gw);
+    store.apply(&mut h);
     assert!(store.sessions.is_empty());
     assert!(store.messages.is_empty());
 }
@@ -246,14 +247,19 @@ fn a_broker_message_for_a_sleeper_is_acknowledged_upstream_in_the_turn_that_stor
         retain: false,
         delivery: Some(sn_core::DeliveryId(7)),
     });
-    // The runtime applies poll_store before it sends poll_broker's commands: the upstream
-    // acknowledgement and the write that holds the message come out of the same turn.
-    let ops = h.gw.poll_store();
+    // The upstream acknowledgement waits for the write that holds the message: the core
+    // hands it out only once the batch with the message is reported written.
+    let batch = h.gw.poll_store().expect("the message is stored");
     assert!(
-        ops.iter()
+        batch
+            .ops
+            .iter()
             .any(|op| matches!(op, StoreOp::PutMessage { client_id, .. } if &**client_id == "s")),
-        "{ops:?}"
+        "{batch:?}"
     );
+    assert_eq!(h.commands(), vec![], "no acknowledgement before the write");
+    assert_eq!(h.gw.unwritten_batches(), 1);
+    h.gw.handle_stored(batch.id);
     assert_eq!(
         h.commands(),
         vec![BrokerCommand::Ack {

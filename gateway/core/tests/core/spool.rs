@@ -48,6 +48,45 @@ fn replayed(h: &mut Harness) -> Vec<UplinkPublish> {
 }
 
 #[test]
+fn the_puback_of_a_spooled_message_waits_for_the_store_batch_that_holds_it() {
+    let mut h = Harness::new();
+    let (m, id) = mote_during_outage(&mut h);
+    h.settle();
+    h.send(
+        m,
+        publish(QoS::AtLeastOnce, PublishTopic::Normal(id), 7, b"kept"),
+    );
+    // Polled in any order, the acknowledgement does not leave before the write.
+    assert_eq!(
+        h.gw.poll_transmit(),
+        None,
+        "PUBACK before the spool is written"
+    );
+    let batch = h.gw.poll_store().expect("the message goes into the spool");
+    assert!(
+        batch
+            .ops
+            .iter()
+            .any(|op| matches!(op, sn_core::StoreOp::PutSpool { .. })),
+        "{batch:?}"
+    );
+    assert_eq!(
+        h.gw.poll_transmit(),
+        None,
+        "PUBACK before the batch is written"
+    );
+    // A runtime whose write failed polls again: a new (empty) batch releases nothing.
+    assert!(h.gw.poll_store().is_none());
+    assert_eq!(
+        h.gw.poll_transmit(),
+        None,
+        "PUBACK while the write is retried"
+    );
+    h.gw.handle_stored(batch.id);
+    h.expect(m, &[puback(id, 7, ReturnCode::Accepted)]);
+}
+
+#[test]
 fn qos1_during_an_outage_is_acknowledged_from_the_spool_and_sent_when_the_broker_returns() {
     let mut h = Harness::new();
     let mut store = FakeStore::default();
@@ -63,7 +102,7 @@ fn qos1_during_an_outage_is_acknowledged_from_the_spool_and_sent_when_the_broker
         h.commands().is_empty(),
         "nothing goes to a broker that is down"
     );
-    store.apply(&mut h.gw);
+    store.apply(&mut h);
     assert_eq!(store.spool.len(), 3);
     assert_eq!(h.gw.spooled(), 3);
 
@@ -84,7 +123,7 @@ fn qos1_during_an_outage_is_acknowledged_from_the_spool_and_sent_when_the_broker
         .transmits()
         .iter()
         .all(|t| matches!(t.destination, sn_core::Destination::Discovery { .. })));
-    store.apply(&mut h.gw);
+    store.apply(&mut h);
     assert!(
         store.spool.is_empty(),
         "acknowledged by the broker: out of the spool"
@@ -127,7 +166,7 @@ fn publishes_in_flight_when_the_broker_drops_are_spooled_and_acknowledged() {
     // The broker goes away before acknowledging: the spool takes it and the mote is answered.
     h.broker(BrokerEvent::Disconnected);
     h.expect(m, &[puback(id, 4, ReturnCode::Accepted)]);
-    store.apply(&mut h.gw);
+    store.apply(&mut h);
     assert_eq!(store.spool.len(), 1);
     h.broker(BrokerEvent::Connected {
         session_present: false,
@@ -138,7 +177,7 @@ fn publishes_in_flight_when_the_broker_drops_are_spooled_and_acknowledged() {
     h.broker(BrokerEvent::PublishAcked {
         id: first.id.unwrap(),
     });
-    store.apply(&mut h.gw);
+    store.apply(&mut h);
     assert!(store.spool.is_empty());
 }
 
@@ -193,7 +232,7 @@ fn drop_oldest_makes_room_and_counts_what_it_dropped() {
         h.expect(m, &[puback(id, msg_id, ReturnCode::Accepted)]);
     }
     assert_eq!(h.gw.metrics().spool_dropped, 1);
-    store.apply(&mut h.gw);
+    store.apply(&mut h);
     assert_eq!(store.spool.len(), 2);
     h.broker(BrokerEvent::Connected {
         session_present: false,
@@ -262,7 +301,7 @@ fn the_spool_survives_a_restart_and_is_sent_in_order() {
             ),
         );
     }
-    store.apply(&mut h.gw);
+    store.apply(&mut h);
     assert_eq!(store.spool.len(), 5);
 
     // Power cut: a new gateway from the store; its first publishes come after the spooled ones.
@@ -294,7 +333,7 @@ fn the_spool_survives_a_restart_and_is_sent_in_order() {
     for p in sent {
         h2.broker(BrokerEvent::PublishAcked { id: p.id.unwrap() });
     }
-    store.apply(&mut h2.gw);
+    store.apply(&mut h2);
     assert!(store.spool.is_empty());
 }
 
@@ -326,7 +365,7 @@ fn a_will_published_during_an_outage_is_spooled() {
     h.transmits();
     h.broker(BrokerEvent::Disconnected);
     h.advance(std::time::Duration::from_secs(16));
-    store.apply(&mut h.gw);
+    store.apply(&mut h);
     assert_eq!(store.spool.len(), 1);
     assert!(matches!(store.spool.values().next(), Some(w) if &*w.topic == "status/w"));
 }

@@ -13,8 +13,8 @@ use sn_codec::v12::{
 };
 use sn_codec::QoS;
 use sn_core::{
-    BrokerCommand, BrokerEvent, BrokerMode, CoreConfig, DeliveryId, MoteCommand, MoteEvent,
-    MoteWill, MqttQoS, Peer, Refusal, UplinkPublish,
+    BrokerCommand, BrokerEvent, BrokerMode, CoreConfig, DeliveryId, MoteWill, MqttQoS, Peer,
+    Refusal, UplinkPublish,
 };
 
 use crate::harness::{peer, Harness};
@@ -27,21 +27,17 @@ fn transparent() -> Harness {
     })
 }
 
-fn mote_commands(h: &mut Harness) -> Vec<(Arc<str>, MoteCommand)> {
-    std::iter::from_fn(|| h.gw.poll_mote()).collect()
+fn mote_commands(h: &mut Harness) -> Vec<(Arc<str>, BrokerCommand)> {
+    h.mote_commands()
 }
 
-fn mote_event(h: &mut Harness, client_id: &str, event: MoteEvent) {
+fn mote_event(h: &mut Harness, client_id: &str, event: BrokerEvent) {
     let now = h.now;
-    h.gw.handle_mote(now, client_id, event);
+    h.gw.handle_broker(now, sn_core::BrokerRoute::Mote(Arc::from(client_id)), event);
 }
 
 fn connected(h: &mut Harness, client_id: &str, session_present: bool) {
-    mote_event(
-        h,
-        client_id,
-        MoteEvent::Broker(BrokerEvent::Connected { session_present }),
-    );
+    mote_event(h, client_id, BrokerEvent::Connected { session_present });
 }
 
 fn connect_packet(client_id: &str, will: bool, duration: u16) -> Packet<'_> {
@@ -64,7 +60,7 @@ fn connected_mote(h: &mut Harness, m: Peer, client_id: &str) {
     h.expect_silence();
     assert!(matches!(
         mote_commands(h).as_slice(),
-        [(id, MoteCommand::Connect { .. })] if &**id == client_id
+        [(id, BrokerCommand::Connect { .. })] if &**id == client_id
     ));
     connected(h, client_id, false);
     h.expect(m, &[ACCEPTED]);
@@ -88,14 +84,14 @@ fn subscribe(name: &str, msg_id: u16) -> Packet<'_> {
     })
 }
 
-fn message(topic: &str, payload: &'static [u8], delivery: u64) -> MoteEvent {
-    MoteEvent::Broker(BrokerEvent::Message {
+fn message(topic: &str, payload: &'static [u8], delivery: u64) -> BrokerEvent {
+    BrokerEvent::Message {
         topic: topic.into(),
         payload: Bytes::from_static(payload),
         qos: MqttQoS::AtLeastOnce,
         retain: false,
         delivery: Some(DeliveryId(delivery)),
-    })
+    }
 }
 
 /// Subscribes `name` on the mote's connection; returns the topic id from the SUBACK.
@@ -105,19 +101,19 @@ fn subscribed(h: &mut Harness, m: Peer, client_id: &str, name: &str) -> u16 {
         mote_commands(h),
         vec![(
             Arc::from(client_id),
-            MoteCommand::Broker(BrokerCommand::Subscribe {
+            BrokerCommand::Subscribe {
                 filter: name.into(),
                 qos: MqttQoS::AtLeastOnce
-            })
+            }
         )]
     );
     mote_event(
         h,
         client_id,
-        MoteEvent::Broker(BrokerEvent::SubAck {
+        BrokerEvent::SubAck {
             filter: name.into(),
             granted: Some(MqttQoS::AtLeastOnce),
-        }),
+        },
     );
     let sent = h.sent_to(m);
     match Packet::decode(&sent[0]).unwrap() {
@@ -152,7 +148,7 @@ fn connack_waits_for_the_broker_and_carries_keep_alive_clean_session_and_will() 
         mote_commands(&mut h),
         vec![(
             Arc::from("mote-1"),
-            MoteCommand::Connect {
+            BrokerCommand::Connect {
                 keep_alive: Duration::from_secs(30),
                 clean_session: true,
                 will: Some(MoteWill {
@@ -182,7 +178,7 @@ fn a_refusal_becomes_the_connack_return_code_and_no_session() {
         let m = peer(1);
         h.send(m, connect_packet("mote-1", false, 60));
         mote_commands(&mut h);
-        mote_event(&mut h, "mote-1", MoteEvent::Refused(refusal));
+        mote_event(&mut h, "mote-1", BrokerEvent::Refused(refusal));
         h.expect(m, &[Packet::ConnAck { return_code: code }]);
         assert_eq!(h.gw.session_count(), 0, "{refusal:?}");
         // The runtime gave up on that connection: nothing to close.
@@ -206,7 +202,7 @@ fn a_refusal_becomes_the_connack_return_code_and_no_session() {
     mote_event(
         &mut h,
         "persistent",
-        MoteEvent::Refused(Refusal::NotAuthorized),
+        BrokerEvent::Refused(Refusal::NotAuthorized),
     );
     assert_eq!(h.gw.session_count(), 0);
 }
@@ -224,7 +220,7 @@ fn qos1_is_acknowledged_after_the_broker_acknowledged_it_on_the_motes_connection
     h.expect_silence();
     let commands = mote_commands(&mut h);
     let publish_id = match commands.as_slice() {
-        [(client, MoteCommand::Broker(BrokerCommand::Publish(p)))] if &**client == "mote-1" => {
+        [(client, BrokerCommand::Publish(p))] if &**client == "mote-1" => {
             assert_eq!(&*p.topic, "t/1");
             p.id.unwrap()
         }
@@ -234,7 +230,7 @@ fn qos1_is_acknowledged_after_the_broker_acknowledged_it_on_the_motes_connection
     mote_event(
         &mut h,
         "mote-1",
-        MoteEvent::Broker(BrokerEvent::PublishAcked { id: publish_id }),
+        BrokerEvent::PublishAcked { id: publish_id },
     );
     h.expect(m, &[puback(id, 2, ReturnCode::Accepted)]);
 }
@@ -251,11 +247,7 @@ fn while_the_motes_connection_is_down_publishes_are_refused_and_the_unacked_repl
         publish(QoS::AtLeastOnce, PublishTopic::Normal(id), 2, b"in-flight"),
     );
     mote_commands(&mut h);
-    mote_event(
-        &mut h,
-        "mote-1",
-        MoteEvent::Broker(BrokerEvent::Disconnected),
-    );
+    mote_event(&mut h, "mote-1", BrokerEvent::Disconnected);
     // The unacknowledged one waits; a new one is refused (the mote keeps it).
     h.send(
         m,
@@ -268,10 +260,10 @@ fn while_the_motes_connection_is_down_publishes_are_refused_and_the_unacked_repl
     assert_eq!(commands.len(), 2, "{commands:?}");
     assert!(matches!(
         &commands[0].1,
-        MoteCommand::Broker(BrokerCommand::Subscribe { filter, .. }) if &**filter == "cmd/1"
+        BrokerCommand::Subscribe { filter, .. } if &**filter == "cmd/1"
     ));
     let replay = match &commands[1].1 {
-        MoteCommand::Broker(BrokerCommand::Publish(p)) => p.clone(),
+        BrokerCommand::Publish(p) => p.clone(),
         other => panic!("expected the replay, got {other:?}"),
     };
     assert!(replay.replay);
@@ -315,9 +307,9 @@ fn a_broker_message_is_acknowledged_only_when_the_mote_has_it() {
         mote_commands(&mut h),
         vec![(
             Arc::from("mote-a"),
-            MoteCommand::Broker(BrokerCommand::Ack {
+            BrokerCommand::Ack {
                 delivery: DeliveryId(11)
-            })
+            }
         )]
     );
 }
@@ -350,7 +342,7 @@ fn a_message_for_a_sleeping_mote_is_acknowledged_once_stored() {
     // Asleep: the connection stays open (no Close).
     assert!(mote_commands(&mut h).is_empty());
     mote_event(&mut h, "sleeper", message("cmd/s", b"later", 5));
-    let stored = h.gw.poll_store();
+    let stored = h.store_ops();
     assert!(
         !stored.is_empty(),
         "the message is stored for the sleeping mote"
@@ -359,9 +351,9 @@ fn a_message_for_a_sleeping_mote_is_acknowledged_once_stored() {
         mote_commands(&mut h),
         vec![(
             Arc::from("sleeper"),
-            MoteCommand::Broker(BrokerCommand::Ack {
+            BrokerCommand::Ack {
                 delivery: DeliveryId(5)
-            })
+            }
         )]
     );
     h.expect_silence();
@@ -375,7 +367,7 @@ fn disconnect_closes_gracefully_and_a_lost_mote_leaves_its_will_to_the_broker() 
     h.send(a, Packet::Disconnect(Disconnect { duration: None }));
     assert_eq!(
         mote_commands(&mut h),
-        vec![(Arc::from("clean"), MoteCommand::Close { graceful: true })]
+        vec![(Arc::from("clean"), BrokerCommand::Close { graceful: true })]
     );
 
     let b = peer(2);
@@ -396,7 +388,7 @@ fn disconnect_closes_gracefully_and_a_lost_mote_leaves_its_will_to_the_broker() 
     h.advance(Duration::from_secs(16));
     assert_eq!(
         mote_commands(&mut h),
-        vec![(Arc::from("lost"), MoteCommand::Close { graceful: false })]
+        vec![(Arc::from("lost"), BrokerCommand::Close { graceful: false })]
     );
     // The gateway does not publish the Will itself: the broker does, on the dropped
     // connection.

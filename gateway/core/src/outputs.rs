@@ -1,0 +1,232 @@
+//! What the core has to say to the world, waiting to be polled: datagrams for peers and
+//! commands for the broker connections.
+//!
+//! Every output gets a sequence number when it is queued, and is handed out only once the
+//! durability gate (see [`crate::durability`]) has released it: an output that acknowledges
+//! something is never polled before the store batch holding that thing is written.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::broker::{BrokerCommand, BrokerRoute, MqttQoS};
+use crate::peer::Transmit;
+
+/// How many outputs of each kind have been queued since the start. The durability gate
+/// releases outputs up to such a mark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Marks {
+    /// Datagrams queued so far.
+    pub(crate) transmits: u64,
+    /// Broker commands queued so far, all routes together.
+    pub(crate) commands: u64,
+}
+
+/// Datagrams waiting to be sent, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Transmits {
+    queue: VecDeque<Transmit>,
+    /// Datagrams handed out so far: the sequence number of the queue's front.
+    polled: u64,
+}
+
+impl Transmits {
+    /// Queues a datagram.
+    pub(crate) fn push(&mut self, transmit: Transmit) {
+        self.queue.push_back(transmit);
+    }
+
+    /// Datagrams queued since the start (the mark of everything queued so far).
+    pub(crate) fn mark(&self) -> u64 {
+        self.polled + self.queue.len() as u64
+    }
+
+    /// The next datagram, if the gate has released it (`released` datagrams may go out).
+    pub(crate) fn pop(&mut self, released: u64) -> Option<Transmit> {
+        if self.polled >= released {
+            return None;
+        }
+        let transmit = self.queue.pop_front()?;
+        self.polled += 1;
+        Some(transmit)
+    }
+}
+
+/// Commands for the broker connections, one queue per kind of route so that a remote link
+/// with no room never holds up the others, each queue in order.
+#[derive(Debug, Default)]
+pub(crate) struct BrokerQueue {
+    remote: VecDeque<(u64, BrokerCommand)>,
+    fallback: VecDeque<(u64, BrokerCommand)>,
+    motes: VecDeque<(u64, Arc<str>, BrokerCommand)>,
+    /// Commands queued since the start: the next command's sequence number.
+    queued: u64,
+    /// QoS 0 PUBLISHes in `remote`: the backlog `max_pending_qos0` bounds.
+    remote_qos0: usize,
+}
+
+impl BrokerQueue {
+    /// Queues a command for a route.
+    pub(crate) fn push(&mut self, route: BrokerRoute, command: BrokerCommand) {
+        let seq = self.queued;
+        self.queued += 1;
+        match route {
+            BrokerRoute::Remote => {
+                if is_qos0_publish(&command) {
+                    self.remote_qos0 += 1;
+                }
+                self.remote.push_back((seq, command));
+            }
+            BrokerRoute::Fallback => self.fallback.push_back((seq, command)),
+            BrokerRoute::Mote(client_id) => self.motes.push_back((seq, client_id, command)),
+        }
+    }
+
+    /// Commands queued since the start (the mark of everything queued so far).
+    pub(crate) fn mark(&self) -> u64 {
+        self.queued
+    }
+
+    /// The next released command (sequence number below `released`): the fallback's and the
+    /// motes' first, then the remote broker's if `remote_ready`.
+    pub(crate) fn pop(
+        &mut self,
+        released: u64,
+        remote_ready: bool,
+    ) -> Option<(BrokerRoute, BrokerCommand)> {
+        if self
+            .fallback
+            .front()
+            .is_some_and(|(seq, _)| *seq < released)
+        {
+            let (_, command) = self.fallback.pop_front()?;
+            return Some((BrokerRoute::Fallback, command));
+        }
+        if self.motes.front().is_some_and(|(seq, ..)| *seq < released) {
+            let (_, client_id, command) = self.motes.pop_front()?;
+            return Some((BrokerRoute::Mote(client_id), command));
+        }
+        if remote_ready && self.remote.front().is_some_and(|(seq, _)| *seq < released) {
+            let (_, command) = self.remote.pop_front()?;
+            if is_qos0_publish(&command) {
+                self.remote_qos0 = self.remote_qos0.saturating_sub(1);
+            }
+            return Some((BrokerRoute::Remote, command));
+        }
+        None
+    }
+
+    /// Commands waiting for the remote broker's link.
+    pub(crate) fn remote_waiting(&self) -> usize {
+        self.remote.len()
+    }
+
+    /// QoS 0 PUBLISHes waiting for the remote broker's link.
+    pub(crate) fn remote_qos0(&self) -> usize {
+        self.remote_qos0
+    }
+
+    /// Forgets the remote broker's commands (its connection is gone); returns how many QoS 0
+    /// PUBLISHes were among them, which are lost with it.
+    pub(crate) fn drop_remote(&mut self) -> usize {
+        self.remote.clear();
+        std::mem::take(&mut self.remote_qos0)
+    }
+}
+
+/// A QoS 0 (or -1) PUBLISH: what `max_pending_qos0` counts.
+fn is_qos0_publish(command: &BrokerCommand) -> bool {
+    matches!(command, BrokerCommand::Publish(p) if p.qos == MqttQoS::AtMostOnce)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::broker::{DeliveryId, UplinkPublish};
+
+    fn qos0() -> BrokerCommand {
+        BrokerCommand::Publish(UplinkPublish {
+            id: None,
+            topic: Arc::from("t"),
+            payload: Bytes::new(),
+            qos: MqttQoS::AtMostOnce,
+            retain: false,
+            replay: false,
+        })
+    }
+
+    fn ack(n: u64) -> BrokerCommand {
+        BrokerCommand::Ack {
+            delivery: DeliveryId(n),
+        }
+    }
+
+    #[test]
+    fn only_released_commands_come_out_each_route_in_order() {
+        let mut queue = BrokerQueue::default();
+        queue.push(BrokerRoute::Remote, ack(1));
+        queue.push(BrokerRoute::Fallback, ack(2));
+        queue.push(BrokerRoute::Remote, ack(3));
+        assert_eq!(queue.pop(0, true), None, "nothing released yet");
+        assert_eq!(queue.pop(1, true), Some((BrokerRoute::Remote, ack(1))));
+        assert_eq!(queue.pop(1, true), None);
+        let mark = queue.mark();
+        assert_eq!(queue.pop(mark, true), Some((BrokerRoute::Fallback, ack(2))));
+        assert_eq!(queue.pop(mark, true), Some((BrokerRoute::Remote, ack(3))));
+        assert_eq!(queue.pop(mark, true), None);
+    }
+
+    #[test]
+    fn a_busy_remote_link_holds_up_only_its_own_commands() {
+        let mut queue = BrokerQueue::default();
+        queue.push(BrokerRoute::Remote, qos0());
+        queue.push(BrokerRoute::Mote(Arc::from("m")), ack(1));
+        assert_eq!(queue.remote_qos0(), 1);
+        let mark = queue.mark();
+        assert_eq!(
+            queue.pop(mark, false),
+            Some((BrokerRoute::Mote(Arc::from("m")), ack(1)))
+        );
+        assert_eq!(queue.pop(mark, false), None);
+        assert_eq!(queue.remote_waiting(), 1);
+        assert_eq!(queue.pop(mark, true), Some((BrokerRoute::Remote, qos0())));
+        assert_eq!(queue.remote_qos0(), 0);
+    }
+
+    #[test]
+    fn dropping_the_remote_queue_counts_its_qos0_messages() {
+        let mut queue = BrokerQueue::default();
+        queue.push(BrokerRoute::Remote, qos0());
+        queue.push(BrokerRoute::Remote, ack(1));
+        queue.push(BrokerRoute::Remote, qos0());
+        queue.push(BrokerRoute::Fallback, ack(2));
+        assert_eq!(queue.drop_remote(), 2);
+        assert_eq!(queue.remote_waiting(), 0);
+        assert_eq!(queue.remote_qos0(), 0);
+        let mark = queue.mark();
+        assert_eq!(queue.pop(mark, true), Some((BrokerRoute::Fallback, ack(2))));
+    }
+
+    #[test]
+    fn transmits_wait_for_their_release() {
+        let mut transmits = Transmits::default();
+        let datagram = |n: u8| Transmit {
+            link: crate::peer::LinkId(0),
+            destination: crate::peer::Destination::Discovery { radius: n },
+            datagram: Bytes::from(vec![n]),
+        };
+        transmits.push(datagram(1));
+        transmits.push(datagram(2));
+        assert_eq!(transmits.mark(), 2);
+        assert!(transmits.pop(0).is_none());
+        assert_eq!(transmits.pop(1).unwrap().datagram, Bytes::from(vec![1]));
+        assert!(transmits.pop(1).is_none());
+        assert_eq!(transmits.pop(2).unwrap().datagram, Bytes::from(vec![2]));
+        assert_eq!(transmits.mark(), 2);
+    }
+}
