@@ -62,7 +62,13 @@ impl CustomBroker {
                     let _ = child.kill();
                     let _ = child.wait();
                     match failure {
-                        StartFailure::PortTaken(error) => last_error = error,
+                        StartFailure::PortTaken(error) => {
+                            println!(
+                                "port {plain_port} or {secure_port} was taken by another \
+                                 process: new ports"
+                            );
+                            last_error = error;
+                        }
                         StartFailure::Other(error) => panic!("mosquitto did not start: {error}"),
                     }
                 }
