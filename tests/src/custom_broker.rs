@@ -1,11 +1,10 @@
 //! A mosquitto with a configuration of the test's own (TLS, passwords, ACLs) on one listener,
 //! plus a plain anonymous listener for the test's own clients.
 
+use crate::free_port;
+use crate::mosquitto::{binary, log_len, wait_listening, StartFailure};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-use crate::free_port;
 
 /// A mosquitto with a custom configuration (TLS, passwords), plus a plain anonymous listener
 /// for the test's own subscriber.
@@ -20,52 +19,63 @@ pub struct CustomBroker {
 }
 
 impl CustomBroker {
-    /// Starts mosquitto in `dir` with `secure_listener`'s lines for the second listener.
+    /// Starts mosquitto in `dir` with `secure_listener`'s lines for the second listener, and
+    /// waits until its own log says it listens on both ports (a connect alone would also
+    /// succeed against another process on a port). When another process took one of the
+    /// chosen ports first, starts again on two new ones.
     pub async fn start(dir: PathBuf, secure_listener: &str) -> CustomBroker {
-        let secure_port = free_port();
-        let plain_port = free_port();
-        let config = format!(
-            "per_listener_settings true\n\
-             listener {plain_port} 127.0.0.1\n\
-             allow_anonymous true\n\
-             listener {secure_port} 127.0.0.1\n\
-             {secure_listener}\n\
-             user root\n\
-             log_dest file {dir}/mosquitto.log\n",
-            dir = dir.display()
-        );
-        std::fs::write(dir.join("mosquitto.conf"), config).expect("write mosquitto.conf");
-        let child = Command::new(
-            std::env::var("MOSQUITTO").unwrap_or_else(|_| "/usr/sbin/mosquitto".into()),
-        )
-        .arg("-c")
-        .arg(dir.join("mosquitto.conf"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto not found: install it with `apt-get install mosquitto`");
-        let broker = CustomBroker {
-            child,
-            dir,
-            secure_port,
-            plain_port,
-        };
-        for _ in 0..200 {
-            let plain = tokio::net::TcpStream::connect(("127.0.0.1", plain_port))
-                .await
-                .is_ok();
-            let secure = tokio::net::TcpStream::connect(("127.0.0.1", secure_port))
-                .await
-                .is_ok();
-            if plain && secure {
-                return broker;
+        let log = dir.join("mosquitto.log");
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let secure_port = free_port();
+            let plain_port = free_port();
+            let config = format!(
+                "per_listener_settings true\n\
+                 listener {plain_port} 127.0.0.1\n\
+                 allow_anonymous true\n\
+                 listener {secure_port} 127.0.0.1\n\
+                 {secure_listener}\n\
+                 user root\n\
+                 log_dest file {dir}/mosquitto.log\n",
+                dir = dir.display()
+            );
+            std::fs::write(dir.join("mosquitto.conf"), config).expect("write mosquitto.conf");
+            let offset = log_len(&log);
+            let mut child = Command::new(binary())
+                .arg("-c")
+                .arg(dir.join("mosquitto.conf"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("mosquitto not found: install it with `apt-get install mosquitto`");
+            match wait_listening(&mut child, &log, offset, &[plain_port, secure_port]).await {
+                Ok(()) => {
+                    return CustomBroker {
+                        child,
+                        dir,
+                        secure_port,
+                        plain_port,
+                    }
+                }
+                Err(failure) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    match failure {
+                        StartFailure::PortTaken(error) => {
+                            println!(
+                                "port {plain_port} or {secure_port} was taken by another \
+                                 process: new ports"
+                            );
+                            last_error = error;
+                        }
+                        StartFailure::Other(error) => panic!("mosquitto did not start: {error}"),
+                    }
+                }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!(
-            "mosquitto did not start; log:\n{}",
-            std::fs::read_to_string(broker.dir.join("mosquitto.log")).unwrap_or_default()
+            "mosquitto did not start: five port pairs in a row were taken; last log:\n{last_error}"
         );
     }
 }

@@ -26,7 +26,7 @@
 pub mod custom_broker;
 mod forwarder;
 mod gateway;
-mod mosquitto;
+pub(crate) mod mosquitto;
 mod mote;
 mod mqtt;
 mod rng;

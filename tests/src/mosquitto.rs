@@ -15,15 +15,103 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A free TCP port on 127.0.0.1: bound to port 0, read, released. Another process could take
-/// it before it is used; [`Mosquitto::running`] retries with a new port when that happens.
+/// it before it is used; [`Mosquitto::running`] retries with a new port when that happens
+/// (mosquitto logs "Address already in use" and exits), and a test that starts a
+/// [`Mosquitto::new`] later uses [`Mosquitto::start_unless_port_taken`] to do the same.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address").port()
 }
 
+/// Why a spawned mosquitto did not come up.
+#[derive(Debug)]
+pub(crate) enum StartFailure {
+    /// Another process holds one of its ports: mosquitto logged "Address already in use".
+    PortTaken(String),
+    /// Anything else (with the log).
+    Other(String),
+}
+
+impl std::fmt::Display for StartFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartFailure::PortTaken(log) => write!(f, "port already in use; log:\n{log}"),
+            StartFailure::Other(log) => f.write_str(log),
+        }
+    }
+}
+
+/// The length of a log file, 0 when there is none yet.
+pub(crate) fn log_len(log: &Path) -> usize {
+    std::fs::metadata(log).map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX))
+}
+
+/// Waits until `child`, a mosquitto logging to `log` (which was `offset` bytes long when the
+/// child was spawned), proves that it is the one listening on every port in `ports`: its own
+/// log lines say it opened a listen socket on each port and is running (mosquitto logs
+/// "running" only after every listener is bound, and exits when a bind fails), the process
+/// is still alive after that, and each port accepts a TCP connection. A TCP connect alone
+/// proves nothing: another process on the port would accept it too.
+pub(crate) async fn wait_listening(
+    child: &mut Child,
+    log: &Path,
+    offset: usize,
+    ports: &[u16],
+) -> Result<(), StartFailure> {
+    let ours = || {
+        std::fs::read(log)
+            .ok()
+            .and_then(|bytes| {
+                bytes
+                    .get(offset..)
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+            })
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = ours();
+            return Err(if text.contains("Address already in use") {
+                StartFailure::PortTaken(text)
+            } else {
+                StartFailure::Other(format!("mosquitto exited ({status}); log:\n{text}"))
+            });
+        }
+        let text = ours();
+        let opened = ports
+            .iter()
+            .all(|port| text.contains(&format!("Opening ipv4 listen socket on port {port}.")));
+        if opened && text.contains(" running") {
+            // Logged "running" and still alive: the binds succeeded, so the ports are its own.
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(StartFailure::Other(format!(
+                    "mosquitto exited ({status}) right after starting; log:\n{text}"
+                )));
+            }
+            for &port in ports {
+                if let Err(e) = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await {
+                    return Err(StartFailure::Other(format!(
+                        "mosquitto says it listens on port {port}, but a connect fails ({e}); \
+                         log:\n{text}"
+                    )));
+                }
+            }
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(StartFailure::Other(format!(
+                "mosquitto did not log listening on {ports:?} and running within \
+                 {START_TIMEOUT:?}; log:\n{text}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The mosquitto binary: `$MOSQUITTO`, else the usual install locations, else `$PATH`.
 /// Panics when there is none: a test must never pass silently without a broker.
-fn binary() -> PathBuf {
+pub(crate) fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("MOSQUITTO") {
         return PathBuf::from(path);
     }
@@ -114,24 +202,28 @@ impl Mosquitto {
         Mosquitto::with_port(port)
     }
 
-    /// Starts the broker if its port is free; false if it could not start (the test may retry
-    /// while another listener lets go of the port).
+    /// Starts the broker if its port is free; false if another process still holds the port
+    /// (the test may retry while another listener lets go of it). Any other failure fails the
+    /// test.
     pub async fn try_start_now(&mut self) -> bool {
-        self.try_start().await.is_ok()
+        self.start_unless_port_taken().await
     }
 
     /// A running broker on a free port. Retries with another port if the chosen one was taken
     /// in the meantime.
+    /// Only a port taken by another process makes it try another port; any other failure
+    /// fails the test.
     pub async fn running() -> Mosquitto {
         let mut last_error = String::new();
         for _ in 0..5 {
             let mut broker = Mosquitto::new();
             match broker.try_start().await {
                 Ok(()) => return broker,
-                Err(error) => last_error = error,
+                Err(StartFailure::PortTaken(error)) => last_error = error,
+                Err(StartFailure::Other(error)) => panic!("mosquitto did not start: {error}"),
             }
         }
-        panic!("mosquitto did not start: {last_error}");
+        panic!("mosquitto did not start: five ports in a row were taken; last: {last_error}");
     }
 
     /// The TCP port.
@@ -159,16 +251,31 @@ impl Mosquitto {
         std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
     }
 
-    /// Starts the broker on its port (again, after [`Mosquitto::stop`]) and waits until it
-    /// accepts TCP connections.
+    /// Starts the broker on its port (again, after [`Mosquitto::stop`]) and waits until it is
+    /// listening there (its own log says so, and the port accepts connections).
     pub async fn start(&mut self) {
-        if let Err(error) = self.try_start().await {
-            panic!("mosquitto did not start on port {}: {error}", self.port);
+        if let Err(failure) = self.try_start().await {
+            panic!("mosquitto did not start on port {}: {failure}", self.port);
         }
     }
 
-    async fn try_start(&mut self) -> Result<(), String> {
+    /// Starts the broker on its port and waits until it is listening: true once it is, false
+    /// when another process holds the port (the caller retries with a new broker on another
+    /// port); fails the test for any other failure.
+    pub async fn start_unless_port_taken(&mut self) -> bool {
+        match self.try_start().await {
+            Ok(()) => true,
+            Err(StartFailure::PortTaken(_)) => false,
+            Err(StartFailure::Other(error)) => {
+                panic!("mosquitto did not start on port {}: {error}", self.port)
+            }
+        }
+    }
+
+    async fn try_start(&mut self) -> Result<(), StartFailure> {
         assert!(self.child.is_none(), "mosquitto is already running");
+        let log = self.dir.join("mosquitto.log");
+        let offset = log_len(&log);
         let mut child = Command::new(binary())
             .arg("-c")
             .arg(self.dir.join("mosquitto.conf"))
@@ -176,25 +283,17 @@ impl Mosquitto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot run mosquitto: {e}"))?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("mosquitto exited ({status}); log:\n{}", self.log()));
-            }
-            if tokio::net::TcpStream::connect(self.addr()).await.is_ok() {
+            .map_err(|e| StartFailure::Other(format!("cannot run mosquitto: {e}")))?;
+        match wait_listening(&mut child, &log, offset, &[self.port]).await {
+            Ok(()) => {
                 self.child = Some(child);
-                return Ok(());
+                Ok(())
             }
-            if Instant::now() >= deadline {
+            Err(failure) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "not accepting connections after {START_TIMEOUT:?}; log:\n{}",
-                    self.log()
-                ));
+                Err(failure)
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -171,6 +171,15 @@ impl MqttClient {
         }
     }
 
+    /// The next message, on whatever topic (nothing is skipped); fails the test after
+    /// `timeout`.
+    pub async fn recv_within(&mut self, timeout: Duration) -> MqttMessage {
+        match self.try_recv(timeout).await {
+            Some(m) => m,
+            None => panic!("{}: no MQTT message within {timeout:?}", self.client_id),
+        }
+    }
+
     /// The next message on `topic`, skipping others; fails the test after `timeout`.
     pub async fn recv_on(&mut self, topic: &str, timeout: Duration) -> MqttMessage {
         let deadline = Instant::now() + timeout;

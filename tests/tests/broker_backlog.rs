@@ -11,8 +11,9 @@
 
 use std::time::Duration;
 
+use mqtt_sn_gateway::core::Metrics;
 use sn_codec::v12::{Packet, Publish, PublishTopic};
-use sn_tests::{Gateway, Mote, QoS};
+use sn_tests::{wait_until, Gateway, Mote, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
@@ -21,6 +22,10 @@ use tokio::net::TcpSocket;
 const MESSAGES: usize = 20_000;
 const PAYLOAD: usize = 600;
 const MAX_PENDING: u32 = 100;
+/// How much the resident set may grow during the flood: a quarter of the flood's 12 MB of
+/// payload, far above what the limit holds (MAX_PENDING x 600 B) plus allocator and
+/// runtime noise, far below what queueing the flood would take.
+const MAX_RSS_GROWTH_KIB: u64 = 3 * 1024;
 
 /// An MQTT "broker" that accepts one connection, answers its CONNECT and then never reads
 /// again. Its receive buffer is made small so the gateway's writes back up soon. Returns the
@@ -62,6 +67,13 @@ async fn a_broker_that_stops_reading_makes_the_gateway_drop_and_count_qos0_not_q
     gateway.wait_for_broker().await;
 
     let mut mote = Mote::connected(gateway.addr(), "flooder").await;
+    let before = gateway.metrics();
+    let kernel_drops_before = socket_drops(gateway.addr().port());
+    // The memory baseline: the resident set now, with the peak reset to it, so that the peak
+    // read after the flood is the flood's own.
+    reset_peak_rss();
+    let rss_before = status_kib("VmRSS");
+
     let data = vec![0x5A; PAYLOAD];
     let datagram = Packet::Publish(Publish {
         dup: false,
@@ -81,28 +93,105 @@ async fn a_broker_that_stops_reading_makes_the_gateway_drop_and_count_qos0_not_q
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    // The gateway still answers its motes.
-    mote.ping().await;
 
-    let mut metrics = gateway.metrics();
-    for _ in 0..100 {
-        if metrics.publish_dropped_backlog > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        metrics = gateway.metrics();
+    // Every datagram of the flood is accounted for: taken by the gateway (datagrams_received)
+    // or dropped by the kernel at the gateway's full socket (the socket's drop counter in
+    // /proc/net/udp). Wait until the gateway has read what is still queued.
+    let taken = |m: &Metrics| m.datagrams_received - before.datagrams_received;
+    let kernel_dropped = || socket_drops(gateway.addr().port()) - kernel_drops_before;
+    wait_until(
+        "every datagram of the flood taken by the gateway or dropped at its socket",
+        Duration::from_secs(60),
+        || taken(&gateway.metrics()) + kernel_dropped() >= MESSAGES as u64,
+    )
+    .await;
+    let metrics = gateway.metrics();
+    let kernel_dropped = kernel_dropped();
+    let forwarded = metrics.publish_forwarded - before.publish_forwarded;
+    let dropped = metrics.publish_dropped_backlog - before.publish_dropped_backlog;
+    let peak_growth = status_kib("VmHWM").saturating_sub(rss_before);
+    println!(
+        "{MESSAGES} QoS 0 messages: {forwarded} forwarded, {dropped} dropped at \
+         max_pending_qos0 = {MAX_PENDING}, {kernel_dropped} dropped by the kernel at the \
+         gateway's socket; resident set {rss_before} KiB before, peak {peak_growth} KiB above it"
+    );
+    assert_eq!(
+        taken(&metrics) + kernel_dropped,
+        MESSAGES as u64,
+        "datagrams taken by the gateway + dropped at its socket != sent: {metrics:?}"
+    );
+    // Exact accounting: every PUBLISH the gateway took is either forwarded to the broker link
+    // (publish_forwarded) or dropped at the limit and counted (publish_dropped_backlog);
+    // nothing else happened to any of them.
+    assert_eq!(
+        forwarded + dropped,
+        taken(&metrics),
+        "QoS 0 messages neither forwarded nor counted as dropped: {metrics:?}"
+    );
+    for (what, now, then) in [
+        (
+            "publish_broker_down",
+            metrics.publish_broker_down,
+            before.publish_broker_down,
+        ),
+        (
+            "publish_rejected",
+            metrics.publish_rejected,
+            before.publish_rejected,
+        ),
+        ("malformed", metrics.malformed, before.malformed),
+        ("unknown_peer", metrics.unknown_peer, before.unknown_peer),
+    ] {
+        assert_eq!(now, then, "{what} changed during the flood: {metrics:?}");
     }
     assert!(
-        metrics.publish_dropped_backlog > 0,
+        dropped > 0,
         "no QoS 0 message was dropped at max_pending_qos0: {metrics:?}"
     );
-    // Whatever was not dropped was handed on: the gateway holds at most MAX_PENDING of them
-    // (checked in the core's tests); here, every message it took is either forwarded or
-    // counted as dropped.
-    assert!(metrics.publish_forwarded + metrics.publish_dropped_backlog <= MESSAGES as u64);
     assert!(
-        metrics.publish_forwarded < MESSAGES as u64,
+        forwarded < MESSAGES as u64,
         "all {MESSAGES} were forwarded to a broker that reads nothing: {metrics:?}"
     );
+    // Bounded memory, measured: the gateway runs in this process, so its memory is this
+    // process's resident set. Queueing the flood instead of dropping it would hold its
+    // 12 MB of payload; the limit holds MAX_PENDING x 600 B = 60 KB.
+    assert!(
+        peak_growth < MAX_RSS_GROWTH_KIB,
+        "the resident set grew by {peak_growth} KiB during the flood (limit \
+         {MAX_RSS_GROWTH_KIB} KiB): the backlog is not bounded"
+    );
+
+    // The gateway still answers its motes.
+    mote.ping().await;
     gateway.shutdown().await;
+}
+
+/// The kernel's drop counter of the UDP socket bound to 127.0.0.1:`port` (/proc/net/udp,
+/// last column): datagrams that arrived while its receive buffer was full.
+fn socket_drops(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").expect("read /proc/net/udp");
+    let local = format!("0100007F:{port:04X}");
+    let line = table
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        .unwrap_or_else(|| panic!("no UDP socket on 127.0.0.1:{port} in /proc/net/udp"));
+    line.split_whitespace()
+        .nth(12)
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no drop counter in /proc/net/udp line {line:?}"))
+}
+
+/// A `kB` field of /proc/self/status (VmRSS: resident now, VmHWM: peak resident).
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
+/// Resets the peak resident set (VmHWM) to the current one (Linux 4.0+).
+fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM via /proc/self/clear_refs");
 }

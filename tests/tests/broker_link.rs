@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sn_tests::custom_broker::{run, temp_dir, CustomBroker};
-use sn_tests::{
-    free_port, wait_until, Gateway, GatewayBuilder, Mosquitto, Mote, MqttClient, QoS, Topic,
-};
+use sn_tests::{wait_until, Gateway, GatewayBuilder, Mosquitto, Mote, MqttClient, QoS, Topic};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -102,12 +100,14 @@ async fn replay_survives_a_broker_that_reports_no_session() {
 
 /// A fake broker: accepts connections, answers CONNECT and PINGREQ, swallows everything
 /// else. The connection looks alive (pings are answered) but no PUBLISH is ever
-/// acknowledged: what a wedged client or broker looks like from the gateway.
-async fn black_hole(listener: TcpListener) {
+/// acknowledged: what a wedged client or broker looks like from the gateway. Counts the
+/// PUBLISHes it swallowed in `swallowed`.
+async fn black_hole(listener: TcpListener, swallowed: Arc<AtomicUsize>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             return;
         };
+        let swallowed = swallowed.clone();
         tokio::spawn(async move {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
@@ -138,6 +138,9 @@ async fn black_hole(listener: TcpListener) {
                     };
                     let kind = buf[0] >> 4;
                     buf.drain(..end);
+                    if kind == 3 {
+                        swallowed.fetch_add(1, Ordering::SeqCst);
+                    }
                     let reply: &[u8] = match kind {
                         1 => &[0x20, 0x02, 0x00, 0x00],
                         12 => &[0xD0, 0x00],
@@ -155,9 +158,11 @@ async fn black_hole(listener: TcpListener) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_acknowledges_nothing_is_replaced() {
     // Port P: first the black hole, then the real broker.
-    let port = free_port();
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let hole = tokio::spawn(black_hole(listener));
+    // Bound to port 0: the port is never free for another process to take.
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let swallowed = Arc::new(AtomicUsize::new(0));
+    let hole = tokio::spawn(black_hole(listener, swallowed.clone()));
     let mut builder = GatewayBuilder::new(port);
     // The watchdog gives up after 2 × keep-alive (at least 10 s).
     builder.config_mut().broker.as_mut().unwrap().keep_alive = Duration::from_secs(5);
@@ -172,7 +177,12 @@ async fn a_connection_that_acknowledges_nothing_is_replaced() {
         mote
     });
     // Let the publish disappear into the hole, then put a real broker on the port.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_until(
+        "the gateway's PUBLISH to reach the black hole",
+        Duration::from_secs(30),
+        || swallowed.load(Ordering::SeqCst) >= 1,
+    )
+    .await;
     hole.abort();
     let _ = hole.await;
     let mut broker = Mosquitto::on_port(port);

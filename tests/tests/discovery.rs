@@ -29,32 +29,48 @@ async fn next_discovery(socket: &UdpSocket, timeout: Duration) -> Option<(Vec<u8
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn advertise_when_the_broker_connects_and_gwinfo_for_searchgw() {
-    let discovery = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let mut broker = Mosquitto::new();
-    let gateway = Gateway::builder(broker.port())
-        .discovery(discovery.local_addr().unwrap())
-        .gw_id(7)
-        .advertise_interval(Duration::from_secs(60))
-        .start()
-        .await;
+    // The broker's port is chosen now and bound only later, when mosquitto starts: if another
+    // process takes it in between, the whole scenario runs again on a new port (mosquitto
+    // says "Address already in use"; any other start failure fails the test).
+    let mut attempts = 0;
+    let (discovery, _broker, gateway, mut mote) = loop {
+        attempts += 1;
+        assert!(attempts <= 5, "five broker ports in a row were taken");
+        let discovery = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let mut broker = Mosquitto::new();
+        let gateway = Gateway::builder(broker.port())
+            .discovery(discovery.local_addr().unwrap())
+            .gw_id(7)
+            .advertise_interval(Duration::from_secs(60))
+            .start()
+            .await;
 
-    // Broker down: no GWINFO for a SEARCHGW, and no ADVERTISE. The CONNACK 0x01 that follows
-    // the SEARCHGW shows the gateway has handled it (datagrams are handled in order).
-    let mut mote = Mote::new(gateway.addr(), "searcher").await;
-    mote.search_gw(0).await;
-    assert_eq!(
-        mote.connect_with(&ConnectOptions::default()).await,
-        ReturnCode::Congestion
-    );
-    let mut buf = [0u8; 64];
-    let early = discovery.try_recv_from(&mut buf);
-    assert!(
-        early.is_err(),
-        "discovery traffic while the broker is down: {:02x?}",
-        early.map(|(n, _)| buf[..n].to_vec())
-    );
+        // Broker down: no GWINFO for a SEARCHGW, and no ADVERTISE. The CONNACK 0x01 that
+        // follows the SEARCHGW shows the gateway has handled it (datagrams are handled in
+        // order).
+        let mut mote = Mote::new(gateway.addr(), "searcher").await;
+        mote.search_gw(0).await;
+        assert_eq!(
+            mote.connect_with(&ConnectOptions::default()).await,
+            ReturnCode::Congestion
+        );
+        let mut buf = [0u8; 64];
+        let early = discovery.try_recv_from(&mut buf);
+        assert!(
+            early.is_err(),
+            "discovery traffic while the broker is down: {:02x?}",
+            early.map(|(n, _)| buf[..n].to_vec())
+        );
 
-    broker.start().await;
+        if broker.start_unless_port_taken().await {
+            break (discovery, broker, gateway, mote);
+        }
+        println!(
+            "broker port {} was taken by another process: new port",
+            broker.port()
+        );
+        gateway.shutdown().await;
+    };
     let (datagram, from) = next_discovery(&discovery, Duration::from_secs(10))
         .await
         .expect("an ADVERTISE within 10 s of the broker starting");

@@ -187,7 +187,14 @@ async fn a_retained_message_reaches_a_mote_that_subscribes_later() {
             .await,
         ReturnCode::Accepted
     );
-    let _ = app.recv_on("state/door", Duration::from_secs(10)).await;
+    // The app sees the clearing message itself: state/door with an empty payload, and
+    // nothing before it.
+    let cleared = app.recv_within(Duration::from_secs(10)).await;
+    assert_eq!(
+        (cleared.topic.as_str(), cleared.payload.as_slice()),
+        ("state/door", &b""[..]),
+        "the clearing (empty) retained message"
+    );
     let mut later = MqttClient::connect(port, "later-app").await;
     later.subscribe("state/#", 1).await;
     assert_eq!(later.try_recv(Duration::from_millis(500)).await, None);

@@ -20,6 +20,10 @@ use sn_tests::{
 };
 
 const MESSAGES: usize = 1000;
+/// Where the broker is restarted: after this many acknowledged publishes.
+const RESTARTS: [usize; 2] = [MESSAGES * 3 / 10, MESSAGES * 65 / 100];
+/// How many publishes past a restart point the publisher may get before the broker is back.
+const GATE: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_qos1_message_is_lost_across_two_broker_restarts() {
@@ -32,7 +36,13 @@ async fn no_qos1_message_is_lost_across_two_broker_restarts() {
     let mut collector = MqttClient::connect_with(broker.port(), "outage-collector", false).await;
     assert_eq!(collector.subscribe("outage/seq", 1).await, 1);
 
+    // The two restarts fall in the middle of the run by construction, not by pacing: the
+    // publisher stops at each restart point until the test is about to stop the broker (so
+    // that its publishes race the stop), and again GATE messages later until the broker is
+    // back (so that it cannot run to the end before the outage is over).
     let acked = Arc::new(AtomicUsize::new(0));
+    let (stopping, mut stopping_rx) = tokio::sync::watch::channel(0usize);
+    let (restarted, mut restarted_rx) = tokio::sync::watch::channel(0usize);
     let publisher = {
         let acked = acked.clone();
         let addr = gateway.addr();
@@ -41,6 +51,12 @@ async fn no_qos1_message_is_lost_across_two_broker_restarts() {
             mote.op_timeout = Duration::from_secs(30);
             let id = mote.register("outage/seq").await;
             for seq in 0..MESSAGES {
+                if let Some(k) = RESTARTS.iter().position(|&r| r == seq) {
+                    stopping_rx.wait_for(|&n| n > k).await.expect("the test");
+                }
+                if let Some(k) = RESTARTS.iter().position(|&r| r + GATE == seq) {
+                    restarted_rx.wait_for(|&n| n > k).await.expect("the test");
+                }
                 mote.publish_reliably(
                     Topic::Normal(id),
                     QoS::AtLeastOnce,
@@ -49,23 +65,33 @@ async fn no_qos1_message_is_lost_across_two_broker_restarts() {
                 )
                 .await;
                 acked.store(seq + 1, Ordering::SeqCst);
-                // Spread the run so that both restarts fall in the middle of it.
-                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         })
     };
 
-    for restart_at in [MESSAGES * 3 / 10, MESSAGES * 65 / 100] {
+    for (k, &restart_at) in RESTARTS.iter().enumerate() {
         wait_until(
             &format!("{restart_at} acknowledged publishes"),
             Duration::from_secs(30),
             || acked.load(Ordering::SeqCst) >= restart_at,
         )
         .await;
+        let spooled = gateway.metrics().spooled;
+        stopping.send_replace(k + 1);
         broker.stop().await;
-        // The outage itself: the broker is away for a moment, as in a real restart.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The outage itself lasts until the gateway has taken a publish into its spool: the
+        // mote's traffic has met the outage (not a fixed pause that may or may not).
+        wait_until(
+            &format!(
+                "a publish spooled while the broker is down (restart {})",
+                k + 1
+            ),
+            Duration::from_secs(30),
+            || gateway.metrics().spooled > spooled,
+        )
+        .await;
         broker.start().await;
+        restarted.send_replace(k + 1);
     }
     tokio::time::timeout(Duration::from_secs(40), publisher)
         .await
@@ -103,22 +129,37 @@ async fn no_qos1_message_is_lost_across_two_broker_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_spool_broker_down_at_start_gives_congestion_then_works_once_it_is_up() {
-    let mut broker = Mosquitto::new();
-    // With the spool (the default) the CONNECT is accepted during the outage; this checks the
-    // gateway without one, which has nothing to hold messages in.
-    let mut builder = GatewayBuilder::new(broker.port());
-    builder.config_mut().spool.enabled = false;
-    let gateway = builder.start().await;
+    // The broker's port is chosen now and bound only later, when mosquitto starts: if another
+    // process takes it in between, the whole scenario runs again on a new port (mosquitto
+    // says "Address already in use"; any other start failure fails the test).
+    let mut attempts = 0;
+    let (broker, _gateway, mut mote) = loop {
+        attempts += 1;
+        assert!(attempts <= 5, "five broker ports in a row were taken");
+        let mut broker = Mosquitto::new();
+        // With the spool (the default) the CONNECT is accepted during the outage; this checks
+        // the gateway without one, which has nothing to hold messages in.
+        let mut builder = GatewayBuilder::new(broker.port());
+        builder.config_mut().spool.enabled = false;
+        let gateway = builder.start().await;
 
-    let mut mote = Mote::new(gateway.addr(), "early-mote").await;
-    let code = mote.connect_with(&ConnectOptions::default()).await;
-    assert_eq!(
-        code,
-        ReturnCode::Congestion,
-        "CONNECT while the broker is unreachable"
-    );
+        let mut mote = Mote::new(gateway.addr(), "early-mote").await;
+        let code = mote.connect_with(&ConnectOptions::default()).await;
+        assert_eq!(
+            code,
+            ReturnCode::Congestion,
+            "CONNECT while the broker is unreachable"
+        );
 
-    broker.start().await;
+        if broker.start_unless_port_taken().await {
+            break (broker, gateway, mote);
+        }
+        println!(
+            "broker port {} was taken by another process: new port",
+            broker.port()
+        );
+        gateway.shutdown().await;
+    };
     let mut sub = MqttClient::connect(broker.port(), "late-sub").await;
     sub.subscribe("late/#", 1).await;
 

@@ -229,12 +229,15 @@ async fn a_vanished_mote_costs_the_others_nothing() {
         publisher
             .publish("vanish/all", payload.as_bytes(), 1, false)
             .await;
+        // Each message arrives, in order; a round may take long on a loaded machine, but not
+        // the seconds a gateway stalled on the vanished mote would cost: 5 s, 10 x the
+        // former bound.
         let start = std::time::Instant::now();
         let got = alive.recv_publish().await;
-        assert_eq!(got.data, payload.as_bytes());
+        assert_eq!(got.data, payload.as_bytes(), "round {i}: out of order");
         alive.ping().await;
         assert!(
-            start.elapsed() < Duration::from_millis(500),
+            start.elapsed() < Duration::from_secs(5),
             "round {i} took {:?} while the gateway sent to a closed port",
             start.elapsed()
         );

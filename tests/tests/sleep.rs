@@ -117,19 +117,25 @@ async fn a_mote_that_oversleeps_is_lost_and_its_will_published() {
     let before = Instant::now();
     mote.sleep(1).await;
     let asleep = Instant::now();
-    let will = sub
-        .recv_on("wills/oversleeper", Duration::from_secs(10))
-        .await;
+    // The first message under wills/# (nothing skipped) is its Will. Not before 1.5 x the
+    // sleep duration (the protocol's limit); the upper bound is generous (10 x), for a
+    // loaded machine: it catches a Will that never comes.
+    let earliest = Duration::from_millis(1500);
+    let latest = earliest * 10;
+    let will = sub.recv_within(latest + Duration::from_secs(5)).await;
     let arrived = Instant::now();
-    assert_eq!(will.payload, b"overslept");
+    assert_eq!(
+        (will.topic.as_str(), will.payload.as_slice()),
+        ("wills/oversleeper", &b"overslept"[..])
+    );
     assert!(
-        arrived - before >= Duration::from_millis(1500),
+        arrived - before >= earliest,
         "lost {:?} after going to sleep for 1 s: before 1.5 x the sleep duration",
         arrived - before
     );
     assert!(
-        arrived - asleep <= Duration::from_millis(2500),
-        "lost {:?} after going to sleep for 1 s: later than 1.5 x + 1 s",
+        arrived - asleep <= latest,
+        "lost {:?} after going to sleep for 1 s: later than 10 x 1.5 x the sleep duration",
         arrived - asleep
     );
 }

@@ -101,13 +101,17 @@ async fn each_mote_is_its_own_client_with_its_own_login_and_acl() {
             .await,
         ReturnCode::Accepted
     );
-    let got = watcher
-        .recv_on("motes/a/temp", Duration::from_secs(10))
-        .await;
-    assert_eq!(got.payload, b"21.5");
+    // The watcher sees every message under motes/#, nothing skipped: the first one is this.
+    let got = watcher.recv_within(Duration::from_secs(10)).await;
+    assert_eq!(
+        (got.topic.as_str(), got.payload.as_slice()),
+        ("motes/a/temp", &b"21.5"[..]),
+        "the first message under motes/#"
+    );
 
     // mote-a publishes into mote-b's topics: mosquitto acknowledges and drops it (MQTT
-    // 3.1.1), so the watcher never sees it, while the next allowed message arrives.
+    // 3.1.1), so the watcher never sees it: the next message it gets, on any topic, is the
+    // next allowed one (the fence), and nothing follows.
     let theirs = a.register("motes/b/temp").await;
     let _ = a
         .publish(Topic::Normal(theirs), QoS::AtLeastOnce, false, b"forged")
@@ -117,13 +121,16 @@ async fn each_mote_is_its_own_client_with_its_own_login_and_acl() {
             .await,
         ReturnCode::Accepted
     );
-    let next = watcher
-        .recv_on("motes/a/temp", Duration::from_secs(10))
-        .await;
-    assert_eq!(next.payload, b"22.0");
+    let next = watcher.recv_within(Duration::from_secs(10)).await;
+    assert_eq!(
+        (next.topic.as_str(), next.payload.as_slice()),
+        ("motes/a/temp", &b"22.0"[..]),
+        "a message outside the mote's ACL reached a subscriber (or the fence was lost)"
+    );
+    let after = watcher.try_recv(Duration::from_millis(500)).await;
     assert!(
-        watcher.try_recv(Duration::from_millis(500)).await.is_none(),
-        "a message outside the mote's ACL reached a subscriber"
+        after.is_none(),
+        "a message outside the mote's ACL reached a subscriber: {after:?}"
     );
 
     // A command published on the broker reaches the subscribed mote through its own
@@ -168,13 +175,20 @@ async fn a_lost_motes_will_is_published_by_the_broker_and_a_clean_disconnect_has
         ..ConnectOptions::default()
     })
     .await;
-    let will = watcher
-        .recv_on("motes/a/status", Duration::from_secs(15))
-        .await;
-    assert_eq!(will.payload, b"a lost");
+    // The watcher sees every message under motes/+/status, nothing skipped: the first one
+    // is mote-a's Will (mote-b's would have come first, at its DISCONNECT), and nothing
+    // follows it.
+    let will = watcher.recv_within(Duration::from_secs(15)).await;
+    assert_eq!(
+        (will.topic.as_str(), will.payload.as_slice()),
+        ("motes/a/status", &b"a lost"[..]),
+        "the first status message is mote-a's Will (anything else: a Will after a clean \
+         DISCONNECT)"
+    );
+    let after = watcher.try_recv(Duration::from_millis(500)).await;
     assert!(
-        watcher.try_recv(Duration::from_millis(500)).await.is_none(),
-        "a Will after a clean DISCONNECT"
+        after.is_none(),
+        "a Will after a clean DISCONNECT: {after:?}"
     );
 }
 
@@ -199,10 +213,13 @@ async fn a_sleeping_motes_connection_is_kept_alive_and_its_messages_wait_for_it(
     a.sleep(60).await;
     let mut commander = MqttClient::connect(broker.plain_port, "sleep-commander").await;
     commander.publish("cmd/a", b"while asleep", 1, false).await;
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // The watcher listens through the whole 12 s (not a sleep and a glance afterwards): any
+    // status message in that time, a Will included, ends the wait and fails the test.
+    let early = watcher.try_recv(Duration::from_secs(12)).await;
     assert!(
-        watcher.try_recv(Duration::from_millis(200)).await.is_none(),
-        "the broker published the Will of a mote that was asleep within its duration"
+        early.is_none(),
+        "the broker published the Will of a mote that was asleep within its duration: \
+         {early:?}"
     );
     let delivered = a.wake().await;
     assert_eq!(
