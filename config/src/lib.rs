@@ -92,6 +92,11 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[spool]`: uplink messages held while the broker is unreachable.
     pub spool: SpoolConfig,
+    /// Settings the file makes that have no effect (the file is still valid), each with its
+    /// place and how to fix the file: `[spool]` with `[store] enabled = false`, `[broker]
+    /// fallback` in transparent mode. `check-config` prints them and the gateway logs them
+    /// at start. Empty for [`Config::default`].
+    pub warnings: Vec<ConfigIssue>,
 }
 
 impl Config {
@@ -190,6 +195,7 @@ impl Default for Config {
             log: LogConfig::default(),
             store: StoreConfig::default(),
             spool: SpoolConfig::default(),
+            warnings: Vec::new(),
         }
     }
 }

@@ -200,6 +200,8 @@ struct Reader<'s> {
     line_starts: Vec<usize>,
     /// (byte offset, issue), sorted by offset at the end.
     issues: Vec<(usize, ConfigIssue)>,
+    /// Settings without effect, as `issues`; they do not make the file invalid.
+    warnings: Vec<(usize, ConfigIssue)>,
 }
 
 impl<'s> Reader<'s> {
@@ -214,13 +216,18 @@ impl<'s> Reader<'s> {
             text,
             line_starts,
             issues: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
     fn finish(mut self, origin: &str, config: Option<Config>) -> Result<Config, ConfigError> {
         self.issues.sort_by_key(|(offset, _)| *offset);
         match config {
-            Some(config) if self.issues.is_empty() => Ok(config),
+            Some(mut config) if self.issues.is_empty() => {
+                self.warnings.sort_by_key(|(offset, _)| *offset);
+                config.warnings = self.warnings.into_iter().map(|(_, w)| w).collect();
+                Ok(config)
+            }
             _ => {
                 let mut issues: Vec<ConfigIssue> =
                     self.issues.into_iter().map(|(_, issue)| issue).collect();
@@ -256,16 +263,24 @@ impl<'s> Reader<'s> {
     }
 
     fn issue(&mut self, span: Range<usize>, field: &str, message: impl Into<String>) {
-        let (line, column) = self.position(span.start);
-        self.issues.push((
-            span.start,
-            ConfigIssue {
-                line: Some(line),
-                column: Some(column),
-                field: field.to_string(),
-                message: message.into(),
-            },
-        ));
+        let issue = self.at(span.start, field, message);
+        self.issues.push((span.start, issue));
+    }
+
+    /// A setting that parses but has no effect; the file stays valid.
+    fn warning(&mut self, span: Range<usize>, field: &str, message: impl Into<String>) {
+        let warning = self.at(span.start, field, message);
+        self.warnings.push((span.start, warning));
+    }
+
+    fn at(&self, offset: usize, field: &str, message: impl Into<String>) -> ConfigIssue {
+        let (line, column) = self.position(offset);
+        ConfigIssue {
+            line: Some(line),
+            column: Some(column),
+            field: field.to_string(),
+            message: message.into(),
+        }
     }
 
     /// The source text of a span (empty if the span is not in the text).
@@ -527,7 +542,68 @@ impl<'s> Reader<'s> {
             })
             .map(|v| v.span());
         self.check_credentials(&config, &credentials, mode);
+        self.check_ignored(&config, doc);
         config
+    }
+
+    /// Warns about settings the gateway accepts but ignores: a spool without a store to
+    /// keep it in, a fallback in transparent mode (gateway/src/settings.rs turns both off).
+    fn check_ignored(&mut self, config: &Config, doc: &DeTable<'_>) {
+        let table_of = |section: &str| match doc.get(section).map(|v| v.get_ref()) {
+            Some(DeValue::Table(table)) => Some(table),
+            _ => None,
+        };
+        let line_of = |reader: &Self, table: Option<&DeTable<'_>>, key: &str| {
+            table
+                .and_then(|t| t.get(key))
+                .map(|v| reader.position(v.span().start).0)
+        };
+        if config.spool.enabled && !config.store.enabled {
+            if let Some((spool, value)) = table_of("spool").zip(doc.get("spool")) {
+                let store_line = line_of(self, table_of("store"), "enabled")
+                    .map_or(String::new(), |line| format!(" (line {line})"));
+                let (span, field) = match spool.get_key_value("enabled") {
+                    Some((key, _)) => (key.span(), "spool.enabled"),
+                    None => (value.span(), "spool"),
+                };
+                // Transparent mode has no spool with the store on either (each message must
+                // reach the broker on its mote's own connection): turning the store on is
+                // no fix there.
+                let fix = if config
+                    .broker
+                    .as_ref()
+                    .is_some_and(|b| b.mode == BrokerMode::Transparent)
+                {
+                    "Set [spool] enabled = false: in transparent mode there is no spool at all"
+                } else {
+                    "Set [store] enabled = true to spool, or [spool] enabled = false to say \
+                     there is none"
+                };
+                let message = format!(
+                    "ignored: the spool is kept in the store file and [store] enabled = \
+                     false{store_line}, so there is no spool; during a broker outage QoS 1/2 \
+                     PUBLISHes get return code 0x01 (congestion). {fix}"
+                );
+                self.warning(span, field, message);
+            }
+        }
+        if let Some(broker) = &config.broker {
+            if broker.mode == BrokerMode::Transparent {
+                let table = table_of("broker");
+                if let Some((key, _)) = table.and_then(|t| t.get_key_value("fallback")) {
+                    let mode_line = line_of(self, table, "mode")
+                        .map_or(String::new(), |line| format!(" (line {line})"));
+                    let message = format!(
+                        "ignored: mode = \"transparent\"{mode_line} gives each mote its own \
+                         connection to this broker, which no local broker can stand in for, so \
+                         there is no fallback; during an outage motes' QoS 1/2 PUBLISHes get \
+                         return code 0x01 (congestion) and are retried. Remove fallback, or set \
+                         mode = \"aggregating\" to have the embedded broker take over"
+                    );
+                    self.warning(key.span(), "broker.fallback", message);
+                }
+            }
+        }
     }
 
     fn unknown_top_level(&mut self, key: &Key<'_>, value: &Value<'_>) {

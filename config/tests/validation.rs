@@ -831,3 +831,109 @@ fn broker_fallback_is_embedded_by_default_and_can_be_turned_off() {
         "\"local\" is not a fallback; use \"embedded\" or \"off\"",
     );
 }
+
+// ---- settings without effect: warnings, the file stays valid ----
+
+#[test]
+fn a_spool_with_the_store_off_is_a_warning_saying_why_and_how_to_fix_it() {
+    let c = ok("[store]\nenabled = false\n\n[spool]\nmax_bytes = 4096\nenabled = true\n");
+    assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+    let w = &c.warnings[0];
+    assert_eq!(
+        (w.line, w.column, w.field.as_str()),
+        (Some(6), Some(1), "spool.enabled")
+    );
+    assert!(
+        w.message.starts_with(
+            "ignored: the spool is kept in the store file and [store] enabled = false \
+             (line 2), so there is no spool;"
+        ),
+        "{}",
+        w.message
+    );
+    assert!(
+        w.message
+            .contains("Set [store] enabled = true to spool, or [spool] enabled = false"),
+        "{}",
+        w.message
+    );
+    // In transparent mode a store would not give a spool either: the fix says so.
+    let c = ok("[broker]\nurl = \"mqtt://h\"\nmode = \"transparent\"\n\
+                [store]\nenabled = false\n[spool]\nenabled = true\n");
+    assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+    assert!(
+        c.warnings[0]
+            .message
+            .ends_with("Set [spool] enabled = false: in transparent mode there is no spool at all"),
+        "{}",
+        c.warnings[0].message
+    );
+    // Another [spool] option, enabled left at its default (true): the section is named.
+    let c = ok("[spool]\nqos0 = true\n[store]\nenabled = false\n");
+    assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+    assert_eq!(c.warnings[0].field, "spool");
+    assert_eq!(c.warnings[0].line, Some(1));
+    // No warning when the spool is off, when the store is on, or without a [spool] section
+    // (nothing was asked for).
+    assert!(ok("[store]\nenabled = false\n[spool]\nenabled = false\n")
+        .warnings
+        .is_empty());
+    assert!(ok("[spool]\nenabled = true\n").warnings.is_empty());
+    assert!(ok("[store]\nenabled = false\n").warnings.is_empty());
+    assert!(ok("").warnings.is_empty());
+}
+
+#[test]
+fn a_fallback_in_transparent_mode_is_a_warning_saying_why_and_how_to_fix_it() {
+    for value in ["embedded", "off"] {
+        let c = ok(&format!(
+            "[broker]\nurl = \"mqtt://h\"\nmode = \"transparent\"\nfallback = \"{value}\"\n"
+        ));
+        assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+        let w = &c.warnings[0];
+        assert_eq!(
+            (w.line, w.column, w.field.as_str()),
+            (Some(4), Some(1), "broker.fallback")
+        );
+        assert!(
+            w.message.starts_with(
+                "ignored: mode = \"transparent\" (line 3) gives each mote its own connection"
+            ),
+            "{}",
+            w.message
+        );
+        assert!(
+            w.message
+                .contains("Remove fallback, or set mode = \"aggregating\""),
+            "{}",
+            w.message
+        );
+    }
+    // Aggregating mode uses it; transparent mode without it has nothing to warn about.
+    assert!(
+        ok("[broker]\nurl = \"mqtt://h\"\nfallback = \"embedded\"\n")
+            .warnings
+            .is_empty()
+    );
+    assert!(ok("[broker]\nurl = \"mqtt://h\"\nmode = \"transparent\"\n")
+        .warnings
+        .is_empty());
+}
+
+#[test]
+fn warnings_come_in_file_order_and_errors_still_win() {
+    let c = ok(
+        "[broker]\nurl = \"mqtt://h\"\nfallback = \"off\"\nmode = \"transparent\"\n\
+                [spool]\nenabled = true\n[store]\nenabled = false\n",
+    );
+    let fields: Vec<&str> = c.warnings.iter().map(|w| w.field.as_str()).collect();
+    assert_eq!(fields, ["broker.fallback", "spool.enabled"]);
+    // An invalid file reports its errors only.
+    one(
+        "[broker]\nurl = \"mqtt://h\"\nmode = \"transparent\"\nfallback = \"embedded\"\n\
+         [store]\nenabled = 3\n",
+        6,
+        "store.enabled",
+        "",
+    );
+}

@@ -74,6 +74,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_level.as_deref(), &config.log);
+    if let Some(path) = &cli.config {
+        for warning in &config.warnings {
+            tracing::warn!("{}:{warning}", path.display());
+        }
+    }
     let settings = match Settings::from_config(&config) {
         Ok(settings) => settings,
         Err(error) => {
@@ -206,6 +211,10 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 },
             }
             println!("  {} predefined topic(s)", config.predefined_topics.len());
+            // Valid, but some settings have no effect: say which and how to fix the file.
+            for warning in &config.warnings {
+                eprintln!("warning: {}:{warning}", file.display());
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -35,12 +35,12 @@ struct PtyPair {
 }
 
 impl PtyPair {
-    /// Paths unique to this process and test.
+    /// Paths in the system temp folder unique to this process and test; socat creates them
+    /// and `stop` removes them.
     fn paths(test: &str) -> (PathBuf, PathBuf) {
-        let base = format!("/tmp/sn-serial-{}-{test}", std::process::id());
         (
-            PathBuf::from(format!("{base}-a")),
-            PathBuf::from(format!("{base}-b")),
+            temp_path(&format!("{test}-a")),
+            temp_path(&format!("{test}-b")),
         )
     }
 
@@ -304,6 +304,21 @@ async fn wait_connected(link: &mut SerialLink<CobsFramer>) {
     }
 }
 
+/// `name` in the system temp folder, made unique to this process.
+fn temp_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("sn-serial-{}-{name}", std::process::id()))
+}
+
+/// A path removed (if it exists) when the test ends, whether it passes or fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(self.0.with_extension("new"));
+    }
+}
+
 /// Points the symlink `link` at `target`, replacing it atomically as udev does.
 fn point(link: &Path, target: &Path) {
     let staging = link.with_extension("new");
@@ -316,11 +331,9 @@ fn point(link: &Path, target: &Path) {
 async fn a_by_id_symlink_is_followed_to_the_new_device_after_a_replug() {
     let (a1, b1) = PtyPair::paths("by-id-first");
     let (a2, b2) = PtyPair::paths("by-id-second");
-    let by_id = PathBuf::from(format!(
-        "/tmp/sn-serial-{}-usb-FTDI_FT231X_USB_UART_A50285BI-if00-port0",
-        std::process::id()
-    ));
+    let by_id = temp_path("usb-FTDI_FT231X_USB_UART_A50285BI-if00-port0");
     let _ = std::fs::remove_file(&by_id);
+    let _cleanup = RemoveOnDrop(by_id.clone());
     let mut first = PtyPair::start(&a1, &b1);
     point(&by_id, &a1);
     let mut link = SerialLink::open(config(&by_id), framer()).unwrap();
@@ -356,7 +369,6 @@ async fn a_by_id_symlink_is_followed_to_the_new_device_after_a_replug() {
     link.send(&2, &[0x02, 0x19]).await.unwrap();
     assert_eq!(peer.recv().await, (2, vec![0x02, 0x19]));
     assert_eq!(link.stats().reopens, 1);
-    let _ = std::fs::remove_file(&by_id);
 }
 
 #[tokio::test]
@@ -384,7 +396,7 @@ async fn a_usb_identity_that_is_not_present_fails_at_start_up_with_what_was_seen
 
 #[tokio::test]
 async fn a_missing_path_fails_at_start_up_naming_it() {
-    let path = PathBuf::from(format!("/tmp/sn-serial-{}-absent", std::process::id()));
+    let path = temp_path("absent"); // never created
     let error = SerialLink::open(config(&path), framer()).unwrap_err();
     assert!(matches!(&error, SerialLinkError::Open { .. }), "{error:?}");
     let message = error.to_string();

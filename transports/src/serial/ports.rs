@@ -169,11 +169,17 @@ pub fn list_ports_with_by_id(by_id_dir: &Path) -> Result<Vec<PortInfo>, ListPort
     }
     let found =
         tokio_serial::available_ports().map_err(|error| ListPortsError::Enumerate { error })?;
+    Ok(ports_from(found, by_id_dir))
+}
+
+/// What the serial library found, converted, sorted by path, each path once, with its by-id
+/// names from `by_id_dir`.
+fn ports_from(found: Vec<tokio_serial::SerialPortInfo>, by_id_dir: &Path) -> Vec<PortInfo> {
     let mut ports: Vec<PortInfo> = found.into_iter().map(port_info).collect();
     ports.sort_by(|a, b| a.path.cmp(&b.path));
     ports.dedup_by(|a, b| a.path == b.path);
     set_by_id_names(&mut ports, by_id_dir);
-    Ok(ports)
+    ports
 }
 
 /// Sets each port's [`by_id`](PortInfo::by_id) to the entries of `by_id_dir` that resolve
@@ -932,6 +938,102 @@ mod tests {
         assert_eq!(ports[0].by_id, vec![link]);
     }
 
+    #[test]
+    fn found_ports_are_converted_sorted_deduplicated_and_given_their_by_id_names() {
+        use tokio_serial::{SerialPortInfo, SerialPortType, UsbPortInfo};
+        // Stand-ins for the device nodes, and a by-id folder pointing at two of them.
+        let dir = TempDir::new("ports-from");
+        let usb1 = dir.file("ttyUSB1");
+        let acm0 = dir.file("ttyACM0");
+        let s0 = dir.file("ttyS0");
+        let rfcomm = dir.file("rfcomm0");
+        let by_id = dir.path().join("by-id");
+        std::fs::create_dir(&by_id).unwrap();
+        let ftdi = by_id.join("usb-FTDI_FT231X_USB_UART_A50285BI-if00-port0");
+        std::os::unix::fs::symlink("../ttyUSB1", &ftdi).unwrap();
+        let acm = by_id.join("usb-Arduino_Uno_85736323-if00");
+        std::os::unix::fs::symlink(&acm0, &acm).unwrap();
+        let found = |path: &Path, port_type| SerialPortInfo {
+            port_name: path.to_str().unwrap().to_owned(),
+            port_type,
+        };
+        let ftdi_usb = UsbPortInfo {
+            vid: 0x0403,
+            pid: 0x6015,
+            serial_number: Some("A50285BI".to_owned()),
+            manufacturer: Some("FTDI".to_owned()),
+            product: Some("FT231X USB UART".to_owned()),
+        };
+        let arduino_usb = UsbPortInfo {
+            vid: 0x2341,
+            pid: 0x0043,
+            serial_number: None,
+            manufacturer: None,
+            product: None,
+        };
+        // Out of order, and ttyUSB1 twice (as the library can report it).
+        let ports = ports_from(
+            vec![
+                found(&usb1, SerialPortType::UsbPort(ftdi_usb.clone())),
+                found(&s0, SerialPortType::PciPort),
+                found(&rfcomm, SerialPortType::BluetoothPort),
+                found(&acm0, SerialPortType::UsbPort(arduino_usb)),
+                found(&usb1, SerialPortType::UsbPort(ftdi_usb)),
+            ],
+            &by_id,
+        );
+        let ftdi_info = UsbInfo {
+            vid: 0x0403,
+            pid: 0x6015,
+            serial_number: Some("A50285BI".to_owned()),
+            manufacturer: Some("FTDI".to_owned()),
+            product: Some("FT231X USB UART".to_owned()),
+        };
+        let arduino_info = UsbInfo {
+            vid: 0x2341,
+            pid: 0x0043,
+            serial_number: None,
+            manufacturer: None,
+            product: None,
+        };
+        let expected = vec![
+            PortInfo {
+                path: rfcomm,
+                kind: PortKind::Bluetooth,
+                by_id: vec![],
+            },
+            PortInfo {
+                path: acm0,
+                kind: PortKind::Usb(arduino_info),
+                by_id: vec![acm],
+            },
+            PortInfo {
+                path: s0,
+                kind: PortKind::Pci,
+                by_id: vec![],
+            },
+            PortInfo {
+                path: usb1,
+                kind: PortKind::Usb(ftdi_info),
+                by_id: vec![ftdi.clone()],
+            },
+        ];
+        assert_eq!(ports, expected);
+        assert_eq!(
+            ports[3].to_string(),
+            format!(
+                "{} (usb 0403:6015 serial A50285BI)",
+                ports[3].path.display()
+            )
+        );
+        // What `mqtt-sn-gateway ports` offers as a selector finds the same port back.
+        let selector = ports[3].usb().unwrap().selector();
+        assert_eq!(selector.resolve(&ports).unwrap(), ports[3].path);
+        assert!(DeviceSelector::Path(ftdi).matches(&ports[3]));
+    }
+
+    /// The machine's own ports: often none (a VM, a CI runner), so this shows only that
+    /// listing works here; what the listing makes of ports is the test above.
     #[test]
     fn ports_of_this_machine_are_listed_sorted_without_error() {
         assert!(Path::new(SYS_TTY_DIR).is_dir(), "no sysfs on this machine");

@@ -305,3 +305,47 @@ fn a_capped_receive_buffer_is_recognised() {
         assert!(recv_buffer_capped(4 << 20, 212_992));
     }
 }
+
+/// The link's socket is never connected, so Linux does not report the ICMP port unreachable
+/// that answers a send to a closed port (tests/udp.rs checks that: 0 errors). Here the socket
+/// is connected while it sends, as a connected socket is told: the next receive then fails
+/// with ECONNREFUSED, which `recv` must count once, skip, and go on to the datagram after it.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_reported_icmp_error_is_counted_once_and_skipped() {
+    let link = UdpLink::bind(config(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), None, 0))
+        .await
+        .unwrap();
+    let closed = {
+        let s = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    }; // dropped: the kernel answers a datagram sent there with ICMP port unreachable
+    link.socket.connect(closed).await.unwrap();
+    link.send_to(b"\x02\x17", closed).await.unwrap();
+    // Wait until the error is pending on the socket (epoll reports it as EPOLLERR); only a
+    // receive takes it from there.
+    let ready = tokio::time::timeout(WAIT, link.socket.ready(tokio::io::Interest::ERROR))
+        .await
+        .expect("no ICMP error became pending")
+        .unwrap();
+    assert!(ready.is_error(), "{ready:?}");
+
+    // The peer's datagram can only reach the link once the socket is connected to the peer.
+    let peer = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+    link.socket
+        .connect(peer.local_addr().unwrap())
+        .await
+        .unwrap();
+    peer.send_to(b"\x02\x16", link.local_addr().unwrap())
+        .unwrap();
+    let mut buf = link.recv_buffer();
+    let (len, from) = tokio::time::timeout(WAIT, link.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..len], b"\x02\x16");
+    assert_eq!(from, peer.local_addr().unwrap());
+    let stats = link.stats();
+    assert_eq!(stats.receive_errors, 1, "{stats:?}");
+    assert_eq!(stats.datagrams_received, 1, "{stats:?}");
+}

@@ -515,10 +515,11 @@ mod tests {
 
         impl PtyPair {
             fn start(name: &str) -> PtyPair {
-                let base = format!("/tmp/sn-link-unit-{}-{name}", std::process::id());
+                // In the system temp folder, unique to this process and test; removed on drop.
+                let base = format!("sn-link-unit-{}-{name}", std::process::id());
                 let (a, b) = (
-                    PathBuf::from(format!("{base}-a")),
-                    PathBuf::from(format!("{base}-b")),
+                    std::env::temp_dir().join(format!("{base}-a")),
+                    std::env::temp_dir().join(format!("{base}-b")),
                 );
                 let _ = std::fs::remove_file(&a);
                 let _ = std::fs::remove_file(&b);
