@@ -331,18 +331,20 @@ mod tests {
         let snmp = std::fs::read_to_string("/proc/net/snmp");
         assert!(snmp.is_ok(), "/proc/net/snmp: {snmp:?}");
         let snmp = snmp.unwrap_or_default();
-        let rows: Vec<Vec<&str>> = snmp
+        let mut rows = snmp
             .lines()
             .filter(|l| l.starts_with("Udp: "))
-            .map(|l| l.split_whitespace().collect())
-            .collect();
-        assert_eq!(rows.len(), 2, "two Udp: lines in /proc/net/snmp");
-        let column = rows[0].iter().position(|n| *n == name);
-        assert!(column.is_some(), "no {name} in {:?}", rows[0]);
+            .map(|l| l.split_whitespace().collect::<Vec<_>>());
+        let (names, values) = (
+            rows.next().unwrap_or_default(),
+            rows.next().unwrap_or_default(),
+        );
+        let column = names.iter().position(|n| *n == name);
+        assert!(column.is_some(), "no {name} in {names:?}");
         let value = column
-            .and_then(|c| rows[1].get(c))
+            .and_then(|c| values.get(c))
             .and_then(|v| v.parse().ok());
-        assert!(value.is_some(), "{name}: {:?}", rows[1]);
+        assert!(value.is_some(), "{name}: {values:?}");
         value.unwrap_or_default()
     }
 
