@@ -541,7 +541,7 @@ async fn a_gateway_that_does_not_read_costs_bounded_memory_and_counted_drops() {
         send_all(&sim, &a, &datagram, 100).await;
         sent += 100;
     }
-    // Then 2 MB more, 16 times what the simulator and the pty may hold together.
+    // Then 16 times more than the simulator and the pty may hold together (3.2 MB).
     let more = 16 * (BACKLOG_LIMIT + PTY_CAPACITY) / datagram.len() as u64;
     send_all(&sim, &a, &datagram, more).await;
     sent += more;
