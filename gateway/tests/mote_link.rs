@@ -50,7 +50,13 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Runs `program` (mosquitto_passwd or openssl) in `dir`; fails saying which Debian package
+/// to install when it is missing.
 fn run(dir: &Path, program: &str, args: &[&str]) {
+    let package = match program {
+        "mosquitto_passwd" => "mosquitto",
+        other => other,
+    };
     let status = Command::new(program)
         .args(args)
         .current_dir(dir)
@@ -58,7 +64,7 @@ fn run(dir: &Path, program: &str, args: &[&str]) {
         .stderr(Stdio::null())
         .status()
         .unwrap_or_else(|e| {
-            panic!("{program} not found ({e}): install it with `apt-get install mosquitto`")
+            panic!("{program} not found ({e}): install it with `apt-get install {package}`")
         });
     assert!(status.success(), "{program} {args:?} failed");
 }
@@ -68,30 +74,39 @@ struct Broker {
     child: Option<Child>,
     dir: PathBuf,
     port: u16,
+    settings: String,
+}
+
+/// How a mosquitto start ended.
+enum Started {
+    /// Our child runs and its own log says it listens on the port.
+    Running,
+    /// Its log says the port is taken (another process bound it after `free_port` let go).
+    PortTaken,
 }
 
 impl Broker {
     /// Starts mosquitto on a free port with `settings` added to its listener. `dir` holds
-    /// any files the settings name.
+    /// any files the settings name. A port taken between `free_port` and mosquitto's bind is
+    /// replaced by another one (mosquitto's log says so); any other failure fails the test.
     async fn start(dir: PathBuf, settings: &str) -> Broker {
-        let port = free_port();
-        let config = format!(
-            "per_listener_settings true\n\
-             listener {port} 127.0.0.1\n\
-             {settings}\n\
-             user root\n\
-             log_dest file {dir}/mosquitto.log\n\
-             log_type all\n",
-            dir = dir.display()
-        );
-        std::fs::write(dir.join("mosquitto.conf"), config).unwrap();
         let mut broker = Broker {
             child: None,
             dir,
-            port,
+            port: 0,
+            settings: settings.to_string(),
         };
-        broker.restart().await;
-        broker
+        for _ in 0..5 {
+            broker.port = free_port();
+            broker.write_config();
+            if let Started::Running = broker.spawn().await {
+                return broker;
+            }
+        }
+        panic!(
+            "5 free ports in a row were taken before mosquitto bound them; log:\n{}",
+            broker.log()
+        );
     }
 
     /// An anonymous broker.
@@ -99,8 +114,40 @@ impl Broker {
         Broker::start(temp_dir(name), "allow_anonymous true").await
     }
 
+    fn write_config(&self) {
+        let config = format!(
+            "per_listener_settings true\n\
+             listener {port} 127.0.0.1\n\
+             {settings}\n\
+             user root\n\
+             log_dest file {dir}/mosquitto.log\n\
+             log_type all\n",
+            port = self.port,
+            settings = self.settings,
+            dir = self.dir.display()
+        );
+        std::fs::write(self.dir.join("mosquitto.conf"), config).unwrap();
+    }
+
+    /// Starts mosquitto again on the same port (the links under test are configured with
+    /// it), after [`Broker::kill`].
     async fn restart(&mut self) {
+        match self.spawn().await {
+            Started::Running => {}
+            Started::PortTaken => panic!(
+                "port {} was taken while mosquitto was down; log:\n{}",
+                self.port,
+                self.log()
+            ),
+        }
+    }
+
+    /// Runs mosquitto and waits until this child, still running, has logged that it opened
+    /// the port and runs; a TCP connect alone would also pass for another process on it.
+    async fn spawn(&mut self) -> Started {
         let bin = std::env::var("MOSQUITTO").unwrap_or_else(|_| "/usr/sbin/mosquitto".into());
+        // mosquitto appends to its log: only what this run writes counts.
+        let skip = self.log().len();
         let child = Command::new(&bin)
             .arg("-c")
             .arg(self.dir.join("mosquitto.conf"))
@@ -112,16 +159,37 @@ impl Broker {
                 panic!("cannot run {bin} ({e}): install it with `apt-get install mosquitto`")
             });
         self.child = Some(child);
-        for _ in 0..500 {
-            if tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))
-                .await
-                .is_ok()
-            {
-                return;
+        let opened = format!("Opening ipv4 listen socket on port {}.", self.port);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let log = self.log();
+            let this_run = log.get(skip..).unwrap_or_default();
+            let exited = self
+                .child
+                .as_mut()
+                .map(|child| child.try_wait().unwrap())
+                .and_then(|status| status);
+            if let Some(status) = exited {
+                self.child = None;
+                if this_run.contains("Error: Address already in use") {
+                    return Started::PortTaken;
+                }
+                panic!("mosquitto exited ({status}); log:\n{log}");
             }
+            if this_run.contains(&opened)
+                && this_run.contains(" running\n")
+                && tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))
+                    .await
+                    .is_ok()
+            {
+                return Started::Running;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mosquitto did not start within {WAIT:?}; log:\n{log}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("mosquitto did not start; log:\n{}", self.log());
     }
 
     fn kill(&mut self) {
@@ -133,6 +201,19 @@ impl Broker {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// Waits until mosquitto's log holds `text`.
+    async fn wait_for_log(&self, text: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !self.log().contains(text) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {text:?} in mosquitto's log within {WAIT:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -493,8 +574,10 @@ async fn the_will_is_published_after_an_abrupt_close_only() {
     );
 
     links.send(id("clean"), BrokerCommand::Close { graceful: true });
-    observer.none_for(Duration::from_millis(700)).await;
-
+    // Once mosquitto has handled the clean close (its log says so), any Will of it is queued
+    // to the observer before the Will of a close that comes after; so the next message
+    // must be the lost one's Will. No silence window decides this.
+    broker.wait_for_log("Client clean disconnected.").await;
     links.send(id("lost"), BrokerCommand::Close { graceful: false });
     let (topic, payload) = observer.next().await;
     assert_eq!((topic.as_str(), &payload[..]), ("wills/lost", &b"gone"[..]));
@@ -543,7 +626,17 @@ async fn publishes_are_acked_with_the_core_ids() {
         next(&mut links).await,
         (id("m1"), BrokerEvent::PublishAcked { id: PublishId(9) })
     );
-    observer.none_for(Duration::from_millis(500)).await;
+    // A fence: mosquitto handles m1's publishes in order, so a delivered 9 would reach the
+    // observer before 10.
+    links.send(
+        id("m1"),
+        publish(10, "motes/m1/fence", "yes", MqttQoS::AtLeastOnce),
+    );
+    assert_eq!(
+        next(&mut links).await,
+        (id("m1"), BrokerEvent::PublishAcked { id: PublishId(10) })
+    );
+    assert_eq!(observer.next().await.0, "motes/m1/fence");
     links.shutdown().await;
 }
 
@@ -635,8 +728,21 @@ async fn messages_are_acked_upstream_only_after_ack() {
         }
         other => panic!("unexpected {other:?}"),
     };
-    // Not acknowledged yet: the broker holds the second one back.
+    // Not acknowledged yet: the broker holds the second one back. Once it has both (its
+    // log), nothing may come for a while, and its log shows it sent only the first.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while broker
+        .log()
+        .matches("Received PUBLISH from sender ")
+        .count()
+        < 2
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{}", broker.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     none_for(&mut links, Duration::from_millis(800)).await;
+    let log = broker.log();
+    assert_eq!(log.matches("Sending PUBLISH to m ").count(), 1, "{log}");
     links.send(id("m"), BrokerCommand::Ack { delivery });
     match next(&mut links).await {
         (
@@ -678,16 +784,20 @@ async fn a_lost_connection_is_reported_and_opened_again() {
     assert_eq!(next(&mut links).await, (id("m"), CONNECTED));
     broker.kill();
     assert_eq!(next(&mut links).await, (id("m"), BrokerEvent::Disconnected));
-    // Meanwhile commands go nowhere (the core replays after Connected).
+    // Meanwhile commands go nowhere (the core replays after Connected). The command is in
+    // the link's queue before the broker is back, so no new connection can exist yet when
+    // the link takes it: no wait is needed for that.
     links.send(id("m"), publish(1, "t", "x", MqttQoS::AtLeastOnce));
-    tokio::time::sleep(Duration::from_millis(300)).await;
     broker.restart().await;
     assert_eq!(next(&mut links).await, (id("m"), CONNECTED));
     links.send(id("m"), publish(2, "t", "x", MqttQoS::AtLeastOnce));
+    // Publish 1 would be acknowledged (and logged by mosquitto) before publish 2.
     assert_eq!(
         next(&mut links).await,
         (id("m"), BrokerEvent::PublishAcked { id: PublishId(2) })
     );
+    let log = broker.log();
+    assert_eq!(log.matches("Received PUBLISH from m ").count(), 1, "{log}");
     links.shutdown().await;
 }
 

@@ -27,7 +27,7 @@ use sn_transports::serial::framing::cobs::CobsFramer;
 use sn_transports::serial::framing::kiss::{KissFramer, KissPort};
 use sn_transports::serial::framing::raw::RawFramer;
 use sn_transports::serial::framing::xbee::{
-    ApiMode, DeliveryStatus, TransmitStatus, XBeeAddress, XBeeFramer,
+    ApiMode, DeliveryStatus, Frame, ReceivePacket, TransmitStatus, XBeeAddress, XBeeFramer,
 };
 use sn_transports::serial::framing::{Framer, Received};
 use sn_transports::serial::link::{SerialLink, SerialLinkConfig};
@@ -478,24 +478,89 @@ async fn raw_line_carries_one_mote_the_last_new_sender() {
 // ---------------------------------------------------------------------------------------------
 // Limits and refusals
 
+/// What the simulator holds for a gateway that does not read, at most (module docs: "the
+/// bytes waiting for the gateway to read the line (64 KiB; frames beyond are dropped").
+const BACKLOG_LIMIT: u64 = 64 * 1024;
+/// What the kernel's pty takes in before its writer must wait, at most: the tty layer's flip
+/// buffers are limited to 64 KiB per port, plus the 4 KiB line-discipline buffer; doubled
+/// for slack. The bound below is these two, so a simulator that kept every frame (it is fed
+/// megabytes here) fails it.
+const PTY_CAPACITY: u64 = 2 * (64 + 4) * 1024;
+
+/// Sends `count` copies of `datagram` from `mote`, in batches the simulator's socket buffer
+/// holds, waiting after each batch until the simulator has received all of them (so a
+/// datagram lost in the kernel cannot pass for one the simulator dropped).
+async fn send_all(sim: &RadioSim, mote: &UdpSocket, datagram: &[u8], count: u64) {
+    const BATCH: u64 = 50;
+    let target = sim.stats().from_motes + count;
+    let mut sent = 0;
+    while sent < count {
+        for _ in 0..BATCH.min(count - sent) {
+            mote.send_to(datagram, sim.udp_addr()).await.unwrap();
+            sent += 1;
+        }
+        let reached = target - (count - sent);
+        within("the simulator to receive every datagram", async {
+            while sim.stats().from_motes < reached {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn a_gateway_that_does_not_read_costs_bounded_memory_and_counted_drops() {
     let sim = start(RadioSimConfig::new(RadioFraming::XBee)).await;
     let a = mote().await;
     let datagram = [0x55u8; 80];
+    // The exact bytes the simulator puts on the line for each datagram (the first mote gets
+    // radio address 1).
+    let mut frame = Vec::new();
+    XBeeFramer::new(ApiMode::Escaped, RadioFraming::XBee.default_max_frame())
+        .unwrap()
+        .encode_frame(
+            &Frame::Receive(ReceivePacket {
+                source: xbee_mote(1),
+                options: 0x01,
+                data: datagram.to_vec(),
+            }),
+            &mut frame,
+        )
+        .unwrap();
+    let frame_len = frame.len() as u64;
+
     // Nobody opens the device: the pty's buffer, then the simulator's backlog fill up.
-    for _ in 0..50 {
-        for _ in 0..100 {
-            a.send_to(&datagram, sim.udp_addr()).await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        if sim.stats().dropped > 0 {
-            break;
-        }
+    let mut sent = 0;
+    while sim.stats().dropped == 0 {
+        assert!(
+            sent * frame_len < 4 * (BACKLOG_LIMIT + PTY_CAPACITY),
+            "nothing dropped after {sent} datagrams: {:?}",
+            sim.stats()
+        );
+        send_all(&sim, &a, &datagram, 100).await;
+        sent += 100;
     }
+    // Then 16 times more than the simulator and the pty may hold together (3.2 MB).
+    let more = 16 * (BACKLOG_LIMIT + PTY_CAPACITY) / datagram.len() as u64;
+    send_all(&sim, &a, &datagram, more).await;
+    sent += more;
+
     let stats = sim.stats();
-    assert!(stats.dropped > 0, "{stats:?}");
+    // Every datagram is accounted for: carried towards the gateway, or dropped and counted.
+    assert_eq!(stats.from_motes, sent, "{stats:?}");
+    assert_eq!(stats.frames_to_gateway + stats.dropped, sent, "{stats:?}");
     assert!(stats.frames_to_gateway > 0, "{stats:?}");
+    // The bound itself: what was carried is all still held (nobody reads), in the backlog or
+    // in the pty, and it stays within the backlog limit plus the pty's capacity however much
+    // came in.
+    let held = stats.frames_to_gateway * frame_len;
+    assert!(
+        held <= BACKLOG_LIMIT + PTY_CAPACITY,
+        "{held} bytes held after {} bytes sent: {stats:?}",
+        sent * frame_len
+    );
+    assert!(stats.dropped >= more, "{stats:?}");
 }
 
 #[tokio::test]

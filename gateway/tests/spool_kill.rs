@@ -48,6 +48,9 @@ fn temp_dir() -> PathBuf {
     dir
 }
 
+/// How long a signalled process may take to end before the test calls it hung.
+const EXIT_WAIT: Duration = Duration::from_secs(30);
+
 struct Proc(Option<Child>);
 
 impl Proc {
@@ -55,13 +58,40 @@ impl Proc {
         self.0.as_ref().map(Child::id).unwrap()
     }
 
-    fn signal(&mut self, signal: &str) {
+    /// SIGKILL (std's `Child::kill`, no external tool), then reaps it.
+    fn kill_9(&mut self) {
         if let Some(mut child) = self.0.take() {
-            let _ = Command::new("kill")
-                .args([signal, &child.id().to_string()])
-                .status();
-            let _ = child.wait();
+            child.kill().expect("SIGKILL the child");
+            child.wait().expect("reap the killed child");
         }
+    }
+
+    /// SIGTERM with the shell's `kill` builtin (no procps needed), then waits for the exit.
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let sent = Command::new("sh")
+                .args(["-c", "kill -TERM \"$1\"", "sh", &child.id().to_string()])
+                .status()
+                .expect("sh not found: install dash (or any POSIX sh)");
+            assert!(sent.success(), "kill -TERM {} failed: {sent}", child.id());
+            let deadline = Instant::now() + EXIT_WAIT;
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "pid {} did not end within {EXIT_WAIT:?} of SIGTERM",
+                        child.id()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// The exit status if it has ended.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.as_mut().and_then(|child| child.try_wait().unwrap())
     }
 }
 
@@ -74,13 +104,69 @@ impl Drop for Proc {
     }
 }
 
+/// How a child's start ended.
+enum Started {
+    /// It runs and its own log says it bound its port.
+    Running(Proc),
+    /// Its log says the port is taken: another process bound it after it was found free.
+    PortTaken,
+}
+
+/// Waits until `child` is running and its log file `log` says `ready` (only what was
+/// written after byte `skip` counts), or it exits; `taken` in the log of an exited child
+/// means its port was taken. Anything else fails the test with the log.
+fn wait_started(mut child: Proc, log: &Path, skip: usize, ready: &str, taken: &str) -> Started {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let this_run = text.get(skip..).unwrap_or_default();
+        if let Some(status) = child.exited() {
+            if this_run.contains(taken) {
+                return Started::PortTaken;
+            }
+            panic!("{} exited at start ({status}):\n{this_run}", log.display());
+        }
+        if this_run.contains(ready) {
+            return Started::Running(child);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {ready:?} in {} within 20 s:\n{this_run}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// mosquitto on a port found free, in `dir`; another port when that one was taken before
+/// mosquitto bound it.
+fn mosquitto_on_free_port(dir: &Path) -> (Proc, u16) {
+    for _ in 0..5 {
+        let port = free_tcp_port();
+        if let Started::Running(broker) = start_mosquitto(dir, port) {
+            return (broker, port);
+        }
+    }
+    panic!("5 free ports in a row were taken before mosquitto bound them");
+}
+
+/// mosquitto again on `port` (the gateway's config names it), after it was stopped.
 fn mosquitto(dir: &Path, port: u16) -> Proc {
+    match start_mosquitto(dir, port) {
+        Started::Running(broker) => broker,
+        Started::PortTaken => panic!("port {port} was taken while mosquitto was down"),
+    }
+}
+
+fn start_mosquitto(dir: &Path, port: u16) -> Started {
     let conf = dir.join("mosquitto.conf");
+    let log = dir.join("mosquitto.log");
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nuser root\n",
-            dir.display()
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\nuser root\nlog_dest file {log}\n",
+            dir = dir.display(),
+            log = log.display()
         ),
     )
     .unwrap();
@@ -89,6 +175,8 @@ fn mosquitto(dir: &Path, port: u16) -> Proc {
     } else {
         "mosquitto"
     };
+    // mosquitto appends to its log: only this run's lines count.
+    let skip = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
     let child = Command::new(bin)
         .arg("-c")
         .arg(&conf)
@@ -96,25 +184,45 @@ fn mosquitto(dir: &Path, port: u16) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .expect("mosquitto not found: install it with `apt-get install mosquitto`");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "mosquitto did not start on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Proc(Some(child))
+    // "Opening ipv4 listen socket on port P." comes before the bind; " running" after it.
+    wait_started(
+        Proc(Some(child)),
+        &log,
+        skip,
+        " running\n",
+        "Error: Address already in use",
+    )
 }
 
-fn gateway(config: &Path) -> Proc {
-    gateway_with_file_limit(config, None)
+/// The gateway with its config in `dir` (broker on `broker_port`), MQTT-SN on a UDP port
+/// found free, another one when that was taken before the gateway bound it; returns it and
+/// the port. `max_file_kib`: see [`gateway_with_file_limit`].
+fn start_gateway(dir: &Path, broker_port: u16, max_file_kib: Option<u64>) -> (Proc, u16) {
+    for _ in 0..5 {
+        let udp_port = free_udp_port();
+        let config = write_config(dir, udp_port, broker_port);
+        let log = dir.join("gateway.log");
+        let skip = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
+        let child = gateway_with_file_limit(&config, max_file_kib, &log);
+        match wait_started(
+            child,
+            &log,
+            skip,
+            "listening for MQTT-SN",
+            "address already in use",
+        ) {
+            Started::Running(gateway) => return (gateway, udp_port),
+            Started::PortTaken => {}
+        }
+    }
+    panic!("5 free UDP ports in a row were taken before the gateway bound them");
 }
 
 /// The gateway, optionally with its files capped at `max_file_kib` KiB (`ulimit -f`): a write
 /// beyond that fails with EFBIG, as on a full disk. SIGXFSZ is ignored (an ignored signal
-/// stays ignored across exec), so the write fails instead of killing the process.
-fn gateway_with_file_limit(config: &Path, max_file_kib: Option<u64>) -> Proc {
+/// stays ignored across exec), so the write fails instead of killing the process. Its output
+/// is appended to `log`.
+fn gateway_with_file_limit(config: &Path, max_file_kib: Option<u64>, log: &Path) -> Proc {
     let bin = env!("CARGO_BIN_EXE_mqtt-sn-gateway");
     let mut command = match max_file_kib {
         None => Command::new(bin),
@@ -128,13 +236,18 @@ fn gateway_with_file_limit(config: &Path, max_file_kib: Option<u64>) -> Proc {
             sh
         }
     };
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
     let child = command
         .arg("--config")
         .arg(config)
         .arg("--log-level")
-        .arg("warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .arg("info")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
         .spawn()
         .expect("the gateway binary");
     Proc(Some(child))
@@ -335,23 +448,27 @@ fn mote(udp_port: u16, socket: UdpSocket) -> Mote {
     }
 }
 
+impl Mote {
+    /// Points the mote at a gateway restarted on `udp_port`.
+    fn retarget(&mut self, udp_port: u16) {
+        self.gateway = SocketAddr::from(([127, 0, 0, 1], udp_port));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_acknowledged_before_a_kill_9_reaches_the_broker_after_restart() {
     let dir = temp_dir();
-    let broker_port = free_tcp_port();
-    let udp_port = free_udp_port();
-    let config = write_config(&dir, udp_port, broker_port);
 
     // A persistent subscriber on the broker, then the broker goes down.
-    let mut broker = mosquitto(&dir, broker_port);
+    let (mut broker, broker_port) = mosquitto_on_free_port(&dir);
     let options = persistent_subscriber(broker_port, "kill-collector").await;
 
-    let mut gw = gateway(&config);
-    let mote = mote(udp_port, UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let (mut gw, udp_port) = start_gateway(&dir, broker_port, None);
+    let mut mote = mote(udp_port, UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let topic = mote.connect("kill/t").await;
-    broker.signal("-TERM");
+    broker.terminate();
 
-    // Into the spool; then kill -9 half way.
+    // Into the spool, one at a time; then kill -9 with the gateway idle (every PUBACK in).
     let mut acknowledged = BTreeSet::new();
     for seq in 0..100u16 {
         let code = mote
@@ -361,11 +478,12 @@ async fn every_message_acknowledged_before_a_kill_9_reaches_the_broker_after_res
             acknowledged.insert(seq);
         }
     }
-    gw.signal("-KILL");
+    gw.kill_9();
     assert_eq!(acknowledged.len(), 100, "the spool accepted everything");
 
     // Same store, new process, and the broker returns; the mote reconnects and goes on.
-    let _gw = gateway(&config);
+    let (_gw, udp_port) = start_gateway(&dir, broker_port, None);
+    mote.retarget(udp_port);
     let _broker = mosquitto(&dir, broker_port);
     let topic = mote.connect("kill/t").await;
     for seq in 100..200u16 {
@@ -391,28 +509,124 @@ async fn every_message_acknowledged_before_a_kill_9_reaches_the_broker_after_res
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The kill -9 lands while PUBACKs are still coming: the mote keeps `WINDOW` QoS 1 publishes
+/// waiting for their PUBACK at all times, and the gateway is killed the moment the 200th
+/// PUBACK arrives, with the next ones just sent. Every message acknowledged before the kill
+/// (PUBACKs already on their way count) reaches the broker after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_while_pubacks_are_flowing_loses_nothing_acknowledged() {
+    const WINDOW: usize = 32;
+    const KILL_AT: usize = 200;
+    const MAX: u16 = 5000;
+    let dir = temp_dir();
+    let (mut broker, broker_port) = mosquitto_on_free_port(&dir);
+    let options = persistent_subscriber(broker_port, "flow-collector").await;
+    let (mut gw, udp_port) = start_gateway(&dir, broker_port, None);
+    let mote = mote(udp_port, UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let topic = mote.connect("kill/t").await;
+    broker.terminate();
+
+    let send = |seq: u16| {
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: PublishTopic::Normal(topic),
+            msg_id: seq + 1,
+            data: format!("{seq}").as_bytes(),
+        })
+        .to_vec()
+        .unwrap()
+    };
+    // A PUBACK for one of ours: its sequence number and whether it accepted the message.
+    let puback = |bytes: &[u8]| match Packet::decode(bytes) {
+        Ok(Packet::PubAck(PubAck {
+            msg_id,
+            return_code,
+            ..
+        })) => Some((msg_id - 1, return_code == ReturnCode::Accepted)),
+        _ => None,
+    };
+    let mut acknowledged = BTreeSet::new();
+    let mut waiting = BTreeSet::new();
+    let mut next_seq = 0u16;
+    let mut buf = [0u8; 1024];
+    loop {
+        while waiting.len() < WINDOW {
+            assert!(next_seq < MAX, "{KILL_AT} PUBACKs never came");
+            mote.socket
+                .send_to(&send(next_seq), mote.gateway)
+                .await
+                .unwrap();
+            waiting.insert(next_seq);
+            next_seq += 1;
+        }
+        if acknowledged.len() >= KILL_AT {
+            gw.kill_9();
+            break;
+        }
+        let (len, _) =
+            tokio::time::timeout(Duration::from_secs(20), mote.socket.recv_from(&mut buf))
+                .await
+                .expect("a PUBACK within 20 s")
+                .unwrap();
+        if let Some((seq, accepted)) = puback(&buf[..len]) {
+            assert!(accepted, "PUBACK for {seq} refused the message");
+            if waiting.remove(&seq) {
+                acknowledged.insert(seq);
+            }
+        }
+    }
+    // PUBACKs the gateway sent before it died are acknowledgements too: all are in the
+    // socket's buffer by now (loopback delivers within the send).
+    while let Ok((len, _)) = mote.socket.try_recv_from(&mut buf) {
+        if let Some((seq, true)) = puback(&buf[..len]) {
+            if waiting.remove(&seq) {
+                acknowledged.insert(seq);
+            }
+        }
+    }
+    assert!(
+        !waiting.is_empty(),
+        "the kill came after every PUBACK ({} acknowledged): the gateway was idle",
+        acknowledged.len()
+    );
+
+    let (_gw, _) = start_gateway(&dir, broker_port, None);
+    let _broker = mosquitto(&dir, broker_port);
+    let arrived = collect(options, &acknowledged).await;
+    let lost: Vec<&u16> = acknowledged.difference(&arrived).collect();
+    println!(
+        "kill -9 while PUBACKs flow: {} sent, {} acknowledged, {} unanswered at the kill, {} arrived, lost {lost:?}",
+        next_seq,
+        acknowledged.len(),
+        waiting.len(),
+        arrived.len()
+    );
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The disk fills up while the broker is down: the gateway stops acknowledging (it holds the
 /// PUBACKs until the state is written) instead of acknowledging what it could not store. After
 /// a kill -9 and a restart with room again, every message it did acknowledge arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_holds_acknowledgements_and_nothing_acknowledged_is_lost() {
     let dir = temp_dir();
-    let broker_port = free_tcp_port();
-    let udp_port = free_udp_port();
-    let config = write_config(&dir, udp_port, broker_port);
-    let mut broker = mosquitto(&dir, broker_port);
+    let (mut broker, broker_port) = mosquitto_on_free_port(&dir);
     let options = persistent_subscriber(broker_port, "full-collector").await;
 
     // A first run creates the store at its first size; the second may grow it by 64 KiB only.
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mote = mote(udp_port, socket);
-    let mut first = gateway(&config);
+    let (mut first, udp_port) = start_gateway(&dir, broker_port, None);
+    let mut mote = mote(udp_port, socket);
     mote.connect("kill/t").await;
-    first.signal("-TERM");
+    first.terminate();
     let size_kib = std::fs::metadata(dir.join("state.redb")).unwrap().len() / 1024;
-    let mut gw = gateway_with_file_limit(&config, Some(size_kib + 64));
+    let (mut gw, udp_port) = start_gateway(&dir, broker_port, Some(size_kib + 64));
+    mote.retarget(udp_port);
     let topic = mote.connect("kill/t").await;
-    broker.signal("-TERM");
+    broker.terminate();
 
     let mut acknowledged = BTreeSet::new();
     let mut unanswered = None;
@@ -453,9 +667,9 @@ async fn a_full_disk_holds_acknowledgements_and_nothing_acknowledged_is_lost() {
         );
         acknowledged.insert(seq);
     }
-    gw.signal("-KILL");
+    gw.kill_9();
 
-    let _gw = gateway(&config);
+    let (_gw, _) = start_gateway(&dir, broker_port, None);
     let _broker = mosquitto(&dir, broker_port);
     let arrived = collect(options, &acknowledged).await;
     let lost: Vec<&u16> = acknowledged.difference(&arrived).collect();

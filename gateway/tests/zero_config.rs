@@ -96,6 +96,70 @@ fn log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default()
 }
 
+/// Starts a gateway with `spawn` on loopback ports found free, and waits until its log says
+/// both its embedded broker and its MQTT-SN link listen. A port can be taken by another
+/// process between being found free and the gateway binding it: the gateway then stops
+/// with "address already in use", and it is started again on other ports. Any other exit,
+/// or no start within `deadline`, fails the test. Returns it, the TCP and the UDP port.
+fn start_on_free_ports(
+    dir: &Path,
+    deadline: Duration,
+    spawn: impl Fn(&Path, SocketAddr, u16) -> Running,
+) -> (Running, u16, u16) {
+    for _ in 0..5 {
+        let tcp_port = free_tcp_port();
+        let udp_port = free_udp_port();
+        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, tcp_port));
+        let mut gateway = spawn(dir, listen, udp_port);
+        let until = Instant::now() + deadline;
+        loop {
+            let text = log(dir);
+            if let Some(status) = gateway.0.try_wait().unwrap() {
+                assert!(
+                    text.contains("address already in use"),
+                    "the gateway exited at start ({status}); log:\n{text}"
+                );
+                break;
+            }
+            if text.contains("embedded MQTT broker listening for local apps")
+                && text.contains("listening for MQTT-SN")
+            {
+                return (gateway, tcp_port, udp_port);
+            }
+            assert!(
+                Instant::now() < until,
+                "the gateway did not start within {deadline:?}; log:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("5 pairs of free ports in a row were taken before the gateway bound them");
+}
+
+/// SIGTERM with the shell's `kill` builtin (no procps needed); fails if it was not sent.
+fn sigterm(child: &Child) {
+    let sent = Command::new("sh")
+        .args(["-c", "kill -TERM \"$1\"", "sh", &child.id().to_string()])
+        .status()
+        .expect("sh not found: install dash (or any POSIX sh)");
+    assert!(sent.success(), "kill -TERM {} failed: {sent}", child.id());
+}
+
+/// Waits for `gateway` to exit after SIGTERM; fails after 20 s.
+fn wait_exit(gateway: &mut Running) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = gateway.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// An MQTT client on `port`, subscribed to `filter` at QoS 1, retrying the connection while
 /// the gateway starts. Returns the event loop for reading messages.
 async fn subscriber(port: u16, filter: &str, dir: &Path) -> (AsyncClient, rumqttc::EventLoop) {
@@ -156,10 +220,9 @@ fn publish(udp_port: u16, topic: &str, message: &str, dir: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_without_a_broker_serves_motes_through_its_embedded_broker() {
     let dir = TempDir::new("serves");
-    let tcp_port = free_tcp_port();
-    let udp_port = free_udp_port();
+    let (mut gateway, tcp_port, udp_port) =
+        start_on_free_ports(&dir.0, Duration::from_secs(20), spawn_gateway);
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, tcp_port));
-    let mut gateway = spawn_gateway(&dir.0, listen, udp_port);
 
     let (_client, mut eventloop) = subscriber(tcp_port, "sensors/#", &dir.0).await;
     let dir_path = dir.0.clone();
@@ -180,22 +243,8 @@ async fn the_binary_without_a_broker_serves_motes_through_its_embedded_broker() 
     assert_eq!(message.qos, QoS::AtLeastOnce);
 
     // SIGTERM: a clean stop, exit status 0, the port free again.
-    let stopped = Command::new("kill")
-        .args(["-TERM", &gateway.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = gateway.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the gateway did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    sigterm(&gateway.0);
+    let status = wait_exit(&mut gateway);
     let text = log(&dir.0);
     assert!(status.success(), "exit status {status}; log:\n{text}");
     assert!(
@@ -233,10 +282,8 @@ fn mosquitto_sub(port: u16, filter: &str) -> std::process::Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_sub_on_the_embedded_broker_receives_a_motes_publish() {
     let dir = TempDir::new("mosquitto-sub");
-    let tcp_port = free_tcp_port();
-    let udp_port = free_udp_port();
-    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, tcp_port));
-    let _gateway = spawn_gateway(&dir.0, listen, udp_port);
+    let (_gateway, tcp_port, udp_port) =
+        start_on_free_ports(&dir.0, Duration::from_secs(20), spawn_gateway);
     // The embedded broker is up once an MQTT client can subscribe.
     drop(subscriber(tcp_port, "probe/#", &dir.0).await);
 
@@ -302,6 +349,78 @@ fn the_binary_refuses_to_start_on_a_taken_port_and_says_how_to_fix_it() {
     assert!(text.contains("[embedded_broker] listen"), "{text}");
 }
 
+/// The README's run command with a config file, `cargo run --release -p mqtt-sn-gateway --
+/// --config gateway.toml`, run through cargo as a user would, in debug: the profile plays
+/// no part in which binary cargo picks, and a release build of the whole dependency tree
+/// would cost CI minutes. Cargo's own build of the binary, which `cargo test` has just made,
+/// is reused.
+fn spawn_readme_command(dir: &Path, listen: SocketAddr, udp_port: u16) -> Running {
+    let readme = include_str!("../../README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("cargo run --release -p mqtt-sn-gateway -- --config "))
+        .expect("the README's run command with --config");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        words,
+        [
+            "cargo",
+            "run",
+            "--release",
+            "-p",
+            "mqtt-sn-gateway",
+            "--",
+            "--config",
+            "gateway.toml"
+        ]
+    );
+    std::fs::write(
+        dir.join("gateway.toml"),
+        format!("[embedded_broker]\nlisten = \"{listen}\"\n"),
+    )
+    .unwrap();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
+    // Run from the gateway's working directory (its state file goes there), the checkout
+    // named by --manifest-path, in the user's environment: without the variables cargo sets
+    // for this test (CARGO_PKG_NAME, ...), which build scripts track and would make cargo
+    // rebuild (ring's does).
+    let mut command = Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_CFG_",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_PRIMARY_PACKAGE",
+            "OUT_DIR",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        {
+            command.env_remove(&*name);
+        }
+    }
+    let child = command
+        .current_dir(dir)
+        .args(["run", "--manifest-path"])
+        .arg(workspace)
+        .args(words[3..].iter().filter(|w| **w != "--release"))
+        .arg("--udp")
+        .arg(format!("127.0.0.1:{udp_port}"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("cargo");
+    Running(child)
+}
+
 #[test]
 fn the_readme_run_command_picks_the_gateway_binary() {
     // `cargo run --release -p mqtt-sn-gateway` (README) needs a default binary: the package
@@ -313,4 +432,27 @@ fn the_readme_run_command_picks_the_gateway_binary() {
     );
     let readme = include_str!("../../README.md");
     assert!(readme.contains("cargo run --release -p mqtt-sn-gateway\n"));
+
+    // And the command itself works: cargo picks the gateway, which serves with its embedded
+    // broker and stops cleanly on SIGTERM (cargo runs the binary in its own place, so the
+    // signal reaches the gateway). Minutes are allowed in case cargo has to build.
+    let dir = TempDir::new("readme");
+    let (mut gateway, _tcp_port, _udp_port) =
+        start_on_free_ports(&dir.0, Duration::from_secs(600), spawn_readme_command);
+    let text = log(&dir.0);
+    assert!(
+        text.contains("/mqtt-sn-gateway --config gateway.toml --udp "),
+        "cargo ran something else:\n{text}"
+    );
+    sigterm(&gateway.0);
+    let status = wait_exit(&mut gateway);
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        log(&dir.0)
+    );
+    assert!(
+        dir.0.join("mqtt-sn-gateway.redb").exists(),
+        "state file in the working directory"
+    );
 }

@@ -326,10 +326,66 @@ mod tests {
         assert_eq!(process_udp_drops(u32::MAX), None);
     }
 
+    /// The `Udp:` value of `name` in /proc/net/snmp, read here independently of `read()`.
+    fn snmp_udp(name: &str) -> u64 {
+        let snmp = std::fs::read_to_string("/proc/net/snmp");
+        assert!(snmp.is_ok(), "/proc/net/snmp: {snmp:?}");
+        let snmp = snmp.unwrap_or_default();
+        let mut rows = snmp
+            .lines()
+            .filter(|l| l.starts_with("Udp: "))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>());
+        let (names, values) = (
+            rows.next().unwrap_or_default(),
+            rows.next().unwrap_or_default(),
+        );
+        let column = names.iter().position(|n| *n == name);
+        assert!(column.is_some(), "no {name} in {names:?}");
+        let value = column
+            .and_then(|c| values.get(c))
+            .and_then(|v| v.parse().ok());
+        assert!(value.is_some(), "{name}: {values:?}");
+        value.unwrap_or_default()
+    }
+
     #[test]
     fn reads_the_udp_counters() {
-        let a = UdpCounters::read();
-        assert_eq!(a.since(&a), UdpCounters::default());
+        // A port that was just free: datagrams sent to it reach no socket, which the kernel
+        // counts in NoPorts (host-wide, so other traffic may add more, never less).
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr());
+        assert!(closed.is_ok(), "{closed:?}");
+        let Ok(closed) = closed else { return };
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0");
+        assert!(sender.is_ok(), "{sender:?}");
+        let Ok(sender) = sender else { return };
+        const SENT: u64 = 5;
+
+        let before = UdpCounters::read();
+        // The same counters read here independently, between the two read()s.
+        let names = ["NoPorts", "RcvbufErrors", "SndbufErrors", "InErrors"];
+        let raw: Vec<u64> = names.iter().map(|n| snmp_udp(n)).collect();
+        for _ in 0..SENT {
+            // A send may report the ICMP "port unreachable" of the previous datagram; it
+            // still went out (the count is checked below).
+            let _ = sender.send_to(b"nobody listens", closed);
+        }
+        // Loopback delivery happens within send_to: the counter has moved by now.
+        let after = UdpCounters::read();
+
+        // Monotone counters: each read() field brackets the raw value read between them, so
+        // every field comes from its own column.
+        let fields = |c: &UdpCounters| [c.no_ports, c.rcvbuf_errors, c.sndbuf_errors, c.in_errors];
+        for ((name, raw), (b, a)) in names
+            .iter()
+            .zip(&raw)
+            .zip(fields(&before).into_iter().zip(fields(&after)))
+        {
+            assert!(b <= *raw && *raw <= a, "{name}: {b} <= {raw} <= {a}");
+        }
+        // The datagrams to the closed port show in the difference.
+        let moved = after.since(&before);
+        assert!(moved.no_ports >= SENT, "{moved:?}");
+        assert_eq!(before.since(&after).no_ports, 0, "since() saturates");
     }
 
     #[test]
