@@ -12,6 +12,7 @@ mod config;
 mod durability;
 mod events;
 mod gateway;
+mod outbox;
 mod outputs;
 mod peer;
 mod session;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use sn_codec::v12::{Connect, Disconnect, Packet, ReturnCode, WillTopic};
 use sn_codec::validate;
 
-use super::{Gateway, PendingUplink, TimerKind};
+use super::{Gateway, TimerKind};
 use crate::broker::{BrokerCommand, MqttQoS, UplinkPublish};
 use crate::events::{Event, LostReason};
 use crate::peer::ClientAddr;
@@ -433,15 +433,7 @@ impl Gateway {
         };
         if let Some(id) = id {
             // Held until the broker acknowledges it, replayed after a reconnect.
-            self.uplink.insert(
-                id,
-                PendingUplink {
-                    publish: publish.clone(),
-                    origin: None,
-                    spooled: false,
-                    via_mote: false,
-                },
-            );
+            self.outbox.insert(publish.clone(), None, false);
             if self.spooling() {
                 // Kept in memory either way; spooled, it also survives a restart.
                 self.spool(id);

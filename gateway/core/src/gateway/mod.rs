@@ -1,17 +1,18 @@
 //! The [`Gateway`] state machine: its state, the public feed/poll API, and the plumbing the
 //! protocol handlers (in the sibling modules) share: sessions, timers and outputs.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use sn_codec::v12::{Forwarded, Frame, Packet};
 use tracing::trace;
 
-use crate::broker::{BrokerCommand, BrokerEvent, BrokerRoute, PublishId, UplinkPublish};
+use crate::broker::{BrokerCommand, BrokerEvent, BrokerRoute, PublishId};
 use crate::config::CoreConfig;
 use crate::durability::{AckGate, BatchId, StoreBatch};
 use crate::events::{Event, Metrics};
+use crate::outbox::Outbox;
 use crate::outputs::{BrokerQueue, Marks, Transmits};
 use crate::peer::{ClientAddr, Destination, LinkId, Peer, Transmit};
 use crate::session::{Session, SessionIdx, State};
@@ -20,7 +21,6 @@ pub(crate) use crate::sessions::TimerKind;
 use crate::topics::Predefined;
 
 use persist::Persistence;
-use spool::Spool;
 use subscriptions::Upstream;
 
 mod connection;
@@ -38,18 +38,6 @@ pub use persist::{
     StoredSubscription, StoredWill,
 };
 
-/// An uplink QoS 1/2 publish the broker has not acknowledged yet.
-#[derive(Debug, Clone)]
-pub(crate) struct PendingUplink {
-    pub(crate) publish: UplinkPublish,
-    /// The session (slot, epoch) waiting to acknowledge it to its client.
-    pub(crate) origin: Option<(SessionIdx, u64)>,
-    /// Also in the durable spool (taken while the broker was unreachable).
-    pub(crate) spooled: bool,
-    /// Sent on the origin mote's own connection (transparent mode), not the gateway's.
-    pub(crate) via_mote: bool,
-}
-
 /// The MQTT-SN gateway protocol engine, free of I/O: feed it datagrams, broker events and the
 /// time; poll it for datagrams, broker commands, its next deadline and events.
 #[derive(Debug)]
@@ -59,8 +47,8 @@ pub struct Gateway {
     /// Sessions, their indexes by client id and address, and their timers.
     sessions: SessionTable,
     upstream: Upstream,
-    uplink: BTreeMap<PublishId, PendingUplink>,
-    next_publish_id: u64,
+    /// Uplink messages the broker has not acknowledged, and the spool's bookkeeping.
+    outbox: Outbox,
     broker_up: bool,
     /// The fallback (local) broker link is connected; see [`fallback`].
     fallback_up: bool,
@@ -77,7 +65,6 @@ pub struct Gateway {
     events: VecDeque<Event>,
     metrics: Metrics,
     persistence: Persistence,
-    spool_state: Spool,
 }
 
 /// Events kept for the runtime before the oldest is dropped (it polls them after every call,
@@ -92,8 +79,7 @@ impl Gateway {
             config,
             sessions: SessionTable::default(),
             upstream: Upstream::default(),
-            uplink: BTreeMap::new(),
-            next_publish_id: 1,
+            outbox: Outbox::default(),
             broker_up: false,
             fallback_up: false,
             discovery_links: Vec::new(),
@@ -105,7 +91,6 @@ impl Gateway {
             events: VecDeque::new(),
             metrics: Metrics::default(),
             persistence: Persistence::default(),
-            spool_state: Spool::default(),
         }
     }
 
@@ -304,7 +289,7 @@ impl Gateway {
 
     /// Uplink QoS 1/2 messages the broker has not acknowledged yet.
     pub fn pending_uplink(&self) -> usize {
-        self.uplink.len()
+        self.outbox.len()
     }
 
     // ---------------------------------------------------------------------------------------
@@ -323,15 +308,8 @@ impl Gateway {
         self.sessions.next_epoch()
     }
 
-    /// Makes sure new ids come after a restored one.
-    pub(crate) fn bump_publish_id(&mut self, seen: u64) {
-        self.next_publish_id = self.next_publish_id.max(seen + 1);
-    }
-
     pub(crate) fn next_publish_id(&mut self) -> PublishId {
-        let id = PublishId(self.next_publish_id);
-        self.next_publish_id += 1;
-        id
+        self.outbox.next_id()
     }
 
     /// Stores a new session in a free slot.

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Gateway, PendingUplink};
-use crate::broker::{MqttQoS, PublishId, UplinkPublish};
+use super::Gateway;
+use crate::broker::MqttQoS;
 use crate::peer::ClientAddr;
 use crate::session::{
     Delivery, InFlight, Outgoing, Route, Session, SessionIdx, State, SubKind, Subscription, Will,
 };
-use crate::spool::{spool_size, SpooledPublish};
+use crate::spool::SpooledPublish;
 
 /// How a stored subscription was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -478,26 +478,7 @@ impl Gateway {
     /// link comes up.
     fn restore_spool(&mut self, spool: Vec<(u64, SpooledPublish)>) {
         for (id, message) in spool {
-            self.bump_publish_id(id);
-            let size = spool_size(&message.topic, &message.payload);
-            self.spool_state.bytes += size;
-            self.spool_state.count += 1;
-            self.uplink.insert(
-                PublishId(id),
-                PendingUplink {
-                    publish: UplinkPublish {
-                        id: Some(PublishId(id)),
-                        topic: message.topic,
-                        payload: message.payload,
-                        qos: message.qos,
-                        retain: message.retain,
-                        replay: true,
-                    },
-                    origin: None,
-                    spooled: true,
-                    via_mote: false,
-                },
-            );
+            self.outbox.restore_spooled(id, message);
         }
     }
 }

@@ -7,19 +7,11 @@
 
 use crate::broker::PublishId;
 use crate::events::Event;
-use crate::spool::{spool_size, SpoolFull, SpooledPublish};
+use crate::outbox::SpoolRoom;
+use crate::spool::SpoolFull;
 
 use super::persist::StoreOp;
 use super::Gateway;
-
-/// The spool's running state.
-#[derive(Debug, Default)]
-pub(crate) struct Spool {
-    pub(crate) bytes: usize,
-    pub(crate) count: usize,
-    /// A full spool was reported; cleared when it has room again.
-    full_reported: bool,
-}
 
 impl Gateway {
     /// Whether messages can be spooled now.
@@ -30,18 +22,19 @@ impl Gateway {
     /// Puts the pending uplink `id` in the spool, making room by the configured policy.
     /// Returns false (and counts it) when it does not fit and the policy refuses.
     pub(crate) fn spool(&mut self, id: PublishId) -> bool {
-        let Some(pending) = self.uplink.get(&id) else {
+        let Some(pending) = self.outbox.get(id) else {
             return false;
         };
-        if pending.spooled {
+        if pending.spooled() {
             return true;
         }
-        let size = spool_size(&pending.publish.topic, &pending.publish.payload);
         let max = self.config.spool.max_bytes;
-        if self.spool_state.bytes + size > max {
+        let room = self.outbox.spool_room(id, max);
+        if room != SpoolRoom::Fits {
             let room = match self.config.spool.when_full {
                 SpoolFull::Refuse => false,
-                SpoolFull::DropOldest => size <= max && self.evict_oldest_spooled(size, id),
+                // Nothing is dropped for a message that could never fit.
+                SpoolFull::DropOldest => room != SpoolRoom::Never && self.evict_oldest_spooled(id),
             };
             if !room {
                 self.metrics.spool_refused += 1;
@@ -49,38 +42,24 @@ impl Gateway {
                 return false;
             }
         }
-        let Some(pending) = self.uplink.get_mut(&id) else {
+        let Some(message) = self.outbox.mark_spooled(id) else {
             return false;
         };
-        pending.spooled = true;
-        let message = SpooledPublish {
-            topic: pending.publish.topic.clone(),
-            payload: pending.publish.payload.clone(),
-            qos: pending.publish.qos,
-            retain: pending.publish.retain,
-        };
-        self.spool_state.bytes += size;
-        self.spool_state.count += 1;
         self.metrics.spooled += 1;
         self.persistence
             .push(StoreOp::PutSpool { id: id.0, message });
         true
     }
 
-    /// Drops the oldest spooled messages (other than `keep`) until `size` more bytes fit.
-    fn evict_oldest_spooled(&mut self, size: usize, keep: PublishId) -> bool {
+    /// Drops the oldest spooled messages (other than `keep`) until `keep` fits.
+    fn evict_oldest_spooled(&mut self, keep: PublishId) -> bool {
         let max = self.config.spool.max_bytes;
-        while self.spool_state.bytes + size > max {
-            let oldest = self
-                .uplink
-                .iter()
-                .find(|(id, p)| p.spooled && **id != keep)
-                .map(|(id, _)| *id);
-            let Some(oldest) = oldest else {
+        while let SpoolRoom::Short { .. } = self.outbox.spool_room(keep, max) {
+            let Some(oldest) = self.outbox.oldest_spooled_except(keep) else {
                 return false;
             };
             self.unspool(oldest);
-            self.uplink.remove(&oldest);
+            self.outbox.remove(oldest);
             self.metrics.spool_dropped += 1;
             self.report_spool_full();
         }
@@ -89,25 +68,13 @@ impl Gateway {
 
     /// A spooled message left the spool (acknowledged by the broker, or dropped).
     pub(crate) fn unspool(&mut self, id: PublishId) {
-        let Some(pending) = self.uplink.get_mut(&id) else {
-            return;
-        };
-        if !pending.spooled {
-            return;
+        if self.outbox.unmark_spooled(id, self.config.spool.max_bytes) {
+            self.persistence.push(StoreOp::DeleteSpool { id: id.0 });
         }
-        pending.spooled = false;
-        let size = spool_size(&pending.publish.topic, &pending.publish.payload);
-        self.spool_state.bytes = self.spool_state.bytes.saturating_sub(size);
-        self.spool_state.count = self.spool_state.count.saturating_sub(1);
-        if self.spool_state.bytes + size <= self.config.spool.max_bytes {
-            self.spool_state.full_reported = false;
-        }
-        self.persistence.push(StoreOp::DeleteSpool { id: id.0 });
     }
 
     fn report_spool_full(&mut self) {
-        if !self.spool_state.full_reported {
-            self.spool_state.full_reported = true;
+        if self.outbox.first_spool_overflow() {
             self.emit(Event::SpoolFull {
                 max_bytes: self.config.spool.max_bytes,
                 policy: self.config.spool.when_full,
@@ -117,6 +84,11 @@ impl Gateway {
 
     /// Messages in the spool.
     pub fn spooled(&self) -> usize {
-        self.spool_state.count
+        self.outbox.spooled()
+    }
+
+    /// Bytes the spool's messages count against `spool.max_bytes`.
+    pub fn spool_bytes(&self) -> usize {
+        self.outbox.spool_bytes()
     }
 }

@@ -181,8 +181,9 @@ impl Gateway {
         }
         // What the mote sent on the lost connection and the broker never acknowledged.
         let replays: Vec<UplinkPublish> = self
-            .uplink
-            .values()
+            .outbox
+            .iter()
+            .map(|(_, p)| p)
             .filter(|p| p.via_mote && p.origin.is_some_and(|(o, _)| o == idx))
             .map(|p| UplinkPublish {
                 replay: true,

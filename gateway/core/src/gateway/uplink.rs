@@ -11,7 +11,7 @@ use sn_codec::v12::{Packet, PubAck, Publish, PublishTopic, RegAck, Register, Ret
 use sn_codec::validate;
 use tracing::trace;
 
-use super::{Gateway, PendingUplink};
+use super::Gateway;
 use crate::broker::{BrokerCommand, MqttQoS, PublishId, UplinkPublish};
 use crate::peer::ClientAddr;
 use crate::session::{Inbound, SessionIdx, State};
@@ -126,23 +126,19 @@ impl Gateway {
         }
         if self.spooling() && self.config.spool.qos0 {
             let id = self.next_publish_id();
-            self.uplink.insert(
-                id,
-                PendingUplink {
-                    publish: UplinkPublish {
-                        id: Some(id),
-                        ..publish.clone()
-                    },
-                    origin: None,
-                    spooled: false,
-                    via_mote: false,
+            self.outbox.insert(
+                UplinkPublish {
+                    id: Some(id),
+                    ..publish.clone()
                 },
+                None,
+                false,
             );
             if self.spool(id) {
                 self.mirror_to_fallback(&publish);
                 return;
             }
-            self.uplink.remove(&id);
+            self.outbox.remove(id);
         }
         if self.fallback_active() {
             self.mirror_to_fallback(&publish);
@@ -232,15 +228,8 @@ impl Gateway {
             retain: publish.retain,
             replay: false,
         };
-        self.uplink.insert(
-            id,
-            PendingUplink {
-                publish: uplink.clone(),
-                origin: Some((idx, epoch)),
-                spooled: false,
-                via_mote,
-            },
-        );
+        self.outbox
+            .insert(uplink.clone(), Some((idx, epoch)), via_mote);
         if let Some(session) = self.session_mut(idx) {
             session.inbound = Inbound::Forwarding {
                 msg_id: publish.msg_id,
@@ -263,16 +252,16 @@ impl Gateway {
         // store is written before the acknowledgement leaves). The fallback broker, if it
         // serves, gets a copy for the motes and local apps.
         if self.spool(id) {
-            if let Some(pending) = self.uplink.get(&id) {
+            if let Some(pending) = self.outbox.get(id) {
                 let copy = pending.publish.clone();
                 self.mirror_to_fallback(&copy);
             }
-            if let Some(origin) = self.uplink.get_mut(&id).and_then(|p| p.origin.take()) {
+            if let Some(origin) = self.outbox.take_origin(id) {
                 self.complete_inbound(origin, id);
             }
             return;
         }
-        self.uplink.remove(&id);
+        self.outbox.remove(id);
         if let Some(session) = self.session_mut(idx) {
             session.inbound = Inbound::Idle { last: None };
         }
@@ -296,7 +285,7 @@ impl Gateway {
     /// that sent it if it still waits.
     pub(crate) fn on_uplink_acked(&mut self, _now: Instant, id: PublishId) {
         self.unspool(id);
-        let Some(pending) = self.uplink.remove(&id) else {
+        let Some(pending) = self.outbox.remove(id) else {
             return;
         };
         if let Some(origin) = pending.origin {
@@ -350,8 +339,9 @@ impl Gateway {
         self.switch_back_from_fallback();
         self.resubscribe_all();
         let replays: Vec<UplinkPublish> = self
-            .uplink
-            .values()
+            .outbox
+            .iter()
+            .map(|(_, p)| p)
             .filter(|p| !p.via_mote)
             .map(|p| UplinkPublish {
                 replay: true,
@@ -364,7 +354,7 @@ impl Gateway {
             if publish.qos == MqttQoS::AtMostOnce {
                 if let Some(id) = publish.id.take() {
                     self.unspool(id);
-                    self.uplink.remove(&id);
+                    self.outbox.remove(id);
                 }
             }
             self.command(BrokerCommand::Publish(publish));
@@ -387,14 +377,14 @@ impl Gateway {
             return;
         }
         let waiting: Vec<PublishId> = self
-            .uplink
+            .outbox
             .iter()
-            .filter(|(_, p)| !p.spooled && !p.via_mote)
-            .map(|(id, _)| *id)
+            .filter(|(_, p)| !p.spooled() && !p.via_mote)
+            .map(|(id, _)| id)
             .collect();
         for id in waiting {
             if self.spool(id) {
-                if let Some(origin) = self.uplink.get_mut(&id).and_then(|p| p.origin.take()) {
+                if let Some(origin) = self.outbox.take_origin(id) {
                     self.complete_inbound(origin, id);
                 }
             }
