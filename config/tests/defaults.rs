@@ -8,15 +8,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{issues, ok};
 use sn_config::{
-    BrokerConfig, BrokerMode, Config, ConfigError, ConfigIssue, CredentialsConfig, Fallback,
-    GatewayConfig, LogConfig, UdpConfig,
+    BrokerConfig, BrokerMode, Config, ConfigError, ConfigIssue, CoreConfig, CredentialsConfig,
+    Fallback, LogConfig, SpoolConfig, UdpConfig,
 };
 
 const EXAMPLE: &str = include_str!("../gateway.example.toml");
@@ -116,7 +115,7 @@ fn empty_file_is_the_default() {
 #[test]
 fn default_values() {
     let c = Config::default();
-    let g = &c.gateway;
+    let g = &c.core;
     assert_eq!(g.gw_id, 1);
     assert_eq!(g.advertise_interval, Duration::from_secs(900));
     assert_eq!(g.retry_interval, Duration::from_secs(10));
@@ -128,7 +127,8 @@ fn default_values() {
     assert_eq!(g.max_client_id_len, 64);
     assert!(g.qos_minus_one);
     assert_eq!(g.max_pending_qos0, 10_000);
-    assert!(c.predefined_topics.is_empty());
+    assert_eq!(c.worker_threads, 1);
+    assert!(c.core.predefined_topics.is_empty());
     assert_eq!(
         c.udp,
         vec![UdpConfig {
@@ -282,9 +282,10 @@ client_key = "/etc/motes/3.key"
 level = "mqtt_sn_gateway=debug,info"
 "#;
     let c = ok(text);
+    assert_eq!(c.worker_threads, 0);
     assert_eq!(
-        c.gateway,
-        GatewayConfig {
+        c.core,
+        CoreConfig {
             gw_id: 42,
             advertise_interval: Duration::ZERO,
             retry_interval: Duration::from_millis(2500),
@@ -298,16 +299,14 @@ level = "mqtt_sn_gateway=debug,info"
             max_client_id_len: 23,
             qos_minus_one: false,
             max_pending_qos0: 3,
-            worker_threads: 0,
+            predefined_topics: vec![
+                (1, "sensors/temperature".to_string()),
+                (16, "alerts".to_string()),
+                (0xFFFE, "last".to_string()),
+            ],
+            spool: SpoolConfig::default(),
+            mode: BrokerMode::Transparent,
         }
-    );
-    assert_eq!(
-        c.predefined_topics,
-        BTreeMap::from([
-            (1, "sensors/temperature".to_string()),
-            (16, "alerts".to_string()),
-            (0xFFFE, "last".to_string()),
-        ])
     );
     let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
     assert_eq!(
@@ -357,7 +356,6 @@ level = "mqtt_sn_gateway=debug,info"
             client_cert: Some(PathBuf::from("certs/gw.crt")),
             client_key: Some(PathBuf::from("certs/gw.key")),
             fallback: Fallback::Off,
-            mode: BrokerMode::Transparent,
             client_id_prefix: "site-7/".to_string(),
             max_connecting: 10000,
         })

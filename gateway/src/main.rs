@@ -81,10 +81,7 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
-    let runtime = match runtime_builder(config.gateway.worker_threads)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_builder(config.worker_threads).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -205,7 +202,10 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                     None => println!("  broker: none configured; embedded broker, no listener"),
                 },
             }
-            println!("  {} predefined topic(s)", config.predefined_topics.len());
+            println!(
+                "  {} predefined topic(s)",
+                config.core.predefined_topics.len()
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {

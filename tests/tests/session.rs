@@ -306,7 +306,7 @@ async fn a_mote_that_never_acknowledges_is_retried_with_dup_then_lost() {
 
     // Read raw (no automatic PUBACK): the first send and the retransmissions, T_retry (1 s)
     // apart, DUP set on all but the first, same MsgId; then the mote is lost.
-    let retries = u32::from(gateway.config().gateway.max_retries);
+    let retries = gateway.config().core.max_retries;
     let mut sends = Vec::new();
     let mut disconnected = false;
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -15,7 +15,8 @@ use super::events::Event;
 use super::gateway::Gateway;
 use super::persist::StoreOp;
 
-/// Spool settings.
+/// `[spool]` settings; `Default` gives the documented defaults (enabled, 64 MiB, refuse, no
+/// QoS 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpoolConfig {
     /// Whether to spool at all (it needs the durable store).

@@ -92,5 +92,15 @@ pub enum BrokerMode {
     Transparent,
 }
 
+/// The configuration's name: `aggregating`, `transparent` (`[broker] mode`).
+impl std::fmt::Display for BrokerMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BrokerMode::Aggregating => "aggregating",
+            BrokerMode::Transparent => "transparent",
+        })
+    }
+}
+
 /// A command for one mote's connection, named by the mote's client id.
 pub type MoteCommandFor = (Arc<str>, MoteCommand);
