@@ -42,7 +42,7 @@ use std::time::Duration;
 pub use credentials::CredentialsConfig;
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigIssue};
-pub use serial::{SerialConfig, SerialDevice, SerialFraming, DEFAULT_BAUD};
+pub use serial::{SelectorParseError, SerialConfig, SerialDevice, SerialFraming, DEFAULT_BAUD};
 /// The protocol core's options, defined (with their defaults) in sn-core and filled here from
 /// `[gateway]`, `[predefined_topics]`, `[spool]` and `[broker] mode`.
 pub use sn_core::{BrokerMode, CoreConfig, QueueOverflow, SpoolConfig, SpoolFull};

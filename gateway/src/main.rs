@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mqtt_sn_gateway::runtime::{Runtime, SerialLinkSettings};
+use mqtt_sn_gateway::runtime::Runtime;
 use mqtt_sn_gateway::settings::Settings;
-use sn_config::{BrokerConfig, Config, LogConfig, UdpConfig};
+use sn_config::{BrokerConfig, Config, LogConfig, SerialConfig, UdpConfig};
 use sn_transports::serial::list_ports;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
@@ -216,13 +216,9 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 fn ports(cli: &Cli) -> ExitCode {
-    let links: Vec<SerialLinkSettings> = match &cli.config {
+    let links: Vec<SerialConfig> = match &cli.config {
         Some(path) => match Config::load(path) {
-            Ok(config) => config
-                .serial
-                .iter()
-                .map(SerialLinkSettings::from_config)
-                .collect(),
+            Ok(config) => config.serial,
             Err(error) => {
                 eprintln!("{error}");
                 return ExitCode::from(USAGE_ERROR);

@@ -23,7 +23,7 @@ mod serial;
 mod transparent;
 
 use serial::SerialHandle;
-pub use serial::{SerialLinkSettings, SerialStartError};
+pub use serial::SerialStartError;
 pub use transparent::TransparentLinks;
 
 /// Datagrams waiting for the core; a full queue makes receive tasks wait (nothing is dropped

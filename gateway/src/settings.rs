@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use sn_config::{Config, EmbeddedBrokerConfig};
+use sn_config::{Config, EmbeddedBrokerConfig, SerialConfig};
 use sn_transports::UdpLinkConfig;
 
 use crate::broker::{BrokerLinkConfig, MoteCredentials, TlsFiles, TransparentSettings};
 use crate::core::{BrokerMode, CoreConfig};
-use crate::runtime::SerialLinkSettings;
 
 /// The Debian/Ubuntu system CA bundle, used for `mqtts://` when no ca_file is configured.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -22,7 +21,7 @@ pub struct Settings {
     /// One entry per UDP link.
     pub udp: Vec<UdpLinkSettings>,
     /// One entry per serial link.
-    pub serial: Vec<SerialLinkSettings>,
+    pub serial: Vec<SerialConfig>,
     /// The remote broker, if one is configured.
     pub broker: Option<BrokerLinkConfig>,
     /// The embedded broker, which runs when no remote broker is configured, and as the
@@ -136,11 +135,7 @@ impl Settings {
         };
         let store = config.store.enabled.then(|| config.store.path.clone());
         let embedded_broker = config.embedded_broker.clone();
-        let serial = config
-            .serial
-            .iter()
-            .map(SerialLinkSettings::from_config)
-            .collect();
+        let serial = config.serial.clone();
         // The fallback serves the aggregating connection's motes; in transparent mode each mote
         // is its own broker client, which a local broker cannot stand in for.
         let fallback = config.broker.as_ref().is_some_and(|b| {
