@@ -1,48 +1,8 @@
-//! `[broker] mode` and `[[credentials]]`: transparent mode, where each mote has its own MQTT
-//! connection to the broker, and the login each mote's connection uses.
+//! `[[credentials]]`: in transparent mode (`[broker] mode`, [`crate::BrokerMode`]) each mote has
+//! its own MQTT connection to the broker; this is the login each mote's connection uses.
 
 use std::fmt;
 use std::path::PathBuf;
-
-/// `[broker] mode`: how the gateway meets the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BrokerMode {
-    /// One MQTT connection for all motes, under the gateway's own client id (the default).
-    #[default]
-    Aggregating,
-    /// One MQTT connection per mote, under the mote's own client id (with
-    /// `client_id_prefix`), keep-alive, CleanSession and Will; the login comes from the mote's
-    /// `[[credentials]]` entry or, without one, from `[broker]`.
-    Transparent,
-}
-
-impl BrokerMode {
-    /// The names accepted in the configuration, for messages.
-    pub const NAMES: &'static str = "\"aggregating\" or \"transparent\"";
-
-    /// Parses a configuration name.
-    pub fn from_name(name: &str) -> Option<BrokerMode> {
-        match name {
-            "aggregating" => Some(BrokerMode::Aggregating),
-            "transparent" => Some(BrokerMode::Transparent),
-            _ => None,
-        }
-    }
-
-    /// The configuration name.
-    pub fn name(self) -> &'static str {
-        match self {
-            BrokerMode::Aggregating => "aggregating",
-            BrokerMode::Transparent => "transparent",
-        }
-    }
-}
-
-impl fmt::Display for BrokerMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// `[[credentials]]`: the login of one mote's own broker connection (transparent mode).
 ///

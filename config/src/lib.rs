@@ -11,7 +11,7 @@
 //!
 //! ```
 //! let config = sn_config::Config::parse("[gateway]\ngw_id = 7\n", "gateway.toml")?;
-//! assert_eq!(config.gateway.gw_id, 7);
+//! assert_eq!(config.core.gw_id, 7);
 //! assert_eq!(config.udp.len(), 1); // no [[udp]]: one UDP link with the defaults
 //!
 //! let err = sn_config::Config::parse("[gateway]\nretry_interval = \"10x\"\n", "gateway.toml")
@@ -34,16 +34,18 @@ mod serial;
 mod suggest;
 mod values;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use credentials::{BrokerMode, CredentialsConfig};
+pub use credentials::CredentialsConfig;
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigIssue};
-pub use serial::{SerialConfig, SerialDevice, SerialFraming, DEFAULT_BAUD};
+pub use serial::{SelectorParseError, SerialConfig, SerialDevice, SerialFraming, DEFAULT_BAUD};
+/// The protocol core's options, defined (with their defaults) in sn-core and filled here from
+/// `[gateway]`, `[predefined_topics]`, `[spool]` and `[broker] mode`.
+pub use sn_core::{BrokerMode, CoreConfig, QueueOverflow, SpoolConfig, SpoolFull};
 
 /// The default MQTT-SN UDP port, used by the default bind and discovery addresses.
 pub const DEFAULT_UDP_PORT: u16 = 1883;
@@ -69,10 +71,15 @@ pub const DEFAULT_DISCOVERY_V6: SocketAddr = SocketAddr::new(
 /// The whole gateway configuration, as read from one TOML file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// `[gateway]`: protocol behaviour and limits of the MQTT-SN side.
-    pub gateway: GatewayConfig,
-    /// `[predefined_topics]`: topic ids compiled into the motes' firmware, id → topic name.
-    pub predefined_topics: BTreeMap<u16, String>,
+    /// The protocol core's options: `[gateway]` (all but `worker_threads`),
+    /// `[predefined_topics]` (sorted by id), `[spool]` and `[broker] mode`. Their defaults are
+    /// [`CoreConfig::default`]'s; the gateway turns the spool off when `[store]` is off.
+    pub core: CoreConfig,
+    /// `[gateway] worker_threads`: threads that run the gateway (links, core, broker
+    /// connections): 1 (the default) runs everything on one thread, which measured fastest
+    /// (no hand-offs between threads); 0 means one per CPU core; more can help transparent
+    /// mode with many motes. 0 to 1024. The embedded broker always has a thread of its own.
+    pub worker_threads: u16,
     /// `[[udp]]`: the UDP links. A file without `[[udp]]` gets one link with the defaults;
     /// `udp = []` means no UDP link at all.
     pub udp: Vec<UdpConfig>,
@@ -90,8 +97,6 @@ pub struct Config {
     pub log: LogConfig,
     /// `[store]`: the durable state file.
     pub store: StoreConfig,
-    /// `[spool]`: uplink messages held while the broker is unreachable.
-    pub spool: SpoolConfig,
     /// Settings the file makes that have no effect (the file is still valid), each with its
     /// place and how to fix the file: `[spool]` with `[store] enabled = false`, `[broker]
     /// fallback` in transparent mode. `check-config` prints them and the gateway logs them
@@ -185,8 +190,8 @@ impl Default for Config {
     /// The configuration of an empty file: all defaults, one UDP link, no remote broker.
     fn default() -> Self {
         Config {
-            gateway: GatewayConfig::default(),
-            predefined_topics: BTreeMap::new(),
+            core: CoreConfig::default(),
+            worker_threads: DEFAULT_WORKER_THREADS,
             udp: vec![UdpConfig::default()],
             serial: Vec::new(),
             broker: None,
@@ -194,83 +199,13 @@ impl Default for Config {
             embedded_broker: EmbeddedBrokerConfig::default(),
             log: LogConfig::default(),
             store: StoreConfig::default(),
-            spool: SpoolConfig::default(),
             warnings: Vec::new(),
         }
     }
 }
 
-/// `[gateway]`: the MQTT-SN protocol side of the gateway.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GatewayConfig {
-    /// The GwId sent in ADVERTISE and GWINFO. Default 1.
-    pub gw_id: u8,
-    /// ADVERTISE period; zero turns ADVERTISE off. Whole seconds, at most 65535 s. Default 15 min.
-    pub advertise_interval: Duration,
-    /// T_retry: a gateway message that expects a reply is resent after this long.
-    /// 1 s to 1 h, default 10 s.
-    pub retry_interval: Duration,
-    /// N_retry: resends before the mote is declared lost. 0 to 20, default 3.
-    pub max_retries: u8,
-    /// Connected and sleeping motes held at once. At least 1, default 10000.
-    pub max_sessions: u32,
-    /// Registered topic ids per mote. 1 to 65533, default 1000.
-    pub max_topics_per_session: u16,
-    /// Downlink messages waiting for one mote. At least 1, default 1000.
-    pub max_queued_per_session: u32,
-    /// Bytes of payload waiting for one client (a sleeping mote's buffer); with
-    /// `max_queued_per_session` it bounds what one mote can hold.
-    pub max_queued_bytes_per_session: u32,
-    /// What gives way when a client's queue is full. QoS 0 messages always go first.
-    pub queue_overflow: QueueOverflow,
-    /// Largest MQTT-SN datagram accepted from or sent to a mote, in bytes. 16 to 65535,
-    /// default 1024.
-    pub max_packet_size: u16,
-    /// Longest client id accepted in CONNECT, in bytes (the spec says 23, Paho allows 64).
-    /// 1 to 65535, default 64.
-    pub max_client_id_len: u16,
-    /// Accept QoS −1 PUBLISH from motes that never connected. Default true.
-    pub qos_minus_one: bool,
-    /// QoS 0/−1 uplink messages that may wait for the broker connection when the motes send
-    /// faster than the broker takes them; beyond it new ones are dropped and counted. At
-    /// least 1, default 10000.
-    pub max_pending_qos0: u32,
-    /// Threads that run the gateway (links, core, broker connections): 1 (the default) runs
-    /// everything on one thread, which measured fastest (no hand-offs between threads); 0
-    /// means one per CPU core; more can help transparent mode with many motes. 0 to 1024.
-    /// The embedded broker always has a thread of its own.
-    pub worker_threads: u16,
-}
-
-impl Default for GatewayConfig {
-    fn default() -> Self {
-        GatewayConfig {
-            gw_id: 1,
-            advertise_interval: Duration::from_secs(15 * 60),
-            retry_interval: Duration::from_secs(10),
-            max_retries: 3,
-            max_sessions: 10_000,
-            max_topics_per_session: 1000,
-            max_queued_per_session: 1000,
-            max_queued_bytes_per_session: 256 * 1024,
-            queue_overflow: QueueOverflow::DropOldest,
-            max_packet_size: 1024,
-            max_client_id_len: 64,
-            qos_minus_one: true,
-            max_pending_qos0: 10_000,
-            worker_threads: 1,
-        }
-    }
-}
-
-/// The overflow policy of a client's message queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueOverflow {
-    /// Make room by dropping the oldest message (after any QoS 0 message).
-    DropOldest,
-    /// Keep what is queued; drop the message that does not fit (after any QoS 0 message).
-    DropNew,
-}
+/// The default `[gateway] worker_threads`: one thread, measured fastest.
+pub const DEFAULT_WORKER_THREADS: u16 = 1;
 
 /// `[[udp]]`: one UDP link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,7 +262,8 @@ impl UdpConfig {
     }
 }
 
-/// `[broker]`: the remote MQTT broker the gateway forwards to.
+/// `[broker]`: the remote MQTT broker the gateway forwards to. (Its `mode` is a core option:
+/// [`CoreConfig::mode`] in [`Config::core`].)
 #[derive(Clone, PartialEq, Eq)]
 pub struct BrokerConfig {
     /// The broker URL, normalised and without user info (so it is safe to log):
@@ -371,8 +307,6 @@ pub struct BrokerConfig {
     /// What serves the motes while this broker is unreachable. Default
     /// [`Fallback::Embedded`].
     pub fallback: Fallback,
-    /// One connection for all motes, or one per mote. Default [`BrokerMode::Aggregating`].
-    pub mode: BrokerMode,
     /// Transparent mode: prepended to each mote's client id on its broker connection.
     /// Default empty.
     pub client_id_prefix: String,
@@ -404,6 +338,20 @@ impl BrokerConfig {
         Ok(BrokerConfig::from_parsed(parsed))
     }
 
+    /// A plain `mqtt://` broker at `addr` with every other option at its default and no
+    /// login: for connections the gateway makes to a broker it knows the address of (its
+    /// embedded broker), and for tests.
+    pub fn plain(addr: SocketAddr) -> BrokerConfig {
+        BrokerConfig::from_parsed(values::BrokerUrl {
+            tls: false,
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            username: None,
+            password: None,
+            normalized: format!("mqtt://{addr}"),
+        })
+    }
+
     pub(crate) fn from_parsed(url: values::BrokerUrl) -> BrokerConfig {
         BrokerConfig {
             url: url.normalized,
@@ -424,7 +372,6 @@ impl BrokerConfig {
             client_cert: None,
             client_key: None,
             fallback: Fallback::Embedded,
-            mode: BrokerMode::Aggregating,
             client_id_prefix: String::new(),
             max_connecting: 100,
         }
@@ -462,7 +409,6 @@ impl fmt::Debug for BrokerConfig {
             .field("client_cert", &self.client_cert)
             .field("client_key", &self.client_key)
             .field("fallback", &self.fallback)
-            .field("mode", &self.mode)
             .field("client_id_prefix", &self.client_id_prefix)
             .field("max_connecting", &self.max_connecting)
             .finish()
@@ -478,7 +424,8 @@ pub const DEFAULT_EMBEDDED_LISTEN: SocketAddr =
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbeddedBrokerConfig {
     /// The TCP address local MQTT apps (mosquitto_sub, Node-RED) connect to; `None` (written
-    /// `"off"`) when no app may connect. Default `127.0.0.1:1883`; port 0 picks a free port.
+    /// `"off"`) when no app may connect (the gateway's own link then uses an ephemeral loopback
+    /// port). Default `127.0.0.1:1883`; port 0 picks a free port.
     pub listen: Option<SocketAddr>,
 }
 
@@ -535,38 +482,4 @@ impl Default for StoreConfig {
             path: PathBuf::from("mqtt-sn-gateway.redb"),
         }
     }
-}
-
-/// `[spool]`: what the gateway does with uplink messages while the broker is unreachable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpoolConfig {
-    /// Hold messages on disk (in the `[store]` file) and send them when the broker returns.
-    /// Default true; needs `[store] enabled`.
-    pub enabled: bool,
-    /// Most bytes held (topic + payload + 32 per message). Default 64 MiB.
-    pub max_bytes: u64,
-    /// At the limit: refuse new messages (QoS 1/2 get PUBACK 0x01) or drop the oldest.
-    pub when_full: SpoolFull,
-    /// Also hold QoS 0 and -1 messages (dropped and counted otherwise). Default false.
-    pub qos0: bool,
-}
-
-impl Default for SpoolConfig {
-    fn default() -> Self {
-        SpoolConfig {
-            enabled: true,
-            max_bytes: 64 * 1024 * 1024,
-            when_full: SpoolFull::Refuse,
-            qos0: false,
-        }
-    }
-}
-
-/// The spool's policy at its limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpoolFull {
-    /// Refuse new messages: QoS 1/2 get PUBACK 0x01 and the mote keeps them.
-    Refuse,
-    /// Drop the oldest held messages to make room.
-    DropOldest,
 }

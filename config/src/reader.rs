@@ -25,8 +25,8 @@ use crate::values::{
     parse_topic_id, BrokerUrl, PASSWORD_NEEDS_USER,
 };
 use crate::{
-    BrokerConfig, BrokerMode, Config, ConfigError, ConfigIssue, EmbeddedBrokerConfig, Fallback,
-    GatewayConfig, LogConfig, QueueOverflow, SpoolConfig, SpoolFull, StoreConfig, UdpConfig,
+    BrokerConfig, BrokerMode, Config, ConfigError, ConfigIssue, CoreConfig, EmbeddedBrokerConfig,
+    Fallback, LogConfig, QueueOverflow, SpoolConfig, SpoolFull, StoreConfig, UdpConfig,
     DEFAULT_MQTT_PORT,
 };
 pub(crate) use credentials::CREDENTIALS_KEYS;
@@ -496,17 +496,18 @@ impl<'s> Reader<'s> {
             match name {
                 "gateway" => {
                     if let Some(table) = self.table(value, name) {
-                        config.gateway = self.gateway(table);
+                        self.gateway(table, &mut config);
                     }
                 }
                 "predefined_topics" => {
                     if let Some(table) = self.table(value, name) {
-                        config.predefined_topics = self.predefined_topics(table);
+                        config.core.predefined_topics =
+                            self.predefined_topics(table).into_iter().collect();
                     }
                 }
                 "udp" => config.udp = self.udp_links(value),
                 "serial" => config.serial = self.serial_links(value),
-                "broker" => config.broker = self.broker(value),
+                "broker" => config.broker = self.broker(value, &mut config.core.mode),
                 "credentials" => {
                     credentials = self.credentials(value);
                     config.credentials = credentials.iter().map(|e| e.config.clone()).collect();
@@ -518,7 +519,7 @@ impl<'s> Reader<'s> {
                 }
                 "spool" => {
                     if let Some(table) = self.table(value, name) {
-                        config.spool = self.spool(table);
+                        config.core.spool = self.spool(table);
                     }
                 }
                 "store" => {
@@ -558,7 +559,8 @@ impl<'s> Reader<'s> {
                 .and_then(|t| t.get(key))
                 .map(|v| reader.position(v.span().start).0)
         };
-        if config.spool.enabled && !config.store.enabled {
+        let transparent = config.broker.is_some() && config.core.mode == BrokerMode::Transparent;
+        if config.core.spool.enabled && !config.store.enabled {
             if let Some((spool, value)) = table_of("spool").zip(doc.get("spool")) {
                 let store_line = line_of(self, table_of("store"), "enabled")
                     .map_or(String::new(), |line| format!(" (line {line})"));
@@ -569,11 +571,7 @@ impl<'s> Reader<'s> {
                 // Transparent mode has no spool with the store on either (each message must
                 // reach the broker on its mote's own connection): turning the store on is
                 // no fix there.
-                let fix = if config
-                    .broker
-                    .as_ref()
-                    .is_some_and(|b| b.mode == BrokerMode::Transparent)
-                {
+                let fix = if transparent {
                     "Set [spool] enabled = false: in transparent mode there is no spool at all"
                 } else {
                     "Set [store] enabled = true to spool, or [spool] enabled = false to say \
@@ -587,21 +585,20 @@ impl<'s> Reader<'s> {
                 self.warning(span, field, message);
             }
         }
-        if let Some(broker) = &config.broker {
-            if broker.mode == BrokerMode::Transparent {
-                let table = table_of("broker");
-                if let Some((key, _)) = table.and_then(|t| t.get_key_value("fallback")) {
-                    let mode_line = line_of(self, table, "mode")
-                        .map_or(String::new(), |line| format!(" (line {line})"));
-                    let message = format!(
-                        "ignored: mode = \"transparent\"{mode_line} gives each mote its own \
-                         connection to this broker, which no local broker can stand in for, so \
-                         there is no fallback; during an outage motes' QoS 1/2 PUBLISHes get \
-                         return code 0x01 (congestion) and are retried. Remove fallback, or set \
-                         mode = \"aggregating\" to have the embedded broker take over"
-                    );
-                    self.warning(key.span(), "broker.fallback", message);
-                }
+        // `transparent` implies a [broker] section.
+        if transparent {
+            let table = table_of("broker");
+            if let Some((key, _)) = table.and_then(|t| t.get_key_value("fallback")) {
+                let mode_line = line_of(self, table, "mode")
+                    .map_or(String::new(), |line| format!(" (line {line})"));
+                let message = format!(
+                    "ignored: mode = \"transparent\"{mode_line} gives each mote its own \
+                     connection to this broker, which no local broker can stand in for, so \
+                     there is no fallback; during an outage motes' QoS 1/2 PUBLISHes get \
+                     return code 0x01 (congestion) and are retried. Remove fallback, or set \
+                     mode = \"aggregating\" to have the embedded broker take over"
+                );
+                self.warning(key.span(), "broker.fallback", message);
             }
         }
     }
@@ -631,8 +628,11 @@ impl<'s> Reader<'s> {
         self.issue(key.span(), &key_display(name), message);
     }
 
-    fn gateway(&mut self, table: &DeTable<'_>) -> GatewayConfig {
-        let mut g = GatewayConfig::default();
+    /// `[gateway]`: the core's limits into `config.core`, `worker_threads` into `config`.
+    fn gateway(&mut self, table: &DeTable<'_>, config: &mut Config) {
+        let g: &mut CoreConfig = &mut config.core;
+        // The file's ranges, read at the width they fit in, then widened to the core's types.
+        let wide = |n: Option<u32>| n.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         for (key, v) in table.iter() {
             let name: &str = key.get_ref();
             let f = join("gateway", name);
@@ -646,17 +646,23 @@ impl<'s> Reader<'s> {
                     set(&mut g.retry_interval, self.duration(v, &f, RETRY_LIMITS));
                 }
                 "max_retries" => set(&mut g.max_retries, self.int(v, &f, 0, 20)),
-                "max_sessions" => set(&mut g.max_sessions, self.int(v, &f, 1, u32::MAX)),
+                "max_sessions" => set(&mut g.max_sessions, wide(self.int(v, &f, 1, u32::MAX))),
                 "max_topics_per_session" => {
-                    set(&mut g.max_topics_per_session, self.int(v, &f, 1, 65533));
+                    set(
+                        &mut g.max_topics_per_session,
+                        wide(self.int(v, &f, 1, 65533)),
+                    );
                 }
                 "max_queued_per_session" => {
-                    set(&mut g.max_queued_per_session, self.int(v, &f, 1, u32::MAX));
+                    set(
+                        &mut g.max_queued_per_session,
+                        wide(self.int(v, &f, 1, u32::MAX)),
+                    );
                 }
                 "max_queued_bytes_per_session" => {
                     set(
                         &mut g.max_queued_bytes_per_session,
-                        self.int(v, &f, 1, u32::MAX),
+                        wide(self.int(v, &f, 1, u32::MAX)),
                     );
                 }
                 "queue_overflow" => {
@@ -673,19 +679,22 @@ impl<'s> Reader<'s> {
                         }
                     }
                 }
-                "max_packet_size" => set(&mut g.max_packet_size, self.int(v, &f, 16, u16::MAX)),
+                "max_packet_size" => {
+                    set(&mut g.max_packet_size, wide(self.int(v, &f, 16, 65535)));
+                }
                 "max_client_id_len" => {
-                    set(&mut g.max_client_id_len, self.int(v, &f, 1, u16::MAX));
+                    set(&mut g.max_client_id_len, wide(self.int(v, &f, 1, 65535)));
                 }
                 "qos_minus_one" => set(&mut g.qos_minus_one, self.boolean(v, &f)),
                 "max_pending_qos0" => {
-                    set(&mut g.max_pending_qos0, self.int(v, &f, 1, u32::MAX));
+                    set(&mut g.max_pending_qos0, wide(self.int(v, &f, 1, u32::MAX)));
                 }
-                "worker_threads" => set(&mut g.worker_threads, self.int(v, &f, 0u16, 1024)),
+                "worker_threads" => {
+                    set(&mut config.worker_threads, self.int(v, &f, 0u16, 1024));
+                }
                 _ => self.unknown_key(key, "gateway", "gateway"),
             }
         }
-        g
     }
 
     fn predefined_topics(&mut self, table: &DeTable<'_>) -> BTreeMap<u16, String> {
@@ -839,7 +848,8 @@ impl<'s> Reader<'s> {
         (link, bind_value.map(|v| v.span()))
     }
 
-    fn broker(&mut self, value: &Value<'_>) -> Option<BrokerConfig> {
+    /// `[broker]`; its `mode` (a core option) goes into `mode`.
+    fn broker(&mut self, value: &Value<'_>, mode: &mut BrokerMode) -> Option<BrokerConfig> {
         let table = self.table(value, "broker")?;
         let url: Option<(BrokerUrl, Range<usize>)> = match table.get("url") {
             None => {
@@ -934,10 +944,10 @@ impl<'s> Reader<'s> {
                 }
                 "max_inflight" => set(&mut b.max_inflight, self.int(v, &f, 1, u16::MAX)),
                 "mode" => {
-                    let expected = BrokerMode::NAMES;
+                    let expected = BROKER_MODE_NAMES;
                     if let Some(text) = self.string(v, &f, expected) {
-                        match BrokerMode::from_name(text.trim()) {
-                            Some(mode) => b.mode = mode,
+                        match broker_mode(text.trim()) {
+                            Some(found) => *mode = found,
                             None => self.issue(
                                 v.span(),
                                 &f,
@@ -1072,7 +1082,11 @@ impl<'s> Reader<'s> {
             let f = join("spool", name);
             match name {
                 "enabled" => set(&mut spool.enabled, self.boolean(v, &f)),
-                "max_bytes" => set(&mut spool.max_bytes, self.int(v, &f, 1024, u64::MAX)),
+                "max_bytes" => set(
+                    &mut spool.max_bytes,
+                    self.int(v, &f, 1024, u64::MAX)
+                        .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+                ),
                 "qos0" => set(&mut spool.qos0, self.boolean(v, &f)),
                 "when_full" => {
                     let expected = "\"refuse\" or \"drop-oldest\"";
@@ -1342,6 +1356,16 @@ fn collect_places(table: &DeTable<'_>, prefix: &str, text: &str, out: &mut Vec<P
 
 /// A BrokerUrl for a `[broker]` whose url is missing or wrong, so the other options can still
 /// be checked.
+/// The names `[broker] mode` accepts, for messages.
+const BROKER_MODE_NAMES: &str = "\"aggregating\" or \"transparent\"";
+
+/// Parses a `[broker] mode` name (each mode's `Display` is its name).
+fn broker_mode(name: &str) -> Option<BrokerMode> {
+    [BrokerMode::Aggregating, BrokerMode::Transparent]
+        .into_iter()
+        .find(|mode| mode.to_string() == name)
+}
+
 fn placeholder_url() -> BrokerUrl {
     BrokerUrl {
         tls: false,

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 /// Line speed used when `baud` is not written: the factory setting of XBee modules and Ebyte
 /// E22 modems.
@@ -24,24 +25,49 @@ pub struct SerialConfig {
     pub discovery: bool,
 }
 
-/// How the device of a serial link is found, at start-up and again after a replug.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the device of a serial link is found, at start-up and again after a replug
+/// (`[[serial]] device`, or `usb` with `serial_number`). The one definition: the serial
+/// transport opens what this names (sn-transports looks it up among the ports present).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SerialDevice {
     /// A device path, e.g. `/dev/ttyUSB0`, a udev `SYMLINK` like `/dev/xbee0`, or a
-    /// `/dev/serial/by-id/...` name (stable across replugs).
+    /// `/dev/serial/by-id/...` name (stable across replugs). Opened as it is at every open and
+    /// reopen, so a symlink that udev re-creates after a replug is followed to wherever it
+    /// points then.
     Path(PathBuf),
     /// A USB adapter by vendor and product id, plus its serial number when several alike are
-    /// plugged in; found wherever it appears (`/dev/ttyUSB0`, then `/dev/ttyUSB1`...).
+    /// plugged in; looked up among the ports present at every open and reopen, wherever it
+    /// appears (`/dev/ttyUSB0`, then `/dev/ttyUSB1`...).
     Usb {
         /// USB vendor id.
         vid: u16,
         /// USB product id.
         pid: u16,
-        /// The adapter's USB serial number, if given.
+        /// The adapter's USB serial number; `None` takes any device with this VID:PID, as
+        /// long as there is only one.
         serial_number: Option<String>,
     },
 }
 
+impl SerialDevice {
+    /// The device at `path`.
+    pub fn path(path: impl Into<PathBuf>) -> Self {
+        SerialDevice::Path(path.into())
+    }
+
+    /// Parses a USB identity: `VID:PID` or `VID:PID:SERIAL`, VID and PID in hex as `lsusb`
+    /// prints them (`0403:6015`, `0403:6015:A50285BI`). Everything after the second colon
+    /// is the serial number.
+    pub fn parse_usb(text: &str) -> Result<Self, SelectorParseError> {
+        parse_usb(text).map_err(|reason| SelectorParseError {
+            input: text.to_owned(),
+            reason,
+            path_allowed: false,
+        })
+    }
+}
+
+/// `/dev/ttyUSB0`; `usb 0403:6015 serial A50285BI`; `usb 0403:6015`.
 impl fmt::Display for SerialDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -58,6 +84,89 @@ impl fmt::Display for SerialDevice {
                 Ok(())
             }
         }
+    }
+}
+
+/// Parses a device given as one text: text containing a `/` is a path (`/dev/ttyUSB0`,
+/// `/dev/serial/by-id/...`), anything else a USB identity as in
+/// [`parse_usb`](SerialDevice::parse_usb).
+impl FromStr for SerialDevice {
+    type Err = SelectorParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.contains('/') {
+            return Ok(SerialDevice::Path(PathBuf::from(text)));
+        }
+        parse_usb(text).map_err(|reason| SelectorParseError {
+            input: text.to_owned(),
+            reason,
+            path_allowed: true,
+        })
+    }
+}
+
+/// Parses `VID:PID[:SERIAL]`, or says what is wrong with it.
+fn parse_usb(text: &str) -> Result<SerialDevice, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    let mut parts = text.splitn(3, ':');
+    let vid = parts.next().unwrap_or_default();
+    let Some(pid) = parts.next() else {
+        return Err("there is no colon between VID and PID".to_owned());
+    };
+    let vid = parse_hex_id("VID", vid)?;
+    let pid = parse_hex_id("PID", pid)?;
+    let serial_number = match parts.next() {
+        None => None,
+        Some(serial) if serial.trim().is_empty() => {
+            return Err("the serial number after the second colon is empty".to_owned());
+        }
+        Some(serial) => Some(serial.trim().to_owned()),
+    };
+    Ok(SerialDevice::Usb {
+        vid,
+        pid,
+        serial_number,
+    })
+}
+
+/// Parses one to four hex digits.
+fn parse_hex_id(what: &str, text: &str) -> Result<u16, String> {
+    let digits = text.trim();
+    if digits.is_empty() || digits.len() > 4 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "the {what} {digits:?} is not a hex number of 1 to 4 digits"
+        ));
+    }
+    u16::from_str_radix(digits, 16)
+        .map_err(|error| format!("the {what} {digits:?} is not a hex number: {error}"))
+}
+
+/// A device given as text that is neither a path nor a well-formed USB identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid serial device {input:?}: {reason}; expected {expected}",
+    expected = if *path_allowed {
+        "a device path (/dev/ttyUSB0, /dev/serial/by-id/...) or a USB identity VID:PID or \
+         VID:PID:SERIAL with VID and PID in hex, e.g. 0403:6015 or 0403:6015:A50285BI \
+         (`mqtt-sn-gateway ports` lists them)"
+    } else {
+        "a USB identity VID:PID or VID:PID:SERIAL with VID and PID in hex, e.g. 0403:6015 or \
+         0403:6015:A50285BI (`mqtt-sn-gateway ports` lists them)"
+    }
+)]
+pub struct SelectorParseError {
+    input: String,
+    reason: String,
+    path_allowed: bool,
+}
+
+impl SelectorParseError {
+    /// The text that was refused.
+    pub fn input(&self) -> &str {
+        &self.input
     }
 }
 

@@ -8,15 +8,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{issues, ok};
 use sn_config::{
-    BrokerConfig, BrokerMode, Config, ConfigError, ConfigIssue, CredentialsConfig, Fallback,
-    GatewayConfig, LogConfig, UdpConfig,
+    BrokerConfig, BrokerMode, Config, ConfigError, ConfigIssue, CoreConfig, CredentialsConfig,
+    Fallback, LogConfig, SpoolConfig, UdpConfig,
 };
 
 const EXAMPLE: &str = include_str!("../gateway.example.toml");
@@ -116,7 +115,7 @@ fn empty_file_is_the_default() {
 #[test]
 fn default_values() {
     let c = Config::default();
-    let g = &c.gateway;
+    let g = &c.core;
     assert_eq!(g.gw_id, 1);
     assert_eq!(g.advertise_interval, Duration::from_secs(900));
     assert_eq!(g.retry_interval, Duration::from_secs(10));
@@ -128,7 +127,8 @@ fn default_values() {
     assert_eq!(g.max_client_id_len, 64);
     assert!(g.qos_minus_one);
     assert_eq!(g.max_pending_qos0, 10_000);
-    assert!(c.predefined_topics.is_empty());
+    assert_eq!(c.worker_threads, 1);
+    assert!(c.core.predefined_topics.is_empty());
     assert_eq!(
         c.udp,
         vec![UdpConfig {
@@ -149,8 +149,78 @@ fn an_empty_udp_list_means_no_udp_link() {
     assert!(ok("udp = []").udp.is_empty());
 }
 
+/// The example's commented-out `# key = value` lines that state an option's default, by
+/// section: [`example_file_states_exactly_the_defaults`] uncomments and checks them.
+const COMMENTED_DEFAULTS: &[(&str, &[&str])] = &[("serial", &["baud", "max_frame", "discovery"])];
+/// The keys a commented-out section needs to parse at all (required options, no default).
+const REQUIRED_TO_PARSE: &[(&str, &[&str])] = &[("serial", &["device", "framing"])];
+/// The example's commented-out lines that show an example value of an option without a
+/// default (optional, or required in a section that is itself optional).
+const COMMENTED_EXAMPLES: &[(&str, &[&str])] = &[
+    ("predefined_topics", &["1", "0x0010"]),
+    ("serial", &["device", "usb", "serial_number", "framing"]),
+    (
+        "broker",
+        &[
+            "username",
+            "password",
+            "password_file",
+            "ca_file",
+            "client_cert",
+            "client_key",
+        ],
+    ),
+    (
+        "credentials",
+        &[
+            "client_id",
+            "username",
+            "password",
+            "password_file",
+            "client_cert",
+            "client_key",
+        ],
+    ),
+];
+
+/// A line of the example as (section, key, the line uncommented) when it is a commented-out
+/// option or section header; the section is the last header above it, commented or not.
+fn commented_options(text: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let (commented, body) = match line.strip_prefix("# ") {
+            Some(body) => (true, body),
+            None => (false, line),
+        };
+        if let Some(header) = body.strip_prefix('[') {
+            let name = header.trim_start_matches('[');
+            section = name[..name.find(']').unwrap()].to_string();
+            continue;
+        }
+        let Some((key, _)) = body.split_once(" = ") else {
+            continue;
+        };
+        let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if commented && is_key {
+            found.push((section.clone(), key.to_string(), body.to_string()));
+        }
+    }
+    found
+}
+
+fn listed(list: &[(&str, &[&str])], section: &str, key: &str) -> bool {
+    list.iter()
+        .any(|(s, keys)| *s == section && keys.contains(&key))
+}
+
+/// The example states exactly the defaults: every option written in it has the value the code
+/// gives it when it is left out (the one deliberate difference is the [broker] section, whose
+/// options other than url are at their defaults too), and every commented-out option is
+/// either one without a default or states the default, which is checked by uncommenting it.
 #[test]
-fn example_file_is_the_default_except_for_its_broker() {
+fn example_file_states_exactly_the_defaults() {
+    // What the file states, as written.
     let mut config = ok(EXAMPLE);
     // The one deliberate difference: the example has a [broker] section with only the url set.
     assert_eq!(
@@ -159,6 +229,56 @@ fn example_file_is_the_default_except_for_its_broker() {
     );
     config.broker = None;
     assert_eq!(config, Config::default());
+
+    // Every commented-out option is accounted for, and every listed one is in the file.
+    let commented = commented_options(EXAMPLE);
+    for (section, key, line) in &commented {
+        assert!(
+            listed(COMMENTED_DEFAULTS, section, key) || listed(COMMENTED_EXAMPLES, section, key),
+            "the example's commented-out line {line:?} in [{section}] is neither listed as \
+             stating a default nor as an example value; add it to one of the lists"
+        );
+    }
+    for list in [COMMENTED_DEFAULTS, COMMENTED_EXAMPLES] {
+        for (section, keys) in list {
+            for key in *keys {
+                assert!(
+                    commented.iter().any(|(s, k, _)| s == section && k == key),
+                    "the example has no commented-out {section}.{key}"
+                );
+            }
+        }
+    }
+
+    // A commented-out default, uncommented, changes nothing: the section with it parses to
+    // what the section with only its required keys does.
+    for (section, defaults) in COMMENTED_DEFAULTS {
+        let required = REQUIRED_TO_PARSE
+            .iter()
+            .find(|(s, _)| s == section)
+            .map_or(&[][..], |(_, keys)| *keys);
+        let header = if *section == "serial" || *section == "udp" || *section == "credentials" {
+            format!("[[{section}]]\n")
+        } else {
+            format!("[{section}]\n")
+        };
+        let lines = |keys: &[&str]| -> String {
+            commented
+                .iter()
+                .filter(|(s, k, _)| s == section && keys.contains(&k.as_str()))
+                .map(|(_, _, line)| format!("{line}\n"))
+                .collect()
+        };
+        let bare = ok(&format!("{header}{}", lines(required)));
+        let all: Vec<&str> = required.iter().chain(defaults.iter()).copied().collect();
+        let stated = ok(&format!("{header}{}", lines(&all)));
+        assert_eq!(
+            stated,
+            bare,
+            "a commented-out default in [{section}] of the example is not the code's default:\n{}",
+            lines(defaults)
+        );
+    }
 }
 
 #[test]
@@ -282,9 +402,10 @@ client_key = "/etc/motes/3.key"
 level = "mqtt_sn_gateway=debug,info"
 "#;
     let c = ok(text);
+    assert_eq!(c.worker_threads, 0);
     assert_eq!(
-        c.gateway,
-        GatewayConfig {
+        c.core,
+        CoreConfig {
             gw_id: 42,
             advertise_interval: Duration::ZERO,
             retry_interval: Duration::from_millis(2500),
@@ -298,16 +419,14 @@ level = "mqtt_sn_gateway=debug,info"
             max_client_id_len: 23,
             qos_minus_one: false,
             max_pending_qos0: 3,
-            worker_threads: 0,
+            predefined_topics: vec![
+                (1, "sensors/temperature".to_string()),
+                (16, "alerts".to_string()),
+                (0xFFFE, "last".to_string()),
+            ],
+            spool: SpoolConfig::default(),
+            mode: BrokerMode::Transparent,
         }
-    );
-    assert_eq!(
-        c.predefined_topics,
-        BTreeMap::from([
-            (1, "sensors/temperature".to_string()),
-            (16, "alerts".to_string()),
-            (0xFFFE, "last".to_string()),
-        ])
     );
     let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
     assert_eq!(
@@ -357,7 +476,6 @@ level = "mqtt_sn_gateway=debug,info"
             client_cert: Some(PathBuf::from("certs/gw.crt")),
             client_key: Some(PathBuf::from("certs/gw.key")),
             fallback: Fallback::Off,
-            mode: BrokerMode::Transparent,
             client_id_prefix: "site-7/".to_string(),
             max_connecting: 10000,
         })

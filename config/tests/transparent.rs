@@ -20,28 +20,27 @@ const TRANSPARENT_TLS: &str = "[broker]\nurl = \"mqtts://h\"\nmode = \"transpare
 #[test]
 fn aggregating_is_the_default() {
     let b = BrokerConfig::from_url("mqtt://h").unwrap();
-    assert_eq!(b.mode, BrokerMode::Aggregating);
     assert_eq!(b.client_id_prefix, "");
     assert_eq!(b.max_connecting, 100);
-    assert_eq!(ok("[broker]\nurl = \"mqtt://h\"\n").broker, Some(b));
+    let c = ok("[broker]\nurl = \"mqtt://h\"\n");
+    assert_eq!(c.core.mode, BrokerMode::Aggregating);
+    assert_eq!(c.broker, Some(b));
     assert!(Config::default().credentials.is_empty());
     assert_eq!(BrokerMode::default(), BrokerMode::Aggregating);
 }
 
 #[test]
 fn mode_prefix_and_max_connecting() {
-    let b = ok(&format!(
+    let c = ok(&format!(
         "{TRANSPARENT}client_id_prefix = \"site-7/\"\nmax_connecting = 1\n"
-    ))
-    .broker
-    .unwrap();
-    assert_eq!(b.mode, BrokerMode::Transparent);
+    ));
+    assert_eq!(c.core.mode, BrokerMode::Transparent);
+    let b = c.broker.unwrap();
     assert_eq!(b.client_id_prefix, "site-7/");
     assert_eq!(b.max_connecting, 1);
-    let b = ok("[broker]\nurl = \"mqtt://h\"\nmode = \"aggregating\"\nmax_connecting = 10000\n")
-        .broker
-        .unwrap();
-    assert_eq!(b.mode, BrokerMode::Aggregating);
+    let c = ok("[broker]\nurl = \"mqtt://h\"\nmode = \"aggregating\"\nmax_connecting = 10000\n");
+    assert_eq!(c.core.mode, BrokerMode::Aggregating);
+    let b = c.broker.unwrap();
     assert_eq!(b.max_connecting, 10000);
     assert_eq!(BrokerMode::Transparent.to_string(), "transparent");
 }

@@ -16,9 +16,9 @@ use common::{issues, ok, one};
 
 #[test]
 fn gw_id_range_and_type() {
-    assert_eq!(ok("[gateway]\ngw_id = 0").gateway.gw_id, 0);
-    assert_eq!(ok("[gateway]\ngw_id = 255").gateway.gw_id, 255);
-    assert_eq!(ok("[gateway]\ngw_id = 0xff").gateway.gw_id, 255);
+    assert_eq!(ok("[gateway]\ngw_id = 0").core.gw_id, 0);
+    assert_eq!(ok("[gateway]\ngw_id = 255").core.gw_id, 255);
+    assert_eq!(ok("[gateway]\ngw_id = 0xff").core.gw_id, 255);
     let i = one(
         "[gateway]\ngw_id = 256",
         2,
@@ -44,7 +44,7 @@ fn gw_id_range_and_type() {
 
 #[test]
 fn advertise_interval() {
-    let g = |t: &str| ok(&format!("[gateway]\nadvertise_interval = {t}")).gateway;
+    let g = |t: &str| ok(&format!("[gateway]\nadvertise_interval = {t}")).core;
     assert_eq!(g("\"0\"").advertise_interval, Duration::ZERO);
     assert_eq!(g("\"0s\"").advertise_interval, Duration::ZERO);
     assert_eq!(g("0").advertise_interval, Duration::ZERO);
@@ -86,14 +86,12 @@ fn advertise_interval() {
 fn retry_interval() {
     let f = "gateway.retry_interval";
     assert_eq!(
-        ok("[gateway]\nretry_interval = \"1h\"")
-            .gateway
-            .retry_interval,
+        ok("[gateway]\nretry_interval = \"1h\"").core.retry_interval,
         Duration::from_secs(3600)
     );
     assert_eq!(
         ok("[gateway]\nretry_interval = \"1500ms\"")
-            .gateway
+            .core
             .retry_interval,
         Duration::from_millis(1500)
     );
@@ -145,11 +143,11 @@ fn counters_and_limits() {
         let text = format!("# comment\n[gateway]\n{key} = {value}\n");
         one(&text, 3, &format!("gateway.{key}"), needle);
     }
-    let g = ok("[gateway]\nmax_retries = 20\nmax_packet_size = 65535\nmax_sessions = 4294967295")
-        .gateway;
+    let g =
+        ok("[gateway]\nmax_retries = 20\nmax_packet_size = 65535\nmax_sessions = 4294967295").core;
     assert_eq!(
         (g.max_retries, g.max_packet_size, g.max_sessions),
-        (20, 65535, u32::MAX)
+        (20, 65535, u32::MAX as usize)
     );
 }
 

@@ -21,6 +21,7 @@
 )]
 
 use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,7 @@ use mqtt_sn_gateway::core::{
     BrokerCommand, BrokerEvent, MoteWill, MqttQoS, PublishId, UplinkPublish,
 };
 use mqtt_sn_gateway::runtime::TransparentLinks;
+use sn_config::BrokerConfig;
 
 /// This process's resident set, in KiB.
 fn rss_kib() -> u64 {
@@ -67,18 +69,15 @@ async fn main() {
     });
     let settings = TransparentSettings {
         broker: BrokerLinkConfig {
-            host: "127.0.0.1".into(),
-            port,
+            options: BrokerConfig {
+                client_id: "transparent-scale".into(),
+                clean_session: true,
+                connect_timeout: Duration::from_secs(30),
+                reconnect_min: Duration::from_millis(500),
+                reconnect_max: Duration::from_secs(30),
+                ..BrokerConfig::plain(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            },
             tls: None,
-            client_id: "transparent-scale".into(),
-            username: None,
-            password: None,
-            keep_alive: Duration::from_secs(30),
-            clean_session: true,
-            connect_timeout: Duration::from_secs(30),
-            reconnect_min: Duration::from_millis(500),
-            reconnect_max: Duration::from_secs(30),
-            max_inflight: 100,
         },
         client_id_prefix: String::new(),
         max_connecting: 100,

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mqtt_sn_gateway::runtime::{Runtime, SerialLinkSettings};
+use mqtt_sn_gateway::runtime::Runtime;
 use mqtt_sn_gateway::settings::Settings;
-use sn_config::{BrokerConfig, Config, LogConfig, UdpConfig};
+use sn_config::{BrokerConfig, Config, LogConfig, SerialConfig, UdpConfig};
 use sn_transports::serial::list_ports;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
@@ -86,10 +86,7 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
-    let runtime = match runtime_builder(config.gateway.worker_threads)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_builder(config.worker_threads).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -210,7 +207,10 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                     None => println!("  broker: none configured; embedded broker, no listener"),
                 },
             }
-            println!("  {} predefined topic(s)", config.predefined_topics.len());
+            println!(
+                "  {} predefined topic(s)",
+                config.core.predefined_topics.len()
+            );
             // Valid, but some settings have no effect: say which and how to fix the file.
             for warning in &config.warnings {
                 eprintln!("warning: {}:{warning}", file.display());
@@ -225,13 +225,9 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 fn ports(cli: &Cli) -> ExitCode {
-    let links: Vec<SerialLinkSettings> = match &cli.config {
+    let links: Vec<SerialConfig> = match &cli.config {
         Some(path) => match Config::load(path) {
-            Ok(config) => config
-                .serial
-                .iter()
-                .map(SerialLinkSettings::from_config)
-                .collect(),
+            Ok(config) => config.serial,
             Err(error) => {
                 eprintln!("{error}");
                 return ExitCode::from(USAGE_ERROR);

@@ -4,13 +4,12 @@
 
 use std::fmt::Write as _;
 
-use sn_transports::serial::{PortInfo, PortKind};
-
-use crate::runtime::SerialLinkSettings;
+use sn_config::SerialConfig;
+use sn_transports::serial::{DeviceLookup, PortInfo, PortKind};
 
 /// The report: one block per port (path, kind, VID:PID, serial number, product, by-id
 /// names, the link that would take it), then the configured links that match no port.
-pub fn report(ports: &[PortInfo], links: &[SerialLinkSettings]) -> String {
+pub fn report(ports: &[PortInfo], links: &[SerialConfig]) -> String {
     let mut out = String::new();
     if ports.is_empty() {
         out.push_str(
@@ -78,8 +77,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use std::path::PathBuf;
 
-    use sn_config::SerialFraming;
-    use sn_transports::serial::{DeviceSelector, UsbInfo};
+    use sn_config::{SerialDevice, SerialFraming};
+    use sn_transports::serial::UsbInfo;
 
     use super::*;
 
@@ -99,8 +98,8 @@ mod tests {
         }
     }
 
-    fn link(device: DeviceSelector, framing: SerialFraming) -> SerialLinkSettings {
-        SerialLinkSettings {
+    fn link(device: SerialDevice, framing: SerialFraming) -> SerialConfig {
+        SerialConfig {
             device,
             baud: 9600,
             framing,
@@ -117,14 +116,14 @@ mod tests {
         ];
         let links = [
             link(
-                DeviceSelector::Usb {
+                SerialDevice::Usb {
                     vid: 0x0403,
                     pid: 0x6015,
                     serial_number: Some("D30DABCD".into()),
                 },
                 SerialFraming::XBee,
             ),
-            link(DeviceSelector::path("/dev/lora0"), SerialFraming::Cobs),
+            link(SerialDevice::path("/dev/lora0"), SerialFraming::Cobs),
         ];
         let text = report(&ports, &links);
         assert!(
@@ -157,7 +156,7 @@ mod tests {
     fn a_path_link_takes_its_port_by_by_id_name() {
         let ports = [ftdi("/dev/ttyUSB0", "D30DABCD")];
         let links = [link(
-            DeviceSelector::path("/dev/serial/by-id/usb-FTDI_FT231X_USB_UART_D30DABCD-if00-port0"),
+            SerialDevice::path("/dev/serial/by-id/usb-FTDI_FT231X_USB_UART_D30DABCD-if00-port0"),
             SerialFraming::XBee,
         )];
         let text = report(&ports, &links);

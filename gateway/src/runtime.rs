@@ -25,7 +25,7 @@ mod serial;
 mod transparent;
 
 use serial::SerialHandle;
-pub use serial::{SerialLinkSettings, SerialStartError};
+pub use serial::SerialStartError;
 pub use transparent::TransparentLinks;
 
 /// Datagrams waiting for the core; a full queue makes receive tasks wait (nothing is dropped
@@ -657,7 +657,7 @@ async fn recv_transparent(links: &mut Option<TransparentLinks>) -> Option<(Arc<s
 /// a convenience here: a taken port (often by the very broker the gateway forwards to) is a
 /// warning, and the fallback runs without a listener.
 async fn start_fallback_broker(
-    config: &crate::broker::EmbeddedBrokerConfig,
+    config: &sn_config::EmbeddedBrokerConfig,
 ) -> Result<EmbeddedBroker, EmbeddedBrokerError> {
     match EmbeddedBroker::start(config).await {
         Ok(embedded) => {
@@ -673,7 +673,7 @@ async fn start_fallback_broker(
                  while the remote broker is down; set [embedded_broker] listen to a free port \
                  to allow that"
             );
-            let closed = crate::broker::EmbeddedBrokerConfig { listen: None };
+            let closed = sn_config::EmbeddedBrokerConfig { listen: None };
             EmbeddedBroker::start(&closed).await
         }
         Err(error) => Err(error),

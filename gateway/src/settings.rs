@@ -4,14 +4,11 @@
 
 use std::time::Duration;
 
-use sn_config::Config;
+use sn_config::{Config, EmbeddedBrokerConfig, SerialConfig};
 use sn_transports::UdpLinkConfig;
 
-use crate::broker::{
-    BrokerLinkConfig, EmbeddedBrokerConfig, MoteCredentials, TlsFiles, TransparentSettings,
-};
-use crate::core::{BrokerMode, CoreConfig, QueueOverflow, SpoolConfig, SpoolFull};
-use crate::runtime::SerialLinkSettings;
+use crate::broker::{BrokerLinkConfig, MoteCredentials, TlsFiles, TransparentSettings};
+use crate::core::{BrokerMode, CoreConfig};
 
 /// The Debian/Ubuntu system CA bundle, used for `mqtts://` when no ca_file is configured.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -24,7 +21,7 @@ pub struct Settings {
     /// One entry per UDP link.
     pub udp: Vec<UdpLinkSettings>,
     /// One entry per serial link.
-    pub serial: Vec<SerialLinkSettings>,
+    pub serial: Vec<SerialConfig>,
     /// The remote broker, if one is configured.
     pub broker: Option<BrokerLinkConfig>,
     /// The embedded broker, which runs when no remote broker is configured, and as the
@@ -78,45 +75,14 @@ pub enum SettingsError {
 impl Settings {
     /// Maps a validated configuration onto the runtime's parts.
     pub fn from_config(config: &Config) -> Result<Settings, SettingsError> {
-        let g = &config.gateway;
-        let core = CoreConfig {
-            gw_id: g.gw_id,
-            advertise_interval: g.advertise_interval,
-            retry_interval: g.retry_interval,
-            max_retries: u32::from(g.max_retries),
-            max_sessions: g.max_sessions as usize,
-            max_topics_per_session: usize::from(g.max_topics_per_session),
-            max_queued_per_session: g.max_queued_per_session as usize,
-            max_queued_bytes_per_session: g.max_queued_bytes_per_session as usize,
-            queue_overflow: match g.queue_overflow {
-                sn_config::QueueOverflow::DropOldest => QueueOverflow::DropOldest,
-                sn_config::QueueOverflow::DropNew => QueueOverflow::DropNew,
-            },
-            max_packet_size: usize::from(g.max_packet_size),
-            max_client_id_len: usize::from(g.max_client_id_len),
-            qos_minus_one: g.qos_minus_one,
-            max_pending_qos0: usize::try_from(g.max_pending_qos0).unwrap_or(usize::MAX),
-            predefined_topics: config
-                .predefined_topics
-                .iter()
-                .map(|(id, name)| (*id, name.clone()))
-                .collect(),
-            spool: SpoolConfig {
-                // The spool lives in the store: without one there is nothing durable to hold
-                // messages in, and refusing (PUBACK 0x01) is the honest answer.
-                enabled: config.spool.enabled && config.store.enabled,
-                max_bytes: usize::try_from(config.spool.max_bytes).unwrap_or(usize::MAX),
-                when_full: match config.spool.when_full {
-                    sn_config::SpoolFull::Refuse => SpoolFull::Refuse,
-                    sn_config::SpoolFull::DropOldest => SpoolFull::DropOldest,
-                },
-                qos0: config.spool.qos0,
-            },
-            mode: match config.broker.as_ref().map(|b| b.mode) {
-                Some(sn_config::BrokerMode::Transparent) => BrokerMode::Transparent,
-                Some(sn_config::BrokerMode::Aggregating) | None => BrokerMode::Aggregating,
-            },
-        };
+        let mut core = config.core.clone();
+        // The spool lives in the store: without one there is nothing durable to hold messages
+        // in, and refusing (PUBACK 0x01) is the honest answer.
+        core.spool.enabled &= config.store.enabled;
+        // Transparent mode is a way of meeting a remote broker; without one there is none.
+        if config.broker.is_none() {
+            core.mode = BrokerMode::Aggregating;
+        }
         let udp = config
             .udp
             .iter()
@@ -126,7 +92,7 @@ impl Settings {
                     discovery: u.discovery,
                     multicast_ttl: u.multicast_ttl,
                     multicast_loop: u.multicast_loop,
-                    max_datagram: usize::from(g.max_packet_size),
+                    max_datagram: core.max_packet_size,
                 },
                 recv_buffer: usize::try_from(u.recv_buffer).unwrap_or(usize::MAX),
             })
@@ -161,39 +127,22 @@ impl Settings {
                 } else {
                     None
                 };
-                Some(BrokerLinkConfig {
-                    host: b.host.clone(),
-                    port: b.port,
-                    tls,
-                    client_id: b.client_id.clone(),
-                    username: b.username.clone(),
-                    password,
-                    keep_alive: b.keep_alive.max(Duration::from_secs(1)),
-                    clean_session: b.clean_session,
-                    connect_timeout: b.connect_timeout,
-                    reconnect_min: b.reconnect_min,
-                    reconnect_max: b.reconnect_max,
-                    max_inflight: b.max_inflight,
-                })
+                let mut options = b.clone();
+                options.password = password;
+                options.keep_alive = b.keep_alive.max(Duration::from_secs(1));
+                Some(BrokerLinkConfig { options, tls })
             }
         };
         let store = config.store.enabled.then(|| config.store.path.clone());
-        let embedded_broker = EmbeddedBrokerConfig {
-            listen: config.embedded_broker.listen,
-        };
-        let serial = config
-            .serial
-            .iter()
-            .map(SerialLinkSettings::from_config)
-            .collect();
+        let embedded_broker = config.embedded_broker.clone();
+        let serial = config.serial.clone();
         // The fallback serves the aggregating connection's motes; in transparent mode each mote
         // is its own broker client, which a local broker cannot stand in for.
         let fallback = config.broker.as_ref().is_some_and(|b| {
-            b.fallback == sn_config::Fallback::Embedded
-                && b.mode == sn_config::BrokerMode::Aggregating
+            b.fallback == sn_config::Fallback::Embedded && core.mode == BrokerMode::Aggregating
         });
         let transparent = match (&config.broker, &broker) {
-            (Some(b), Some(link)) if b.mode == sn_config::BrokerMode::Transparent => {
+            (Some(b), Some(link)) if core.mode == BrokerMode::Transparent => {
                 Some(transparent_settings(config, b, link)?)
             }
             _ => None,
@@ -290,8 +239,8 @@ mod tests {
         let t = settings.transparent.unwrap();
         assert_eq!(t.client_id_prefix, "gw-");
         assert_eq!(t.max_connecting, 7);
-        assert_eq!(t.broker.port, 1999);
-        assert_eq!(t.broker.username.as_deref(), Some("shared"));
+        assert_eq!(t.broker.options.port, 1999);
+        assert_eq!(t.broker.options.username.as_deref(), Some("shared"));
         assert_eq!(t.credentials.len(), 2);
         assert_eq!(t.credentials[0].password.as_deref(), Some("p1"));
         assert_eq!(t.credentials[1].client_id, "m2");

@@ -15,7 +15,7 @@
     missing_docs
 )]
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +29,7 @@ use mqtt_sn_gateway::core::{
 };
 use mqtt_sn_gateway::runtime::TransparentLinks;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use sn_config::BrokerConfig;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -228,18 +229,15 @@ impl Drop for Broker {
 fn settings(port: u16, credentials: Vec<MoteCredentials>) -> TransparentSettings {
     TransparentSettings {
         broker: BrokerLinkConfig {
-            host: "127.0.0.1".into(),
-            port,
+            options: BrokerConfig {
+                client_id: "gateway".into(),
+                clean_session: true,
+                connect_timeout: Duration::from_secs(3),
+                reconnect_min: Duration::from_millis(50),
+                reconnect_max: Duration::from_millis(500),
+                ..BrokerConfig::plain(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            },
             tls: None,
-            client_id: "gateway".into(),
-            username: None,
-            password: None,
-            keep_alive: Duration::from_secs(30),
-            clean_session: true,
-            connect_timeout: Duration::from_secs(3),
-            reconnect_min: Duration::from_millis(50),
-            reconnect_max: Duration::from_millis(500),
-            max_inflight: 100,
         },
         client_id_prefix: String::new(),
         max_connecting: 100,
@@ -404,8 +402,8 @@ async fn right_credentials_connect_with_the_prefixed_client_id() {
 async fn a_mote_without_an_entry_uses_the_shared_login() {
     let broker = broker_with_logins().await;
     let mut s = settings(broker.port, vec![login("m1", "m1", "p1")]);
-    s.broker.username = Some("shared".into());
-    s.broker.password = Some("sp".into());
+    s.broker.options.username = Some("shared".into());
+    s.broker.options.password = Some("sp".into());
     let mut links = TransparentLinks::start(&s).unwrap();
     links.send(id("other"), connect(2, false, None));
     assert_eq!(next(&mut links).await, (id("other"), CONNECTED));
@@ -945,7 +943,7 @@ async fn a_storm_of_1000_connects_with_max_connecting_100() {
     let broker = Broker::anonymous("storm").await;
     let mut s = settings(broker.port, Vec::new());
     s.max_connecting = 100;
-    s.broker.connect_timeout = Duration::from_secs(10);
+    s.broker.options.connect_timeout = Duration::from_secs(10);
     let mut links = TransparentLinks::start(&s).unwrap();
     let started = std::time::Instant::now();
     for n in 0..MOTES {

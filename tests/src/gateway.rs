@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mqtt_sn_gateway::runtime::Runtime;
 use mqtt_sn_gateway::settings::Settings;
-use sn_config::{BrokerConfig, Config, GatewayConfig, UdpConfig};
+use sn_config::{BrokerConfig, Config, CoreConfig, UdpConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -63,10 +63,10 @@ impl GatewayBuilder {
         // motes refused during an outage); tests/fallback.rs turns it on with `fallback()`.
         broker.fallback = sn_config::Fallback::Off;
         let config = Config {
-            gateway: GatewayConfig {
+            core: CoreConfig {
                 retry_interval: Duration::from_secs(1),
                 max_retries: 3,
-                ..GatewayConfig::default()
+                ..CoreConfig::default()
             },
             udp: vec![UdpConfig {
                 bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -111,7 +111,10 @@ impl GatewayBuilder {
 
     /// Adds a predefined topic id.
     pub fn predefined(mut self, id: u16, name: &str) -> Self {
-        self.config.predefined_topics.insert(id, name.to_string());
+        let topics = &mut self.config.core.predefined_topics;
+        topics.retain(|(other, _)| *other != id);
+        topics.push((id, name.to_string()));
+        topics.sort_by_key(|(id, _)| *id);
         self
     }
 
@@ -133,13 +136,13 @@ impl GatewayBuilder {
 
     /// The GwId in ADVERTISE and GWINFO.
     pub fn gw_id(mut self, gw_id: u8) -> Self {
-        self.config.gateway.gw_id = gw_id;
+        self.config.core.gw_id = gw_id;
         self
     }
 
     /// The ADVERTISE period (whole seconds; zero turns ADVERTISE off).
     pub fn advertise_interval(mut self, interval: Duration) -> Self {
-        self.config.gateway.advertise_interval = interval;
+        self.config.core.advertise_interval = interval;
         self
     }
 

@@ -21,7 +21,7 @@ use tokio::net::TcpSocket;
 /// between the gateway and a broker that has stopped reading can hold.
 const MESSAGES: usize = 20_000;
 const PAYLOAD: usize = 600;
-const MAX_PENDING: u32 = 100;
+const MAX_PENDING: usize = 100;
 /// How much the resident set may grow during the flood: a quarter of the flood's 12 MB of
 /// payload, far above what the limit holds (MAX_PENDING x 600 B) plus allocator and
 /// runtime noise, far below what queueing the flood would take.
@@ -60,7 +60,7 @@ async fn broker_that_stops_reading() -> u16 {
 async fn a_broker_that_stops_reading_makes_the_gateway_drop_and_count_qos0_not_queue_it() {
     let port = broker_that_stops_reading().await;
     let mut builder = Gateway::builder(port).predefined(1, "backlog/p");
-    builder.config_mut().gateway.max_pending_qos0 = MAX_PENDING;
+    builder.config_mut().core.max_pending_qos0 = MAX_PENDING;
     // A QoS 0 flood with nothing acknowledged must not look like a stalled link.
     builder.config_mut().broker.as_mut().unwrap().keep_alive = Duration::from_secs(600);
     let gateway = builder.start().await;

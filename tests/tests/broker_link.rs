@@ -364,7 +364,7 @@ async fn username_and_password() {
     let mut wrong = GatewayBuilder::new(broker.secure_port);
     // Without a spool, so that "the broker refuses us" shows at the motes as congestion (with
     // one, their messages would wait in the spool).
-    wrong.config_mut().spool.enabled = false;
+    wrong.config_mut().core.spool.enabled = false;
     {
         let b = wrong.config_mut().broker.as_mut().unwrap();
         b.username = Some("gateway".into());

@@ -140,7 +140,7 @@ async fn without_a_spool_broker_down_at_start_gives_congestion_then_works_once_i
         // With the spool (the default) the CONNECT is accepted during the outage; this checks
         // the gateway without one, which has nothing to hold messages in.
         let mut builder = GatewayBuilder::new(broker.port());
-        builder.config_mut().spool.enabled = false;
+        builder.config_mut().core.spool.enabled = false;
         let gateway = builder.start().await;
 
         let mut mote = Mote::new(gateway.addr(), "early-mote").await;
@@ -187,7 +187,7 @@ async fn without_a_spool_publish_while_the_broker_is_down_gets_congestion_and_su
     let mut broker = Mosquitto::running().await;
     // With the spool (the default) the PUBLISH would be accepted; tests/spool.rs covers that.
     let mut builder = GatewayBuilder::new(broker.port());
-    builder.config_mut().spool.enabled = false;
+    builder.config_mut().core.spool.enabled = false;
     let gateway = builder.start().await;
     let mut mote = Mote::connected(gateway.addr(), "restart-mote").await;
     let id = mote.register("restart/up").await;

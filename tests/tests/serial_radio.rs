@@ -211,7 +211,7 @@ async fn a_mote_behind_a_kiss_rnode_on_port_0_publishes_receives_and_hears_broad
             _ => None,
         })
         .await;
-    assert_eq!(gw_id, bench.gateway.config().gateway.gw_id);
+    assert_eq!(gw_id, bench.gateway.config().core.gw_id);
 
     // An RNode-style report on port 4 (command byte 0x40) holding a PINGREQ. Were it taken as
     // a datagram, the gateway would answer the stranger on port 4 with a DISCONNECT, which

@@ -318,11 +318,11 @@ async fn a_mote_that_never_acknowledges_is_retried_with_dup_then_lost() {
 
     // Read raw (no automatic PUBACK): the first send and the retransmissions, T_retry (1 s)
     // apart, DUP set on all but the first, same MsgId; then the mote is lost.
-    let retries = u32::from(gateway.config().gateway.max_retries);
+    let retries = gateway.config().core.max_retries;
     let mut sends = Vec::new();
     let mut disconnected = false;
     // Generous bounds for a loaded machine: 10 x T_retry for each gap.
-    let t_retry = gateway.config().gateway.retry_interval;
+    let t_retry = gateway.config().core.retry_interval;
     let max_gap = t_retry * 10;
     let deadline = Instant::now() + max_gap * (retries + 2);
     while Instant::now() < deadline && !disconnected {

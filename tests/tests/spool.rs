@@ -121,7 +121,7 @@ async fn ten_thousand_messages_published_during_an_outage_all_arrive_in_order_pe
 async fn a_full_spool_refuses_new_messages_with_congestion() {
     let mut broker = Mosquitto::running().await;
     let mut builder = GatewayBuilder::new(broker.port());
-    builder.config_mut().spool.max_bytes = 2048;
+    builder.config_mut().core.spool.max_bytes = 2048;
     let gateway = builder.start().await;
     let mut mote = Mote::connected(gateway.addr(), "spool-full").await;
     let id = mote.register("full/t").await;

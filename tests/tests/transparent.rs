@@ -66,8 +66,8 @@ fn login(client_id: &str, username: &str, password: &str) -> CredentialsConfig {
 async fn transparent_gateway(broker: &CustomBroker) -> Gateway {
     let mut builder = GatewayBuilder::new(broker.secure_port);
     let config = builder.config_mut();
+    config.core.mode = BrokerMode::Transparent;
     let b = config.broker.as_mut().unwrap();
-    b.mode = BrokerMode::Transparent;
     b.client_id_prefix = "sn-".into();
     b.username = Some("gateway".into());
     b.password = Some("gw-pass".into());

@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sn_config::SerialDevice;
 use sn_transports::serial::framing::cobs::CobsFramer;
 use sn_transports::serial::link::{SerialLink, SerialLinkConfig, SerialLinkError};
-use sn_transports::serial::{DeviceSelector, ResolveError};
+use sn_transports::serial::ResolveError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
@@ -374,7 +375,7 @@ async fn a_by_id_symlink_is_followed_to_the_new_device_after_a_replug() {
 #[tokio::test]
 async fn a_usb_identity_that_is_not_present_fails_at_start_up_with_what_was_seen() {
     // No test machine has this VID:PID (0xffff is no vendor's).
-    let selector: DeviceSelector = "ffff:fffe:NOT-PLUGGED-IN".parse().unwrap();
+    let selector: SerialDevice = "ffff:fffe:NOT-PLUGGED-IN".parse().unwrap();
     let error =
         SerialLink::open(SerialLinkConfig::with_device(selector, BAUD), framer()).unwrap_err();
     assert!(

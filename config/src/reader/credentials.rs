@@ -265,7 +265,7 @@ impl Reader<'_> {
             }
             Some(broker) => broker,
         };
-        if broker.mode == BrokerMode::Aggregating {
+        if config.core.mode == BrokerMode::Aggregating {
             let set_where = match mode {
                 Some(span) => {
                     let (line, _) = self.position(span.start);
@@ -283,7 +283,7 @@ impl Reader<'_> {
         }
         // An unreadable url leaves `url` empty: whether it is TLS is then unknown.
         let plain = !broker.url.is_empty() && !broker.tls;
-        let max_id = usize::from(config.gateway.max_client_id_len);
+        let max_id = config.core.max_client_id_len;
         for entry in entries {
             if plain {
                 for (name, span) in &entry.tls {

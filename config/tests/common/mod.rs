@@ -11,6 +11,18 @@ pub(crate) fn ok(text: &str) -> Config {
     }
 }
 
+/// The name of predefined topic `id` in `config`, which must have it.
+#[track_caller]
+pub(crate) fn topic(config: &Config, id: u16) -> &str {
+    match config.core.predefined_topics.iter().find(|(i, _)| *i == id) {
+        Some((_, name)) => name,
+        None => panic!(
+            "no predefined topic {id} in {:?}",
+            config.core.predefined_topics
+        ),
+    }
+}
+
 /// Parses `text`, which must be invalid, and returns its issues.
 pub(crate) fn issues(text: &str) -> Vec<ConfigIssue> {
     match Config::parse(text, "gateway.toml") {

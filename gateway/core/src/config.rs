@@ -1,4 +1,6 @@
-//! The settings the core runs with. The config crate turns the TOML file into this.
+//! The settings the core runs with, and their defaults: the one definition of these options.
+//! The config crate (sn-config) fills them from the TOML file (`[gateway]`,
+//! `[predefined_topics]`, `[spool]`, `[broker] mode`) and checks the ranges named below.
 
 use std::time::Duration;
 
@@ -6,41 +8,56 @@ use super::spool::SpoolConfig;
 use super::transparent_api::BrokerMode;
 
 /// Protocol settings and limits of the core. Every limit comes from here; `Default` gives the
-/// documented defaults (docs/configuration.md).
+/// documented defaults (docs/configuration.md, config/gateway.example.toml; a test in the
+/// config crate checks that the example file states exactly these).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreConfig {
-    /// GwId in ADVERTISE and GWINFO.
+    /// `[gateway] gw_id`: GwId in ADVERTISE and GWINFO. Default 1.
     pub gw_id: u8,
-    /// ADVERTISE period; zero turns ADVERTISE off.
+    /// `[gateway] advertise_interval`: ADVERTISE period; zero turns ADVERTISE off. Whole
+    /// seconds, at most 65535 s. Default 15 min.
     pub advertise_interval: Duration,
-    /// T_retry: how long to wait for a reply before resending.
+    /// `[gateway] retry_interval`, T_retry: how long to wait for a reply before resending.
+    /// 1 s to 1 h, default 10 s.
     pub retry_interval: Duration,
-    /// N_retry: resends before the client is declared lost.
+    /// `[gateway] max_retries`, N_retry: resends before the client is declared lost. 0 to 20,
+    /// default 3.
     pub max_retries: u32,
-    /// Sessions held at once (connected, sleeping, or disconnected with CleanSession=0).
+    /// `[gateway] max_sessions`: sessions held at once (connected, sleeping, or disconnected
+    /// with CleanSession=0). At least 1, default 10000.
     pub max_sessions: usize,
-    /// Registered topic ids per session.
+    /// `[gateway] max_topics_per_session`: registered topic ids per session. 1 to 65533,
+    /// default 1000.
     pub max_topics_per_session: usize,
-    /// Messages waiting for one client.
+    /// `[gateway] max_queued_per_session`: messages waiting for one client. At least 1,
+    /// default 1000.
     pub max_queued_per_session: usize,
-    /// Payload bytes waiting for one client.
+    /// `[gateway] max_queued_bytes_per_session`: payload bytes waiting for one client (a
+    /// sleeping mote's buffer). At least 1, default 256 KiB.
     pub max_queued_bytes_per_session: usize,
-    /// What gives way at a full queue (after QoS 0 messages, which always go first).
+    /// `[gateway] queue_overflow`: what gives way at a full queue (after QoS 0 messages,
+    /// which always go first). Default [`QueueOverflow::DropOldest`].
     pub queue_overflow: QueueOverflow,
-    /// Largest datagram accepted from or sent to a client.
+    /// `[gateway] max_packet_size`: largest datagram accepted from or sent to a client, in
+    /// bytes. 16 to 65535, default 1024.
     pub max_packet_size: usize,
-    /// Longest client id accepted.
+    /// `[gateway] max_client_id_len`: longest client id accepted in CONNECT, in bytes (the
+    /// spec says 23, Paho allows 64). 1 to 65535, default 64.
     pub max_client_id_len: usize,
-    /// Accept QoS -1 PUBLISH from peers that never connected.
+    /// `[gateway] qos_minus_one`: accept QoS -1 PUBLISH from peers that never connected.
+    /// Default true.
     pub qos_minus_one: bool,
-    /// Predefined topic ids shared with the clients' firmware.
+    /// `[predefined_topics]`: topic ids shared with the clients' firmware, sorted by id.
+    /// None by default.
     pub predefined_topics: Vec<(u16, String)>,
-    /// QoS 0/-1 uplink messages that may wait for the broker link; beyond it new ones are
-    /// dropped and counted (`publish_dropped_backlog`).
+    /// `[gateway] max_pending_qos0`: QoS 0/-1 uplink messages that may wait for the broker
+    /// link; beyond it new ones are dropped and counted (`publish_dropped_backlog`). At least
+    /// 1, default 10000.
     pub max_pending_qos0: usize,
-    /// Holding uplink messages while the broker is unreachable.
+    /// `[spool]`: holding uplink messages while the broker is unreachable.
     pub spool: SpoolConfig,
-    /// One broker connection for all motes, or one per mote.
+    /// `[broker] mode`: one broker connection for all motes, or one per mote. Default
+    /// [`BrokerMode::Aggregating`].
     pub mode: BrokerMode,
 }
 
@@ -67,7 +84,8 @@ impl Default for CoreConfig {
     }
 }
 
-/// What gives way when a client's queue is full.
+/// What gives way when a client's queue is full (`[gateway] queue_overflow`: `"drop-oldest"`
+/// or `"drop-new"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueOverflow {
     /// Drop the oldest queued message: the client gets the newest data.

@@ -10,7 +10,8 @@ use bytes::Bytes;
 
 use super::broker::MqttQoS;
 
-/// Spool settings.
+/// `[spool]` settings; `Default` gives the documented defaults (enabled, 64 MiB, refuse, no
+/// QoS 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpoolConfig {
     /// Whether to spool at all (it needs the durable store).

@@ -56,3 +56,13 @@ pub enum BrokerMode {
     /// go through the gateway's own connection.
     Transparent,
 }
+
+/// The configuration's name: `aggregating`, `transparent` (`[broker] mode`).
+impl std::fmt::Display for BrokerMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BrokerMode::Aggregating => "aggregating",
+            BrokerMode::Transparent => "transparent",
+        })
+    }
+}

@@ -17,6 +17,7 @@ use std::time::Duration;
 use rmqtt::context::ServerContext;
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
+use sn_config::{BrokerConfig, EmbeddedBrokerConfig};
 use tokio::sync::oneshot;
 use tracing::{debug, error};
 
@@ -39,14 +40,6 @@ const RETAINER_CONFIG: &str = "storage.type = \"ram\"\n\
      retained_message_ttl = \"0s\"\n";
 /// How long shutdown waits for the broker's tasks to end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-/// What the embedded broker listens on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmbeddedBrokerConfig {
-    /// The TCP address local MQTT apps connect to (port 0: a free port); `None`: no address for
-    /// them, only an ephemeral loopback port for the gateway's own link.
-    pub listen: Option<SocketAddr>,
-}
 
 /// Why the embedded broker could not start. The messages name the address and the option.
 #[derive(Debug, thiserror::Error)]
@@ -140,20 +133,16 @@ impl EmbeddedBroker {
     /// CleanSession=1 (the core re-subscribes and replays after every connect), quick
     /// reconnects (the broker is in the same process, so an outage is a brief one).
     pub fn link_config(&self) -> BrokerLinkConfig {
-        let addr = self.link_addr();
         BrokerLinkConfig {
-            host: addr.ip().to_string(),
-            port: addr.port(),
+            options: BrokerConfig {
+                client_id: LINK_CLIENT_ID.to_string(),
+                clean_session: true,
+                connect_timeout: Duration::from_secs(5),
+                reconnect_min: Duration::from_millis(50),
+                reconnect_max: Duration::from_secs(1),
+                ..BrokerConfig::plain(self.link_addr())
+            },
             tls: None,
-            client_id: LINK_CLIENT_ID.to_string(),
-            username: None,
-            password: None,
-            keep_alive: Duration::from_secs(30),
-            clean_session: true,
-            connect_timeout: Duration::from_secs(5),
-            reconnect_min: Duration::from_millis(50),
-            reconnect_max: Duration::from_secs(1),
-            max_inflight: 100,
         }
     }
 

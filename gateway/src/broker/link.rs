@@ -17,6 +17,7 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, NetworkOptions,
     Outgoing, QoS, SubscribeReasonCode, TlsConfiguration, Transport,
 };
+use sn_config::BrokerConfig;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -49,33 +50,18 @@ pub struct TlsFiles {
     pub client_auth: Option<(PathBuf, PathBuf)>,
 }
 
-/// How to reach the broker.
+/// What one broker link runs with: the `[broker]` options as the configuration defines them
+/// ([`BrokerConfig`], the one place each option and its default is written), plus what the
+/// gateway derived from them at start-up. Nothing here has a default of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerLinkConfig {
-    /// Host name or address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-    /// TLS, for `mqtts://`.
+    /// Address, client id, login, keep-alive, timeouts, reconnect delays, in-flight window.
+    /// Its `password` is the one the link logs in with: read from `password_file` when that
+    /// is set.
+    pub options: BrokerConfig,
+    /// For `mqtts://`: the TLS files, with the system CA bundle where no `ca_file` is set;
+    /// `None` for plain `mqtt://`.
     pub tls: Option<TlsFiles>,
-    /// The gateway's MQTT client id.
-    pub client_id: String,
-    /// Optional user name.
-    pub username: Option<String>,
-    /// Optional password.
-    pub password: Option<String>,
-    /// MQTT keep-alive.
-    pub keep_alive: Duration,
-    /// CleanSession of the gateway's connection.
-    pub clean_session: bool,
-    /// Time allowed for TCP + TLS + CONNACK.
-    pub connect_timeout: Duration,
-    /// First reconnect delay.
-    pub reconnect_min: Duration,
-    /// Largest reconnect delay.
-    pub reconnect_max: Duration,
-    /// Unacknowledged QoS 1/2 publishes in flight to the broker.
-    pub max_inflight: u16,
 }
 
 /// Why the link cannot start.
@@ -240,8 +226,12 @@ async fn run(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::from(d.subsec_nanos()));
     let seed = u64::from(std::process::id()) ^ (nanos << 17);
-    let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max, seed);
-    let endpoint = format!("{}:{}", config.host, config.port);
+    let mut backoff = Backoff::new(
+        config.options.reconnect_min,
+        config.options.reconnect_max,
+        seed,
+    );
+    let endpoint = format!("{}:{}", config.options.host, config.options.port);
     let mut failures: u64 = 0;
     loop {
         let (client, mut eventloop) = new_client(&config, transport.clone());
@@ -331,10 +321,14 @@ pub(super) fn refused(code: ConnectReturnCode) -> &'static str {
 }
 
 fn new_client(config: &BrokerLinkConfig, transport: Option<Transport>) -> (AsyncClient, EventLoop) {
-    let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
+    let mut options = MqttOptions::new(
+        config.options.client_id.clone(),
+        config.options.host.clone(),
+        config.options.port,
+    );
     options
-        .set_keep_alive(config.keep_alive.max(Duration::from_secs(1)))
-        .set_clean_session(config.clean_session)
+        .set_keep_alive(config.options.keep_alive.max(Duration::from_secs(1)))
+        .set_clean_session(config.options.clean_session)
         .set_manual_acks(true)
         // rumqttc frees a QoS 2 packet id at PUBREC and hands it out again before PUBCOMP;
         // mosquitto then takes the new PUBLISH for a duplicate of the one it holds and drops
@@ -343,10 +337,10 @@ fn new_client(config: &BrokerLinkConfig, transport: Option<Transport>) -> (Async
         .set_inflight(u16::MAX)
         .set_max_packet_size(MAX_MQTT_PACKET, MAX_MQTT_PACKET)
         .set_request_channel_capacity(REQUEST_CAPACITY);
-    if let Some(username) = &config.username {
+    if let Some(username) = &config.options.username {
         options.set_credentials(
             username.clone(),
-            config.password.clone().unwrap_or_default(),
+            config.options.password.clone().unwrap_or_default(),
         );
     }
     if let Some(transport) = transport {
@@ -354,7 +348,7 @@ fn new_client(config: &BrokerLinkConfig, transport: Option<Transport>) -> (Async
     }
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
     let mut network = NetworkOptions::new();
-    network.set_connection_timeout(config.connect_timeout.as_secs().max(1));
+    network.set_connection_timeout(config.options.connect_timeout.as_secs().max(1));
     // Small publishes must not wait for delayed ACKs (Nagle): the load tool measured QoS 0
     // latency of +16 ms at p99 with it on (docs/benchmarks.md).
     network.set_tcp_nodelay(true);
@@ -443,7 +437,7 @@ impl Connection {
             publish_order: VecDeque::new(),
             unacked: HashMap::new(),
             releasing: HashMap::new(),
-            window: usize::from(config.max_inflight.max(1)),
+            window: usize::from(config.options.max_inflight.max(1)),
             subscribe_order: VecDeque::new(),
             subscribes: HashMap::new(),
             deliveries: HashMap::new(),
@@ -452,7 +446,7 @@ impl Connection {
             last_progress: Instant::now(),
             // Long enough for a slow broker, short enough that a wedged connection is
             // replaced well before motes give up on their PUBACKs.
-            stall_timeout: (config.keep_alive * 2).max(Duration::from_secs(10)),
+            stall_timeout: (config.options.keep_alive * 2).max(Duration::from_secs(10)),
             pkid_space: None,
             last_pkid: 0,
         }

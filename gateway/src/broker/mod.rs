@@ -12,7 +12,7 @@ mod mote_link;
 mod tls;
 
 pub use backoff::Backoff;
-pub use embedded::{EmbeddedBroker, EmbeddedBrokerConfig, EmbeddedBrokerError};
+pub use embedded::{EmbeddedBroker, EmbeddedBrokerError};
 pub use link::{spawn_link, BrokerLinkConfig, BrokerLinkError, BrokerLinkHandle, TlsFiles};
 pub use mote_link::{
     MoteConnect, MoteConnector, MoteCredentials, MoteLink, MoteLinkError, MoteReport,

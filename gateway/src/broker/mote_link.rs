@@ -231,15 +231,15 @@ impl MoteConnector {
         };
         let shared_transport = transport(shared_auth.as_ref(), &|name| format!("broker.{name}"))?;
         let shared = Arc::new(Login {
-            username: b.username.clone(),
-            password: b.password.clone(),
+            username: b.options.username.clone(),
+            password: b.options.password.clone(),
             transport: shared_transport.clone(),
         });
         let mut logins = HashMap::new();
         for entry in &settings.credentials {
             let (username, password) = match &entry.username {
                 Some(name) => (Some(name.clone()), entry.password.clone()),
-                None => (b.username.clone(), b.password.clone()),
+                None => (b.options.username.clone(), b.options.password.clone()),
             };
             let transport = match &entry.client_auth {
                 Some(auth) => {
@@ -264,16 +264,16 @@ impl MoteConnector {
                 }),
             );
         }
-        let window = b.max_inflight.clamp(1, MAX_MOTE_INFLIGHT);
+        let window = b.options.max_inflight.clamp(1, MAX_MOTE_INFLIGHT);
         Ok(MoteConnector {
-            host: b.host.clone(),
-            port: b.port,
+            host: b.options.host.clone(),
+            port: b.options.port,
             prefix: settings.client_id_prefix.clone(),
-            connect_timeout: b.connect_timeout.max(Duration::from_millis(100)),
-            reconnect_min: b.reconnect_min,
-            reconnect_max: b.reconnect_max,
+            connect_timeout: b.options.connect_timeout.max(Duration::from_millis(100)),
+            reconnect_min: b.options.reconnect_min,
+            reconnect_max: b.options.reconnect_max,
             window,
-            stall_timeout: (b.keep_alive * 2).max(Duration::from_secs(10)),
+            stall_timeout: (b.options.keep_alive * 2).max(Duration::from_secs(10)),
             permits: Semaphore::new(settings.max_connecting.max(1)),
             shared,
             logins,

@@ -10,14 +10,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sn_config::{SerialConfig, SerialDevice, SerialFraming};
+use sn_config::{SerialConfig, SerialFraming};
 use sn_transports::serial::framing::cobs::CobsFramer;
 use sn_transports::serial::framing::kiss::{KissFramer, KissPort};
 use sn_transports::serial::framing::raw::RawFramer;
 use sn_transports::serial::framing::xbee::{ApiMode, DeliveryTracker, XBeeAddress, XBeeFramer};
 use sn_transports::serial::framing::{FrameError, Framer, Received};
 use sn_transports::serial::link::{SerialLink, SerialLinkConfig, SerialLinkError};
-use sn_transports::serial::DeviceSelector;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
@@ -36,46 +35,6 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
 /// Zigbee nodes whose latest 16-bit address is remembered per link; beyond it the oldest
 /// entries are forgotten and the module looks the address up again.
 const MAX_KNOWN_NODES: usize = 4096;
-
-/// What one `[[serial]]` runs with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SerialLinkSettings {
-    /// How the device is found.
-    pub device: DeviceSelector,
-    /// Line speed.
-    pub baud: u32,
-    /// The framing.
-    pub framing: SerialFraming,
-    /// The framing's size limit.
-    pub max_frame: usize,
-    /// Whether ADVERTISE and GWINFO go out on this link.
-    pub discovery: bool,
-}
-
-impl SerialLinkSettings {
-    /// From a validated `[[serial]]` section.
-    pub fn from_config(config: &SerialConfig) -> Self {
-        let device = match &config.device {
-            SerialDevice::Path(path) => DeviceSelector::Path(path.clone()),
-            SerialDevice::Usb {
-                vid,
-                pid,
-                serial_number,
-            } => DeviceSelector::Usb {
-                vid: *vid,
-                pid: *pid,
-                serial_number: serial_number.clone(),
-            },
-        };
-        SerialLinkSettings {
-            device,
-            baud: config.baud,
-            framing: config.framing,
-            max_frame: config.max_frame,
-            discovery: config.discovery,
-        }
-    }
-}
 
 /// Why a serial link could not start.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +74,7 @@ impl SerialHandle {
     /// path or identity is reported at start-up, not discovered later.
     pub(super) fn start(
         id: LinkId,
-        settings: &SerialLinkSettings,
+        settings: &SerialConfig,
         inbound: mpsc::Sender<Inbound>,
     ) -> Result<SerialHandle, SerialStartError> {
         let config = SerialLinkConfig::with_device(settings.device.clone(), settings.baud);

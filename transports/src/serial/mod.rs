@@ -11,6 +11,5 @@ pub mod link;
 pub mod ports;
 
 pub use ports::{
-    list_ports, DeviceSelector, ListPortsError, PortInfo, PortKind, ResolveError,
-    SelectorParseError, UsbInfo,
+    list_ports, DeviceLookup, ListPortsError, PortInfo, PortKind, ResolveError, UsbInfo,
 };

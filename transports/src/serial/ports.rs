@@ -2,7 +2,7 @@
 //!
 //! The kernel numbers USB serial devices in plug order, so `/dev/ttyUSB0` today may be
 //! `/dev/ttyUSB1` after a reboot or a replug. A serial link is therefore configured with a
-//! [`DeviceSelector`]:
+//! [`SerialDevice`] (defined in sn-config, looked up here with [`DeviceLookup`]):
 //!
 //! - a path: `/dev/ttyUSB0`, or better one of the `/dev/serial/by-id/...` names that udev
 //!   derives from the device's USB identity and re-creates on every replug. The path is opened
@@ -18,7 +18,8 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
+
+use sn_config::SerialDevice;
 
 /// Where udev keeps the stable names of serial devices, each a symlink to the device node.
 pub const BY_ID_DIR: &str = "/dev/serial/by-id";
@@ -97,7 +98,7 @@ pub struct UsbInfo {
 }
 
 impl UsbInfo {
-    /// The identity in the form [`DeviceSelector::parse_usb`] takes: `0403:6015:A50285BI`, or
+    /// The identity in the form [`SerialDevice::parse_usb`] takes: `0403:6015:A50285BI`, or
     /// `0403:6015` without a serial number.
     pub fn identity(&self) -> String {
         match &self.serial_number {
@@ -107,8 +108,8 @@ impl UsbInfo {
     }
 
     /// A selector for exactly this device: VID, PID and serial number when it has one.
-    pub fn selector(&self) -> DeviceSelector {
-        DeviceSelector::Usb {
+    pub fn selector(&self) -> SerialDevice {
+        SerialDevice::Usb {
             vid: self.vid,
             pid: self.pid,
             serial_number: self.serial_number.clone(),
@@ -244,51 +245,39 @@ fn port_info(port: tokio_serial::SerialPortInfo) -> PortInfo {
     }
 }
 
-/// Which device a serial link opens.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DeviceSelector {
-    /// A device path, e.g. `/dev/ttyUSB0` or a `/dev/serial/by-id/...` name. Opened as it is
-    /// at every open and reopen, so a symlink that udev re-creates after a replug is
-    /// followed to wherever it points then.
-    Path(PathBuf),
-    /// A USB device by identity, looked up among the ports present at every open and reopen.
-    Usb {
-        /// Vendor id.
-        vid: u16,
-        /// Product id.
-        pid: u16,
-        /// The serial number; `None` takes any device with this VID:PID, as long as there is
-        /// only one.
-        serial_number: Option<String>,
-    },
-}
-
-impl DeviceSelector {
-    /// A selector for the device at `path`.
-    pub fn path(path: impl Into<PathBuf>) -> Self {
-        DeviceSelector::Path(path.into())
-    }
-
-    /// Parses a USB identity: `VID:PID` or `VID:PID:SERIAL`, VID and PID in hex as `lsusb`
-    /// prints them (`0403:6015`, `0403:6015:A50285BI`). Everything after the second colon
-    /// is the serial number.
-    pub fn parse_usb(text: &str) -> Result<Self, SelectorParseError> {
-        parse_usb(text).map_err(|reason| SelectorParseError {
-            input: text.to_owned(),
-            reason,
-            path_allowed: false,
-        })
-    }
-
-    /// Whether this selector takes `port`.
+/// Finding the device a [`SerialDevice`] (the configured `[[serial]]` device, defined in
+/// sn-config) names among the serial ports present.
+pub trait DeviceLookup {
+    /// Whether this device is `port`.
     ///
     /// A path takes the port when it is the port's path or one of its by-id names, or when
     /// both resolve to the same device node. A USB identity takes a USB port with the same
     /// VID and PID, and the same serial number when the selector names one.
-    pub fn matches(&self, port: &PortInfo) -> bool {
+    fn matches(&self, port: &PortInfo) -> bool;
+
+    /// The path to open among `ports`.
+    ///
+    /// A path is returned as it is, without looking at `ports` (it is opened as given, so
+    /// a by-id symlink is followed at open time). A USB identity must match exactly one
+    /// port: none or several is an error that lists what was seen.
+    fn resolve(&self, ports: &[PortInfo]) -> Result<PathBuf, ResolveError>;
+
+    /// The path to open now: a path as it is, a USB identity looked up with
+    /// [`list_ports`].
+    fn locate(&self) -> Result<PathBuf, ResolveError>;
+
+    /// Like [`locate`](Self::locate) with the ports listed by `list`, called only for a USB
+    /// identity.
+    fn resolve_with(
+        &self,
+        list: impl FnOnce() -> Result<Vec<PortInfo>, ListPortsError>,
+    ) -> Result<PathBuf, ResolveError>;
+}
+
+impl DeviceLookup for SerialDevice {
+    fn matches(&self, port: &PortInfo) -> bool {
         match self {
-            DeviceSelector::Path(path) => {
+            SerialDevice::Path(path) => {
                 *path == port.path
                     || port.by_id.iter().any(|link| link == path)
                     || match (path.canonicalize(), port.path.canonicalize()) {
@@ -296,7 +285,7 @@ impl DeviceSelector {
                         _ => false,
                     }
             }
-            DeviceSelector::Usb {
+            SerialDevice::Usb {
                 vid,
                 pid,
                 serial_number,
@@ -310,13 +299,8 @@ impl DeviceSelector {
         }
     }
 
-    /// The path to open among `ports`.
-    ///
-    /// A path is returned as it is, without looking at `ports` (it is opened as given, so
-    /// a by-id symlink is followed at open time). A USB identity must match exactly one
-    /// port: none or several is an error that lists what was seen.
-    pub fn resolve(&self, ports: &[PortInfo]) -> Result<PathBuf, ResolveError> {
-        if let DeviceSelector::Path(path) = self {
+    fn resolve(&self, ports: &[PortInfo]) -> Result<PathBuf, ResolveError> {
+        if let SerialDevice::Path(path) = self {
             return Ok(path.clone());
         }
         let mut matching = ports.iter().filter(|port| self.matches(port));
@@ -337,19 +321,15 @@ impl DeviceSelector {
         }
     }
 
-    /// The path to open now: a path as it is, a USB identity looked up with
-    /// [`list_ports`].
-    pub fn locate(&self) -> Result<PathBuf, ResolveError> {
+    fn locate(&self) -> Result<PathBuf, ResolveError> {
         self.resolve_with(list_ports)
     }
 
-    /// Like [`locate`](Self::locate) with the ports listed by `list`, called only for a USB
-    /// identity.
-    pub(crate) fn resolve_with(
+    fn resolve_with(
         &self,
         list: impl FnOnce() -> Result<Vec<PortInfo>, ListPortsError>,
     ) -> Result<PathBuf, ResolveError> {
-        if let DeviceSelector::Path(path) = self {
+        if let SerialDevice::Path(path) = self {
             return Ok(path.clone());
         }
         let ports = list().map_err(|error| ResolveError::ListFailed {
@@ -360,131 +340,28 @@ impl DeviceSelector {
     }
 }
 
-/// `/dev/ttyUSB0`; `usb 0403:6015 serial A50285BI`; `usb 0403:6015`.
-impl fmt::Display for DeviceSelector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeviceSelector::Path(path) => write!(f, "{}", path.display()),
-            DeviceSelector::Usb {
-                vid,
-                pid,
-                serial_number,
-            } => {
-                write!(f, "usb {vid:04x}:{pid:04x}")?;
-                if let Some(serial) = serial_number {
-                    write!(f, " serial {serial}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Parses a configured device: text containing a `/` is a path (`/dev/ttyUSB0`,
-/// `/dev/serial/by-id/...`), anything else a USB identity as in
-/// [`parse_usb`](DeviceSelector::parse_usb).
-impl FromStr for DeviceSelector {
-    type Err = SelectorParseError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.contains('/') {
-            return Ok(DeviceSelector::Path(PathBuf::from(text)));
-        }
-        parse_usb(text).map_err(|reason| SelectorParseError {
-            input: text.to_owned(),
-            reason,
-            path_allowed: true,
-        })
-    }
-}
-
-/// Parses `VID:PID[:SERIAL]`, or says what is wrong with it.
-fn parse_usb(text: &str) -> Result<DeviceSelector, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("it is empty".to_owned());
-    }
-    let mut parts = text.splitn(3, ':');
-    let vid = parts.next().unwrap_or_default();
-    let Some(pid) = parts.next() else {
-        return Err("there is no colon between VID and PID".to_owned());
-    };
-    let vid = parse_hex_id("VID", vid)?;
-    let pid = parse_hex_id("PID", pid)?;
-    let serial_number = match parts.next() {
-        None => None,
-        Some(serial) if serial.trim().is_empty() => {
-            return Err("the serial number after the second colon is empty".to_owned());
-        }
-        Some(serial) => Some(serial.trim().to_owned()),
-    };
-    Ok(DeviceSelector::Usb {
-        vid,
-        pid,
-        serial_number,
-    })
-}
-
-/// Parses one to four hex digits.
-fn parse_hex_id(what: &str, text: &str) -> Result<u16, String> {
-    let digits = text.trim();
-    if digits.is_empty() || digits.len() > 4 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!(
-            "the {what} {digits:?} is not a hex number of 1 to 4 digits"
-        ));
-    }
-    u16::from_str_radix(digits, 16)
-        .map_err(|error| format!("the {what} {digits:?} is not a hex number: {error}"))
-}
-
-/// A configured device that is neither a path nor a well-formed USB identity.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid serial device {input:?}: {reason}; expected {expected}",
-    expected = if *path_allowed {
-        "a device path (/dev/ttyUSB0, /dev/serial/by-id/...) or a USB identity VID:PID or \
-         VID:PID:SERIAL with VID and PID in hex, e.g. 0403:6015 or 0403:6015:A50285BI \
-         (`mqtt-sn-gateway ports` lists them)"
-    } else {
-        "a USB identity VID:PID or VID:PID:SERIAL with VID and PID in hex, e.g. 0403:6015 or \
-         0403:6015:A50285BI (`mqtt-sn-gateway ports` lists them)"
-    }
-)]
-pub struct SelectorParseError {
-    input: String,
-    reason: String,
-    path_allowed: bool,
-}
-
-impl SelectorParseError {
-    /// The text that was refused.
-    pub fn input(&self) -> &str {
-        &self.input
-    }
-}
-
-/// Why a [`DeviceSelector`] found no device to open.
+/// Why a [`SerialDevice`] found no device to open.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ResolveError {
     /// No port matches the USB identity.
     NotFound {
         /// The selector looked for.
-        selector: DeviceSelector,
+        selector: SerialDevice,
         /// Every serial port present.
         seen: Vec<PortInfo>,
     },
     /// Several ports match the USB identity.
     Ambiguous {
         /// The selector looked for.
-        selector: DeviceSelector,
+        selector: SerialDevice,
         /// The ports that match, two or more.
         matching: Vec<PortInfo>,
     },
     /// The ports could not be listed.
     ListFailed {
         /// The selector looked for.
-        selector: DeviceSelector,
+        selector: SerialDevice,
         /// Why listing failed.
         error: ListPortsError,
     },
@@ -492,7 +369,7 @@ pub enum ResolveError {
 
 impl ResolveError {
     /// The selector that found no device.
-    pub fn selector(&self) -> &DeviceSelector {
+    pub fn selector(&self) -> &SerialDevice {
         match self {
             ResolveError::NotFound { selector, .. }
             | ResolveError::Ambiguous { selector, .. }
@@ -530,7 +407,7 @@ impl fmt::Display for ResolveError {
                 write_list(f, &matching.iter().collect::<Vec<_>>())?;
                 let has_serial = matches!(
                     selector,
-                    DeviceSelector::Usb {
+                    SerialDevice::Usb {
                         serial_number: Some(_),
                         ..
                     }
@@ -607,8 +484,8 @@ mod tests {
         }
     }
 
-    fn selector(vid: u16, pid: u16, serial: Option<&str>) -> DeviceSelector {
-        DeviceSelector::Usb {
+    fn selector(vid: u16, pid: u16, serial: Option<&str>) -> SerialDevice {
+        SerialDevice::Usb {
             vid,
             pid,
             serial_number: serial.map(str::to_owned),
@@ -618,24 +495,24 @@ mod tests {
     #[test]
     fn usb_identities_parse_in_lsusb_form_with_an_optional_serial_number() {
         assert_eq!(
-            DeviceSelector::parse_usb("0403:6015").unwrap(),
+            SerialDevice::parse_usb("0403:6015").unwrap(),
             selector(0x0403, 0x6015, None)
         );
         assert_eq!(
-            DeviceSelector::parse_usb("0403:6015:A50285BI").unwrap(),
+            SerialDevice::parse_usb("0403:6015:A50285BI").unwrap(),
             selector(0x0403, 0x6015, Some("A50285BI"))
         );
         assert_eq!(
-            DeviceSelector::parse_usb(" 10C4:ea60 ").unwrap(),
+            SerialDevice::parse_usb(" 10C4:ea60 ").unwrap(),
             selector(0x10c4, 0xea60, None)
         );
         // Everything after the second colon is the serial number.
         assert_eq!(
-            DeviceSelector::parse_usb("1a86:7523:ab:cd").unwrap(),
+            SerialDevice::parse_usb("1a86:7523:ab:cd").unwrap(),
             selector(0x1a86, 0x7523, Some("ab:cd"))
         );
         assert_eq!(
-            "0403:6015:A50285BI".parse::<DeviceSelector>().unwrap(),
+            "0403:6015:A50285BI".parse::<SerialDevice>().unwrap(),
             selector(0x0403, 0x6015, Some("A50285BI"))
         );
     }
@@ -643,16 +520,16 @@ mod tests {
     #[test]
     fn text_with_a_slash_parses_as_a_path() {
         assert_eq!(
-            "/dev/ttyUSB0".parse::<DeviceSelector>().unwrap(),
-            DeviceSelector::path("/dev/ttyUSB0")
+            "/dev/ttyUSB0".parse::<SerialDevice>().unwrap(),
+            SerialDevice::path("/dev/ttyUSB0")
         );
         let by_id = "/dev/serial/by-id/usb-FTDI_FT231X_USB_UART_A50285BI-if00-port0";
         assert_eq!(
-            by_id.parse::<DeviceSelector>().unwrap(),
-            DeviceSelector::Path(PathBuf::from(by_id))
+            by_id.parse::<SerialDevice>().unwrap(),
+            SerialDevice::Path(PathBuf::from(by_id))
         );
         // parse_usb takes no paths.
-        assert!(DeviceSelector::parse_usb("/dev/ttyUSB0").is_err());
+        assert!(SerialDevice::parse_usb("/dev/ttyUSB0").is_err());
     }
 
     #[test]
@@ -680,7 +557,7 @@ mod tests {
             ),
         ];
         for (input, reason) in cases {
-            let error = DeviceSelector::parse_usb(input).unwrap_err();
+            let error = SerialDevice::parse_usb(input).unwrap_err();
             assert_eq!(error.input(), input);
             let message = error.to_string();
             assert!(message.contains(reason), "{input:?}: {message}");
@@ -690,7 +567,7 @@ mod tests {
             );
             assert!(!message.contains("device path"), "{input:?}: {message}");
         }
-        let message = "ttyUSB0".parse::<DeviceSelector>().unwrap_err().to_string();
+        let message = "ttyUSB0".parse::<SerialDevice>().unwrap_err().to_string();
         assert_eq!(
             message,
             "invalid serial device \"ttyUSB0\": there is no colon between VID and PID; expected \
@@ -703,7 +580,7 @@ mod tests {
     #[test]
     fn selectors_display_as_path_or_usb_identity() {
         assert_eq!(
-            DeviceSelector::path("/dev/ttyUSB0").to_string(),
+            SerialDevice::path("/dev/ttyUSB0").to_string(),
             "/dev/ttyUSB0"
         );
         assert_eq!(
@@ -732,7 +609,7 @@ mod tests {
             .identity();
         assert_eq!(identity, "1a86:7523");
         assert_eq!(
-            DeviceSelector::parse_usb(&identity).unwrap(),
+            SerialDevice::parse_usb(&identity).unwrap(),
             selector(0x1a86, 0x7523, None)
         );
     }
@@ -756,10 +633,10 @@ mod tests {
         let mut port = usb("/dev/ttyUSB0", 0x0403, 0x6015, Some("A50285BI"));
         let by_id = PathBuf::from("/dev/serial/by-id/usb-FTDI_A50285BI-if00-port0");
         port.by_id.push(by_id.clone());
-        assert!(DeviceSelector::path("/dev/ttyUSB0").matches(&port));
-        assert!(DeviceSelector::Path(by_id).matches(&port));
-        assert!(!DeviceSelector::path("/dev/ttyUSB1").matches(&port));
-        assert!(!DeviceSelector::path("/dev/serial/by-id/usb-other").matches(&port));
+        assert!(SerialDevice::path("/dev/ttyUSB0").matches(&port));
+        assert!(SerialDevice::Path(by_id).matches(&port));
+        assert!(!SerialDevice::path("/dev/ttyUSB1").matches(&port));
+        assert!(!SerialDevice::path("/dev/serial/by-id/usb-other").matches(&port));
     }
 
     #[test]
@@ -770,9 +647,9 @@ mod tests {
         std::os::unix::fs::symlink(&node, &link).unwrap();
         let port = other(node.to_str().unwrap(), PortKind::Unknown);
         // Not the port path and not a listed by-id name, but the same device node.
-        assert!(DeviceSelector::Path(link).matches(&port));
+        assert!(SerialDevice::Path(link).matches(&port));
         let unrelated = dir.file("ttyUSB8");
-        assert!(!DeviceSelector::Path(unrelated).matches(&port));
+        assert!(!SerialDevice::Path(unrelated).matches(&port));
     }
 
     #[test]
@@ -794,7 +671,7 @@ mod tests {
         );
         // A path is taken as it is, present or not.
         assert_eq!(
-            DeviceSelector::path("/dev/ttyACM9").resolve(&[]).unwrap(),
+            SerialDevice::path("/dev/ttyACM9").resolve(&[]).unwrap(),
             PathBuf::from("/dev/ttyACM9")
         );
     }
@@ -865,7 +742,7 @@ mod tests {
 
     #[test]
     fn resolve_with_lists_only_for_a_usb_identity() {
-        let path = DeviceSelector::path("/dev/ttyUSB0")
+        let path = SerialDevice::path("/dev/ttyUSB0")
             .resolve_with(|| panic!("a path needs no listing"))
             .unwrap();
         assert_eq!(path, PathBuf::from("/dev/ttyUSB0"));
@@ -920,7 +797,7 @@ mod tests {
         assert_eq!(ports[1].by_id, vec![b]);
         assert!(ports[2].by_id.is_empty(), "{:?}", ports[2]);
         // The by-id name selects the port it points to.
-        assert!(DeviceSelector::Path(a).matches(&ports[0]));
+        assert!(SerialDevice::Path(a).matches(&ports[0]));
 
         // No by-id directory: no names, no error.
         set_by_id_names(&mut ports, &dir.path().join("missing"));
@@ -1029,7 +906,7 @@ mod tests {
         // What `mqtt-sn-gateway ports` offers as a selector finds the same port back.
         let selector = ports[3].usb().unwrap().selector();
         assert_eq!(selector.resolve(&ports).unwrap(), ports[3].path);
-        assert!(DeviceSelector::Path(ftdi).matches(&ports[3]));
+        assert!(SerialDevice::Path(ftdi).matches(&ports[3]));
     }
 
     /// The machine's own ports: often none (a VM, a CI runner), so this shows only that

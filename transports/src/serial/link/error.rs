@@ -4,8 +4,10 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sn_config::SerialDevice;
+
 use crate::serial::framing::FrameError;
-use crate::serial::ports::{DeviceSelector, ResolveError};
+use crate::serial::ports::ResolveError;
 
 /// Why [`SerialLink::open`](super::SerialLink::open) or
 /// [`SerialLink::send`](super::SerialLink::send) failed.
@@ -33,7 +35,7 @@ pub enum SerialLinkError {
     )]
     Open {
         /// The configured selector.
-        device: DeviceSelector,
+        device: SerialDevice,
         /// The device path it resolved to.
         path: PathBuf,
         /// What the serial library said.
@@ -84,9 +86,9 @@ pub enum SerialLinkError {
 
 /// The path, followed by the selector in parentheses when the selector is not that path:
 /// `/dev/ttyUSB1 (usb 0403:6015 serial A50285BI)`.
-fn opened(device: &DeviceSelector, path: &std::path::Path) -> String {
+fn opened(device: &SerialDevice, path: &std::path::Path) -> String {
     match device {
-        DeviceSelector::Path(configured) if configured == path => path.display().to_string(),
+        SerialDevice::Path(configured) if configured == path => path.display().to_string(),
         _ => format!("{} ({device})", path.display()),
     }
 }

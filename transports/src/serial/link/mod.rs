@@ -1,7 +1,7 @@
 //! The serial link: one serial device (a USB radio dongle, a directly attached mote) carrying
 //! MQTT-SN datagrams in one of the [`framing`](super::framing)s, surviving replugs.
 //!
-//! The device is chosen by a [`DeviceSelector`]: a path (`/dev/ttyUSB0`, or a stable
+//! The device is chosen by a [`SerialDevice`]: a path (`/dev/ttyUSB0`, or a stable
 //! `/dev/serial/by-id/...` name) or a USB identity (VID:PID and serial number), and opened at
 //! a baud rate, 8 data bits, no parity, one stop bit, no flow control. Bytes read go through
 //! the framer; [`SerialLink::recv`] hands out the decoded datagrams and drops (and counts)
@@ -30,6 +30,7 @@ mod stats;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sn_config::SerialDevice;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_serial::{DataBits, FlowControl, Parity, SerialPortBuilderExt, SerialStream, StopBits};
@@ -38,7 +39,7 @@ pub use error::SerialLinkError;
 pub use stats::SerialLinkStats;
 
 use super::framing::{FrameError, Framer, Received};
-use super::ports::{list_ports, DeviceSelector, ListPortsError, PortInfo};
+use super::ports::{list_ports, DeviceLookup, ListPortsError, PortInfo};
 
 /// Bytes asked for per read; the framer buffers partial frames, so this only sets how many
 /// reads a burst takes.
@@ -53,7 +54,7 @@ const MIN_REOPEN_WAIT: Duration = Duration::from_millis(10);
 pub struct SerialLinkConfig {
     /// The device: a path (e.g. `/dev/ttyUSB0` or a `/dev/serial/by-id/...` name) or a USB
     /// identity. Resolved again at every reopen after a replug.
-    pub device: DeviceSelector,
+    pub device: SerialDevice,
     /// Line speed in bits per second (8N1, no flow control).
     pub baud_rate: u32,
     /// The first wait before reopening a device that went away (at least 10 ms).
@@ -69,12 +70,12 @@ impl SerialLinkConfig {
     /// A configuration for the device at `path` at `baud_rate` with the default timings:
     /// reopen after 100 ms doubling up to 5 s, write timeout 1 s.
     pub fn new(path: impl Into<PathBuf>, baud_rate: u32) -> Self {
-        SerialLinkConfig::with_device(DeviceSelector::Path(path.into()), baud_rate)
+        SerialLinkConfig::with_device(SerialDevice::Path(path.into()), baud_rate)
     }
 
     /// A configuration for the device `device` selects at `baud_rate`, with the default
     /// timings of [`new`](Self::new).
-    pub fn with_device(device: DeviceSelector, baud_rate: u32) -> Self {
+    pub fn with_device(device: SerialDevice, baud_rate: u32) -> Self {
         SerialLinkConfig {
             device,
             baud_rate,
@@ -281,7 +282,7 @@ impl<F: Framer> SerialLink<F> {
     }
 
     /// What selects the device, from the configuration.
-    pub fn device(&self) -> &DeviceSelector {
+    pub fn device(&self) -> &SerialDevice {
         &self.config.device
     }
 
@@ -573,8 +574,8 @@ mod tests {
             }
         }
 
-        fn wanted() -> DeviceSelector {
-            DeviceSelector::Usb {
+        fn wanted() -> SerialDevice {
+            SerialDevice::Usb {
                 vid: 0x0403,
                 pid: 0x6015,
                 serial_number: Some("A50285BI".to_owned()),
