@@ -13,19 +13,29 @@ use super::topics::TopicTable;
 /// Index of a session in the gateway's slab.
 pub(crate) type SessionIdx = usize;
 
-/// The client's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The client's state, with what only that state needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum State {
-    /// CONNECT with Will=1 received; WILLTOPICREQ/WILLMSGREQ outstanding.
-    Handshake,
+    /// CONNECT with Will=1 received; WILLTOPICREQ/WILLMSGREQ outstanding. `will`: the
+    /// WILLTOPIC received, waiting for its WILLMSG.
+    Handshake { will: Option<Will> },
     /// Connected.
     Active,
     /// Sleeping after DISCONNECT{duration}; everything for it is queued.
-    Asleep,
-    /// Woken by PINGREQ; receiving what was queued, then back to sleep.
-    Awake,
-    /// Disconnected or lost, kept because CleanSession was 0.
-    Offline,
+    Asleep { duration: Duration },
+    /// Woken by PINGREQ; receiving what was queued, then back to sleep for `duration`.
+    Awake { duration: Duration },
+    /// Disconnected or lost, kept because CleanSession was 0. `since`: when it went offline,
+    /// to evict the oldest first at the session limit; `None` while a new CONNECT waits for
+    /// the mote's own broker connection (transparent mode), which is not to be evicted.
+    Offline { since: Option<Instant> },
+}
+
+impl State {
+    /// Asleep or awake: a sleeping client's supervision and queueing apply.
+    pub(crate) fn sleeping(&self) -> bool {
+        matches!(self, State::Asleep { .. } | State::Awake { .. })
+    }
 }
 
 /// A client's Will, published by the gateway when the client is lost.
@@ -170,14 +180,8 @@ pub(crate) struct Session {
     pub(crate) clean_session: bool,
     /// Keep-alive from CONNECT; zero turns supervision off.
     pub(crate) keep_alive: Duration,
-    /// Sleep duration from DISCONNECT{duration}.
-    pub(crate) sleep: Duration,
     pub(crate) last_seen: Instant,
-    /// When it went offline, to evict the oldest first at the session limit.
-    pub(crate) offline_since: Option<Instant>,
     pub(crate) will: Option<Will>,
-    /// WILLTOPIC received during the handshake, waiting for WILLMSG.
-    pub(crate) pending_will: Option<Will>,
     pub(crate) topics: TopicTable,
     pub(crate) subscriptions: Vec<Subscription>,
     pub(crate) inbound: Inbound,
@@ -206,14 +210,11 @@ impl Session {
         Session {
             client_id,
             addr: None,
-            state: State::Offline,
+            state: State::Offline { since: Some(now) },
             clean_session: true,
             keep_alive: Duration::ZERO,
-            sleep: Duration::ZERO,
             last_seen: now,
-            offline_since: Some(now),
             will: None,
-            pending_will: None,
             topics: TopicTable::default(),
             subscriptions: Vec::new(),
             inbound: Inbound::Idle { last: None },
@@ -239,9 +240,9 @@ impl Session {
     /// (reference §4.11; the v2.0 rule and Paho's and EMQX's convention).
     pub(crate) fn silence_deadline(&self) -> Option<Instant> {
         let period = match self.state {
-            State::Active | State::Handshake => self.keep_alive,
-            State::Asleep | State::Awake => self.sleep,
-            State::Offline => return None,
+            State::Active | State::Handshake { .. } => self.keep_alive,
+            State::Asleep { duration } | State::Awake { duration } => duration,
+            State::Offline { .. } => return None,
         };
         if period.is_zero() {
             return None;
@@ -255,7 +256,7 @@ impl Session {
 
     /// Whether messages can be sent to the client now.
     pub(crate) fn reachable(&self) -> bool {
-        matches!(self.state, State::Active | State::Awake)
+        matches!(self.state, State::Active | State::Awake { .. })
     }
 }
 

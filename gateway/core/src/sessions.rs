@@ -156,9 +156,9 @@ impl SessionTable {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(idx, s)| {
-                let s = s.as_ref().filter(|s| s.state == State::Offline)?;
-                Some((s.offline_since?, idx))
+            .filter_map(|(idx, s)| match s.as_ref()?.state {
+                State::Offline { since } => Some((since?, idx)),
+                _ => None,
             })
             .min()
             .map(|(_, idx)| idx)
@@ -288,14 +288,18 @@ mod tests {
         let now = Instant::now();
         let mut table = SessionTable::default();
         let mut old = session(&mut table, "old", now);
-        old.offline_since = Some(now);
+        old.state = State::Offline { since: Some(now) };
         let old = table.insert(old);
         let mut newer = session(&mut table, "newer", now);
-        newer.offline_since = Some(now + Duration::from_secs(1));
+        newer.state = State::Offline {
+            since: Some(now + Duration::from_secs(1)),
+        };
         table.insert(newer);
         let mut active = session(&mut table, "active", now);
         active.state = State::Active;
-        active.offline_since = None;
+        let mut connecting = session(&mut table, "connecting", now);
+        connecting.state = State::Offline { since: None };
+        table.insert(connecting);
         table.insert(active);
         assert_eq!(table.oldest_offline(), Some(old));
         table.remove(old);

@@ -65,7 +65,9 @@ impl Gateway {
         // what is missing (reference §4.2).
         if let Some(idx) = existing {
             let repeat = self.session(idx).is_some_and(|s| {
-                s.state == State::Handshake && s.addr.as_ref() == Some(&addr) && connect.will
+                matches!(s.state, State::Handshake { .. })
+                    && s.addr.as_ref() == Some(&addr)
+                    && connect.will
             });
             if repeat {
                 return self.resend_in_flight(now, idx);
@@ -104,14 +106,19 @@ impl Gateway {
         session.clean_session = connect.clean_session;
         session.keep_alive = Duration::from_secs(u64::from(connect.duration));
         session.last_seen = now;
-        session.offline_since = None;
-        session.pending_will = None;
+        match &mut session.state {
+            // Not to be evicted while its connection is being opened (transparent mode).
+            State::Offline { since } => *since = None,
+            // A WILLTOPIC of an earlier attempt is forgotten.
+            State::Handshake { will } => *will = None,
+            _ => {}
+        }
         if !connect.clean_session {
             // The client may have forgotten the ids of its earlier connection (§4.7).
             session.topics.forget_all();
         }
         if connect.will {
-            session.state = State::Handshake;
+            session.state = State::Handshake { will: None };
             self.start_in_flight(now, idx, Outgoing::WillTopicReq);
         } else {
             self.complete_connect(now, idx, resumed);
@@ -186,7 +193,9 @@ impl Gateway {
             return self.refuse_handshake(now, idx);
         };
         if let Some(session) = self.session_mut(idx) {
-            session.pending_will = Some(will);
+            if let State::Handshake { will: pending } = &mut session.state {
+                *pending = Some(will);
+            }
             session.in_flight = None;
         }
         self.start_in_flight(now, idx, Outgoing::WillMsgReq);
@@ -200,7 +209,11 @@ impl Gateway {
             session.in_flight.as_ref().map(|f| &f.what),
             Some(Outgoing::WillMsgReq)
         );
-        let Some(mut will) = session.pending_will.take().filter(|_| expecting) else {
+        let pending = match &mut session.state {
+            State::Handshake { will } => will.take(),
+            _ => None,
+        };
+        let Some(mut will) = pending.filter(|_| expecting) else {
             self.metrics.unexpected_packet += 1;
             return;
         };
@@ -277,13 +290,13 @@ impl Gateway {
             return;
         };
         match session.state {
-            State::Asleep => {
+            State::Asleep { duration } => {
                 // A PINGREQ naming another client is not for this session (EMQX ignores it).
                 if !client_id.is_empty() && client_id != session.client_id.as_bytes() {
                     self.metrics.unexpected_packet += 1;
                     return;
                 }
-                session.state = State::Awake;
+                session.state = State::Awake { duration };
                 let event = Event::Awake {
                     client_id: session.client_id.clone(),
                     queued: session.queue.len(),
@@ -292,7 +305,7 @@ impl Gateway {
                 self.pump(now, idx);
             }
             // Still delivering what was queued: PINGRESP comes when that is done.
-            State::Awake => {}
+            State::Awake { .. } => {}
             _ => {
                 self.send_to_session(idx, Packet::PingResp);
             }
@@ -302,7 +315,9 @@ impl Gateway {
     /// An awake client has received everything: PINGRESP, and back to sleep (§6.14).
     pub(crate) fn finish_wake(&mut self, now: Instant, idx: SessionIdx) {
         if let Some(session) = self.session_mut(idx) {
-            session.state = State::Asleep;
+            if let State::Awake { duration } = session.state {
+                session.state = State::Asleep { duration };
+            }
             session.last_seen = now;
         }
         self.send_to_session(idx, Packet::PingResp);
@@ -318,8 +333,9 @@ impl Gateway {
             return;
         };
         // From active, asleep or awake alike: (back) to sleep with the new duration (§4.13).
-        session.state = State::Asleep;
-        session.sleep = Duration::from_secs(u64::from(duration.get()));
+        session.state = State::Asleep {
+            duration: Duration::from_secs(u64::from(duration.get())),
+        };
         session.last_seen = now;
         session.abandon_in_flight();
         let client_id = session.client_id.clone();
@@ -345,8 +361,8 @@ impl Gateway {
             return self.arm(idx, deadline, TimerKind::Silence);
         }
         let reason = match session.state {
-            State::Asleep | State::Awake => LostReason::SleepExpired,
-            State::Handshake => LostReason::HandshakeTimeout,
+            State::Asleep { .. } | State::Awake { .. } => LostReason::SleepExpired,
+            State::Handshake { .. } => LostReason::HandshakeTimeout,
             _ => LostReason::KeepAliveExpired,
         };
         self.lose(now, idx, reason);
@@ -363,7 +379,7 @@ impl Gateway {
     pub(crate) fn end_session(&mut self, now: Instant, idx: SessionIdx, ending: Ending) {
         let handshake = self
             .session(idx)
-            .is_some_and(|s| s.state == State::Handshake);
+            .is_some_and(|s| matches!(s.state, State::Handshake { .. }));
         let mut will_published = false;
         if self.transparent() {
             will_published = self.close_mote_link(idx, ending, handshake);
@@ -399,9 +415,7 @@ impl Gateway {
         };
         session.abandon_in_flight();
         session.inbound = Inbound::Idle { last: None };
-        session.pending_will = None;
-        session.state = State::Offline;
-        session.offline_since = Some(now);
+        session.state = State::Offline { since: Some(now) };
         session.epoch = epoch;
         // QoS 0 is not kept for a client that is gone (MQTT keeps only QoS 1/2 for offline
         // sessions).
@@ -487,9 +501,7 @@ impl Gateway {
     ) -> Option<SessionIdx> {
         let client_id = std::str::from_utf8(client_id).ok()?;
         let idx = self.sessions.find(client_id)?;
-        let asleep = self
-            .session(idx)
-            .is_some_and(|s| matches!(s.state, State::Asleep | State::Awake));
+        let asleep = self.session(idx).is_some_and(|s| s.state.sleeping());
         if !asleep {
             return None;
         }

@@ -57,7 +57,7 @@ impl Gateway {
         let Some(session) = self.session_mut(idx) else {
             return;
         };
-        if (session.state == State::Offline && delivery.qos == MqttQoS::AtMostOnce)
+        if (matches!(session.state, State::Offline { .. }) && delivery.qos == MqttQoS::AtMostOnce)
             || session.refused_topics.contains(&delivery.topic)
         {
             // Not for this client: done with, as far as the broker goes.
@@ -145,7 +145,7 @@ impl Gateway {
             }
             let Some(front) = session.queue.front() else {
                 session.queue_full_reported = false;
-                if session.state == State::Awake {
+                if matches!(session.state, State::Awake { .. }) {
                     self.finish_wake(now, idx);
                 }
                 return;

@@ -273,11 +273,11 @@ impl Gateway {
         let session = self.session(self.sessions.find(client_id)?)?;
         Some(SessionInfo {
             state: match session.state {
-                State::Handshake => SessionState::Connecting,
+                State::Handshake { .. } => SessionState::Connecting,
                 State::Active => SessionState::Active,
-                State::Asleep => SessionState::Asleep,
-                State::Awake => SessionState::Awake,
-                State::Offline => SessionState::Offline,
+                State::Asleep { .. } => SessionState::Asleep,
+                State::Awake { .. } => SessionState::Awake,
+                State::Offline { .. } => SessionState::Offline,
             },
             queued: session.queue.len(),
             queued_bytes: session.queue.bytes(),
@@ -479,15 +479,13 @@ impl Gateway {
                 _ => return self.reject_unknown(&addr),
             },
         };
-        let Some(state) = self.session_mut(idx).map(|s| {
-            s.last_seen = now;
-            s.state
-        }) else {
+        let Some(session) = self.session_mut(idx) else {
             return;
         };
-        let allowed = match state {
+        session.last_seen = now;
+        let allowed = match &session.state {
             State::Active => true,
-            State::Handshake => matches!(
+            State::Handshake { .. } => matches!(
                 packet,
                 Packet::WillTopic(_)
                     | Packet::WillMsg { .. }
@@ -495,7 +493,7 @@ impl Gateway {
                     | Packet::PingReq { .. }
             ),
             // A sleeping or waking client only acknowledges, pings, or disconnects (§6.14).
-            State::Asleep | State::Awake => matches!(
+            State::Asleep { .. } | State::Awake { .. } => matches!(
                 packet,
                 Packet::PingReq { .. }
                     | Packet::Disconnect(_)
@@ -505,10 +503,11 @@ impl Gateway {
                     | Packet::PubComp { .. }
                     | Packet::PubRel { .. }
             ),
-            State::Offline => false,
+            State::Offline { .. } => false,
         };
         if !allowed {
             self.metrics.unexpected_packet += 1;
+            let state = self.session(idx).map(|s| &s.state);
             trace!(?state, msg = %packet.msg_type(), "ignored: not expected in this state");
             return;
         }

@@ -177,7 +177,7 @@ pub struct Restored {
 impl Session {
     /// Whether this session outlives a restart.
     pub(crate) fn durable(&self) -> bool {
-        !self.clean_session || matches!(self.state, State::Asleep | State::Awake)
+        !self.clean_session || self.state.sleeping()
     }
 
     fn record(&self) -> SessionRecord {
@@ -185,13 +185,18 @@ impl Session {
             client_id: self.client_id.clone(),
             addr: self.addr.clone(),
             state: match self.state {
-                State::Active | State::Handshake => StoredState::Active,
-                State::Asleep | State::Awake => StoredState::Asleep,
-                State::Offline => StoredState::Offline,
+                State::Active | State::Handshake { .. } => StoredState::Active,
+                State::Asleep { .. } | State::Awake { .. } => StoredState::Asleep,
+                State::Offline { .. } => StoredState::Offline,
             },
             clean_session: self.clean_session,
             keep_alive: u16::try_from(self.keep_alive.as_secs()).unwrap_or(u16::MAX),
-            sleep: u16::try_from(self.sleep.as_secs()).unwrap_or(u16::MAX),
+            sleep: match self.state {
+                State::Asleep { duration } | State::Awake { duration } => {
+                    u16::try_from(duration.as_secs()).unwrap_or(u16::MAX)
+                }
+                _ => 0,
+            },
             will: self.will.as_ref().map(|w| StoredWill {
                 topic: w.topic.clone(),
                 payload: w.payload.clone(),
@@ -411,13 +416,13 @@ impl Gateway {
         let mut session = Session::new(record.client_id.clone(), now, epoch);
         session.clean_session = record.clean_session;
         session.keep_alive = Duration::from_secs(u64::from(record.keep_alive));
-        session.sleep = Duration::from_secs(u64::from(record.sleep));
         session.state = match record.state {
             StoredState::Active => State::Active,
-            StoredState::Asleep => State::Asleep,
-            StoredState::Offline => State::Offline,
+            StoredState::Asleep => State::Asleep {
+                duration: Duration::from_secs(u64::from(record.sleep)),
+            },
+            StoredState::Offline => State::Offline { since: Some(now) },
         };
-        session.offline_since = (session.state == State::Offline).then_some(now);
         session.will = record.will.map(|w| Will {
             topic: w.topic,
             payload: w.payload,
@@ -427,7 +432,7 @@ impl Gateway {
         for (id, name, known) in record.topics {
             session.topics.restore(id, name, known);
         }
-        let addr = if session.state == State::Offline {
+        let addr = if matches!(session.state, State::Offline { .. }) {
             None
         } else {
             record.addr
@@ -461,7 +466,10 @@ impl Gateway {
         if self.transparent() {
             // Each mote has its own connection: a sleeping mote's is opened again (kept
             // pinged while it sleeps); its subscriptions go on it, not the gateway's.
-            if self.session(idx).is_some_and(|s| s.state == State::Asleep) {
+            if self
+                .session(idx)
+                .is_some_and(|s| matches!(s.state, State::Asleep { .. }))
+            {
                 self.open_mote_link(idx, false, true);
             }
         } else {

@@ -239,7 +239,7 @@ impl Gateway {
         };
         // Nothing reaches a sleeping client; its subscription stands (or is gone) all the
         // same.
-        let asleep = session.state == crate::session::State::Asleep;
+        let asleep = matches!(session.state, crate::session::State::Asleep { .. });
         let (qos, return_code) = match granted {
             Some(g) => {
                 sub.granted = sub.requested.min(g);

@@ -313,7 +313,7 @@ impl Gateway {
         }
         // A client that went to sleep meanwhile has its radio off: the exchange is complete
         // here, and a retransmission after it wakes is answered from `inbound`.
-        let asleep = session.state == State::Asleep;
+        let asleep = matches!(session.state, State::Asleep { .. });
         let packet = if qos == MqttQoS::ExactlyOnce {
             session.inbound = Inbound::AwaitPubRel { msg_id };
             Packet::PubRec { msg_id }
