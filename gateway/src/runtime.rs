@@ -37,6 +37,10 @@ const DATAGRAM_QUEUE: usize = 4096;
 /// as soon as this many are waiting, which bounds the memory and the delay a large turn adds.
 const UDP_SEND_BATCH: usize = 256;
 
+/// The turn's outgoing datagrams are written into one buffer of this size; a turn that writes
+/// more takes another block of it (not one allocation per datagram).
+const OUT_BUF_CAPACITY: usize = 64 * 1024;
+
 /// While the broker link has no room for the core's commands, how soon the runtime looks
 /// again.
 const LINK_BUSY_RECHECK: Duration = Duration::from_millis(1);
@@ -121,6 +125,8 @@ pub struct Runtime {
     /// Per link (same index as `links`), the UDP datagrams of this turn not yet sent; empty
     /// for serial links.
     udp_out: Vec<Vec<(Bytes, SocketAddr)>>,
+    /// Where the core writes the turn's datagrams (see [`Gateway::poll_transmit`]).
+    out_buf: BytesMut,
     broker: BrokerLinkHandle,
     /// The link to the embedded broker while it is the remote broker's fallback.
     fallback: Option<BrokerLinkHandle>,
@@ -242,6 +248,7 @@ impl Runtime {
             store_retry: None,
             backlog_warned: None,
             udp_out,
+            out_buf: BytesMut::with_capacity(OUT_BUF_CAPACITY),
             broker,
             fallback,
             transparent,
@@ -394,19 +401,22 @@ impl Runtime {
     /// here may leave.
     async fn flush(&mut self) {
         self.write_state();
-        while let Some(transmit) = self.core.poll_transmit() {
+        // The core writes each datagram into `out_buf`; split off, it is a Bytes sharing the
+        // buffer, whose memory is reused once the turn's datagrams are sent.
+        while let Some(transmit) = self.core.poll_transmit(&mut self.out_buf) {
+            let datagram = self.out_buf.split().freeze();
             let index = usize::from(transmit.link.0);
             let (link, out) = match (self.links.get_mut(index), self.udp_out.get_mut(index)) {
                 (Some(Link::Udp(link)), Some(out)) => (link, out),
                 (Some(Link::Serial(serial)), _) => {
-                    serial.send(transmit.destination, transmit.datagram);
+                    serial.send(transmit.destination, datagram);
                     continue;
                 }
                 _ => continue,
             };
             match transmit.destination {
                 Destination::Unicast(PeerAddr::Ip(addr)) => {
-                    out.push((transmit.datagram, addr));
+                    out.push((datagram, addr));
                     if out.len() >= UDP_SEND_BATCH {
                         send_udp(link, out).await;
                     }
@@ -414,7 +424,7 @@ impl Runtime {
                 Destination::Discovery { radius } => {
                     // What the core produced before it goes first, as it would have unbatched.
                     send_udp(link, out).await;
-                    if let Err(error) = link.send_discovery(&transmit.datagram, radius).await {
+                    if let Err(error) = link.send_discovery(&datagram, radius).await {
                         debug!(link = link.name(), %error, "send failed");
                     }
                 }

@@ -8,8 +8,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use bytes::BytesMut;
+use sn_codec::v12::Frame;
+use sn_codec::EncodeError;
+
 use crate::broker::{BrokerCommand, BrokerRoute, MqttQoS};
-use crate::peer::Transmit;
+use crate::peer::{Destination, LinkId, Transmit};
 
 /// How many outputs of each kind have been queued since the start. The durability gate
 /// releases outputs up to such a mark.
@@ -21,18 +25,37 @@ pub(crate) struct Marks {
     pub(crate) commands: u64,
 }
 
-/// Datagrams waiting to be sent, in order.
+/// Datagrams waiting to be sent, in order. Their bytes are encoded back to back into one
+/// buffer that keeps its capacity, and copied out into the caller's buffer when polled: no
+/// allocation per datagram.
 #[derive(Debug, Default)]
 pub(crate) struct Transmits {
+    bytes: BytesMut,
     queue: VecDeque<Transmit>,
     /// Datagrams handed out so far: the sequence number of the queue's front.
     polled: u64,
 }
 
 impl Transmits {
-    /// Queues a datagram.
-    pub(crate) fn push(&mut self, transmit: Transmit) {
-        self.queue.push_back(transmit);
+    /// Encodes `frame` and queues it for `link` and `destination`; on an encoding error
+    /// nothing is queued.
+    pub(crate) fn push(
+        &mut self,
+        link: LinkId,
+        destination: Destination,
+        frame: &Frame<'_>,
+    ) -> Result<(), EncodeError> {
+        let start = self.bytes.len();
+        if let Err(error) = frame.encode(&mut self.bytes) {
+            self.bytes.truncate(start);
+            return Err(error);
+        }
+        self.queue.push_back(Transmit {
+            link,
+            destination,
+            size: self.bytes.len() - start,
+        });
+        Ok(())
     }
 
     /// Datagrams queued since the start (the mark of everything queued so far).
@@ -40,13 +63,20 @@ impl Transmits {
         self.polled + self.queue.len() as u64
     }
 
-    /// The next datagram, if the gate has released it (`released` datagrams may go out).
-    pub(crate) fn pop(&mut self, released: u64) -> Option<Transmit> {
+    /// The next datagram, if the gate has released it (`released` datagrams may go out):
+    /// its bytes are appended to `buf`.
+    pub(crate) fn pop(&mut self, released: u64, buf: &mut BytesMut) -> Option<Transmit> {
         if self.polled >= released {
             return None;
         }
         let transmit = self.queue.pop_front()?;
+        let datagram = self.bytes.split_to(transmit.size.min(self.bytes.len()));
+        buf.extend_from_slice(&datagram);
         self.polled += 1;
+        if self.queue.is_empty() {
+            // Everything is out: let the buffer start from the top again.
+            self.bytes.clear();
+        }
         Some(transmit)
     }
 }
@@ -213,20 +243,25 @@ mod tests {
     }
 
     #[test]
-    fn transmits_wait_for_their_release() {
+    fn transmits_wait_for_their_release_and_come_out_into_the_callers_buffer() {
+        use sn_codec::v12::Packet;
         let mut transmits = Transmits::default();
-        let datagram = |n: u8| Transmit {
-            link: crate::peer::LinkId(0),
-            destination: crate::peer::Destination::Discovery { radius: n },
-            datagram: Bytes::from(vec![n]),
-        };
-        transmits.push(datagram(1));
-        transmits.push(datagram(2));
+        let to = Destination::Discovery { radius: 0 };
+        let ping = Frame::Packet(Packet::PingResp);
+        let ack = Frame::Packet(Packet::PubComp { msg_id: 7 });
+        transmits.push(LinkId(0), to, &ping).unwrap();
+        transmits.push(LinkId(1), to, &ack).unwrap();
         assert_eq!(transmits.mark(), 2);
-        assert!(transmits.pop(0).is_none());
-        assert_eq!(transmits.pop(1).unwrap().datagram, Bytes::from(vec![1]));
-        assert!(transmits.pop(1).is_none());
-        assert_eq!(transmits.pop(2).unwrap().datagram, Bytes::from(vec![2]));
+        let mut buf = BytesMut::new();
+        assert!(transmits.pop(0, &mut buf).is_none());
+        let first = transmits.pop(1, &mut buf).unwrap();
+        assert_eq!((first.link, first.size), (LinkId(0), 2));
+        assert_eq!(&buf[..], &ping.to_vec().unwrap()[..]);
+        assert!(transmits.pop(1, &mut buf).is_none());
+        buf.clear();
+        let second = transmits.pop(2, &mut buf).unwrap();
+        assert_eq!(second.link, LinkId(1));
+        assert_eq!(&buf[..], &ack.to_vec().unwrap()[..]);
         assert_eq!(transmits.mark(), 2);
     }
 }

@@ -98,13 +98,14 @@ pub enum Destination {
     },
 }
 
-/// A datagram the runtime must send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A datagram the runtime must send: where it goes and how long it is. Its bytes were written
+/// into the caller's buffer by `Gateway::poll_transmit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmit {
     /// The link to send on.
     pub link: LinkId,
     /// Where on that link.
     pub destination: Destination,
-    /// The encoded datagram, forwarder encapsulation included.
-    pub datagram: bytes::Bytes,
+    /// Bytes of the datagram (forwarder encapsulation included) appended to the buffer.
+    pub size: usize,
 }

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use sn_codec::v12::{Forwarded, Frame, Packet};
 use tracing::trace;
 
@@ -40,6 +40,30 @@ pub use persist::{
 
 /// The MQTT-SN gateway protocol engine, free of I/O: feed it datagrams, broker events and the
 /// time; poll it for datagrams, broker commands, its next deadline and events.
+///
+/// # The polling contract
+///
+/// A runtime drives it in turns. In each turn:
+///
+/// 1. **Feed** what happened, each with the current time: [`Gateway::handle_datagram`],
+///    [`Gateway::handle_delivery_failure`], [`Gateway::handle_broker`] (with the route the
+///    event came from), and [`Gateway::handle_timeout`] once [`Gateway::poll_timeout`]'s
+///    deadline has passed (early calls are harmless). `now` never goes backwards: take it
+///    from a monotonic clock. The core reads no clock itself.
+/// 2. **Store**: [`Gateway::poll_store`] hands out the turn's state changes as one numbered
+///    batch; write it in one transaction, then report it with [`Gateway::handle_stored`]
+///    (without a store, report it at once). Until then the core holds back every datagram and
+///    broker command queued before the batch, since they may acknowledge what the batch holds:
+///    that is how "nothing is acknowledged before the next hop holds it" is kept, whatever the
+///    runtime does. A write that fails is retried later with the same ops; new batches wait
+///    behind it.
+/// 3. **Send**: drain [`Gateway::poll_transmit`] (each datagram is written into the caller's
+///    buffer) and [`Gateway::poll_broker`] (each command with its route; `remote_ready` says
+///    whether the remote broker's link takes more now), then [`Gateway::poll_event`] for logs.
+/// 4. **Sleep** until the earliest of [`Gateway::poll_timeout`] and the next input.
+///
+/// Outputs left unpolled stay queued; the only ones the core sheds are QoS 0 PUBLISHes for a
+/// broker that does not keep up (`max_pending_qos0`), counted in [`Metrics`].
 #[derive(Debug)]
 pub struct Gateway {
     config: CoreConfig,
@@ -189,10 +213,13 @@ impl Gateway {
     }
 
     /// The next datagram to send, once the store holds everything it depends on (see
-    /// [`Gateway::poll_store`]).
+    /// [`Gateway::poll_store`]): its bytes are appended to `buf`, and the [`Transmit`] says
+    /// where they go and how many there are. Nothing is allocated per datagram: a runtime
+    /// that takes each datagram out of `buf` (`BytesMut::split`) and keeps `buf` reuses its
+    /// memory.
     #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop(self.gate.released().transmits)
+    pub fn poll_transmit(&mut self, buf: &mut BytesMut) -> Option<Transmit> {
+        self.transmits.pop(self.gate.released().transmits, buf)
     }
 
     /// The next command for a broker connection, with its route, once the store holds
@@ -413,19 +440,13 @@ impl Gateway {
             trace!(len, "not sent: packet over max_packet_size");
             return false;
         }
-        let mut buf = BytesMut::with_capacity(len);
-        if let Err(error) = frame.encode(&mut buf) {
+        if let Err(error) = self.transmits.push(link, destination, frame) {
             self.metrics.dropped_too_big_for_client += 1;
             trace!(%error, "not sent: cannot encode");
             return false;
         }
         trace!(?link, ?destination, packet = ?frame.packet(), "send");
         self.metrics.datagrams_sent += 1;
-        self.transmits.push(Transmit {
-            link,
-            destination,
-            datagram: Bytes::from(buf),
-        });
         true
     }
 

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use sn_codec::v12::{Advertise, GwInfo, Packet, SearchGw};
-use sn_core::{BrokerEvent, CoreConfig, Destination, LinkId, Transmit};
+use sn_core::{BrokerEvent, CoreConfig, Destination, LinkId};
 
-use crate::harness::{peer, Harness, LINK};
+use crate::harness::{peer, Harness, Sent, LINK};
 
 fn config(gw_id: u8, interval_secs: u64) -> CoreConfig {
     CoreConfig {
@@ -18,8 +18,8 @@ fn config(gw_id: u8, interval_secs: u64) -> CoreConfig {
 
 /// The one transmit, which must be an ADVERTISE{gw_id, duration} broadcast on `link`.
 #[track_caller]
-fn assert_advertise(sent: &[Transmit], link: LinkId, gw_id: u8, duration: u16) {
-    let mine: Vec<&Transmit> = sent.iter().filter(|t| t.link == link).collect();
+fn assert_advertise(sent: &[Sent], link: LinkId, gw_id: u8, duration: u16) {
+    let mine: Vec<&Sent> = sent.iter().filter(|t| t.link == link).collect();
     assert_eq!(
         mine.len(),
         1,

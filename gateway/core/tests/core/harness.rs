@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sn_codec::v12::{Connect, Forwarded, Frame, Packet};
 use sn_core::{
     BrokerCommand, BrokerEvent, BrokerRoute, CoreConfig, Destination, Event, Gateway, LinkId,
-    MqttQoS, Peer, PeerAddr, PublishId, StoreOp, Transmit, UplinkPublish,
+    MqttQoS, Peer, PeerAddr, PublishId, StoreOp, UplinkPublish,
 };
 
 pub const LINK: LinkId = LinkId(0);
@@ -25,12 +25,20 @@ pub fn bytes(packet: Packet<'_>) -> Vec<u8> {
     packet.to_vec().unwrap()
 }
 
+/// A datagram the gateway sent: where, and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub link: LinkId,
+    pub destination: Destination,
+    pub datagram: bytes::Bytes,
+}
+
 pub struct Harness {
     pub gw: Gateway,
     pub now: Instant,
     start: Instant,
     /// Transmits already taken from the gateway but not yet read by the test.
-    pending: Vec<Transmit>,
+    pending: Vec<Sent>,
     /// Broker commands taken from the gateway (every route) but not yet read by the test.
     routed: Vec<(BrokerRoute, BrokerCommand)>,
     /// State changes written to the harness's perfect store, not yet read by the test.
@@ -121,10 +129,19 @@ impl Harness {
         std::mem::take(&mut self.stored)
     }
 
-    pub fn transmits(&mut self) -> Vec<Transmit> {
+    pub fn transmits(&mut self) -> Vec<Sent> {
         self.settle();
         let mut all = std::mem::take(&mut self.pending);
-        all.extend(std::iter::from_fn(|| self.gw.poll_transmit()));
+        let mut buf = bytes::BytesMut::new();
+        while let Some(transmit) = self.gw.poll_transmit(&mut buf) {
+            let datagram = buf.split().freeze();
+            assert_eq!(datagram.len(), transmit.size, "the size it reports");
+            all.push(Sent {
+                link: transmit.link,
+                destination: transmit.destination,
+                datagram,
+            });
+        }
         all
     }
 

@@ -58,7 +58,7 @@ fn the_puback_of_a_spooled_message_waits_for_the_store_batch_that_holds_it() {
     );
     // Polled in any order, the acknowledgement does not leave before the write.
     assert_eq!(
-        h.gw.poll_transmit(),
+        h.gw.poll_transmit(&mut bytes::BytesMut::new()),
         None,
         "PUBACK before the spool is written"
     );
@@ -71,14 +71,14 @@ fn the_puback_of_a_spooled_message_waits_for_the_store_batch_that_holds_it() {
         "{batch:?}"
     );
     assert_eq!(
-        h.gw.poll_transmit(),
+        h.gw.poll_transmit(&mut bytes::BytesMut::new()),
         None,
         "PUBACK before the batch is written"
     );
     // A runtime whose write failed polls again: a new (empty) batch releases nothing.
     assert!(h.gw.poll_store().is_none());
     assert_eq!(
-        h.gw.poll_transmit(),
+        h.gw.poll_transmit(&mut bytes::BytesMut::new()),
         None,
         "PUBACK while the write is retried"
     );
