@@ -36,7 +36,7 @@ use sn_codec::v12::{
     Subscribe, SubscribeTopic, Unsubscribe, WillTopic,
 };
 use sn_codec::QoS;
-use tracing::debug;
+use tracing::{debug, warn};
 
 pub use types::{
     topic_id_field, ClientConfig, ClientError, ConnectOptions, Event, Message, Received, Request,
@@ -139,6 +139,11 @@ impl Client {
     /// The configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// Changes the client id, for the next CONNECT and wake-up PINGREQ.
+    pub fn set_client_id(&mut self, client_id: impl Into<String>) {
+        self.config.client_id = client_id.into();
     }
 
     /// Changes the timers of the requests started from now on (e.g. a shorter timeout for
@@ -740,7 +745,7 @@ impl Client {
                 Some(name) => Some(name.clone()),
                 None if self.config.unknown_topic_ids == UnknownTopicIds::Reject => {
                     // §6.10: a client that does not know the id answers PUBACK 0x02.
-                    debug!("PUBLISH on unknown topic id {id} rejected (PUBACK 0x02)");
+                    warn!("PUBLISH on unknown topic id {id} rejected (PUBACK 0x02)");
                     self.reply(
                         now,
                         &Packet::PubAck(PubAck {
