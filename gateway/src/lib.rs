@@ -1,7 +1,8 @@
 //! The MQTT-SN gateway: the sans-I/O protocol core (the `sn-core` package, re-exported as
 //! [`core`]), the broker link ([`broker`]), the
 //! durable store ([`store`]), the tokio runtime that drives them ([`runtime`]), the CLI's
-//! helpers ([`settings`], [`ports`]) and a simulated serial radio ([`radio_sim`]).
+//! helpers ([`settings`], [`ports`]). The `mqtt-sn` tool and the radio simulator live in the
+//! `mqtt-sn-tools` package.
 //!
 //! The core holds every protocol rule and performs no I/O: the runtime feeds it datagrams,
 //! broker events and the time, and polls it for datagrams to send, broker commands and its next
@@ -10,7 +11,6 @@
 pub mod broker;
 pub use sn_core as core;
 pub mod ports;
-pub mod radio_sim;
 pub mod runtime;
 pub mod settings;
 pub mod store;

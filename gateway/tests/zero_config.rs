@@ -21,7 +21,44 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_mqtt-sn-gateway");
-const TOOL: &str = env!("CARGO_BIN_EXE_mqtt-sn");
+
+/// The `mqtt-sn` tool. It belongs to another package (`mqtt-sn-tools`), so cargo names no
+/// `CARGO_BIN_EXE_` for it here: it is built (or found up to date) with the cargo that runs
+/// this test, in the same target directory and profile as the gateway, once per run.
+fn tool_binary() -> &'static Path {
+    static TOOL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    TOOL.get_or_init(|| {
+        let profile_dir = Path::new(GATEWAY)
+            .parent()
+            .expect("the directory of the gateway binary");
+        let target_dir = profile_dir.parent().expect("the target directory");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "mqtt-sn-tools",
+                "--bin",
+                "mqtt-sn",
+            ])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .env("CARGO_TARGET_DIR", target_dir);
+        if profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release")
+        {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo to build the mqtt-sn tool");
+        assert!(status.success(), "building mqtt-sn failed: {status}");
+        let binary = profile_dir.join("mqtt-sn");
+        assert!(binary.exists(), "no mqtt-sn binary at {}", binary.display());
+        binary
+    })
+}
 
 /// A temp directory, removed on drop.
 struct TempDir(PathBuf);
@@ -196,7 +233,7 @@ async fn subscriber(port: u16, filter: &str, dir: &Path) -> (AsyncClient, rumqtt
 fn publish(udp_port: u16, topic: &str, message: &str, dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let output: Output = Command::new(TOOL)
+        let output: Output = Command::new(tool_binary())
             .args(["pub", "--gateway"])
             .arg(format!("127.0.0.1:{udp_port}"))
             .args(["-t", topic, "-m", message, "-q", "1", "--retry", "1s"])
@@ -219,6 +256,8 @@ fn publish(udp_port: u16, topic: &str, message: &str, dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_without_a_broker_serves_motes_through_its_embedded_broker() {
+    // Built (or found) before anything starts, so no connection waits on cargo.
+    tool_binary();
     let dir = TempDir::new("serves");
     let (mut gateway, tcp_port, udp_port) =
         start_on_free_ports(&dir.0, Duration::from_secs(20), spawn_gateway);
@@ -281,6 +320,8 @@ fn mosquitto_sub(port: u16, filter: &str) -> std::process::Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_sub_on_the_embedded_broker_receives_a_motes_publish() {
+    // Built (or found) before anything starts, so no connection waits on cargo.
+    tool_binary();
     let dir = TempDir::new("mosquitto-sub");
     let (_gateway, tcp_port, udp_port) =
         start_on_free_ports(&dir.0, Duration::from_secs(20), spawn_gateway);

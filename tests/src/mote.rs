@@ -1,5 +1,8 @@
-//! An MQTT-SN v1.2 test client ("mote") over a real UDP socket, encoding and decoding with
-//! sn-codec.
+//! An MQTT-SN v1.2 test client ("mote") over a real UDP socket. Its protocol logic is the
+//! sans-I/O client machine of `sn-client`, the one the `mqtt-sn` tool and the bench motes
+//! use; this file moves the machine's datagrams over the socket and adds what a test needs:
+//! raw and hand-crafted packets ([`Mote::send`], [`Mote::send_raw`], [`Mote::recv_raw`]),
+//! exact-packet expectations ([`Mote::expect`]) and failing the test on a timeout.
 //!
 //! Requests are retransmitted every `retry_interval` (PUBLISH with DUP=1) until answered or
 //! until `op_timeout` has passed, which fails the test. What the gateway sends on its own
@@ -8,13 +11,13 @@
 //! gets PUBCOMP, PINGREQ gets PINGRESP. Anything else is kept in an inbox for the next
 //! [`Mote::expect`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use sn_client::{Client, ClientConfig, Event, Received, Timing, UnknownTopicIds};
 use sn_codec::v12::{
-    Connect, Disconnect, Packet, PubAck, Publish, PublishTopic, RegAck, Register, ReturnCode,
-    SearchGw, SubAck, Subscribe, SubscribeTopic, Unsubscribe, WillTopic,
+    Packet, PublishTopic, ReturnCode, SearchGw, SubAck, SubscribeTopic, WillTopic,
 };
 use sn_codec::QoS;
 use tokio::net::UdpSocket;
@@ -55,21 +58,12 @@ impl Topic {
         }
     }
 
-    fn from_codec(topic: &PublishTopic<'_>) -> Topic {
-        match *topic {
-            PublishTopic::Normal(id) => Topic::Normal(id),
-            PublishTopic::Predefined(id) => Topic::Predefined(id),
-            PublishTopic::Short(name) => Topic::Short(name),
-            PublishTopic::LongName(name) => Topic::LongName(String::from_utf8_lossy(name).into()),
-        }
-    }
-
-    /// The TopicId field echoed in a PUBACK.
-    fn id_field(&self) -> u16 {
-        match self {
-            Topic::Normal(id) | Topic::Predefined(id) => *id,
-            Topic::Short(name) => u16::from_be_bytes(*name),
-            Topic::LongName(_) => 0,
+    fn from_client(topic: sn_client::Topic) -> Topic {
+        match topic {
+            sn_client::Topic::Normal(id) => Topic::Normal(id),
+            sn_client::Topic::Predefined(id) => Topic::Predefined(id),
+            sn_client::Topic::Short(name) => Topic::Short(name),
+            sn_client::Topic::LongName(name) => Topic::LongName(name),
         }
     }
 }
@@ -183,18 +177,12 @@ pub struct Mote {
     socket: UdpSocket,
     gateway: SocketAddr,
     client_id: String,
-    next_msg_id: u16,
+    /// The protocol: requests, retransmission, answers to what the gateway initiates.
+    client: Client,
     /// Received packets nobody asked for yet (raw datagrams).
     inbox: VecDeque<Vec<u8>>,
     /// Delivered PUBLISHes not yet taken by [`Mote::recv_publish`].
     delivered: VecDeque<Delivered>,
-    /// Normal topic ids the mote knows.
-    topics: HashMap<u16, String>,
-    /// Predefined topic ids the mote's "firmware" knows.
-    predefined: HashMap<u16, String>,
-    /// QoS 2 PUBLISHes received and PUBREC'd, waiting for PUBREL: a repeat is not delivered
-    /// twice.
-    qos2_received: HashSet<u16>,
     /// REGISTERs received from the gateway, in order: (topic id, name).
     registers: Vec<(u16, String)>,
     /// How long to wait for an answer before retransmitting.
@@ -225,21 +213,33 @@ fn encode(packet: &Packet<'_>) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("cannot encode {packet:?}: {e}"))
 }
 
+/// What one turn of the socket brought.
+enum Turn {
+    /// Nothing from the gateway (a timeout, or a datagram from someone else).
+    Quiet,
+    /// A datagram the machine handled.
+    Handled,
+    /// A datagram that is not the machine's: for the caller or the inbox.
+    Unexpected(Vec<u8>),
+}
+
 impl Mote {
     /// A mote on a new socket on 127.0.0.1 (or ::1 for an IPv6 gateway address), talking to
     /// the gateway at `gateway`.
     pub async fn new(gateway: SocketAddr, client_id: &str) -> Mote {
         let socket = bind_like(gateway).await;
+        let mut config = ClientConfig::new(client_id);
+        // A test decides when the mote is silent (the gateway's keep-alive is under test),
+        // and sees every PUBLISH, known topic id or not.
+        config.keep_alive_pings = false;
+        config.unknown_topic_ids = UnknownTopicIds::Accept;
         Mote {
             socket,
             gateway,
             client_id: client_id.to_string(),
-            next_msg_id: 0,
+            client: Client::new(config),
             inbox: VecDeque::new(),
             delivered: VecDeque::new(),
-            topics: HashMap::new(),
-            predefined: HashMap::new(),
-            qos2_received: HashSet::new(),
             registers: Vec::new(),
             retry_interval: Duration::from_secs(1),
             op_timeout: Duration::from_secs(20),
@@ -270,18 +270,17 @@ impl Mote {
 
     /// Tells the mote the name of a predefined topic id (for [`Delivered::topic_name`]).
     pub fn know_predefined(&mut self, id: u16, name: &str) {
-        self.predefined.insert(id, name.to_string());
+        self.client.name_predefined(id, name);
     }
 
     /// The name of a normal topic id the mote knows.
     pub fn topic_name(&self, id: u16) -> Option<&str> {
-        self.topics.get(&id).map(String::as_str)
+        self.client.topic_name(id)
     }
 
     /// A fresh MsgId, never 0.
     pub fn next_msg_id(&mut self) -> u16 {
-        self.next_msg_id = self.next_msg_id.checked_add(1).unwrap_or(1);
-        self.next_msg_id
+        self.client.next_msg_id()
     }
 
     /// Moves to a new UDP port (a NAT rebinding), keeping the client id and everything else.
@@ -317,66 +316,78 @@ impl Mote {
         }
     }
 
-    /// Answers what the gateway sends on its own initiative; returns the datagram when it is
-    /// something else (for the caller to look at).
-    async fn handle_incoming(&mut self, datagram: Vec<u8>) -> Option<Vec<u8>> {
-        let reply = match decode(&datagram) {
-            Packet::Register(r) => {
-                let name = String::from_utf8_lossy(r.topic_name).into_owned();
-                self.topics.insert(r.topic_id, name.clone());
-                self.registers.push((r.topic_id, name));
-                Packet::RegAck(RegAck {
-                    topic_id: r.topic_id,
-                    msg_id: r.msg_id,
-                    return_code: ReturnCode::Accepted,
-                })
+    /// Sends what the machine has to send.
+    async fn flush(&mut self) {
+        let mut buf = Vec::new();
+        while self.client.poll_transmit(&mut buf) {
+            self.send_raw(&buf).await;
+        }
+    }
+
+    /// Waits until `deadline` for one datagram from the gateway and feeds it to the machine
+    /// (or, at the deadline, lets the machine's timers run), then sends what it answers.
+    async fn turn(&mut self, deadline: Instant) -> Turn {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let turn = match self.recv_raw(left).await {
+            None => {
+                self.client.handle_timeout(Instant::now().into_std());
+                Turn::Quiet
             }
-            Packet::Publish(p) => {
-                let topic = Topic::from_codec(&p.topic);
-                let topic_name = match &topic {
-                    Topic::Normal(id) => self.topics.get(id).cloned(),
-                    Topic::Predefined(id) => self.predefined.get(id).cloned(),
-                    Topic::Short(name) => Some(String::from_utf8_lossy(name).into_owned()),
-                    Topic::LongName(name) => Some(name.clone()),
-                };
-                let delivered = Delivered {
-                    topic_name,
-                    data: p.data.to_vec(),
-                    qos: p.qos,
-                    retain: p.retain,
-                    dup: p.dup,
-                    msg_id: p.msg_id,
-                    topic: topic.clone(),
-                };
-                match p.qos {
-                    QoS::AtLeastOnce => {
-                        self.delivered.push_back(delivered);
-                        Packet::PubAck(PubAck {
-                            topic_id: topic.id_field(),
-                            msg_id: p.msg_id,
-                            return_code: ReturnCode::Accepted,
-                        })
-                    }
-                    QoS::ExactlyOnce => {
-                        if self.qos2_received.insert(p.msg_id) {
-                            self.delivered.push_back(delivered);
-                        }
-                        Packet::PubRec { msg_id: p.msg_id }
-                    }
-                    QoS::AtMostOnce | QoS::MinusOne => {
-                        self.delivered.push_back(delivered);
-                        return None;
+            Some((_, from)) if from != self.gateway => Turn::Quiet,
+            Some((datagram, _)) => {
+                match self
+                    .client
+                    .handle_datagram(Instant::now().into_std(), &datagram)
+                {
+                    Received::Consumed => Turn::Handled,
+                    Received::Unexpected => Turn::Unexpected(datagram),
+                    Received::Undecodable => {
+                        decode(&datagram);
+                        unreachable!("the machine decodes what sn-codec decodes")
                     }
                 }
             }
-            Packet::PubRel { msg_id } => {
-                self.qos2_received.remove(&msg_id);
-                Packet::PubComp { msg_id }
-            }
-            Packet::PingReq { .. } => Packet::PingResp,
-            _ => return Some(datagram),
         };
-        self.send(reply).await;
+        self.flush().await;
+        turn
+    }
+
+    /// Takes the machine's events: messages and REGISTERs are kept for the test; the answer
+    /// to a request is returned; a request given up fails the test.
+    fn take_events(&mut self) -> Option<Event> {
+        while let Some(event) = self.client.poll_event() {
+            match event {
+                Event::Message(m) => {
+                    // A QoS 2 repeat before PUBREC's PUBREL is acknowledged, not delivered twice.
+                    if !m.repeat {
+                        self.delivered.push_back(Delivered {
+                            topic: Topic::from_client(m.topic),
+                            topic_name: m.topic_name,
+                            data: m.payload,
+                            qos: m.qos,
+                            retain: m.retain,
+                            dup: m.dup,
+                            msg_id: m.msg_id,
+                        });
+                    }
+                }
+                Event::Registered { topic_id, name } => self.registers.push((topic_id, name)),
+                Event::TimedOut(request) => panic!(
+                    "{}: no {} from the gateway within {:?} (retransmitting every {:?}); \
+                     unhandled packets: {:?}",
+                    self.client_id,
+                    request.awaited(),
+                    self.op_timeout,
+                    self.retry_interval,
+                    self.inbox_summary()
+                ),
+                // The raw DISCONNECT or refusing PUBACK is in the inbox for the test.
+                Event::Disconnected { .. } | Event::Rejected { .. } | Event::GatewayLost { .. } => {
+                }
+                // The answer to the request: what follows stays queued for the next call.
+                answer => return Some(answer),
+            }
+        }
         None
     }
 
@@ -396,12 +407,12 @@ impl Mote {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (datagram, from) = self.recv_raw(left).await?;
-            if from != self.gateway {
-                continue;
+            if Instant::now() >= deadline {
+                return None;
             }
-            let Some(datagram) = self.handle_incoming(datagram).await else {
+            let turn = self.turn(deadline).await;
+            self.take_events();
+            let Turn::Unexpected(datagram) = turn else {
                 continue;
             };
             if let Some(found) = f(&decode(&datagram)) {
@@ -437,89 +448,56 @@ impl Mote {
         self.inbox.drain(..).collect()
     }
 
-    /// Sends `first`, then `again` every `retry_interval` until `f` accepts an answer; fails
-    /// the test after `op_timeout`.
-    async fn exchange<T>(
+    /// Starts a request on the machine (resent every `retry_interval`, given up after
+    /// `op_timeout`) and runs it to its answer; fails the test on timeout.
+    async fn exchange(
         &mut self,
-        what: &str,
-        first: Vec<u8>,
-        again: Vec<u8>,
-        mut f: impl FnMut(&Packet<'_>) -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + self.op_timeout;
-        self.send_raw(&first).await;
+        start: impl FnOnce(&mut Client, std::time::Instant) -> Result<(), sn_client::ClientError>,
+    ) -> Event {
+        self.client.set_timing(Timing {
+            retry: self.retry_interval,
+            retries: u32::MAX,
+            timeout: self.op_timeout,
+        });
+        let now = Instant::now().into_std();
+        if let Err(e) = start(&mut self.client, now) {
+            panic!("{}: cannot start the request: {e}", self.client_id);
+        }
+        self.flush().await;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if let Some(found) = self.try_expect(self.retry_interval.min(left), &mut f).await {
-                return found;
+            if let Some(answer) = self.take_events() {
+                return answer;
             }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{}: no {what} from the gateway within {:?} (retransmitting every {:?}); \
-                     unhandled packets: {:?}",
-                    self.client_id,
-                    self.op_timeout,
-                    self.retry_interval,
-                    self.inbox_summary()
-                );
+            let deadline = self
+                .client
+                .poll_timeout()
+                .map_or_else(|| Instant::now() + self.retry_interval, Instant::from_std);
+            if let Turn::Unexpected(datagram) = self.turn(deadline).await {
+                self.inbox.push_back(datagram);
             }
-            self.send_raw(&again).await;
         }
     }
 
     /// One CONNECT (with the Will handshake if `options.will` is set); returns the CONNACK
     /// return code. A refusal may come at any step of the handshake.
     pub async fn connect_with(&mut self, options: &ConnectOptions) -> ReturnCode {
-        let connect = encode(&Packet::Connect(Connect {
-            will: options.will.is_some(),
+        let options = sn_client::ConnectOptions {
+            keep_alive: options.keep_alive,
             clean_session: options.clean_session,
-            protocol_id: 1,
-            duration: options.keep_alive,
-            client_id: self.client_id.as_bytes(),
-        }));
-        let Some(will) = &options.will else {
-            return self
-                .exchange("CONNACK", connect.clone(), connect, |p| match p {
-                    Packet::ConnAck { return_code } => Some(*return_code),
-                    _ => None,
-                })
-                .await;
+            will: options.will.as_ref().map(|w| sn_client::Will {
+                topic: w.topic.clone(),
+                message: w.message.clone(),
+                qos: w.qos,
+                retain: w.retain,
+            }),
         };
-        enum Step {
-            Next,
-            Refused(ReturnCode),
+        match self
+            .exchange(|client, now| client.connect(now, &options))
+            .await
+        {
+            Event::ConnAck(code) => code,
+            other => panic!("{}: CONNECT ended with {other:?}", self.client_id),
         }
-        let step = self
-            .exchange("WILLTOPICREQ", connect.clone(), connect, |p| match p {
-                Packet::WillTopicReq => Some(Step::Next),
-                Packet::ConnAck { return_code } => Some(Step::Refused(*return_code)),
-                _ => None,
-            })
-            .await;
-        if let Step::Refused(code) = step {
-            return code;
-        }
-        let willtopic = encode(&Packet::WillTopic(Some(WillTopic {
-            qos: will.qos,
-            retain: will.retain,
-            topic: will.topic.as_bytes(),
-        })));
-        let step = self
-            .exchange("WILLMSGREQ", willtopic.clone(), willtopic, |p| match p {
-                Packet::WillMsgReq => Some(Step::Next),
-                Packet::ConnAck { return_code } => Some(Step::Refused(*return_code)),
-                _ => None,
-            })
-            .await;
-        if let Step::Refused(code) = step {
-            return code;
-        }
-        let willmsg = encode(&Packet::WillMsg { msg: &will.message });
-        self.exchange("CONNACK", willmsg.clone(), willmsg, |p| match p {
-            Packet::ConnAck { return_code } => Some(*return_code),
-            _ => None,
-        })
-        .await
     }
 
     /// Connects with `options`, repeating the CONNECT every 100 ms while the gateway answers
@@ -545,27 +523,20 @@ impl Mote {
 
     /// REGISTERs a topic name; returns the topic id (fails the test on a refusal).
     pub async fn register(&mut self, name: &str) -> u16 {
-        let msg_id = self.next_msg_id();
-        let register = encode(&Packet::Register(Register {
-            topic_id: 0,
-            msg_id,
-            topic_name: name.as_bytes(),
-        }));
-        let ack = self
-            .exchange("REGACK", register.clone(), register, |p| match p {
-                Packet::RegAck(a) if a.msg_id == msg_id => Some(*a),
-                _ => None,
-            })
+        let ended = self
+            .exchange(|client, now| client.register(now, name).map(|_| ()))
             .await;
+        let Event::RegAck { topic_id, code, .. } = ended else {
+            panic!("{}: REGISTER ended with {ended:?}", self.client_id);
+        };
         assert_eq!(
-            ack.return_code,
+            code,
             ReturnCode::Accepted,
             "{}: REGISTER {name:?} refused",
             self.client_id
         );
-        assert_ne!(ack.topic_id, 0, "REGACK accepted with topic id 0");
-        self.topics.insert(ack.topic_id, name.to_string());
-        ack.topic_id
+        assert_ne!(topic_id, 0, "REGACK accepted with topic id 0");
+        topic_id
     }
 
     /// Publishes with the full flow of `qos`: nothing to wait for at QoS -1 and 0 (returns
@@ -595,47 +566,25 @@ impl Mote {
         data: &[u8],
         msg_id: u16,
     ) -> ReturnCode {
-        let packet = |dup| {
-            encode(&Packet::Publish(Publish {
-                dup,
-                qos,
-                retain,
-                topic: topic.to_codec(),
-                msg_id,
-                data,
-            }))
-        };
-        match qos {
-            QoS::MinusOne | QoS::AtMostOnce => {
-                self.send_raw(&packet(false)).await;
-                ReturnCode::Accepted
+        if !qos.needs_ack() {
+            let now = Instant::now().into_std();
+            if let Err(e) =
+                self.client
+                    .publish_with_id(now, topic.to_codec(), qos, retain, data, msg_id)
+            {
+                panic!("{}: cannot publish: {e}", self.client_id);
             }
-            QoS::AtLeastOnce => {
-                self.exchange("PUBACK", packet(false), packet(true), |p| match p {
-                    Packet::PubAck(a) if a.msg_id == msg_id => Some(a.return_code),
-                    _ => None,
-                })
-                .await
-            }
-            QoS::ExactlyOnce => {
-                let code = self
-                    .exchange("PUBREC", packet(false), packet(true), |p| match p {
-                        Packet::PubRec { msg_id: m } if *m == msg_id => Some(ReturnCode::Accepted),
-                        Packet::PubAck(a) if a.msg_id == msg_id => Some(a.return_code),
-                        _ => None,
-                    })
-                    .await;
-                if code != ReturnCode::Accepted {
-                    return code;
-                }
-                let pubrel = encode(&Packet::PubRel { msg_id });
-                self.exchange("PUBCOMP", pubrel.clone(), pubrel, |p| match p {
-                    Packet::PubComp { msg_id: m } if *m == msg_id => Some(()),
-                    _ => None,
-                })
-                .await;
-                ReturnCode::Accepted
-            }
+            self.flush().await;
+            return ReturnCode::Accepted;
+        }
+        let ended = self
+            .exchange(|client, now| {
+                client.publish_with_id(now, topic.to_codec(), qos, retain, data, msg_id)
+            })
+            .await;
+        match ended {
+            Event::Published { code, .. } => code,
+            other => panic!("{}: PUBLISH ended with {other:?}", self.client_id),
         }
     }
 
@@ -661,41 +610,19 @@ impl Mote {
     /// SUBSCRIBEs; returns the SUBACK (the caller checks its return code). A name
     /// subscription's topic id is remembered for later PUBLISHes.
     pub async fn subscribe(&mut self, topic: SubTopic, qos: QoS) -> SubAck {
-        let msg_id = self.next_msg_id();
-        let packet = |dup| {
-            encode(&Packet::Subscribe(Subscribe {
-                dup,
-                qos,
-                msg_id,
-                topic: topic.to_codec(),
-            }))
-        };
-        let ack = self
-            .exchange("SUBACK", packet(false), packet(true), |p| match p {
-                Packet::SubAck(a) if a.msg_id == msg_id => Some(*a),
-                _ => None,
-            })
+        let ended = self
+            .exchange(|client, now| client.subscribe(now, topic.to_codec(), qos).map(|_| ()))
             .await;
-        if let SubTopic::Name(name) = &topic {
-            if ack.return_code == ReturnCode::Accepted && ack.topic_id != 0 {
-                self.topics.insert(ack.topic_id, name.clone());
-            }
+        match ended {
+            Event::SubAck(ack) => ack,
+            other => panic!("{}: SUBSCRIBE ended with {other:?}", self.client_id),
         }
-        ack
     }
 
     /// UNSUBSCRIBEs and waits for the UNSUBACK.
     pub async fn unsubscribe(&mut self, topic: SubTopic) {
-        let msg_id = self.next_msg_id();
-        let packet = encode(&Packet::Unsubscribe(Unsubscribe {
-            msg_id,
-            topic: topic.to_codec(),
-        }));
-        self.exchange("UNSUBACK", packet.clone(), packet, |p| match p {
-            Packet::UnsubAck { msg_id: m } if *m == msg_id => Some(()),
-            _ => None,
-        })
-        .await;
+        self.exchange(|client, now| client.unsubscribe(now, topic.to_codec()).map(|_| ()))
+            .await;
     }
 
     /// The next PUBLISH delivered by the gateway (REGISTERs before it are answered), or `None`
@@ -706,14 +633,13 @@ impl Mote {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (datagram, from) = self.recv_raw(left).await?;
-            if from != self.gateway {
-                continue;
+            if Instant::now() >= deadline {
+                return None;
             }
-            if let Some(other) = self.handle_incoming(datagram).await {
+            if let Turn::Unexpected(other) = self.turn(deadline).await {
                 self.inbox.push_back(other);
             }
+            self.take_events();
             if let Some(d) = self.delivered.pop_front() {
                 return Some(d);
             }
@@ -735,72 +661,54 @@ impl Mote {
 
     /// PINGREQ (plain, without client id) and waits for PINGRESP.
     pub async fn ping(&mut self) {
-        let ping = encode(&Packet::PingReq { client_id: &[] });
-        self.exchange("PINGRESP", ping.clone(), ping, |p| {
-            matches!(p, Packet::PingResp).then_some(())
-        })
-        .await;
+        self.exchange(Client::ping).await;
     }
 
     /// DISCONNECT and waits for the gateway's DISCONNECT.
     pub async fn disconnect(&mut self) {
-        let packet = encode(&Packet::Disconnect(Disconnect { duration: None }));
-        self.exchange("DISCONNECT", packet.clone(), packet, |p| {
-            matches!(p, Packet::Disconnect(_)).then_some(())
-        })
-        .await;
+        self.exchange(Client::disconnect).await;
     }
 
     /// Goes to sleep: DISCONNECT with `duration` seconds, and waits for the gateway's
     /// DISCONNECT.
     pub async fn sleep(&mut self, duration: u16) {
-        let packet = encode(&Packet::Disconnect(Disconnect {
-            duration: Some(duration),
-        }));
-        self.exchange("DISCONNECT", packet.clone(), packet, |p| {
-            matches!(p, Packet::Disconnect(_)).then_some(())
-        })
-        .await;
+        self.exchange(|client, now| client.sleep(now, duration))
+            .await;
     }
 
     /// Wakes up: PINGREQ with the client id (repeated every `retry_interval`) until PINGRESP.
     /// Returns everything delivered before the PINGRESP (and not yet taken), in order.
     pub async fn wake(&mut self) -> Vec<Delivered> {
-        let ping = encode(&Packet::PingReq {
-            client_id: self.client_id.as_bytes(),
-        });
-        self.exchange("PINGRESP", ping.clone(), ping, |p| {
-            matches!(p, Packet::PingResp).then_some(())
-        })
-        .await;
+        self.exchange(Client::wake).await;
         self.delivered.drain(..).collect()
     }
 
     /// WILLTOPICUPD (`None`: the empty form, which deletes the Will); returns the
     /// WILLTOPICRESP return code.
     pub async fn update_will_topic(&mut self, will: Option<(&str, QoS, bool)>) -> ReturnCode {
-        let packet = encode(&Packet::WillTopicUpd(will.map(|(topic, qos, retain)| {
-            WillTopic {
-                qos,
-                retain,
-                topic: topic.as_bytes(),
-            }
-        })));
-        self.exchange("WILLTOPICRESP", packet.clone(), packet, |p| match p {
-            Packet::WillTopicResp { return_code } => Some(*return_code),
-            _ => None,
-        })
-        .await
+        let will = will.map(|(topic, qos, retain)| WillTopic {
+            qos,
+            retain,
+            topic: topic.as_bytes(),
+        });
+        match self
+            .exchange(|client, now| client.update_will_topic(now, will))
+            .await
+        {
+            Event::WillTopicResp(code) => code,
+            other => panic!("{}: WILLTOPICUPD ended with {other:?}", self.client_id),
+        }
     }
 
     /// WILLMSGUPD; returns the WILLMSGRESP return code.
     pub async fn update_will_message(&mut self, message: &[u8]) -> ReturnCode {
-        let packet = encode(&Packet::WillMsgUpd { msg: message });
-        self.exchange("WILLMSGRESP", packet.clone(), packet, |p| match p {
-            Packet::WillMsgResp { return_code } => Some(*return_code),
-            _ => None,
-        })
-        .await
+        match self
+            .exchange(|client, now| client.update_will_message(now, message))
+            .await
+        {
+            Event::WillMsgResp(code) => code,
+            other => panic!("{}: WILLMSGUPD ended with {other:?}", self.client_id),
+        }
     }
 
     /// Sends SEARCHGW with `radius` to the gateway's address.

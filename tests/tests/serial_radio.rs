@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mqtt_sn_gateway::radio_sim::{RadioFraming, RadioSim, RadioSimConfig, NETWORK_ACK_FAILURE};
+use mqtt_sn_tools::radio_sim::{RadioFraming, RadioSim, RadioSimConfig, NETWORK_ACK_FAILURE};
 use sn_config::{SerialConfig, SerialDevice, SerialFraming};
 use sn_tests::{
     wait_until, Gateway, Mosquitto, Mote, MqttClient, Packet, QoS, ReturnCode, SubTopic, Topic,

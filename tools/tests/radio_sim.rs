@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use mqtt_sn_gateway::radio_sim::{
+use mqtt_sn_tools::radio_sim::{
     RadioAddress, RadioFraming, RadioSim, RadioSimConfig, RadioSimError, RadioSimEvent,
     ADDRESS_NOT_FOUND, NETWORK_ACK_FAILURE,
 };

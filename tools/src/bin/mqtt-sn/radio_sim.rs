@@ -1,6 +1,6 @@
 //! `mqtt-sn radio-sim`: a simulated USB radio dongle on a pty, whose motes are MQTT-SN
 //! clients on UDP, so the gateway's serial link can be tried without hardware. The library
-//! side is `mqtt_sn_gateway::radio_sim`; this is its command line.
+//! side is `mqtt_sn_tools::radio_sim`; this is its command line.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use mqtt_sn_gateway::radio_sim::{RadioFraming, RadioSim, RadioSimConfig, RadioSimEvent};
+use mqtt_sn_tools::radio_sim::{RadioFraming, RadioSim, RadioSimConfig, RadioSimEvent};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// How long the dongle stays out on SIGUSR1.
