@@ -263,6 +263,32 @@ impl Gateway {
         probe.disconnect().await;
     }
 
+    /// Waits until the gateway knows its broker is down, after the broker was stopped. Until
+    /// the link notices, the gateway still forwards, and a QoS 1/2 PUBLISH taken in that
+    /// window waits for the broker to come back (without a spool nothing else can hold it),
+    /// so a test that wants the refusal must not publish at QoS 1 before this. The probes are
+    /// QoS 0 PUBLISHes of `mote` on its registered topic `topic_id` (never spooled with the
+    /// default `[spool] qos0 = false`): once the gateway knows, each is counted in
+    /// `publish_broker_down`.
+    pub async fn wait_until_broker_down(&self, mote: &mut crate::Mote, topic_id: u16) {
+        let down = self.metrics().publish_broker_down;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.metrics().publish_broker_down == down {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the gateway did not notice the broker was down within 30 s"
+            );
+            mote.publish(
+                crate::mote::Topic::Normal(topic_id),
+                sn_codec::QoS::AtMostOnce,
+                false,
+                b"probe",
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The state store file.
     pub fn store_path(&self) -> PathBuf {
         self.config.store.path.clone()

@@ -130,17 +130,7 @@ async fn a_full_spool_refuses_new_messages_with_congestion() {
     // Until the link notices, the gateway forwards and waits; then the spool answers. Wait
     // until it has noticed: QoS 0 probes (never spooled: `[spool] qos0` is off) are counted
     // as dropped with the broker down once the gateway knows it is down.
-    let down = gateway.metrics().publish_broker_down;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while gateway.metrics().publish_broker_down == down {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the gateway did not notice the broker was down within 30 s"
-        );
-        mote.publish(Topic::Normal(probe), QoS::AtMostOnce, false, b"probe")
-            .await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gateway.wait_until_broker_down(&mut mote, probe).await;
     assert_eq!(gateway.metrics().spooled, 0, "a QoS 0 probe was spooled");
     let mut accepted = 0;
     let mut refused = 0;
