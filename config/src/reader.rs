@@ -49,7 +49,7 @@ pub(crate) const SECTIONS: [&str; 10] = [
     "log",
 ];
 /// The options of `[gateway]`.
-pub(crate) const GATEWAY_KEYS: [&str; 14] = [
+pub(crate) const GATEWAY_KEYS: [&str; 15] = [
     "gw_id",
     "advertise_interval",
     "retry_interval",
@@ -62,6 +62,7 @@ pub(crate) const GATEWAY_KEYS: [&str; 14] = [
     "max_packet_size",
     "max_client_id_len",
     "qos_minus_one",
+    "roaming",
     "max_pending_qos0",
     "worker_threads",
 ];
@@ -686,6 +687,7 @@ impl<'s> Reader<'s> {
                     set(&mut g.max_client_id_len, wide(self.int(v, &f, 1, 65535)));
                 }
                 "qos_minus_one" => set(&mut g.qos_minus_one, self.boolean(v, &f)),
+                "roaming" => set(&mut g.roaming, self.boolean(v, &f)),
                 "max_pending_qos0" => {
                     set(&mut g.max_pending_qos0, wide(self.int(v, &f, 1, u32::MAX)));
                 }

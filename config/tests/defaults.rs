@@ -38,6 +38,7 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "max_packet_size",
             "max_client_id_len",
             "qos_minus_one",
+            "roaming",
             "max_pending_qos0",
             "worker_threads",
         ],
@@ -342,6 +343,7 @@ queue_overflow = "drop-new"
 max_packet_size = 16
 max_client_id_len = 23
 qos_minus_one = false
+roaming = true
 max_pending_qos0 = 3
 worker_threads = 0
 
@@ -418,6 +420,7 @@ level = "mqtt_sn_gateway=debug,info"
             max_packet_size: 16,
             max_client_id_len: 23,
             qos_minus_one: false,
+            roaming: true,
             max_pending_qos0: 3,
             predefined_topics: vec![
                 (1, "sensors/temperature".to_string()),

@@ -192,6 +192,14 @@ impl Gateway {
         GatewayBuilder::new(broker_port).start().await
     }
 
+    /// A gateway that lets sessions move between addresses (`[gateway] roaming = true`), for
+    /// the tests of motes behind a NAT that rebinds.
+    pub async fn start_roaming(broker_port: u16) -> Gateway {
+        let mut builder = GatewayBuilder::new(broker_port);
+        builder.config_mut().core.roaming = true;
+        builder.start().await
+    }
+
     /// A configuration to adjust before starting.
     pub fn builder(broker_port: u16) -> GatewayBuilder {
         GatewayBuilder::new(broker_port)

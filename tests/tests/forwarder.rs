@@ -153,7 +153,7 @@ async fn two_nodes_behind_one_forwarder_have_separate_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_moves_from_a_forwarded_node_to_a_direct_address() {
     let broker = Mosquitto::running().await;
-    let gateway = Gateway::start(broker.port()).await;
+    let gateway = Gateway::start_roaming(broker.port()).await;
     let forwarder = Forwarder::start(gateway.addr(), &[NODE_A]).await;
     let mut a = Mote::new(forwarder.radio_addr(NODE_A), "node-a").await;
     a.connect().await;

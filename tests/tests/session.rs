@@ -16,8 +16,21 @@ use sn_tests::{
 };
 
 async fn setup() -> (Mosquitto, Gateway, MqttClient) {
+    setup_with(false).await
+}
+
+/// The same with `roaming` on: for motes that come back from another address.
+async fn setup_roaming() -> (Mosquitto, Gateway, MqttClient) {
+    setup_with(true).await
+}
+
+async fn setup_with(roaming: bool) -> (Mosquitto, Gateway, MqttClient) {
     let broker = Mosquitto::running().await;
-    let gateway = Gateway::start(broker.port()).await;
+    let gateway = if roaming {
+        Gateway::start_roaming(broker.port()).await
+    } else {
+        Gateway::start(broker.port()).await
+    };
     let mut sub = MqttClient::connect(broker.port(), "session-sub").await;
     sub.subscribe("wills/#", 1).await;
     (broker, gateway, sub)
@@ -197,7 +210,8 @@ async fn will_updates_change_the_will_that_is_published() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mote_on_a_new_port_keeps_its_session_and_subscriptions() {
-    let (broker, gateway, _sub) = setup().await;
+    // The mote comes back from another port: roaming.
+    let (broker, gateway, _sub) = setup_roaming().await;
     let mut publisher = MqttClient::connect(broker.port(), "rebind-publisher").await;
     let mut up = MqttClient::connect(broker.port(), "rebind-up").await;
     up.subscribe("rebind/up", 1).await;
@@ -252,7 +266,8 @@ async fn a_mote_on_a_new_port_keeps_its_session_and_subscriptions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_session_queues_qos1_messages_while_the_mote_is_away() {
-    let (broker, gateway, _sub) = setup().await;
+    // The mote comes back from another port: roaming.
+    let (broker, gateway, _sub) = setup_roaming().await;
     let mut publisher = MqttClient::connect(broker.port(), "offline-publisher").await;
     let mut mote = Mote::new(gateway.addr(), "sometimes-away").await;
     mote.connect_accepted(&ConnectOptions {

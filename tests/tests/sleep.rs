@@ -17,7 +17,8 @@ use sn_tests::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sleeping_mote_gets_its_buffered_messages_when_it_wakes() {
     let broker = Mosquitto::running().await;
-    let gateway = Gateway::start(broker.port()).await;
+    // It wakes from a new port (its radio came back with another address): roaming.
+    let gateway = Gateway::start_roaming(broker.port()).await;
     let mut publisher = MqttClient::connect(broker.port(), "sleep-publisher").await;
 
     let mut sleeper = Mote::connected(gateway.addr(), "sleeper").await;

@@ -47,6 +47,11 @@ pub struct CoreConfig {
     /// `[gateway] qos_minus_one`: accept QoS -1 PUBLISH from peers that never connected.
     /// Default true.
     pub qos_minus_one: bool,
+    /// `[gateway] roaming`: let a session move to another address (a CONNECT with its client
+    /// id, or a sleeping mote's PINGREQ naming it, from an address it is not bound to), as a
+    /// mote behind a NAT that rebinds or on NB-IoT needs. Off by default: anyone who knows a
+    /// client id could then take the session and its queued messages. Default false.
+    pub roaming: bool,
     /// `[predefined_topics]`: topic ids shared with the clients' firmware, sorted by id.
     /// None by default.
     pub predefined_topics: Vec<(u16, String)>,
@@ -76,6 +81,7 @@ impl Default for CoreConfig {
             max_packet_size: 1024,
             max_client_id_len: 64,
             qos_minus_one: true,
+            roaming: false,
             predefined_topics: Vec::new(),
             max_pending_qos0: 10_000,
             spool: SpoolConfig::default(),

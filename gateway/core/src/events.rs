@@ -118,6 +118,9 @@ pub struct Metrics {
     pub unexpected_packet: u64,
     /// CONNECTs refused (any return code).
     pub connect_refused: u64,
+    /// Attempts to take a session from an address it is not bound to (a CONNECT with its
+    /// client id, or a PINGREQ naming it), refused because `roaming` is off.
+    pub takeover_refused: u64,
     /// Uplink PUBLISHes forwarded to the broker.
     pub publish_forwarded: u64,
     /// Uplink PUBLISHes dropped or refused because the broker link was down, QoS 0 ones still

@@ -176,6 +176,9 @@ pub(crate) struct Session {
     pub(crate) client_id: Arc<str>,
     /// Where the client is reached; `None` while offline.
     pub(crate) addr: Option<ClientAddr>,
+    /// The address the session is bound to: where its client last connected from, kept while
+    /// it is offline. Without `roaming`, the session answers to no other.
+    pub(crate) bound: Option<ClientAddr>,
     pub(crate) state: State,
     pub(crate) clean_session: bool,
     /// Keep-alive from CONNECT; zero turns supervision off.
@@ -210,6 +213,7 @@ impl Session {
         Session {
             client_id,
             addr: None,
+            bound: None,
             state: State::Offline { since: Some(now) },
             clean_session: true,
             keep_alive: Duration::ZERO,

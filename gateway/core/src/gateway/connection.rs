@@ -74,6 +74,20 @@ impl Gateway {
             }
         }
 
+        // A session answers only to the address it is bound to, unless roaming is allowed:
+        // anyone else naming its client id would take its session and queued messages.
+        if let Some(idx) = existing {
+            if !self.may_move(idx, &addr) {
+                self.metrics.takeover_refused += 1;
+                return refuse(
+                    self,
+                    &addr,
+                    ReturnCode::NotSupported,
+                    "client id bound to another address (roaming is off)",
+                );
+            }
+        }
+
         // Whoever was at this address before is gone from it.
         if let Some(other) = self.sessions.at(&addr) {
             if Some(other) != existing {
@@ -487,6 +501,9 @@ impl Gateway {
     /// Binds the session to `addr`, keeping it across a change of address (NAT rebinding,
     /// NB-IoT): the session is the client id's, not the address's.
     fn rebind(&mut self, idx: SessionIdx, addr: ClientAddr) {
+        if let Some(session) = self.session_mut(idx) {
+            session.bound = Some(addr.clone());
+        }
         if self.sessions.bind(idx, addr) {
             self.persist(idx);
         }
@@ -505,6 +522,10 @@ impl Gateway {
         if !asleep {
             return None;
         }
+        if !self.may_move(idx, addr) {
+            self.metrics.takeover_refused += 1;
+            return None;
+        }
         if let Some(other) = self.sessions.at(addr) {
             if other != idx {
                 return None;
@@ -512,6 +533,15 @@ impl Gateway {
         }
         self.rebind(idx, addr.clone());
         Some(idx)
+    }
+
+    /// Whether the session may answer to `addr`: the address it is bound to, any address
+    /// with `roaming`, or any while it is bound to none (never connected).
+    fn may_move(&self, idx: SessionIdx, addr: &ClientAddr) -> bool {
+        self.config.roaming
+            || self
+                .session(idx)
+                .is_none_or(|s| s.bound.as_ref().is_none_or(|bound| bound == addr))
     }
 
     /// At max_sessions, the session offline longest makes room. False when none is offline.

@@ -183,7 +183,8 @@ impl Session {
     fn record(&self) -> SessionRecord {
         SessionRecord {
             client_id: self.client_id.clone(),
-            addr: self.addr.clone(),
+            // Offline, the address it is bound to (a restart must not free the client id).
+            addr: self.addr.clone().or_else(|| self.bound.clone()),
             state: match self.state {
                 State::Active | State::Handshake { .. } => StoredState::Active,
                 State::Asleep { .. } | State::Awake { .. } => StoredState::Asleep,
@@ -432,6 +433,7 @@ impl Gateway {
         for (id, name, known) in record.topics {
             session.topics.restore(id, name, known);
         }
+        session.bound = record.addr.clone();
         let addr = if matches!(session.state, State::Offline { .. }) {
             None
         } else {

@@ -6,7 +6,7 @@ use sn_codec::v12::{
     Connect, Disconnect, Packet, Publish, PublishTopic, Register, ReturnCode, WillTopic,
 };
 use sn_codec::QoS;
-use sn_core::{BrokerEvent, Event, LostReason, MqttQoS};
+use sn_core::{BrokerEvent, CoreConfig, Event, LostReason, MqttQoS};
 
 use crate::harness::{peer, Harness};
 
@@ -351,8 +351,11 @@ fn empty_willtopicupd_deletes_the_will() {
 }
 
 #[test]
-fn reconnect_from_a_new_address_keeps_the_session() {
-    let mut h = Harness::new();
+fn with_roaming_a_reconnect_from_a_new_address_keeps_the_session() {
+    let mut h = Harness::with_config(CoreConfig {
+        roaming: true,
+        ..CoreConfig::default()
+    });
     let old = peer(1000);
     let new = peer(1001);
     h.connect(old, "m1", false, 60);
@@ -384,6 +387,78 @@ fn reconnect_from_a_new_address_keeps_the_session() {
         other => panic!("{other:?}"),
     };
     assert_eq!(id(&first[0]), id(&second[0]));
+    assert_eq!(h.gw.session_count(), 1);
+}
+
+#[test]
+fn without_roaming_a_connect_from_another_address_cannot_take_the_session() {
+    let mut h = Harness::new();
+    let (mote, thief) = (peer(1000), peer(6666));
+    h.connect(mote, "victim", false, 60);
+    h.send(
+        mote,
+        Packet::Register(Register {
+            topic_id: 0,
+            msg_id: 1,
+            topic_name: b"a/b",
+        }),
+    );
+    h.sent_to(mote);
+    for clean_session in [false, true] {
+        h.send(
+            thief,
+            Packet::Connect(Connect {
+                will: false,
+                clean_session,
+                protocol_id: 1,
+                duration: 60,
+                client_id: b"victim",
+            }),
+        );
+        h.expect(
+            thief,
+            &[Packet::ConnAck {
+                return_code: ReturnCode::NotSupported,
+            }],
+        );
+    }
+    assert_eq!(h.gw.metrics().takeover_refused, 2);
+    // The real mote keeps its session, its address and its topic ids.
+    h.send(mote, Packet::PingReq { client_id: b"" });
+    h.expect(mote, &[Packet::PingResp]);
+    h.send(
+        mote,
+        Packet::Register(Register {
+            topic_id: 0,
+            msg_id: 2,
+            topic_name: b"a/b",
+        }),
+    );
+    let regack = h.sent_to(mote);
+    assert!(
+        matches!(Packet::decode(&regack[0]).unwrap(), Packet::RegAck(r) if r.topic_id == 1),
+        "{regack:02X?}"
+    );
+    // Offline, the session is still bound to the mote's address.
+    h.send(mote, Packet::Disconnect(Disconnect { duration: None }));
+    h.sent_to(mote);
+    h.send(
+        thief,
+        Packet::Connect(Connect {
+            will: false,
+            clean_session: false,
+            protocol_id: 1,
+            duration: 60,
+            client_id: b"victim",
+        }),
+    );
+    h.expect(
+        thief,
+        &[Packet::ConnAck {
+            return_code: ReturnCode::NotSupported,
+        }],
+    );
+    h.connect(mote, "victim", false, 60);
     assert_eq!(h.gw.session_count(), 1);
 }
 

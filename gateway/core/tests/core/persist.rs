@@ -178,6 +178,36 @@ fn a_sleeping_client_and_its_messages_survive_a_restart() {
 }
 
 #[test]
+fn an_offline_session_stays_bound_to_its_address_across_a_restart() {
+    let mut h = Harness::new();
+    let mut store = FakeStore::default();
+    let (m, thief) = (peer(1000), peer(6666));
+    h.connect(m, "p", false, 60);
+    h.send(m, Packet::Disconnect(Disconnect { duration: None }));
+    h.sent_to(m);
+    store.apply(&mut h);
+    let mut h2 = restart(&h, &store);
+    h2.drain();
+    h2.send(
+        thief,
+        Packet::Connect(sn_codec::v12::Connect {
+            will: false,
+            clean_session: false,
+            protocol_id: 1,
+            duration: 60,
+            client_id: b"p",
+        }),
+    );
+    h2.expect(
+        thief,
+        &[Packet::ConnAck {
+            return_code: ReturnCode::NotSupported,
+        }],
+    );
+    h2.connect(m, "p", false, 60);
+}
+
+#[test]
 fn a_persistent_session_keeps_subscriptions_and_qos1_messages_while_offline() {
     let mut h = Harness::new();
     let mut store = FakeStore::default();

@@ -485,8 +485,11 @@ fn connect_from_asleep_returns_to_active_and_buffered_messages_flow() {
 }
 
 #[test]
-fn wake_from_a_new_address_is_matched_by_client_id_and_answered_there() {
-    let mut h = Harness::new();
+fn with_roaming_a_wake_from_a_new_address_is_matched_by_client_id_and_answered_there() {
+    let mut h = Harness::with_config(sn_core::CoreConfig {
+        roaming: true,
+        ..sn_core::CoreConfig::default()
+    });
     let old = peer(1000);
     let new = peer(1777);
     h.connect(old, "s1", true, 60);
@@ -503,6 +506,32 @@ fn wake_from_a_new_address_is_matched_by_client_id_and_answered_there() {
     h.send(new, puback(id, p.msg_id));
     h.expect(new, &[Packet::PingResp]);
     assert_eq!(h.gw.session_count(), 1);
+}
+
+#[test]
+fn without_roaming_a_pingreq_naming_a_sleeper_from_elsewhere_gets_nothing_of_it() {
+    let mut h = Harness::new();
+    let (mote, thief) = (peer(1000), peer(6666));
+    h.connect(mote, "s1", true, 60);
+    let id = subscribed(&mut h, mote, "victim/cmd", QoS::AtLeastOnce, 1);
+    go_to_sleep(&mut h, mote, 600);
+    h.message("victim/cmd", b"open", MqttQoS::AtLeastOnce, false);
+    h.expect_silence();
+    wake(&mut h, thief, "s1");
+    h.expect(thief, &[Packet::Disconnect(Disconnect { duration: None })]);
+    assert_eq!(h.gw.metrics().takeover_refused, 1);
+    assert_eq!(
+        h.gw.session_info("s1").unwrap().queued,
+        1,
+        "the message waits"
+    );
+    // The real mote wakes and gets it.
+    wake(&mut h, mote, "s1");
+    let sent = one_sent(&mut h, mote);
+    let Packet::Publish(p) = Packet::decode(&sent).unwrap() else {
+        panic!("{sent:02X?}")
+    };
+    assert_eq!((p.topic, p.data), (PublishTopic::Normal(id), &b"open"[..]));
 }
 
 #[test]
