@@ -18,8 +18,9 @@ const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub struct Settings {
     /// Protocol settings and limits.
     pub core: CoreConfig,
-    /// One entry per UDP link.
-    pub udp: Vec<UdpLinkSettings>,
+    /// One entry per UDP link: its `[[udp]]` options, and the core's `max_packet_size` as
+    /// the largest datagram it accepts.
+    pub udp: Vec<UdpLinkConfig>,
     /// One entry per serial link.
     pub serial: Vec<SerialConfig>,
     /// The remote broker, if one is configured.
@@ -35,15 +36,6 @@ pub struct Settings {
     /// Transparent mode (`[broker] mode = "transparent"`): what the motes' own broker
     /// connections need; `None` in aggregating mode.
     pub transparent: Option<TransparentSettings>,
-}
-
-/// One UDP link: its socket, and the receive buffer to ask the kernel for.
-#[derive(Debug, Clone)]
-pub struct UdpLinkSettings {
-    /// Address, discovery and datagram size.
-    pub link: UdpLinkConfig,
-    /// SO_RCVBUF to ask for, in bytes (`[[udp]] recv_buffer`).
-    pub recv_buffer: usize,
 }
 
 /// A setting that is valid in the file but cannot be used on this machine.
@@ -86,15 +78,9 @@ impl Settings {
         let udp = config
             .udp
             .iter()
-            .map(|u| UdpLinkSettings {
-                link: UdpLinkConfig {
-                    bind: u.bind,
-                    discovery: u.discovery,
-                    multicast_ttl: u.multicast_ttl,
-                    multicast_loop: u.multicast_loop,
-                    max_datagram: core.max_packet_size,
-                },
-                recv_buffer: usize::try_from(u.recv_buffer).unwrap_or(usize::MAX),
+            .map(|u| UdpLinkConfig {
+                options: u.clone(),
+                max_datagram: core.max_packet_size,
             })
             .collect();
         let broker = match &config.broker {
