@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use sn_config::{Config, EmbeddedBrokerConfig, SerialConfig};
+use sn_config::{Config, CredentialsConfig, EmbeddedBrokerConfig, SerialConfig};
 use sn_transports::UdpLinkConfig;
 
-use crate::broker::{BrokerLinkConfig, MoteCredentials, TlsFiles, TransparentSettings};
+use crate::broker::{BrokerLinkConfig, TlsFiles, TransparentSettings};
 use crate::core::{BrokerMode, CoreConfig};
 
 /// The Debian/Ubuntu system CA bundle, used for `mqtts://` when no ca_file is configured.
@@ -127,9 +127,9 @@ impl Settings {
         let fallback = config.broker.as_ref().is_some_and(|b| {
             b.fallback == sn_config::Fallback::Embedded && core.mode == BrokerMode::Aggregating
         });
-        let transparent = match (&config.broker, &broker) {
-            (Some(b), Some(link)) if core.mode == BrokerMode::Transparent => {
-                Some(transparent_settings(config, b, link)?)
+        let transparent = match &broker {
+            Some(link) if core.mode == BrokerMode::Transparent => {
+                Some(transparent_settings(config, link)?)
             }
             _ => None,
         };
@@ -149,7 +149,6 @@ impl Settings {
 /// `[broker]` in transparent mode and `[[credentials]]`, with the password files read.
 fn transparent_settings(
     config: &Config,
-    broker: &sn_config::BrokerConfig,
     link: &BrokerLinkConfig,
 ) -> Result<TransparentSettings, SettingsError> {
     let credentials = config
@@ -167,18 +166,14 @@ fn transparent_settings(
                 })?),
                 (None, None) => None,
             };
-            Ok(MoteCredentials {
-                client_id: c.client_id.clone(),
-                username: c.username.clone(),
+            Ok(CredentialsConfig {
                 password,
-                client_auth: c.client_cert.clone().zip(c.client_key.clone()),
+                ..c.clone()
             })
         })
         .collect::<Result<Vec<_>, SettingsError>>()?;
     Ok(TransparentSettings {
         broker: link.clone(),
-        client_id_prefix: broker.client_id_prefix.clone(),
-        max_connecting: usize::from(broker.max_connecting.max(1)),
         credentials,
     })
 }
@@ -223,8 +218,8 @@ mod tests {
         let settings = Settings::from_config(&config).unwrap();
         assert_eq!(settings.core.mode, BrokerMode::Transparent);
         let t = settings.transparent.unwrap();
-        assert_eq!(t.client_id_prefix, "gw-");
-        assert_eq!(t.max_connecting, 7);
+        assert_eq!(t.broker.options.client_id_prefix, "gw-");
+        assert_eq!(t.broker.options.max_connecting, 7);
         assert_eq!(t.broker.options.port, 1999);
         assert_eq!(t.broker.options.username.as_deref(), Some("shared"));
         assert_eq!(t.credentials.len(), 2);
