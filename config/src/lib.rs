@@ -50,6 +50,12 @@ pub use sn_core::{BrokerMode, CoreConfig, QueueOverflow, SpoolConfig, SpoolFull}
 /// The default MQTT-SN UDP port, used by the default bind and discovery addresses.
 pub const DEFAULT_UDP_PORT: u16 = 1883;
 /// The default `recv_buffer` of a `[[udp]]` link: 4 MiB.
+///
+/// A gateway serving many motes sees bursts (every mote waking on the same schedule), and
+/// while the gateway is busy the kernel holds what arrives in this buffer; the Linux default
+/// (~200 KiB) overflows at once. The kernel caps the request at `net.core.rmem_max`
+/// (sysctl), which is fine: it is a wish, not a requirement. Datagrams that arrive while the
+/// buffer is full are dropped by the kernel and counted (the UDP link's `kernel_drops`).
 pub const DEFAULT_UDP_RECV_BUFFER: u32 = 4 << 20;
 /// The smallest `recv_buffer` accepted: 4 KiB.
 pub const MIN_UDP_RECV_BUFFER: u32 = 4 << 10;
@@ -208,17 +214,34 @@ impl Default for Config {
 pub const DEFAULT_WORKER_THREADS: u16 = 1;
 
 /// `[[udp]]`: one UDP link.
+///
+/// The UDP link (sn-transports) runs with these options as they are; this is where each is
+/// defined, with its rules and its default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdpConfig {
-    /// The local address the link listens on. Default `0.0.0.0:1883`.
+    /// The local address and port the link listens on, e.g. `0.0.0.0:1883` or `[::]:1883`.
+    /// Default `0.0.0.0:1883`.
     pub bind: SocketAddr,
-    /// Where ADVERTISE and GWINFO are sent (a broadcast address or multicast group of the same
-    /// IP family as `bind`); `None` when discovery is off. Default `225.1.1.1:1883` for an IPv4
-    /// bind, `[ff02::1]:1883` for an IPv6 bind.
+    /// Where ADVERTISE and GWINFO are sent; `None` turns discovery off. Default
+    /// `225.1.1.1:1883` for an IPv4 bind, `[ff02::1]:1883` for an IPv6 bind.
+    ///
+    /// * IPv4 multicast group: joined at bind, so SEARCHGW sent to the group is received
+    ///   (when bound to `0.0.0.0` and the bind port equals the group's port). The group is
+    ///   joined on the bind address's interface, or on the one the routing table picks when
+    ///   bound to `0.0.0.0`.
+    /// * Any other IPv4 address: treated as a (limited or directed) broadcast address;
+    ///   SO_BROADCAST is set.
+    /// * IPv6 multicast group: joined on the interface index given as the address's scope
+    ///   id (`0` = any), which is also used for sending when not 0.
+    /// * IPv6 unicast: sent to as it is (IPv6 has no broadcast).
+    ///
+    /// Must be of the same IP version as `bind`.
     pub discovery: Option<SocketAddr>,
-    /// TTL (IPv4) or hop limit (IPv6) of discovery packets, 0 to 255. Default 1.
+    /// IP_MULTICAST_TTL (IPv4) / IPV6_MULTICAST_HOPS (IPv6) of discovery sends, 0 to 255 (0
+    /// keeps them on this host). A SEARCHGW radius caps it per send. Default 1.
     pub multicast_ttl: u32,
-    /// Whether our own discovery packets loop back to local sockets. Default false.
+    /// IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP: whether this host's own sockets see our
+    /// discovery sends. Default false.
     pub multicast_loop: bool,
     /// The socket receive buffer (SO_RCVBUF) to ask the kernel for, in bytes: what arrives
     /// while the gateway is busy waits there, and what does not fit is dropped by the kernel

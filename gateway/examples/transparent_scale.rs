@@ -75,12 +75,12 @@ async fn main() {
                 connect_timeout: Duration::from_secs(30),
                 reconnect_min: Duration::from_millis(500),
                 reconnect_max: Duration::from_secs(30),
+                client_id_prefix: String::new(),
+                max_connecting: 100,
                 ..BrokerConfig::plain(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
             },
             tls: None,
         },
-        client_id_prefix: String::new(),
-        max_connecting: 100,
         credentials: Vec::new(),
     };
     println!(

@@ -194,9 +194,8 @@ impl Runtime {
         // added).
         for config in settings.udp {
             let id = link_id(links.len());
-            let discovery = config.link.discovery;
-            let link =
-                Arc::new(UdpLink::bind_with_recv_buffer(config.link, config.recv_buffer).await?);
+            let discovery = config.options.discovery;
+            let link = Arc::new(UdpLink::bind(config).await?);
             info!(
                 link = link.name(),
                 discovery = ?discovery,

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use sn_config::{Config, EmbeddedBrokerConfig, SerialConfig};
+use sn_config::{Config, CredentialsConfig, EmbeddedBrokerConfig, SerialConfig};
 use sn_transports::UdpLinkConfig;
 
-use crate::broker::{BrokerLinkConfig, MoteCredentials, TlsFiles, TransparentSettings};
+use crate::broker::{BrokerLinkConfig, TlsFiles, TransparentSettings};
 use crate::core::{BrokerMode, CoreConfig};
 
 /// The Debian/Ubuntu system CA bundle, used for `mqtts://` when no ca_file is configured.
@@ -18,8 +18,9 @@ const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub struct Settings {
     /// Protocol settings and limits.
     pub core: CoreConfig,
-    /// One entry per UDP link.
-    pub udp: Vec<UdpLinkSettings>,
+    /// One entry per UDP link: its `[[udp]]` options, and the core's `max_packet_size` as
+    /// the largest datagram it accepts.
+    pub udp: Vec<UdpLinkConfig>,
     /// One entry per serial link.
     pub serial: Vec<SerialConfig>,
     /// The remote broker, if one is configured.
@@ -35,15 +36,6 @@ pub struct Settings {
     /// Transparent mode (`[broker] mode = "transparent"`): what the motes' own broker
     /// connections need; `None` in aggregating mode.
     pub transparent: Option<TransparentSettings>,
-}
-
-/// One UDP link: its socket, and the receive buffer to ask the kernel for.
-#[derive(Debug, Clone)]
-pub struct UdpLinkSettings {
-    /// Address, discovery and datagram size.
-    pub link: UdpLinkConfig,
-    /// SO_RCVBUF to ask for, in bytes (`[[udp]] recv_buffer`).
-    pub recv_buffer: usize,
 }
 
 /// A setting that is valid in the file but cannot be used on this machine.
@@ -86,15 +78,9 @@ impl Settings {
         let udp = config
             .udp
             .iter()
-            .map(|u| UdpLinkSettings {
-                link: UdpLinkConfig {
-                    bind: u.bind,
-                    discovery: u.discovery,
-                    multicast_ttl: u.multicast_ttl,
-                    multicast_loop: u.multicast_loop,
-                    max_datagram: core.max_packet_size,
-                },
-                recv_buffer: usize::try_from(u.recv_buffer).unwrap_or(usize::MAX),
+            .map(|u| UdpLinkConfig {
+                options: u.clone(),
+                max_datagram: core.max_packet_size,
             })
             .collect();
         let broker = match &config.broker {
@@ -141,9 +127,9 @@ impl Settings {
         let fallback = config.broker.as_ref().is_some_and(|b| {
             b.fallback == sn_config::Fallback::Embedded && core.mode == BrokerMode::Aggregating
         });
-        let transparent = match (&config.broker, &broker) {
-            (Some(b), Some(link)) if core.mode == BrokerMode::Transparent => {
-                Some(transparent_settings(config, b, link)?)
+        let transparent = match &broker {
+            Some(link) if core.mode == BrokerMode::Transparent => {
+                Some(transparent_settings(config, link)?)
             }
             _ => None,
         };
@@ -163,7 +149,6 @@ impl Settings {
 /// `[broker]` in transparent mode and `[[credentials]]`, with the password files read.
 fn transparent_settings(
     config: &Config,
-    broker: &sn_config::BrokerConfig,
     link: &BrokerLinkConfig,
 ) -> Result<TransparentSettings, SettingsError> {
     let credentials = config
@@ -181,18 +166,14 @@ fn transparent_settings(
                 })?),
                 (None, None) => None,
             };
-            Ok(MoteCredentials {
-                client_id: c.client_id.clone(),
-                username: c.username.clone(),
+            Ok(CredentialsConfig {
                 password,
-                client_auth: c.client_cert.clone().zip(c.client_key.clone()),
+                ..c.clone()
             })
         })
         .collect::<Result<Vec<_>, SettingsError>>()?;
     Ok(TransparentSettings {
         broker: link.clone(),
-        client_id_prefix: broker.client_id_prefix.clone(),
-        max_connecting: usize::from(broker.max_connecting.max(1)),
         credentials,
     })
 }
@@ -237,8 +218,8 @@ mod tests {
         let settings = Settings::from_config(&config).unwrap();
         assert_eq!(settings.core.mode, BrokerMode::Transparent);
         let t = settings.transparent.unwrap();
-        assert_eq!(t.client_id_prefix, "gw-");
-        assert_eq!(t.max_connecting, 7);
+        assert_eq!(t.broker.options.client_id_prefix, "gw-");
+        assert_eq!(t.broker.options.max_connecting, 7);
         assert_eq!(t.broker.options.port, 1999);
         assert_eq!(t.broker.options.username.as_deref(), Some("shared"));
         assert_eq!(t.credentials.len(), 2);

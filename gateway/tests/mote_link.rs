@@ -23,13 +23,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mqtt_sn_gateway::broker::{BrokerLinkConfig, MoteCredentials, TlsFiles, TransparentSettings};
+use mqtt_sn_gateway::broker::{BrokerLinkConfig, TlsFiles, TransparentSettings};
 use mqtt_sn_gateway::core::{
     BrokerCommand, BrokerEvent, MoteWill, MqttQoS, PublishId, Refusal, UplinkPublish,
 };
 use mqtt_sn_gateway::runtime::TransparentLinks;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
-use sn_config::BrokerConfig;
+use sn_config::{BrokerConfig, CredentialsConfig};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -226,7 +226,7 @@ impl Drop for Broker {
 }
 
 /// Settings for a plain broker on `port`, with fast reconnects.
-fn settings(port: u16, credentials: Vec<MoteCredentials>) -> TransparentSettings {
+fn settings(port: u16, credentials: Vec<CredentialsConfig>) -> TransparentSettings {
     TransparentSettings {
         broker: BrokerLinkConfig {
             options: BrokerConfig {
@@ -235,22 +235,21 @@ fn settings(port: u16, credentials: Vec<MoteCredentials>) -> TransparentSettings
                 connect_timeout: Duration::from_secs(3),
                 reconnect_min: Duration::from_millis(50),
                 reconnect_max: Duration::from_millis(500),
+                client_id_prefix: String::new(),
+                max_connecting: 100,
                 ..BrokerConfig::plain(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
             },
             tls: None,
         },
-        client_id_prefix: String::new(),
-        max_connecting: 100,
         credentials,
     }
 }
 
-fn login(client_id: &str, username: &str, password: &str) -> MoteCredentials {
-    MoteCredentials {
-        client_id: client_id.into(),
+fn login(client_id: &str, username: &str, password: &str) -> CredentialsConfig {
+    CredentialsConfig {
         username: Some(username.into()),
         password: Some(password.into()),
-        client_auth: None,
+        ..CredentialsConfig::new(client_id)
     }
 }
 
@@ -387,7 +386,7 @@ async fn broker_with_logins() -> Broker {
 async fn right_credentials_connect_with_the_prefixed_client_id() {
     let broker = broker_with_logins().await;
     let mut s = settings(broker.port, vec![login("m1", "m1", "p1")]);
-    s.client_id_prefix = "gw7-".into();
+    s.broker.options.client_id_prefix = "gw7-".into();
     let mut links = TransparentLinks::start(&s).unwrap();
     links.send(id("m1"), connect(60, true, None));
     assert_eq!(next(&mut links).await, (id("m1"), CONNECTED));
@@ -841,11 +840,10 @@ async fn per_mote_and_shared_client_certificates() {
         ca_file: dir.join("ca.crt"),
         client_auth: Some((dir.join("shared.crt"), dir.join("shared.key"))),
     });
-    s.credentials = vec![MoteCredentials {
-        client_id: "door-7".into(),
-        username: None,
-        password: None,
-        client_auth: Some((dir.join("door-7.crt"), dir.join("door-7.key"))),
+    s.credentials = vec![CredentialsConfig {
+        client_cert: Some(dir.join("door-7.crt")),
+        client_key: Some(dir.join("door-7.key")),
+        ..CredentialsConfig::new("door-7")
     }];
     let mut links = TransparentLinks::start(&s).unwrap();
     links.send(id("door-7"), connect(60, true, None));
@@ -883,11 +881,10 @@ async fn missing_tls_files_are_reported_at_start() {
         ca_file: dir.join("ca.crt"),
         client_auth: None,
     });
-    s.credentials = vec![MoteCredentials {
-        client_id: "m".into(),
-        username: None,
-        password: None,
-        client_auth: Some((dir.join("m.crt"), dir.join("m.key"))),
+    s.credentials = vec![CredentialsConfig {
+        client_cert: Some(dir.join("m.crt")),
+        client_key: Some(dir.join("m.key")),
+        ..CredentialsConfig::new("m")
     }];
     let error = TransparentLinks::start(&s).unwrap_err().to_string();
     assert!(
@@ -942,7 +939,7 @@ async fn a_storm_of_1000_connects_with_max_connecting_100() {
     ensure_open_files(2 * MOTES as u64 + 200);
     let broker = Broker::anonymous("storm").await;
     let mut s = settings(broker.port, Vec::new());
-    s.max_connecting = 100;
+    s.broker.options.max_connecting = 100;
     s.broker.options.connect_timeout = Duration::from_secs(10);
     let mut links = TransparentLinks::start(&s).unwrap();
     let started = std::time::Instant::now();

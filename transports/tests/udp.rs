@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sn_config::UdpConfig;
 use sn_transports::udp::RecvBatch;
 use sn_transports::{UdpLink, UdpLinkConfig, UdpLinkError};
 use tokio::net::UdpSocket;
@@ -27,10 +28,13 @@ const LOCAL6: SocketAddr = SocketAddr::new(std::net::IpAddr::V6(Ipv6Addr::LOCALH
 
 fn config(bind: SocketAddr) -> UdpLinkConfig {
     UdpLinkConfig {
-        bind,
-        discovery: None,
-        multicast_ttl: 0,
-        multicast_loop: true,
+        options: UdpConfig {
+            bind,
+            discovery: None,
+            multicast_ttl: 0,
+            multicast_loop: true,
+            ..UdpConfig::default()
+        },
         max_datagram: 256,
     }
 }
@@ -167,12 +171,12 @@ async fn a_bind_address_not_on_this_machine_is_explained() {
 #[tokio::test]
 async fn bad_settings_are_refused_before_binding() {
     let mut cfg = config(LOCAL4);
-    cfg.discovery = Some("[ff02::1]:1883".parse().unwrap());
+    cfg.options.discovery = Some("[ff02::1]:1883".parse().unwrap());
     let err = UdpLink::bind(cfg).await.unwrap_err();
     assert!(matches!(err, UdpLinkError::Config { .. }), "{err:?}");
 
     let mut cfg = config(LOCAL4);
-    cfg.multicast_ttl = 256;
+    cfg.options.multicast_ttl = 256;
     let err = UdpLink::bind(cfg).await.unwrap_err();
     assert!(err.to_string().contains("multicast_ttl 256"), "{err}");
 
@@ -209,7 +213,7 @@ fn recv_std(socket: &StdUdpSocket) -> (Vec<u8>, SocketAddr) {
 async fn discovery_to_the_loopback_broadcast_address_arrives() {
     let (listener, port) = listener();
     let mut cfg = config(LOCAL4);
-    cfg.discovery = Some(SocketAddr::from((Ipv4Addr::new(127, 255, 255, 255), port)));
+    cfg.options.discovery = Some(SocketAddr::from((Ipv4Addr::new(127, 255, 255, 255), port)));
     let link = UdpLink::bind(cfg).await.unwrap();
 
     // Linux refuses this send with EACCES unless the link set SO_BROADCAST.
@@ -234,7 +238,7 @@ async fn discovery_to_a_multicast_group_on_loopback_arrives() {
         .unwrap();
     // Bound to 127.0.0.1, so the link joins and sends on the loopback interface; TTL 0.
     let mut cfg = config(LOCAL4);
-    cfg.discovery = Some(SocketAddr::from((GROUP, port)));
+    cfg.options.discovery = Some(SocketAddr::from((GROUP, port)));
     let link = UdpLink::bind(cfg).await.unwrap();
 
     assert!(link
@@ -255,7 +259,7 @@ async fn ipv6_discovery_to_a_unicast_loopback_address_arrives() {
     let listener = StdUdpSocket::bind(LOCAL6).unwrap();
     listener.set_read_timeout(Some(WAIT)).unwrap();
     let mut cfg = config(LOCAL6);
-    cfg.discovery = Some(listener.local_addr().unwrap());
+    cfg.options.discovery = Some(listener.local_addr().unwrap());
     let link = UdpLink::bind(cfg).await.unwrap();
     assert!(link.send_discovery(b"\x03\x02\x01", 1).await.unwrap());
     let (bytes, from) = recv_std(&listener);

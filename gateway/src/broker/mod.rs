@@ -15,7 +15,7 @@ pub use backoff::Backoff;
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerError};
 pub use link::{spawn_link, BrokerLinkConfig, BrokerLinkError, BrokerLinkHandle, TlsFiles};
 pub use mote_link::{
-    MoteConnect, MoteConnector, MoteCredentials, MoteLink, MoteLinkError, MoteReport,
-    TransparentSettings, MAX_MOTE_INFLIGHT, MIN_MOTE_KEEP_ALIVE,
+    MoteConnect, MoteConnector, MoteLink, MoteLinkError, MoteReport, TransparentSettings,
+    MAX_MOTE_INFLIGHT, MIN_MOTE_KEEP_ALIVE,
 };
 pub use tls::install_crypto_provider;

@@ -36,6 +36,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use super::link::{to_rumqttc, Connection, End, Input, MAX_MQTT_PACKET};
+use sn_config::CredentialsConfig;
+
 use super::{Backoff, BrokerLinkConfig};
 use crate::core::{BrokerCommand, BrokerEvent, MoteWill, Refusal};
 
@@ -50,47 +52,23 @@ const MAX_KEEP_ALIVE: Duration = Duration::from_secs(65_535);
 /// How long a new connection waits for the one it replaces to be gone.
 const REPLACE_TIMEOUT: Duration = Duration::from_secs(6);
 
-/// The login of one mote's connection, from its `[[credentials]]` entry (password files
-/// already read). A part left out comes from `[broker]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MoteCredentials {
-    /// The mote's client id, as it sends it in CONNECT (without the prefix).
-    pub client_id: String,
-    /// The user name; `Some` replaces `[broker]`'s user name and password.
-    pub username: Option<String>,
-    /// The password, with `username`.
-    pub password: Option<String>,
-    /// PEM client certificate and key; `Some` replaces `[broker]`'s.
-    pub client_auth: Option<(PathBuf, PathBuf)>,
-}
-
-impl std::fmt::Debug for MoteCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MoteCredentials")
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("client_auth", &self.client_auth)
-            .finish()
-    }
-}
-
-/// What transparent mode needs: the broker and the shared login (`[broker]`), the client id
-/// prefix, the connection-attempt limit and each mote's own login (`[[credentials]]`).
+/// What transparent mode needs: `[broker]` (the broker, the shared login, the client id
+/// prefix, the connection-attempt limit) and each mote's own login (`[[credentials]]`), as
+/// the configuration defines them, with the password files read and the TLS files found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransparentSettings {
     /// Host, port, TLS (CA file, shared client certificate), the shared user name and
     /// password, `connect_timeout`, the reconnect delays and `max_inflight` (capped at
-    /// [`MAX_MOTE_INFLIGHT`]). Its `client_id`, `keep_alive` and `clean_session` are the
-    /// gateway's own connection's; a mote's connection takes the mote's (its keep-alive at
-    /// least [`MIN_MOTE_KEEP_ALIVE`]); the watchdog uses `keep_alive`.
+    /// [`MAX_MOTE_INFLIGHT`]); `client_id_prefix`, put in front of each mote's client id
+    /// upstream; `max_connecting`, the motes' connections being opened at once (at least 1).
+    /// Its `client_id`, `keep_alive` and `clean_session` are the gateway's own connection's;
+    /// a mote's connection takes the mote's (its keep-alive at least
+    /// [`MIN_MOTE_KEEP_ALIVE`]); the watchdog uses `keep_alive`.
     pub broker: BrokerLinkConfig,
-    /// Put in front of each mote's client id upstream.
-    pub client_id_prefix: String,
-    /// Motes' connections being opened at once (at least 1).
-    pub max_connecting: usize,
-    /// Per-mote logins.
-    pub credentials: Vec<MoteCredentials>,
+    /// Per-mote logins. A part an entry leaves out comes from `[broker]`. Each entry's
+    /// `password` is the one its connection logs in with: read from `password_file` when
+    /// that is set.
+    pub credentials: Vec<CredentialsConfig>,
 }
 
 /// Why transparent mode cannot start.
@@ -241,7 +219,8 @@ impl MoteConnector {
                 Some(name) => (Some(name.clone()), entry.password.clone()),
                 None => (b.options.username.clone(), b.options.password.clone()),
             };
-            let transport = match &entry.client_auth {
+            let client_auth = entry.client_cert.clone().zip(entry.client_key.clone());
+            let transport = match &client_auth {
                 Some(auth) => {
                     if roots.is_none() {
                         return Err(MoteLinkError::CertificateWithoutTls {
@@ -268,13 +247,13 @@ impl MoteConnector {
         Ok(MoteConnector {
             host: b.options.host.clone(),
             port: b.options.port,
-            prefix: settings.client_id_prefix.clone(),
+            prefix: b.options.client_id_prefix.clone(),
             connect_timeout: b.options.connect_timeout.max(Duration::from_millis(100)),
             reconnect_min: b.options.reconnect_min,
             reconnect_max: b.options.reconnect_max,
             window,
             stall_timeout: (b.options.keep_alive * 2).max(Duration::from_secs(10)),
-            permits: Semaphore::new(settings.max_connecting.max(1)),
+            permits: Semaphore::new(usize::from(b.options.max_connecting.max(1))),
             shared,
             logins,
         })

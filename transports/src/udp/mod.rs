@@ -16,6 +16,7 @@ mod stats;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
+use sn_config::UdpConfig;
 use socket2::SockRef;
 
 pub use batch::RecvBatch;
@@ -28,40 +29,14 @@ use stats::{Counters, KernelCounters};
 /// `max_datagram` above it can never be exceeded, so buffers need not be larger.
 const MAX_UDP_PAYLOAD: usize = 65_535;
 
-/// The socket receive buffer (SO_RCVBUF) [`UdpLink::bind`] asks for, in bytes: 4 MiB.
-///
-/// A gateway serving many motes sees bursts (every mote waking on the same schedule), and
-/// while the gateway is busy the kernel holds what arrives in this buffer; the Linux default
-/// (~200 KiB) overflows at once. The kernel caps the request at `net.core.rmem_max`
-/// (sysctl), which is fine: it is a wish, not a requirement. Datagrams that arrive while the
-/// buffer is full are dropped by the kernel and counted in [`UdpLink::kernel_drops`].
-pub const DEFAULT_RECV_BUFFER: usize = 4 << 20;
-
-/// What one `[[udp]]` section asks for.
+/// What one UDP link runs with: its `[[udp]]` options as the configuration defines them
+/// ([`UdpConfig`], the one place each option, its rules and its default are written), plus
+/// the datagram size limit, which is no `[[udp]]` option: the gateway gives the core's
+/// `max_packet_size`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdpLinkConfig {
-    /// Address and port to listen on, e.g. `0.0.0.0:1883` or `[::]:1883`.
-    pub bind: SocketAddr,
-    /// Where ADVERTISE and GWINFO go; `None` turns discovery off.
-    ///
-    /// * IPv4 multicast group: joined at bind, so SEARCHGW sent to the group is received
-    ///   (when bound to `0.0.0.0` and the bind port equals the group's port). The group is
-    ///   joined on the bind address's interface, or on the one the routing table picks when
-    ///   bound to `0.0.0.0`.
-    /// * Any other IPv4 address: treated as a (limited or directed) broadcast address;
-    ///   SO_BROADCAST is set.
-    /// * IPv6 multicast group: joined on the interface index given as the address's scope
-    ///   id (`0` = any), which is also used for sending when not 0.
-    /// * IPv6 unicast: sent to as it is (IPv6 has no broadcast).
-    ///
-    /// Must be of the same IP version as `bind`.
-    pub discovery: Option<SocketAddr>,
-    /// IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS for discovery sends (0..=255; 0 keeps them on
-    /// this host). A SEARCHGW radius caps it per send.
-    pub multicast_ttl: u32,
-    /// IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP: whether this host's own sockets see our
-    /// multicast sends.
-    pub multicast_loop: bool,
+    /// Bind address, discovery address, multicast TTL and loop, socket receive buffer.
+    pub options: UdpConfig,
     /// Datagrams longer than this are dropped whole and counted, never truncated.
     pub max_datagram: usize,
 }
@@ -82,23 +57,14 @@ impl UdpLink {
     /// Creates and binds the socket described by `config`, joining the discovery group if
     /// there is one. Must be called within a tokio runtime.
     ///
-    /// The socket gets IPV6_V6ONLY (for IPv6) and asks for a receive buffer of
-    /// [`DEFAULT_RECV_BUFFER`] bytes. It does not get SO_REUSEADDR, so a second gateway on
-    /// the same port fails here with [`UdpLinkError::AddressInUse`] instead of silently
-    /// sharing the traffic.
-    pub async fn bind(config: UdpLinkConfig) -> Result<UdpLink, UdpLinkError> {
-        Self::bind_with_interface(config, None, DEFAULT_RECV_BUFFER).await
-    }
-
-    /// [`bind`](Self::bind), asking for a socket receive buffer (SO_RCVBUF) of
-    /// `recv_buffer` bytes instead of [`DEFAULT_RECV_BUFFER`]. What the kernel granted is
+    /// The socket gets IPV6_V6ONLY (for IPv6) and asks for a receive buffer (SO_RCVBUF) of
+    /// `recv_buffer` bytes. What the kernel granted is
     /// [`socket_recv_buffer`](Self::socket_recv_buffer); when it is less than asked for
-    /// (capped by `net.core.rmem_max`), an info line says so.
-    pub async fn bind_with_recv_buffer(
-        config: UdpLinkConfig,
-        recv_buffer: usize,
-    ) -> Result<UdpLink, UdpLinkError> {
-        Self::bind_with_interface(config, None, recv_buffer).await
+    /// (capped by `net.core.rmem_max`), an info line says so. It does not get SO_REUSEADDR,
+    /// so a second gateway on the same port fails here with [`UdpLinkError::AddressInUse`]
+    /// instead of silently sharing the traffic.
+    pub async fn bind(config: UdpLinkConfig) -> Result<UdpLink, UdpLinkError> {
+        Self::bind_with_interface(config, None).await
     }
 
     /// [`bind`](Self::bind), with the IPv4 multicast interface forced; tests use it to keep
@@ -106,24 +72,28 @@ impl UdpLink {
     pub(crate) async fn bind_with_interface(
         config: UdpLinkConfig,
         interface_v4: Option<Ipv4Addr>,
-        recv_buffer: usize,
     ) -> Result<UdpLink, UdpLinkError> {
-        let bind = config.bind;
+        let UdpLinkConfig {
+            options,
+            max_datagram,
+        } = config;
+        let recv_buffer = usize::try_from(options.recv_buffer).unwrap_or(usize::MAX);
+        let bind = options.bind;
         let invalid = |reason: String| UdpLinkError::Config { addr: bind, reason };
-        if config.max_datagram == 0 {
+        if max_datagram == 0 {
             return Err(invalid(
                 "max_datagram is 0, which would drop every datagram; give the largest \
                  datagram to accept in bytes"
                     .to_owned(),
             ));
         }
-        if config.multicast_ttl > 255 {
+        if options.multicast_ttl > 255 {
             return Err(invalid(format!(
                 "multicast_ttl {} is out of range; use 0..=255 (1 = this network only)",
-                config.multicast_ttl
+                options.multicast_ttl
             )));
         }
-        let plan = config
+        let plan = options
             .discovery
             .map(|d| DiscoveryPlan::new(bind, d, interface_v4))
             .transpose()?;
@@ -131,8 +101,8 @@ impl UdpLink {
         let std_socket = socket::open(
             bind,
             plan,
-            config.multicast_ttl,
-            config.multicast_loop,
+            options.multicast_ttl,
+            options.multicast_loop,
             recv_buffer,
         )?;
         let kernel = KernelCounters::find(&std_socket, bind.is_ipv6());
@@ -158,8 +128,8 @@ impl UdpLink {
         Ok(UdpLink {
             socket,
             name,
-            max_datagram: config.max_datagram,
-            discovery: plan.map(|p| Discovery::new(p, config.multicast_ttl)),
+            max_datagram,
+            discovery: plan.map(|p| Discovery::new(p, options.multicast_ttl)),
             counters: Counters::default(),
             kernel,
         })

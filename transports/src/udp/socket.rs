@@ -10,7 +10,7 @@ use super::UdpLinkError;
 
 /// Creates, configures and binds the socket; returns it in non-blocking mode, ready for
 /// tokio. `recv_buffer` is the SO_RCVBUF asked for: a wish, not a requirement (see
-/// [`DEFAULT_RECV_BUFFER`](super::DEFAULT_RECV_BUFFER)).
+/// [`UdpConfig::recv_buffer`](sn_config::UdpConfig::recv_buffer)).
 pub(crate) fn open(
     bind: SocketAddr,
     discovery: Option<DiscoveryPlan>,

@@ -22,10 +22,13 @@ const WAIT: Duration = Duration::from_secs(5);
 
 fn config(bind: SocketAddr, discovery: Option<SocketAddr>, ttl: u32) -> UdpLinkConfig {
     UdpLinkConfig {
-        bind,
-        discovery,
-        multicast_ttl: ttl,
-        multicast_loop: true,
+        options: UdpConfig {
+            bind,
+            discovery,
+            multicast_ttl: ttl,
+            multicast_loop: true,
+            ..UdpConfig::default()
+        },
         max_datagram: 512,
     }
 }
@@ -60,9 +63,7 @@ async fn multicast_link_on_loopback() -> UdpLink {
             Some(SocketAddr::from((GROUP_V4, port))),
             0,
         );
-        match UdpLink::bind_with_interface(cfg, Some(Ipv4Addr::LOCALHOST), DEFAULT_RECV_BUFFER)
-            .await
-        {
+        match UdpLink::bind_with_interface(cfg, Some(Ipv4Addr::LOCALHOST)).await {
             Ok(link) => return link,
             Err(UdpLinkError::AddressInUse { .. }) => continue,
             Err(e) => panic!("{e}"),
@@ -199,13 +200,9 @@ async fn a_failed_join_names_the_group_and_the_interface() {
     // 198.51.100.1 is no local interface, so the kernel refuses the join; nothing is sent.
     let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let cfg = config(bind, Some(SocketAddr::from((GROUP_V4, 1883))), 0);
-    let err = UdpLink::bind_with_interface(
-        cfg,
-        Some(Ipv4Addr::new(198, 51, 100, 1)),
-        DEFAULT_RECV_BUFFER,
-    )
-    .await
-    .unwrap_err();
+    let err = UdpLink::bind_with_interface(cfg, Some(Ipv4Addr::new(198, 51, 100, 1)))
+        .await
+        .unwrap_err();
     assert!(matches!(err, UdpLinkError::MulticastJoin { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
@@ -243,9 +240,9 @@ async fn kernel_drops_count_what_overflowed_the_receive_buffer() {
     // The smallest buffer the kernel allows (it rounds a 4 KiB request up to its minimum):
     // a few datagrams fill it.
     let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let link = UdpLink::bind_with_recv_buffer(config(bind, None, 0), 4096)
-        .await
-        .unwrap();
+    let mut cfg = config(bind, None, 0);
+    cfg.options.recv_buffer = 4096;
+    let link = UdpLink::bind(cfg).await.unwrap();
     assert!(link.socket_recv_buffer().unwrap() < 64 * 1024);
     if !has_proc_udp() {
         eprintln!("skipped: no /proc/self/net/udp");
