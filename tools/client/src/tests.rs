@@ -228,6 +228,41 @@ fn a_shorter_timeout_ends_the_schedule_early() {
     assert_eq!(s.events(), vec![Event::TimedOut(Request::Ping)]);
 }
 
+/// What the bench motes build their CONNECT budget on: the time of the last send, a refusal
+/// that ends the request, and timers set per request (no resend at N_retry 0).
+#[test]
+fn request_sent_at_is_the_last_send_and_timers_apply_per_request() {
+    let mut s = Script::new();
+    let options = ConnectOptions {
+        keep_alive: 0,
+        clean_session: true,
+        will: None,
+    };
+    s.client.connect(s.at(0.0), &options).unwrap();
+    assert_eq!(s.client.request_sent_at(), Some(s.at(0.0)));
+    s.tick(1.0);
+    assert_eq!(s.sent().len(), 2);
+    assert_eq!(s.client.request_sent_at(), Some(s.at(1.0)));
+    s.give(
+        1.2,
+        &Packet::ConnAck {
+            return_code: ReturnCode::Congestion,
+        },
+    );
+    assert_eq!(s.events(), vec![Event::ConnAck(ReturnCode::Congestion)]);
+    assert_eq!(s.client.pending(), None);
+    assert_eq!(s.client.request_sent_at(), Some(s.at(1.0)));
+    // One send left: no resend, given up one T_retry after it.
+    s.client.set_timing(Timing::new(SECOND, 0));
+    s.client.connect(s.at(2.0), &options).unwrap();
+    assert_eq!(s.sent().len(), 1);
+    assert_eq!(s.client.poll_timeout(), Some(s.at(3.0)));
+    s.tick(3.0);
+    assert!(s.sent().is_empty());
+    assert_eq!(s.events(), vec![Event::TimedOut(Request::Connect)]);
+    assert_eq!(s.client.retransmits(), 1);
+}
+
 #[test]
 fn one_request_at_a_time_but_qos0_goes_any_time() {
     let mut s = Script::new();

@@ -2,28 +2,33 @@
 //! port for all), CONNECT, REGISTER or SUBSCRIBE, then publishing (uplink) or receiving and
 //! acknowledging (downlink), then PINGREQ to check the session is still there, and DISCONNECT.
 //!
+//! The protocol is the sans-I/O client machine of `sn-client`, the one `mqtt-sn pub`/`sub` and
+//! the tests' mote drive; this file moves its datagrams over the socket, paces the load and
+//! counts. The machine is set up for a load generator: no keep-alive pings, and a PUBLISH on a
+//! topic id it was never told is acknowledged and counted like any other.
+//!
 //! The address is a function of the id, so a mote can close its socket and later rebind the
 //! same address and still be the peer the gateway knows: that is how one process holds more
 //! sessions than it may open sockets (waves).
 //!
 //! Nothing the network sends can panic this code: undecodable datagrams are counted and
-//! dropped, unexpected packets are answered the way a client must or ignored.
+//! dropped, unexpected packets are answered the way a client must (by the machine) or ignored.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use sn_codec::v12::{
-    Connect, Disconnect, Packet, PubAck, Publish, PublishTopic, RegAck, Register, ReturnCode,
-    Subscribe, SubscribeTopic,
+use sn_client::{
+    Client, ClientConfig, ClientError, ConnectOptions, Event, Received, Timing, UnknownTopicIds,
 };
+use sn_codec::v12::{PublishTopic, ReturnCode, SubscribeTopic};
 use sn_codec::QoS;
 use tokio::net::UdpSocket;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::options::{Direction, TopicPlan};
+use super::options::{Direction, Plan, TopicPlan};
 use super::payload::{self, Stamp};
 use super::{Ctx, MoteOutcome, Phase};
 
@@ -31,8 +36,6 @@ use super::{Ctx, MoteOutcome, Phase};
 const RX_BUFFER: usize = 2048;
 /// QoS 0/-1 motes yield to the other tasks after this many back-to-back sends.
 const BURST: u32 = 32;
-/// ProtocolId of MQTT-SN v1.2 in CONNECT.
-const PROTOCOL_ID: u8 = 0x01;
 
 /// The first mote address; mote `id` uses this plus `id`.
 const FIRST_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 1, 0, 0);
@@ -63,8 +66,9 @@ pub(crate) enum MoteError {
     Refused(&'static str, ReturnCode),
     /// The gateway sent DISCONNECT.
     Disconnected,
-    /// A packet could not be encoded (cannot happen with checked options).
-    Encode(sn_codec::EncodeError),
+    /// The machine would not start a request: a packet could not be encoded (cannot happen
+    /// with checked options) or another request was still waiting.
+    Client(ClientError),
 }
 
 impl std::fmt::Display for MoteError {
@@ -74,7 +78,7 @@ impl std::fmt::Display for MoteError {
             MoteError::NoReply(what) => write!(f, "no {what}"),
             MoteError::Refused(what, code) => write!(f, "{what} refused: {code:?}"),
             MoteError::Disconnected => write!(f, "gateway sent DISCONNECT"),
-            MoteError::Encode(e) => write!(f, "cannot encode: {e}"),
+            MoteError::Client(e) => write!(f, "{e}"),
         }
     }
 }
@@ -85,97 +89,10 @@ impl From<io::Error> for MoteError {
     }
 }
 
-/// What a received datagram means to a mote, copied out of the receive buffer.
-#[derive(Debug, Clone, Copy)]
-enum In {
-    ConnAck(ReturnCode),
-    RegAck {
-        msg_id: u16,
-        topic_id: u16,
-        code: ReturnCode,
-    },
-    SubAck {
-        msg_id: u16,
-        code: ReturnCode,
-    },
-    PubAck {
-        msg_id: u16,
-        code: ReturnCode,
-    },
-    PubRec(u16),
-    PubRel(u16),
-    PubComp(u16),
-    Publish {
-        qos: QoS,
-        msg_id: u16,
-        topic_field: u16,
-        stamp: Option<Stamp>,
-    },
-    Register {
-        topic_id: u16,
-        msg_id: u16,
-    },
-    PingReq,
-    PingResp,
-    Disconnect,
-    Other,
-}
-
-/// The 2-byte TopicId field of a PUBLISH, as echoed in its PUBACK.
-fn topic_field(topic: &PublishTopic<'_>) -> u16 {
-    match *topic {
-        PublishTopic::Normal(id) | PublishTopic::Predefined(id) => id,
-        PublishTopic::Short(name) => u16::from_be_bytes(name),
-        PublishTopic::LongName(_) => 0,
+impl From<ClientError> for MoteError {
+    fn from(e: ClientError) -> Self {
+        MoteError::Client(e)
     }
-}
-
-fn classify(bytes: &[u8]) -> Option<In> {
-    Some(match Packet::decode(bytes).ok()? {
-        Packet::ConnAck { return_code } => In::ConnAck(return_code),
-        Packet::RegAck(a) => In::RegAck {
-            msg_id: a.msg_id,
-            topic_id: a.topic_id,
-            code: a.return_code,
-        },
-        Packet::SubAck(a) => In::SubAck {
-            msg_id: a.msg_id,
-            code: a.return_code,
-        },
-        Packet::PubAck(a) => In::PubAck {
-            msg_id: a.msg_id,
-            code: a.return_code,
-        },
-        Packet::PubRec { msg_id } => In::PubRec(msg_id),
-        Packet::PubRel { msg_id } => In::PubRel(msg_id),
-        Packet::PubComp { msg_id } => In::PubComp(msg_id),
-        Packet::Publish(p) => In::Publish {
-            qos: p.qos,
-            msg_id: p.msg_id,
-            topic_field: topic_field(&p.topic),
-            stamp: Stamp::read(p.data),
-        },
-        Packet::Register(r) => In::Register {
-            topic_id: r.topic_id,
-            msg_id: r.msg_id,
-        },
-        Packet::PingReq { .. } => In::PingReq,
-        Packet::PingResp => In::PingResp,
-        Packet::Disconnect(_) => In::Disconnect,
-        _ => In::Other,
-    })
-}
-
-/// A mote's socket, connected to the gateway, with its buffers.
-struct Wire {
-    socket: UdpSocket,
-    rx: Vec<u8>,
-    /// Scratch for replies.
-    tx: Vec<u8>,
-    /// The request being waited on, kept for resending.
-    req: Vec<u8>,
-    /// Sends the kernel refused ([`transient`] errors).
-    send_failures: u64,
 }
 
 /// Whether a send or receive error only means "that datagram is lost": an ICMP port
@@ -187,88 +104,101 @@ fn transient(e: &io::Error) -> bool {
     ) || e.raw_os_error() == Some(105) // ENOBUFS
 }
 
-impl Wire {
-    fn open(local: SocketAddrV4, gateway: SocketAddrV4) -> io::Result<Wire> {
+/// The machine's clock: `std` time, which is what tokio's `Instant` wraps.
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// The client machine set up as a bench mote: the plan's T_retry and N_retry, no keep-alive
+/// pings (a mote under load is never silent for a keep-alive period, and the end-of-run
+/// PINGREQ is the check that the session is still there), and PUBLISHes on any topic id
+/// acknowledged and counted.
+fn machine(plan: &Plan, client_id: String) -> Client {
+    let mut config = ClientConfig::new(client_id);
+    config.timing = Timing::new(plan.retry, plan.retries);
+    config.keep_alive_pings = false;
+    config.unknown_topic_ids = UnknownTopicIds::Accept;
+    Client::new(config)
+}
+
+/// A mote's socket, connected to the gateway, and its client machine.
+struct Link {
+    socket: UdpSocket,
+    client: Client,
+    rx: Vec<u8>,
+    /// The datagram being sent.
+    tx: Vec<u8>,
+    /// Sends the kernel refused ([`transient`] errors).
+    send_failures: u64,
+}
+
+impl Link {
+    fn open(local: SocketAddrV4, gateway: SocketAddrV4, client: Client) -> io::Result<Link> {
         let socket = std::net::UdpSocket::bind(local)?;
         socket.connect(gateway)?;
         socket.set_nonblocking(true)?;
-        Ok(Wire {
+        Ok(Link {
             socket: UdpSocket::from_std(socket)?,
+            client,
             rx: vec![0; RX_BUFFER],
             tx: Vec::with_capacity(64),
-            req: Vec::with_capacity(64),
             send_failures: 0,
         })
     }
 
-    async fn send_bytes(socket: &UdpSocket, bytes: &[u8], failures: &mut u64) -> io::Result<()> {
-        match socket.send(bytes).await {
-            Ok(_) => Ok(()),
-            Err(e) if transient(&e) => {
-                *failures += 1;
-                Ok(())
+    /// Sends every datagram the machine has for the gateway.
+    async fn flush(&mut self) -> io::Result<()> {
+        while self.client.poll_transmit(&mut self.tx) {
+            match self.socket.send(&self.tx).await {
+                Ok(_) => {}
+                Err(e) if transient(&e) => self.send_failures += 1,
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
+        Ok(())
     }
 
-    /// Sends a reply (nothing to resend).
-    async fn send(&mut self, packet: &Packet<'_>) -> Result<(), MoteError> {
-        self.tx.clear();
-        packet.encode(&mut self.tx).map_err(MoteError::Encode)?;
-        Ok(Self::send_bytes(&self.socket, &self.tx, &mut self.send_failures).await?)
+    /// Feeds one received datagram to the machine.
+    fn feed(&mut self, len: usize) -> Received {
+        let bytes = self.rx.get(..len).unwrap_or_default();
+        self.client.handle_datagram(now(), bytes)
     }
 
-    /// Sends a request and keeps it for [`Wire::resend`].
-    async fn request(&mut self, packet: &Packet<'_>) -> Result<(), MoteError> {
-        self.req.clear();
-        packet.encode(&mut self.req).map_err(MoteError::Encode)?;
-        Ok(Self::send_bytes(&self.socket, &self.req, &mut self.send_failures).await?)
-    }
-
-    /// Sends the kept request again, with DUP set if it is a PUBLISH.
-    async fn resend(&mut self, dup: bool) -> io::Result<()> {
-        if dup {
-            // The flags byte follows the header: 2 bytes, or 4 in the 3-byte length form.
-            let at = if self.req.first() == Some(&0x01) {
-                4
-            } else {
-                2
+    /// The next datagram, fed to the machine; `None` once the machine's deadline has come
+    /// (then [`Link::expire`] or [`Client::abandon`]). Without a deadline it waits for a
+    /// datagram.
+    async fn turn(&mut self) -> io::Result<Option<Received>> {
+        let deadline = self.client.poll_timeout().map(Instant::from_std);
+        loop {
+            let received = match deadline {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline, self.socket.recv(&mut self.rx)).await {
+                        Err(_elapsed) => return Ok(None),
+                        Ok(received) => received,
+                    }
+                }
+                None => self.socket.recv(&mut self.rx).await,
             };
-            if let Some(flags) = self.req.get_mut(at) {
-                *flags |= 0x80;
-            }
-        }
-        Self::send_bytes(&self.socket, &self.req, &mut self.send_failures).await
-    }
-
-    /// The next datagram, or `None` at `deadline`.
-    async fn recv_until(&mut self, deadline: Instant) -> io::Result<Option<Option<In>>> {
-        loop {
-            match tokio::time::timeout_at(deadline, self.socket.recv(&mut self.rx)).await {
-                Err(_elapsed) => return Ok(None),
-                Ok(Ok(len)) => return Ok(Some(self.rx.get(..len).and_then(classify))),
-                Ok(Err(e)) if transient(&e) => continue,
-                Ok(Err(e)) => return Err(e),
-            }
-        }
-    }
-
-    /// The next datagram, without a deadline.
-    async fn recv(&mut self) -> io::Result<Option<In>> {
-        loop {
-            match self.socket.recv(&mut self.rx).await {
-                Ok(len) => return Ok(self.rx.get(..len).and_then(classify)),
+            match received {
+                Ok(len) => return Ok(Some(self.feed(len))),
                 Err(e) if transient(&e) => continue,
                 Err(e) => return Err(e),
             }
         }
     }
 
-    /// A datagram if one is waiting, without waiting.
-    fn try_recv(&mut self) -> Option<Option<In>> {
+    /// A datagram if one is waiting, fed to the machine, without waiting.
+    fn try_turn(&mut self) -> Option<Received> {
         let len = self.socket.try_recv(&mut self.rx).ok()?;
-        Some(self.rx.get(..len).and_then(classify))
+        Some(self.feed(len))
+    }
+
+    /// The machine's deadline has come: resend or give up. Returns how many requests were
+    /// resent.
+    fn expire(&mut self) -> u64 {
+        let before = self.client.retransmits();
+        self.client.handle_timeout(now());
+        self.client.retransmits().saturating_sub(before)
     }
 }
 
@@ -282,15 +212,25 @@ enum Topic {
     LongName,
 }
 
+impl Topic {
+    fn to_codec(self, name: &str) -> PublishTopic<'_> {
+        match self {
+            Topic::Normal(id) => PublishTopic::Normal(id),
+            Topic::Predefined(id) => PublishTopic::Predefined(id),
+            Topic::Short(short) => PublishTopic::Short(short),
+            Topic::LongName => PublishTopic::LongName(name.as_bytes()),
+        }
+    }
+}
+
 /// One mote while its socket is open.
 struct Mote<'a> {
     ctx: &'a Ctx,
     id: u32,
-    wire: Wire,
+    link: Link,
     out: &'a mut MoteOutcome,
-    msg_id: u16,
     topic: Topic,
-    name: Vec<u8>,
+    name: String,
     payload: Vec<u8>,
 }
 
@@ -311,20 +251,27 @@ pub(crate) async fn run(ctx: Arc<Ctx>, id: u32, permit: OwnedSemaphorePermit) ->
     out
 }
 
+/// The client id of mote `id`.
+fn client_id(ctx: &Ctx, id: u32) -> String {
+    format!("b{:08x}-{id}", ctx.run_id)
+}
+
 async fn lifecycle(ctx: &Ctx, id: u32, out: &mut MoteOutcome) -> Result<(), MoteError> {
     let plan = &ctx.plan;
     // The connect schedule: mote i starts i / connect_rate after the connect phase began.
     ctx.wait_connect_slot(id).await;
-    let wire = Wire::open(address(id, ctx.mote_port), plan.gateway)?;
-    let name = plan.topic.name_for(id).into_bytes();
+    let link = Link::open(
+        address(id, ctx.mote_port),
+        plan.gateway,
+        machine(plan, client_id(ctx, id)),
+    )?;
     let mut mote = Mote {
         ctx,
         id,
-        wire,
+        link,
         out,
-        msg_id: 0,
         topic: Topic::LongName,
-        name,
+        name: plan.topic.name_for(id),
         payload: payload::buffer(plan.payload_size),
     };
     mote.setup().await?;
@@ -337,7 +284,7 @@ async fn lifecycle(ctx: &Ctx, id: u32, out: &mut MoteOutcome) -> Result<(), Mote
         Direction::Down => mote.downlink().await?,
     }
     mote.out.load_done = true;
-    mote.out.send_failures = mote.wire.send_failures;
+    mote.out.send_failures = mote.link.send_failures;
     ctx.live.motes_done.fetch_add(1, Relaxed);
     if plan.waves() || plan.qos == QoS::MinusOne {
         // The session (if any) stays at the gateway; the sweep at the end checks it.
@@ -345,51 +292,87 @@ async fn lifecycle(ctx: &Ctx, id: u32, out: &mut MoteOutcome) -> Result<(), Mote
         return Ok(());
     }
     ctx.control.reached(Phase::Finish).await;
-    let (alive, disconnected) = finish(ctx, &mut mote.wire).await?;
+    let (alive, disconnected) = finish(ctx, &mut mote.link).await?;
     mote.out.alive_at_end = Some(alive);
     mote.out.disconnected = disconnected;
     Ok(())
 }
 
 /// The end of a session: PINGREQ (is the session still there?), then DISCONNECT unless the
-/// sessions are to stay. Returns (alive, disconnected).
-async fn finish(ctx: &Ctx, wire: &mut Wire) -> Result<(bool, bool), MoteError> {
+/// sessions are to stay. Returns (alive, disconnected). Late downlink traffic is
+/// acknowledged by the machine meanwhile, so the gateway is not left waiting.
+async fn finish(ctx: &Ctx, link: &mut Link) -> Result<(bool, bool), MoteError> {
     let plan = &ctx.plan;
-    let mut alive = false;
-    'ping: for attempt in 0..=plan.retries {
-        if attempt == 0 {
-            wire.request(&Packet::PingReq { client_id: b"" }).await?;
-        } else {
-            wire.resend(false).await?;
-        }
-        let deadline = Instant::now() + plan.retry;
-        while let Some(received) = wire.recv_until(deadline).await? {
-            match received {
-                Some(In::PingResp) => {
-                    alive = true;
-                    break 'ping;
-                }
-                // The gateway does not know us (any more).
-                Some(In::Disconnect) => break 'ping,
-                // Late downlink traffic: acknowledge so the gateway is not left waiting.
-                Some(other) => reply_unsolicited(wire, other).await?,
-                None => {}
+    link.client.abandon();
+    link.client
+        .set_timing(Timing::new(plan.retry, plan.retries));
+    link.client.ping(now())?;
+    // What arrives meanwhile is not counted, nor are resends of PINGREQ.
+    let mut uncounted = Tally::default();
+    let alive = loop {
+        match next_event(link, &mut uncounted, || false).await? {
+            Some(Event::PingResp) => break true,
+            // The gateway does not know us (any more).
+            Some(Event::Disconnected { .. }) => {
+                link.client.abandon();
+                break false;
             }
+            Some(Event::TimedOut(_)) | None => break false,
+            Some(_) => {}
         }
-    }
+    };
     let mut disconnected = false;
     if plan.disconnect {
-        wire.request(&Packet::Disconnect(Disconnect { duration: None }))
-            .await?;
-        let deadline = Instant::now() + plan.retry;
-        while let Some(received) = wire.recv_until(deadline).await? {
-            if let Some(In::Disconnect) = received {
-                disconnected = true;
-                break;
+        // One T_retry for the gateway's DISCONNECT, without resending.
+        link.client.set_timing(Timing::new(plan.retry, 0));
+        link.client.disconnect(now())?;
+        disconnected = loop {
+            match next_event(link, &mut uncounted, || false).await? {
+                Some(Event::DisconnectAck) => break true,
+                Some(Event::TimedOut(_)) | None => break false,
+                Some(_) => {}
             }
-        }
+        };
     }
     Ok((alive, disconnected))
+}
+
+/// Counters [`next_event`] adds to.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Datagrams that did not decode.
+    malformed: u64,
+    /// Requests resent.
+    resent: u64,
+}
+
+/// Runs the machine until it has an event: sends what it has for the gateway, feeds it what
+/// arrives, and at its deadline lets it resend or give up (then [`Event::TimedOut`]) — or,
+/// when `give_up` says so, drops the pending request and returns `None`. `None` also when
+/// nothing is pending and no event is left.
+async fn next_event(
+    link: &mut Link,
+    tally: &mut Tally,
+    give_up: impl Fn() -> bool,
+) -> Result<Option<Event>, MoteError> {
+    loop {
+        link.flush().await?;
+        if let Some(event) = link.client.poll_event() {
+            return Ok(Some(event));
+        }
+        if link.client.pending().is_none() {
+            return Ok(None);
+        }
+        match link.turn().await? {
+            Some(Received::Undecodable) => tally.malformed += 1,
+            Some(Received::Consumed | Received::Unexpected) => {}
+            None if give_up() => {
+                link.client.abandon();
+                return Ok(None);
+            }
+            None => tally.resent += link.expire(),
+        }
+    }
 }
 
 /// The end-of-run check for a mote that released its socket: rebinds its address, then
@@ -400,8 +383,12 @@ pub(crate) async fn sweep(
     permit: OwnedSemaphorePermit,
 ) -> Result<(bool, bool), String> {
     let result = async {
-        let mut wire = Wire::open(address(id, ctx.mote_port), ctx.plan.gateway)?;
-        finish(&ctx, &mut wire).await
+        let mut link = Link::open(
+            address(id, ctx.mote_port),
+            ctx.plan.gateway,
+            machine(&ctx.plan, client_id(&ctx, id)),
+        )?;
+        finish(&ctx, &mut link).await
     }
     .await
     .map_err(|e| e.to_string());
@@ -409,81 +396,48 @@ pub(crate) async fn sweep(
     result
 }
 
-/// How a mote answers what it did not ask for (the rules of a v1.2 client).
-async fn reply_unsolicited(wire: &mut Wire, received: In) -> Result<(), MoteError> {
-    match received {
-        In::PingReq => wire.send(&Packet::PingResp).await,
-        In::Register { topic_id, msg_id } => {
-            wire.send(&Packet::RegAck(RegAck {
-                topic_id,
-                msg_id,
-                return_code: ReturnCode::Accepted,
-            }))
-            .await
-        }
-        In::Publish {
-            qos: QoS::AtLeastOnce,
-            msg_id,
-            topic_field,
-            ..
-        } => {
-            wire.send(&Packet::PubAck(PubAck {
-                topic_id: topic_field,
-                msg_id,
-                return_code: ReturnCode::Accepted,
-            }))
-            .await
-        }
-        In::Publish {
-            qos: QoS::ExactlyOnce,
-            msg_id,
-            ..
-        } => wire.send(&Packet::PubRec { msg_id }).await,
-        In::PubRel(msg_id) => wire.send(&Packet::PubComp { msg_id }).await,
-        In::Disconnect => Err(MoteError::Disconnected),
+/// What a mote does with an event no request of its own waits for: the machine has already
+/// answered it (REGACK, PUBACK, PUBREC, PUBCOMP, PINGRESP); only the gateway's DISCONNECT
+/// ends the mote.
+fn background(event: &Event) -> Result<(), MoteError> {
+    match event {
+        Event::Disconnected { .. } => Err(MoteError::Disconnected),
         _ => Ok(()),
     }
 }
 
+/// Which counter the resends of a request go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resends {
+    /// `connect_attempts`: every CONNECT sent counts, resends included.
+    Connects,
+    /// `retransmits`.
+    Retransmits,
+}
+
 impl Mote<'_> {
-    fn next_msg_id(&mut self) -> u16 {
-        self.msg_id = self.msg_id.checked_add(1).unwrap_or(1);
-        self.msg_id
-    }
-
-    /// Handles a received datagram that is not the awaited answer.
-    async fn unsolicited(&mut self, received: Option<In>) -> Result<(), MoteError> {
-        match received {
-            None => {
-                self.out.malformed += 1;
-                Ok(())
-            }
-            Some(other) => reply_unsolicited(&mut self.wire, other).await,
-        }
-    }
-
-    /// Waits for the answer `pick` recognises to the request in `wire.req`, resending it every
-    /// T_retry up to N_retry times.
-    async fn exchange<T>(
+    /// [`next_event`] with this mote's counters; `give_up_at_finish` drops the pending
+    /// request at its next deadline once the finish phase has begun.
+    async fn next(
         &mut self,
-        what: &'static str,
-        mut pick: impl FnMut(In) -> Option<Result<T, MoteError>>,
-    ) -> Result<T, MoteError> {
-        let plan = &self.ctx.plan;
-        for attempt in 0..=plan.retries {
-            if attempt > 0 {
-                self.out.retransmits += 1;
-                self.wire.resend(false).await?;
+        resends: Resends,
+        give_up_at_finish: bool,
+    ) -> Result<Option<Event>, MoteError> {
+        let control = &self.ctx.control;
+        let mut tally = Tally::default();
+        let event = next_event(&mut self.link, &mut tally, || {
+            give_up_at_finish && control.phase() >= Phase::Finish
+        })
+        .await;
+        self.out.malformed += tally.malformed;
+        match resends {
+            Resends::Connects => {
+                let resent = u32::try_from(tally.resent).unwrap_or(u32::MAX);
+                self.out.connect_attempts = self.out.connect_attempts.saturating_add(resent);
             }
-            let deadline = Instant::now() + plan.retry;
-            while let Some(received) = self.wire.recv_until(deadline).await? {
-                match received.map(&mut pick) {
-                    Some(Some(result)) => return result,
-                    _ => self.unsolicited(received).await?,
-                }
-            }
+            Resends::Retransmits => self.out.retransmits += tally.resent,
         }
-        Err(MoteError::NoReply(what))
+        event
     }
 
     /// CONNECT, then REGISTER or SUBSCRIBE as the plan asks. QoS -1 needs none of it.
@@ -509,41 +463,49 @@ impl Mote<'_> {
         Ok(())
     }
 
+    /// CONNECT, sent at most N_retry + 1 times in all: resent every T_retry while
+    /// unanswered, and sent again one T_retry after a refused one (congestion,
+    /// max_sessions), each send counted.
     async fn connect(&mut self) -> Result<(), MoteError> {
         let ctx = self.ctx;
-        let client_id = format!("b{:08x}-{}", ctx.run_id, self.id);
-        let connect = Packet::Connect(Connect {
-            will: false,
+        let plan = &ctx.plan;
+        let options = ConnectOptions {
+            keep_alive: plan.keep_alive,
             clean_session: true,
-            protocol_id: PROTOCOL_ID,
-            duration: ctx.plan.keep_alive,
-            client_id: client_id.as_bytes(),
-        });
+            will: None,
+        };
+        let sends = plan.retries.saturating_add(1);
         self.out.connect_started_ns = Some(ctx.clock.now_ns());
         let mut refusal = None;
-        for attempt in 0..=ctx.plan.retries {
+        'attempts: while self.out.connect_attempts < sends {
+            // What is left of the send budget after refusals.
+            let resends = sends - self.out.connect_attempts - 1;
+            self.link
+                .client
+                .set_timing(Timing::new(plan.retry, resends));
+            self.link.client.connect(now(), &options)?;
             self.out.connect_attempts += 1;
-            if attempt == 0 {
-                self.wire.request(&connect).await?;
-            } else {
-                self.wire.resend(false).await?;
-            }
-            let deadline = Instant::now() + ctx.plan.retry;
-            while let Some(received) = self.wire.recv_until(deadline).await? {
-                match received {
-                    Some(In::ConnAck(ReturnCode::Accepted)) => {
+            loop {
+                match self.next(Resends::Connects, false).await? {
+                    Some(Event::ConnAck(ReturnCode::Accepted)) => {
                         self.out.connected_ns = Some(ctx.clock.now_ns());
                         ctx.live.connected.fetch_add(1, Relaxed);
+                        self.link
+                            .client
+                            .set_timing(Timing::new(plan.retry, plan.retries));
                         return Ok(());
                     }
-                    // Refused (congestion, max_sessions): try again after T_retry.
-                    Some(In::ConnAck(code)) => {
+                    // Refused: try again T_retry after the last CONNECT.
+                    Some(Event::ConnAck(code)) => {
                         self.out.refused += 1;
                         refusal = Some(code);
-                        tokio::time::sleep_until(deadline).await;
-                        break;
+                        if let Some(sent) = self.link.client.request_sent_at() {
+                            tokio::time::sleep_until(Instant::from_std(sent + plan.retry)).await;
+                        }
+                        continue 'attempts;
                     }
-                    other => self.unsolicited(other).await?,
+                    Some(Event::TimedOut(_)) | None => break 'attempts,
+                    Some(other) => background(&other)?,
                 }
             }
         }
@@ -554,55 +516,43 @@ impl Mote<'_> {
     }
 
     async fn register(&mut self) -> Result<u16, MoteError> {
-        let msg_id = self.next_msg_id();
-        let name = std::mem::take(&mut self.name);
-        let sent = self
-            .wire
-            .request(&Packet::Register(Register {
-                topic_id: 0,
-                msg_id,
-                topic_name: &name,
-            }))
-            .await;
-        self.name = name;
-        sent?;
-        self.exchange("REGACK", |received| match received {
-            In::RegAck {
-                msg_id: m,
-                topic_id,
-                code,
-            } if m == msg_id => Some(match code {
-                ReturnCode::Accepted => Ok(topic_id),
-                code => Err(MoteError::Refused("REGISTER", code)),
-            }),
-            _ => None,
-        })
-        .await
+        self.link.client.register(now(), &self.name)?;
+        loop {
+            match self.next(Resends::Retransmits, false).await? {
+                Some(Event::RegAck {
+                    topic_id,
+                    code: ReturnCode::Accepted,
+                    ..
+                }) => return Ok(topic_id),
+                Some(Event::RegAck { code, .. }) => {
+                    return Err(MoteError::Refused("REGISTER", code))
+                }
+                Some(Event::TimedOut(_)) | None => return Err(MoteError::NoReply("REGACK")),
+                Some(other) => background(&other)?,
+            }
+        }
     }
 
     async fn subscribe(&mut self) -> Result<(), MoteError> {
         let plan = &self.ctx.plan;
-        let msg_id = self.next_msg_id();
         let topic = match &plan.topic {
-            TopicPlan::Registered { .. } => SubscribeTopic::Name(&self.name),
+            TopicPlan::Registered { .. } => SubscribeTopic::Name(self.name.as_bytes()),
             TopicPlan::Predefined { id, .. } => SubscribeTopic::Predefined(*id),
             TopicPlan::Short(short) => SubscribeTopic::Short(*short),
         };
-        let subscribe = Packet::Subscribe(Subscribe {
-            dup: false,
-            qos: plan.qos,
-            msg_id,
-            topic,
-        });
-        self.wire.request(&subscribe).await?;
-        self.exchange("SUBACK", |received| match received {
-            In::SubAck { msg_id: m, code } if m == msg_id => Some(match code {
-                ReturnCode::Accepted => Ok(()),
-                code => Err(MoteError::Refused("SUBSCRIBE", code)),
-            }),
-            _ => None,
-        })
-        .await
+        self.link.client.subscribe(now(), topic, plan.qos)?;
+        loop {
+            match self.next(Resends::Retransmits, false).await? {
+                Some(Event::SubAck(ack)) => {
+                    return match ack.return_code {
+                        ReturnCode::Accepted => Ok(()),
+                        code => Err(MoteError::Refused("SUBSCRIBE", code)),
+                    }
+                }
+                Some(Event::TimedOut(_)) | None => return Err(MoteError::NoReply("SUBACK")),
+                Some(other) => background(&other)?,
+            }
+        }
     }
 
     /// Publishes until the count, the load deadline or the drain phase.
@@ -664,20 +614,26 @@ impl Mote<'_> {
     /// Answers whatever is waiting (QoS 0 motes get PUBACKs only when refused).
     async fn drain_incoming(&mut self) -> Result<(), MoteError> {
         for _ in 0..64 {
-            match self.wire.try_recv() {
+            match self.link.try_turn() {
                 None => return Ok(()),
-                Some(Some(In::PubAck { code, .. })) if code != ReturnCode::Accepted => {
-                    self.out.rejected += 1;
-                }
-                Some(other) => self.unsolicited(other).await?,
+                Some(Received::Undecodable) => self.out.malformed += 1,
+                Some(Received::Consumed | Received::Unexpected) => {}
             }
+            while let Some(event) = self.link.client.poll_event() {
+                match event {
+                    Event::Rejected { .. } => self.out.rejected += 1,
+                    other => background(&other)?,
+                }
+            }
+            self.link.flush().await?;
         }
         Ok(())
     }
 
-    /// Stamps the payload with the next sequence number and the time, and encodes the PUBLISH
-    /// into the request buffer.
-    fn stamp(&mut self, qos: QoS, msg_id: u16) -> Result<u32, MoteError> {
+    /// Stamps the payload with the next sequence number and the time and hands the PUBLISH
+    /// to the machine (MsgId 0 at QoS 0 and -1, the next one at QoS 1 and 2); returns the
+    /// sequence number.
+    fn stamp_and_publish(&mut self, qos: QoS) -> Result<u32, MoteError> {
         let ctx = self.ctx;
         let seq = self.out.sent;
         Stamp {
@@ -687,84 +643,47 @@ impl Mote<'_> {
             sent_ns: ctx.clock.now_ns(),
         }
         .write(&mut self.payload);
-        let topic = match self.topic {
-            Topic::Normal(id) => PublishTopic::Normal(id),
-            Topic::Predefined(id) => PublishTopic::Predefined(id),
-            Topic::Short(s) => PublishTopic::Short(s),
-            Topic::LongName => PublishTopic::LongName(&self.name),
-        };
-        let publish = Packet::Publish(Publish {
-            dup: false,
-            qos,
-            retain: false,
-            topic,
-            msg_id,
-            data: &self.payload,
-        });
-        self.wire.req.clear();
-        publish
-            .encode(&mut self.wire.req)
-            .map_err(MoteError::Encode)?;
+        let topic = self.topic.to_codec(&self.name);
+        self.link
+            .client
+            .publish(now(), topic, qos, false, &self.payload)?;
         self.out.sent = seq.saturating_add(1);
         Ok(seq)
     }
 
     /// One QoS 0 or -1 PUBLISH.
     async fn publish_unacked(&mut self) -> Result<(), MoteError> {
-        let qos = self.ctx.plan.qos;
-        self.stamp(qos, 0)?;
-        self.wire.resend(false).await?;
+        self.stamp_and_publish(self.ctx.plan.qos)?;
+        self.link.flush().await?;
         Ok(())
     }
 
-    /// One QoS 1 or 2 PUBLISH, its flow completed (or given up) before returning.
+    /// One QoS 1 or 2 PUBLISH, its flow completed (or given up) before returning: the
+    /// machine resends it with DUP every T_retry (a PUBREL as it was) and gives it up after
+    /// N_retry resends, or at the first deadline of the finish phase.
     async fn publish_acked(&mut self) -> Result<(), MoteError> {
         let ctx = self.ctx;
-        let plan = &ctx.plan;
-        let msg_id = self.next_msg_id();
-        let seq = self.stamp(plan.qos, msg_id)?;
-        self.wire.resend(false).await?;
+        let seq = self.stamp_and_publish(ctx.plan.qos)?;
+        self.link.flush().await?;
         ctx.live.sent.fetch_add(1, Relaxed);
-        let qos2 = plan.qos == QoS::ExactlyOnce;
-        let mut released = false; // QoS 2: PUBREL sent, waiting for PUBCOMP
-        let mut tries = 0;
-        let mut deadline = Instant::now() + plan.retry;
         loop {
-            let Some(received) = self.wire.recv_until(deadline).await? else {
-                if tries >= plan.retries || ctx.control.phase() >= Phase::Finish {
-                    self.out.unacked += 1;
-                    return Ok(());
-                }
-                tries += 1;
-                self.out.retransmits += 1;
-                // A PUBLISH goes again with DUP; a PUBREL as it was.
-                self.wire.resend(!released).await?;
-                deadline = Instant::now() + plan.retry;
-                continue;
-            };
-            match received {
-                Some(In::PubAck { msg_id: m, code }) if m == msg_id && !released => {
-                    if code == ReturnCode::Accepted && !qos2 {
-                        self.accept(seq);
-                    } else {
-                        self.out.rejected += 1;
-                    }
-                    return Ok(());
-                }
-                Some(In::PubRec(m)) if qos2 && m == msg_id => {
-                    // The broker holds it; release it (again, if PUBREC was repeated).
-                    self.wire.request(&Packet::PubRel { msg_id }).await?;
-                    if !released {
-                        released = true;
-                        tries = 0;
-                    }
-                    deadline = Instant::now() + plan.retry;
-                }
-                Some(In::PubComp(m)) if qos2 && m == msg_id && released => {
+            match self.next(Resends::Retransmits, true).await? {
+                Some(Event::Published {
+                    code: ReturnCode::Accepted,
+                    ..
+                }) => {
                     self.accept(seq);
                     return Ok(());
                 }
-                other => self.unsolicited(other).await?,
+                Some(Event::Published { .. }) => {
+                    self.out.rejected += 1;
+                    return Ok(());
+                }
+                Some(Event::TimedOut(_)) | None => {
+                    self.out.unacked += 1;
+                    return Ok(());
+                }
+                Some(other) => background(&other)?,
             }
         }
     }
@@ -775,7 +694,9 @@ impl Mote<'_> {
         self.ctx.live.accepted.fetch_add(1, Relaxed);
     }
 
-    /// Receives and acknowledges the broker's messages until the finish phase.
+    /// Receives the broker's messages until the finish phase; the machine acknowledges each
+    /// at its QoS. Every PUBLISH is counted, a QoS 2 one the machine marks as a repeat
+    /// included: the sequence numbers tell new from duplicate.
     async fn downlink(&mut self) -> Result<(), MoteError> {
         let ctx = self.ctx;
         let finish = ctx.control.reached(Phase::Finish);
@@ -784,32 +705,25 @@ impl Mote<'_> {
             let received = tokio::select! {
                 biased;
                 () = &mut finish => return Ok(()),
-                received = self.wire.recv() => received?,
+                received = self.link.turn() => received?,
             };
             match received {
-                Some(In::Publish {
-                    qos,
-                    msg_id,
-                    topic_field,
-                    stamp,
-                }) => {
-                    self.out.record_downlink(ctx, stamp);
-                    match qos {
-                        QoS::AtLeastOnce => {
-                            self.wire
-                                .send(&Packet::PubAck(PubAck {
-                                    topic_id: topic_field,
-                                    msg_id,
-                                    return_code: ReturnCode::Accepted,
-                                }))
-                                .await?
-                        }
-                        QoS::ExactlyOnce => self.wire.send(&Packet::PubRec { msg_id }).await?,
-                        _ => {}
-                    }
+                Some(Received::Undecodable) => self.out.malformed += 1,
+                Some(Received::Consumed | Received::Unexpected) => {}
+                // Nothing is pending and there are no keep-alive pings: no deadline to meet.
+                None => {
+                    self.link.expire();
                 }
-                other => self.unsolicited(other).await?,
             }
+            while let Some(event) = self.link.client.poll_event() {
+                match event {
+                    Event::Message(message) => {
+                        self.out.record_downlink(ctx, Stamp::read(&message.payload));
+                    }
+                    other => background(&other)?,
+                }
+            }
+            self.link.flush().await?;
         }
     }
 }
