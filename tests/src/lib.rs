@@ -23,6 +23,7 @@
 // expected; panicking is how a test fails.
 #![allow(clippy::panic, clippy::expect_used)]
 
+pub mod binaries;
 pub mod custom_broker;
 mod forwarder;
 mod gateway;

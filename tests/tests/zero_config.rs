@@ -20,44 +20,14 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
-const GATEWAY: &str = env!("CARGO_BIN_EXE_mqtt-sn-gateway");
+/// The gateway binary (built by the running cargo if needed).
+fn gateway_binary() -> PathBuf {
+    sn_tests::binaries::workspace_binary("mqtt-sn-gateway", "mqtt-sn-gateway")
+}
 
-/// The `mqtt-sn` tool. It belongs to another package (`mqtt-sn-tools`), so cargo names no
-/// `CARGO_BIN_EXE_` for it here: it is built (or found up to date) with the cargo that runs
-/// this test, in the same target directory and profile as the gateway, once per run.
-fn tool_binary() -> &'static Path {
-    static TOOL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    TOOL.get_or_init(|| {
-        let profile_dir = Path::new(GATEWAY)
-            .parent()
-            .expect("the directory of the gateway binary");
-        let target_dir = profile_dir.parent().expect("the target directory");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "mqtt-sn-tools",
-                "--bin",
-                "mqtt-sn",
-            ])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .env("CARGO_TARGET_DIR", target_dir);
-        if profile_dir
-            .file_name()
-            .is_some_and(|name| name == "release")
-        {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo to build the mqtt-sn tool");
-        assert!(status.success(), "building mqtt-sn failed: {status}");
-        let binary = profile_dir.join("mqtt-sn");
-        assert!(binary.exists(), "no mqtt-sn binary at {}", binary.display());
-        binary
-    })
+/// The `mqtt-sn` tool (built by the running cargo if needed).
+fn tool_binary() -> PathBuf {
+    sn_tests::binaries::workspace_binary("mqtt-sn-tools", "mqtt-sn")
 }
 
 /// A temp directory, removed on drop.
@@ -116,7 +86,7 @@ fn spawn_gateway(dir: &Path, listen: SocketAddr, udp_port: u16) -> Running {
     )
     .unwrap();
     let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
-    let child = Command::new(GATEWAY)
+    let child = Command::new(gateway_binary())
         .current_dir(dir)
         .args(["--config", "gateway.toml", "--udp"])
         .arg(format!("127.0.0.1:{udp_port}"))
@@ -420,32 +390,11 @@ fn spawn_readme_command(dir: &Path, listen: SocketAddr, udp_port: u16) -> Runnin
         format!("[embedded_broker]\nlisten = \"{listen}\"\n"),
     )
     .unwrap();
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let workspace = sn_tests::binaries::workspace_manifest();
     let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
     // Run from the gateway's working directory (its state file goes there), the checkout
-    // named by --manifest-path, in the user's environment: without the variables cargo sets
-    // for this test (CARGO_PKG_NAME, ...), which build scripts track and would make cargo
-    // rebuild (ring's does).
-    let mut command = Command::new(cargo);
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if [
-            "CARGO_PKG_",
-            "CARGO_MANIFEST_",
-            "CARGO_CRATE_",
-            "CARGO_BIN_",
-            "CARGO_CFG_",
-            "CARGO_TARGET_TMPDIR",
-            "CARGO_PRIMARY_PACKAGE",
-            "OUT_DIR",
-        ]
-        .iter()
-        .any(|prefix| name.starts_with(prefix))
-        {
-            command.env_remove(&*name);
-        }
-    }
+    // named by --manifest-path, in the user's environment (see `binaries::cargo`).
+    let mut command = sn_tests::binaries::cargo();
     let child = command
         .current_dir(dir)
         .args(["run", "--manifest-path"])
@@ -464,9 +413,9 @@ fn spawn_readme_command(dir: &Path, listen: SocketAddr, udp_port: u16) -> Runnin
 
 #[test]
 fn the_readme_run_command_picks_the_gateway_binary() {
-    // `cargo run --release -p mqtt-sn-gateway` (README) needs a default binary: the package
-    // also builds the `mqtt-sn` client tool, and without this cargo refuses to choose.
-    let manifest = include_str!("../Cargo.toml");
+    // `cargo run --release -p mqtt-sn-gateway` (README) needs the package to name its
+    // default binary, should it ever build a second one (it did, the `mqtt-sn` tool).
+    let manifest = include_str!("../../gateway/Cargo.toml");
     assert!(
         manifest.contains("default-run = \"mqtt-sn-gateway\""),
         "gateway/Cargo.toml lacks default-run"

@@ -20,45 +20,14 @@ use std::time::{Duration, Instant};
 
 use sn_codec::v12::{Connect, Disconnect, Packet, ReturnCode};
 
-const TOOL: &str = env!("CARGO_BIN_EXE_mqtt-sn");
+/// The `mqtt-sn` tool (built by the running cargo if needed).
+fn tool_binary() -> PathBuf {
+    sn_tests::binaries::workspace_binary("mqtt-sn-tools", "mqtt-sn")
+}
 
-/// The gateway binary. It belongs to another package (`mqtt-sn-gateway`), so cargo names no
-/// `CARGO_BIN_EXE_` for it here: it is built (or found up to date) with the cargo that runs
-/// this test, in the same target directory and profile as `mqtt-sn`, once per run.
-fn gateway_binary() -> &'static Path {
-    static GATEWAY: OnceLock<PathBuf> = OnceLock::new();
-    GATEWAY.get_or_init(|| {
-        let profile_dir = Path::new(TOOL).parent().expect("the directory of mqtt-sn");
-        let target_dir = profile_dir.parent().expect("the target directory");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "mqtt-sn-gateway",
-                "--bin",
-                "mqtt-sn-gateway",
-            ])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .env("CARGO_TARGET_DIR", target_dir);
-        if profile_dir
-            .file_name()
-            .is_some_and(|name| name == "release")
-        {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo to build the gateway");
-        assert!(
-            status.success(),
-            "building mqtt-sn-gateway failed: {status}"
-        );
-        let binary = profile_dir.join("mqtt-sn-gateway");
-        assert!(binary.exists(), "no gateway binary at {}", binary.display());
-        binary
-    })
+/// The gateway binary (built by the running cargo if needed).
+fn gateway_binary() -> PathBuf {
+    sn_tests::binaries::workspace_binary("mqtt-sn-gateway", "mqtt-sn-gateway")
 }
 
 /// How long a 2 s bench run may take before the test calls it hung: generous, so a loaded
@@ -230,7 +199,7 @@ fn run_smoke_bench() -> String {
 
     let report_file = dir.join("report.json");
     let mut bench = Running(
-        Command::new(TOOL)
+        Command::new(tool_binary())
             .args([
                 "bench",
                 "--gateway",
