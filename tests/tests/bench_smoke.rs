@@ -12,13 +12,14 @@
     missing_docs
 )]
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use sn_codec::v12::{Connect, Disconnect, Packet, ReturnCode};
+use sn_tests::Mosquitto;
 
 /// The `mqtt-sn` tool (built by the running cargo if needed).
 fn tool_binary() -> PathBuf {
@@ -53,69 +54,20 @@ impl Drop for TempDir {
     }
 }
 
-/// The mosquitto binary: `$MOSQUITTO`, the usual install locations, or `$PATH`.
-fn mosquitto_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("MOSQUITTO") {
-        return PathBuf::from(path);
-    }
-    let mut candidates = vec![
-        PathBuf::from("/usr/sbin/mosquitto"),
-        PathBuf::from("/usr/local/sbin/mosquitto"),
-    ];
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("mosquitto")));
-    }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("mosquitto not found: install it with `apt-get install mosquitto`")
-        })
-}
-
-fn free_tcp_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 fn free_udp_port() -> u16 {
     let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     socket.local_addr().unwrap().port()
 }
 
-/// A mosquitto listening on 127.0.0.1 only, with its config in a temp directory.
-fn start_mosquitto(dir: &Path) -> (Running, u16) {
-    let binary = mosquitto_binary();
-    for _ in 0..5 {
-        let port = free_tcp_port();
-        let config = dir.join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n"),
-        )
-        .unwrap();
-        let mut child = Running(
-            Command::new(&binary)
-                .arg("-c")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("run mosquitto"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.0.try_wait() {
-                break; // port taken meanwhile: try another
-            }
-            if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
-                return (child, port);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    panic!("mosquitto did not start");
+/// A mosquitto of the test's own on a free loopback port: `sn_tests::Mosquitto` proves the
+/// broker on the port is its child (its log says it listens there) and retries only when the
+/// port was taken meanwhile.
+fn start_mosquitto() -> Mosquitto {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime to start mosquitto")
+        .block_on(Mosquitto::running())
 }
 
 /// Waits until the gateway accepts a CONNECT (it is bound and its broker link is up), then
@@ -174,7 +126,8 @@ fn run_smoke_bench() -> String {
     let dir = temp.0.clone();
     // Dropped in reverse order: the bench, the gateway and mosquitto end before the directory
     // goes.
-    let (_mosquitto, broker_port) = start_mosquitto(&dir);
+    let mosquitto = start_mosquitto();
+    let broker_port = mosquitto.port();
     let udp_port = free_udp_port();
     let gateway_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, udp_port));
     let mut gateway = Running(
