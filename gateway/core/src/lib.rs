@@ -20,6 +20,7 @@ mod sessions;
 mod spool;
 mod topics;
 mod transparent_api;
+mod upstream;
 
 pub use broker::{
     BrokerCommand, BrokerEvent, BrokerRoute, DeliveryId, MqttQoS, PublishId, UplinkPublish,

@@ -19,9 +19,9 @@ use crate::session::{Session, SessionIdx, State};
 use crate::sessions::SessionTable;
 pub(crate) use crate::sessions::TimerKind;
 use crate::topics::Predefined;
+use crate::upstream::Upstream;
 
 use persist::Persistence;
-use subscriptions::Upstream;
 
 mod connection;
 mod discovery;

@@ -2,7 +2,6 @@
 //! one upstream subscription per filter, shared by every client that asked for it, and answers
 //! each client's SUBACK with the QoS the broker granted.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use sn_codec::v12::{Packet, SubAck, Subscribe, SubscribeTopic, Unsubscribe};
@@ -12,32 +11,7 @@ use super::Gateway;
 use crate::broker::{BrokerCommand, MqttQoS};
 use crate::session::{Route, SessionIdx, SubKind, Subscription};
 use crate::topics;
-
-/// One upstream subscription.
-#[derive(Debug, Default)]
-pub(crate) struct Filter {
-    /// Sessions subscribed to it.
-    subscribers: Vec<SessionIdx>,
-    /// Upstream SUBSCRIBEs sent for it so far; each new client subscription sends one, so the
-    /// broker sends its retained messages again for that client (MQTT 3.1.1 §3.8.4).
-    sent: u64,
-    /// SUBACKs received for it so far (they arrive in order on one connection).
-    acked: u64,
-    /// The QoS asked upstream: the highest any subscriber asked for.
-    qos: Option<MqttQoS>,
-}
-
-/// All upstream subscriptions.
-#[derive(Debug, Default)]
-pub(crate) struct Upstream {
-    filters: HashMap<Arc<str>, Filter>,
-    /// The filter of the most recently acknowledged SUBSCRIBE. The broker sends the retained
-    /// messages a SUBSCRIBE brings right after its SUBACK, so every Retain=1 message belongs
-    /// to this filter's latest subscribers, and to nobody else.
-    last_acked: Option<Arc<str>>,
-    /// Filters with wildcards, matched one by one; exact filters are found by hash.
-    wildcards: Vec<Arc<str>>,
-}
+use crate::upstream::SubAcked;
 
 /// A client that gets a broker message, and how.
 #[derive(Debug, Clone, Copy)]
@@ -163,17 +137,7 @@ impl Gateway {
                 },
             );
         }
-        let entry = self.upstream.filters.entry(filter.clone()).or_default();
-        if entry.subscribers.is_empty() && validate::is_wildcard(&filter) {
-            self.upstream.wildcards.push(filter.clone());
-        }
-        if !entry.subscribers.contains(&idx) {
-            entry.subscribers.push(idx);
-        }
-        entry.sent += 1;
-        let generation = entry.sent;
-        let upstream_qos = entry.qos.map_or(requested, |q| q.max(requested));
-        entry.qos = Some(upstream_qos);
+        let (generation, upstream_qos) = self.upstream.subscribe(&filter, idx, requested);
         if let Some(session) = self.session_mut(idx) {
             session.subscriptions.push(Subscription {
                 filter: filter.clone(),
@@ -198,18 +162,9 @@ impl Gateway {
         filter: &str,
         granted: Option<MqttQoS>,
     ) {
-        let Some(entry) = self.upstream.filters.get_mut(filter) else {
+        let Some(SubAcked { acked, waiting }) = self.upstream.suback(filter) else {
             return;
         };
-        entry.acked = (entry.acked + 1).min(entry.sent);
-        let acked = entry.acked;
-        let waiting: Vec<SessionIdx> = entry.subscribers.clone();
-        let key = self
-            .upstream
-            .filters
-            .get_key_value(filter)
-            .map(|(k, _)| k.clone());
-        self.upstream.last_acked = key;
         for idx in waiting {
             self.answer_suback(idx, filter, granted, acked);
         }
@@ -294,15 +249,7 @@ impl Gateway {
     /// Re-creates the upstream side of a restored subscription; it is sent to the broker with
     /// all the others when the link comes up.
     pub(crate) fn restore_filter(&mut self, idx: SessionIdx, filter: Arc<str>, qos: MqttQoS) {
-        let wildcard = validate::is_wildcard(&filter);
-        let entry = self.upstream.filters.entry(filter.clone()).or_default();
-        if entry.subscribers.is_empty() && wildcard {
-            self.upstream.wildcards.push(filter);
-        }
-        if !entry.subscribers.contains(&idx) {
-            entry.subscribers.push(idx);
-        }
-        entry.qos = Some(entry.qos.map_or(qos, |q| q.max(qos)));
+        self.upstream.restore(&filter, idx, qos);
     }
 
     /// The session no longer uses `filter`; the last one out unsubscribes upstream (in
@@ -312,15 +259,7 @@ impl Gateway {
             let filter: Arc<str> = Arc::from(filter);
             return self.mote_command(idx, BrokerCommand::Unsubscribe { filter });
         }
-        let Some(entry) = self.upstream.filters.get_mut(filter) else {
-            return;
-        };
-        entry.subscribers.retain(|&s| s != idx);
-        if !entry.subscribers.is_empty() {
-            return;
-        }
-        if let Some((filter, _)) = self.upstream.filters.remove_entry(filter) {
-            self.upstream.wildcards.retain(|w| *w != filter);
+        if let Some(filter) = self.upstream.unsubscribe(filter, idx) {
             self.upstream_command(BrokerCommand::Unsubscribe { filter });
         }
     }
@@ -336,27 +275,13 @@ impl Gateway {
 
     /// Every filter subscribed upstream.
     pub(crate) fn upstream_filters(&self) -> Vec<Arc<str>> {
-        self.upstream.filters.keys().cloned().collect()
+        self.upstream.filters()
     }
 
     /// The SUBSCRIBEs of [`resubscribe_all`](Self::resubscribe_all), for whichever broker
     /// link is (re)starting to serve.
     pub(crate) fn resubscribe_commands(&mut self) -> Vec<BrokerCommand> {
-        let mut commands = Vec::with_capacity(self.upstream.filters.len());
-        // Retained copies for the resubscriptions are for no client.
-        self.upstream.last_acked = None;
-        for (filter, entry) in &mut self.upstream.filters {
-            // SUBACKs lost with the old connection will never come.
-            entry.acked = entry.sent;
-            entry.sent += 1;
-            if let Some(qos) = entry.qos {
-                commands.push(BrokerCommand::Subscribe {
-                    filter: filter.clone(),
-                    qos,
-                });
-            }
-        }
-        commands
+        self.upstream.resubscribe()
     }
 
     /// The clients a broker message goes to: each once, at the highest QoS its matching
@@ -364,26 +289,15 @@ impl Gateway {
     /// because of a new subscription) goes only to the subscriptions that caused it.
     pub(crate) fn targets(&self, topic: &str, qos: MqttQoS, retain: bool) -> Vec<Target> {
         let mut targets: Vec<Target> = Vec::new();
-        let exact = self
-            .upstream
-            .filters
-            .get_key_value(topic)
-            .filter(|(f, _)| !validate::is_wildcard(f));
-        let wildcard = self
-            .upstream
-            .wildcards
-            .iter()
-            .filter(|f| topics::matches(f, topic))
-            .filter_map(|f| self.upstream.filters.get_key_value(f));
-        for (filter, entry) in exact.into_iter().chain(wildcard) {
-            if retain && self.upstream.last_acked.as_ref() != Some(filter) {
-                continue;
-            }
-            for &idx in &entry.subscribers {
-                let Some(sub) = self.session(idx).and_then(|s| s.subscription(filter)) else {
+        for matched in self.upstream.matching(topic, retain) {
+            for &idx in matched.subscribers {
+                let Some(sub) = self
+                    .session(idx)
+                    .and_then(|s| s.subscription(matched.filter))
+                else {
                     continue;
                 };
-                if retain && sub.generation != entry.acked {
+                if !matched.wants(sub.generation) {
                     continue;
                 }
                 merge_target(&mut targets, idx, sub, qos);
