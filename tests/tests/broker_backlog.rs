@@ -115,18 +115,21 @@ async fn a_broker_that_stops_reading_makes_the_gateway_drop_and_count_qos0_not_q
          max_pending_qos0 = {MAX_PENDING}, {kernel_dropped} dropped by the kernel at the \
          gateway's socket; resident set {rss_before} KiB before, peak {peak_growth} KiB above it"
     );
+    // Exact accounting of the flood: every one of its PUBLISHes was forwarded to the broker
+    // link (publish_forwarded), dropped at the limit and counted (publish_dropped_backlog), or
+    // dropped by the kernel at the gateway's full socket; nothing else happened to any of them.
+    // (Counted by PUBLISH, not by datagram: a CONNECT the mote resent while the gateway was
+    // slow to answer it may reach the gateway after the baseline was read.)
     assert_eq!(
-        taken(&metrics) + kernel_dropped,
+        forwarded + dropped + kernel_dropped,
         MESSAGES as u64,
-        "datagrams taken by the gateway + dropped at its socket != sent: {metrics:?}"
+        "QoS 0 messages neither forwarded, nor counted as dropped, nor dropped by the kernel: \
+         {metrics:?}"
     );
-    // Exact accounting: every PUBLISH the gateway took is either forwarded to the broker link
-    // (publish_forwarded) or dropped at the limit and counted (publish_dropped_backlog);
-    // nothing else happened to any of them.
-    assert_eq!(
-        forwarded + dropped,
-        taken(&metrics),
-        "QoS 0 messages neither forwarded nor counted as dropped: {metrics:?}"
+    // And the gateway took every datagram of the flood it was not refused by the kernel.
+    assert!(
+        taken(&metrics) + kernel_dropped >= MESSAGES as u64,
+        "datagrams taken by the gateway + dropped at its socket < sent: {metrics:?}"
     );
     for (what, now, then) in [
         (
