@@ -103,52 +103,9 @@ impl SubTopic {
     }
 }
 
-/// A Will for CONNECT or the Will updates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Will {
-    /// The Will topic.
-    pub topic: String,
-    /// The Will message.
-    pub message: Vec<u8>,
-    /// Its QoS (0..=2).
-    pub qos: QoS,
-    /// Whether it is published retained.
-    pub retain: bool,
-}
-
-impl Will {
-    /// A QoS 1, non-retained Will.
-    pub fn new(topic: &str, message: &[u8]) -> Will {
-        Will {
-            topic: topic.to_string(),
-            message: message.to_vec(),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-        }
-    }
-}
-
-/// What a CONNECT asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectOptions {
-    /// CleanSession.
-    pub clean_session: bool,
-    /// Keep-alive (Duration) in seconds.
-    pub keep_alive: u16,
-    /// A Will, sent in the WILLTOPIC/WILLMSG handshake.
-    pub will: Option<Will>,
-}
-
-impl Default for ConnectOptions {
-    /// CleanSession=1, keep-alive 60 s, no Will.
-    fn default() -> Self {
-        ConnectOptions {
-            clean_session: true,
-            keep_alive: 60,
-            will: None,
-        }
-    }
-}
+/// What a CONNECT asks for (CleanSession, keep-alive, a Will), and the Will: the client
+/// machine's own types, which the mote hands to it as they are.
+pub use sn_client::{ConnectOptions, Will};
 
 /// A PUBLISH the gateway delivered to the mote (already acknowledged by it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -481,18 +438,8 @@ impl Mote {
     /// One CONNECT (with the Will handshake if `options.will` is set); returns the CONNACK
     /// return code. A refusal may come at any step of the handshake.
     pub async fn connect_with(&mut self, options: &ConnectOptions) -> ReturnCode {
-        let options = sn_client::ConnectOptions {
-            keep_alive: options.keep_alive,
-            clean_session: options.clean_session,
-            will: options.will.as_ref().map(|w| sn_client::Will {
-                topic: w.topic.clone(),
-                message: w.message.clone(),
-                qos: w.qos,
-                retain: w.retain,
-            }),
-        };
         match self
-            .exchange(|client, now| client.connect(now, &options))
+            .exchange(|client, now| client.connect(now, options))
             .await
         {
             Event::ConnAck(code) => code,

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mqtt_sn_tools::radio_sim::{RadioFraming, RadioSim, RadioSimConfig, NETWORK_ACK_FAILURE};
+use mqtt_sn_tools::radio_sim::{RadioSim, RadioSimConfig, NETWORK_ACK_FAILURE};
 use sn_config::{SerialConfig, SerialDevice, SerialFraming};
 use sn_tests::{
     wait_until, Gateway, Mosquitto, Mote, MqttClient, Packet, QoS, ReturnCode, SubTopic, Topic,
@@ -68,7 +68,7 @@ struct Bench {
 }
 
 impl Bench {
-    async fn start(name: &str, framings: &[RadioFraming]) -> Bench {
+    async fn start(name: &str, framings: &[SerialFraming]) -> Bench {
         let broker = Mosquitto::running().await;
         let scratch = Scratch::new(name);
         let mut builder = Gateway::builder(broker.port());
@@ -83,7 +83,7 @@ impl Bench {
                 device: SerialDevice::Path(link),
                 // A pty ignores the rate.
                 baud: 115_200,
-                framing: SerialFraming::from_name(framing.name()).unwrap(),
+                framing,
                 max_frame: sim.max_frame(),
                 discovery: false,
             });
@@ -164,7 +164,7 @@ async fn round_trip(port: u16, sim: &RadioSim, name: &str) -> Mote {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mote_behind_an_xbee_in_api_mode_2_publishes_and_receives() {
-    let bench = Bench::start("xbee", &[RadioFraming::XBee]).await;
+    let bench = Bench::start("xbee", &[SerialFraming::XBee]).await;
     round_trip(bench.port(), bench.radio(), "xbee").await;
     let stats = bench.radio().stats();
     // The gateway asks an XBee for a transmit status for each unicast, and got one.
@@ -174,7 +174,7 @@ async fn a_mote_behind_an_xbee_in_api_mode_2_publishes_and_receives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mote_behind_a_lora_modem_with_cobs_framing_publishes_and_receives() {
-    let lora = RadioFraming::from_name("lora").unwrap();
+    let lora = SerialFraming::from_name("lora").unwrap();
     let bench = Bench::start("lora", &[lora]).await;
     round_trip(bench.port(), bench.radio(), "lora").await;
     // COBS has no transmit statuses.
@@ -185,7 +185,7 @@ async fn a_mote_behind_a_lora_modem_with_cobs_framing_publishes_and_receives() {
 /// mote both ways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xbee_api_mode_1_and_a_raw_line_side_by_side() {
-    let bench = Bench::start("api1-raw", &[RadioFraming::XBeeApi1, RadioFraming::Raw]).await;
+    let bench = Bench::start("api1-raw", &[SerialFraming::XBeeApi1, SerialFraming::Raw]).await;
     round_trip(bench.port(), &bench.radios[0], "xbee-api1").await;
     round_trip(bench.port(), &bench.radios[1], "raw").await;
     assert!(bench.radios[0].stats().statuses >= 5);
@@ -198,7 +198,7 @@ async fn xbee_api_mode_1_and_a_raw_line_side_by_side() {
 /// datagram.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mote_behind_a_kiss_rnode_on_port_0_publishes_receives_and_hears_broadcasts() {
-    let bench = Bench::start("kiss", &[RadioFraming::Kiss]).await;
+    let bench = Bench::start("kiss", &[SerialFraming::Kiss]).await;
     let sim = bench.radio();
     // KISS carries one mote: the same one goes on.
     let mut mote = round_trip(bench.port(), sim, "kiss").await;
@@ -235,7 +235,7 @@ async fn a_mote_behind_a_kiss_rnode_on_port_0_publishes_receives_and_hears_broad
 async fn replugging_the_dongle_mid_stream_loses_no_qos_1_message() {
     const COUNT: usize = 200;
     const REPLUG_AFTER: usize = 50;
-    let bench = Bench::start("replug", &[RadioFraming::XBee]).await;
+    let bench = Bench::start("replug", &[SerialFraming::XBee]).await;
     let sim = bench.radio();
     let link = sim.link().unwrap().to_path_buf();
     let mut sub = MqttClient::connect(bench.port(), "replug-sub").await;
@@ -325,7 +325,7 @@ async fn replugging_the_dongle_mid_stream_loses_no_qos_1_message() {
 /// Noise and broken frames on the line between messages: the gateway's framer finds the next
 /// frame, so the message right after the garbage arrives, on its first transmission (the
 /// mote does not retransmit in this test).
-async fn garbage_between_messages(framing: RadioFraming, name: &str, partials: &[&[u8]]) {
+async fn garbage_between_messages(framing: SerialFraming, name: &str, partials: &[&[u8]]) {
     let bench = Bench::start(name, &[framing]).await;
     let sim = bench.radio();
     let topic = format!("garbage/{name}");
@@ -374,7 +374,7 @@ async fn garbage_between_messages(framing: RadioFraming, name: &str, partials: &
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_an_xbee_line_the_link_resynchronises() {
     garbage_between_messages(
-        RadioFraming::XBee,
+        SerialFraming::XBee,
         "xbee-garbage",
         &[
             // A receive packet cut short, as after a module reset.
@@ -393,7 +393,7 @@ async fn garbage_on_an_xbee_line_the_link_resynchronises() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_a_lora_cobs_line_the_link_resynchronises() {
     garbage_between_messages(
-        RadioFraming::Cobs,
+        SerialFraming::Cobs,
         "lora-garbage",
         &[
             // A frame cut short (no closing zero).
@@ -416,7 +416,7 @@ async fn garbage_on_a_lora_cobs_line_the_link_resynchronises() {
 /// after delivery is restored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_xbee_delivery_failure_is_reported_and_the_message_is_retried() {
-    let bench = Bench::start("undelivered", &[RadioFraming::XBee]).await;
+    let bench = Bench::start("undelivered", &[SerialFraming::XBee]).await;
     let sim = bench.radio();
     let mut publisher = MqttClient::connect(bench.port(), "undelivered-pub").await;
     let mut mote = radio_mote(sim, "undelivered-mote").await;
@@ -461,7 +461,7 @@ async fn an_xbee_delivery_failure_is_reported_and_the_message_is_retried() {
 /// mosquitto: two links feeding one core, both ways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_udp_mote_and_a_radio_mote_exchange_messages_through_the_broker() {
-    let bench = Bench::start("two-links", &[RadioFraming::XBee]).await;
+    let bench = Bench::start("two-links", &[SerialFraming::XBee]).await;
     let sim = bench.radio();
     let mut udp = Mote::connected(bench.gateway.addr(), "two-links-udp").await;
     let mut radio = radio_mote(sim, "two-links-radio").await;

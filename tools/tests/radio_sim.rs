@@ -20,9 +20,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mqtt_sn_tools::radio_sim::{
-    RadioAddress, RadioFraming, RadioSim, RadioSimConfig, RadioSimError, RadioSimEvent,
+    RadioAddress, RadioSim, RadioSimConfig, RadioSimError, RadioSimEvent, SerialFraming,
     ADDRESS_NOT_FOUND, NETWORK_ACK_FAILURE,
 };
+use sn_config::{SerialConfig, SerialDevice};
 use sn_transports::serial::framing::cobs::CobsFramer;
 use sn_transports::serial::framing::kiss::{KissFramer, KissPort};
 use sn_transports::serial::framing::raw::RawFramer;
@@ -86,9 +87,16 @@ async fn start(config: RadioSimConfig) -> RadioSim {
     RadioSim::start(config).await.unwrap()
 }
 
-/// The gateway's serial link on `path`, reopening quickly after a replug.
+/// The gateway's serial link on `path`, reopening quickly after a replug. The link frames
+/// the line with `framer`; the options' framing and max_frame are not the link's.
 fn open_link<F: Framer>(path: &Path, framer: F) -> SerialLink<F> {
-    let mut config = SerialLinkConfig::new(path, 115_200);
+    let mut config = SerialLinkConfig::new(SerialConfig {
+        device: SerialDevice::path(path),
+        baud: 115_200,
+        framing: SerialFraming::XBee,
+        max_frame: 98,
+        discovery: true,
+    });
     config.reopen_initial = Duration::from_millis(20);
     config.reopen_max = Duration::from_millis(200);
     SerialLink::open(config, framer).unwrap()
@@ -147,7 +155,7 @@ async fn next_status(link: &mut SerialLink<XBeeFramer>) -> TransmitStatus {
 
 #[tokio::test]
 async fn xbee_motes_reach_the_gateway_from_their_own_addresses() {
-    let mut sim = start(RadioSimConfig::new(RadioFraming::XBee)).await;
+    let mut sim = start(RadioSimConfig::new(SerialFraming::XBee)).await;
     let mut link = xbee_link(&sim);
     let (a, b) = (mote().await, mote().await);
     assert_eq!(uplink(&sim, &mut link, &a, &CONNECT).await, xbee_mote(1));
@@ -168,7 +176,7 @@ async fn xbee_motes_reach_the_gateway_from_their_own_addresses() {
 
 #[tokio::test]
 async fn xbee_reply_reaches_the_mote_and_is_reported_delivered() {
-    let sim = start(RadioSimConfig::new(RadioFraming::XBee)).await;
+    let sim = start(RadioSimConfig::new(SerialFraming::XBee)).await;
     let mut link = xbee_link(&sim);
     let a = mote().await;
     let from = uplink(&sim, &mut link, &a, &PINGREQ).await;
@@ -200,7 +208,7 @@ async fn xbee_reply_reaches_the_mote_and_is_reported_delivered() {
 
 #[tokio::test]
 async fn xbee_broadcast_reaches_every_mote() {
-    let sim = start(RadioSimConfig::new(RadioFraming::XBee)).await;
+    let sim = start(RadioSimConfig::new(SerialFraming::XBee)).await;
     let mut link = xbee_link(&sim);
     let (a, b) = (mote().await, mote().await);
     uplink(&sim, &mut link, &a, &PINGREQ).await;
@@ -219,7 +227,7 @@ async fn xbee_broadcast_reaches_every_mote() {
 
 #[tokio::test]
 async fn xbee_unknown_destinations_and_failing_motes_are_reported() {
-    let sim = start(RadioSimConfig::new(RadioFraming::XBee)).await;
+    let sim = start(RadioSimConfig::new(SerialFraming::XBee)).await;
     let mut link = xbee_link(&sim);
     let a = mote().await;
     let from = uplink(&sim, &mut link, &a, &PINGREQ).await;
@@ -269,7 +277,7 @@ async fn xbee_unknown_destinations_and_failing_motes_are_reported() {
 
 #[tokio::test]
 async fn xbee_api_mode_1_both_ways() {
-    let sim = start(RadioSimConfig::new(RadioFraming::XBeeApi1)).await;
+    let sim = start(RadioSimConfig::new(SerialFraming::XBeeApi1)).await;
     let mut link = open_link(
         &sim.device(),
         XBeeFramer::new(ApiMode::Unescaped, 98).unwrap(),
@@ -286,7 +294,7 @@ async fn xbee_api_mode_1_both_ways() {
 
 #[tokio::test]
 async fn garbage_on_the_line_costs_the_gateway_no_frame() {
-    let sim = start(RadioSimConfig::new(RadioFraming::XBee)).await;
+    let sim = start(RadioSimConfig::new(SerialFraming::XBee)).await;
     let mut link = xbee_link(&sim);
     let a = mote().await;
     // Noise, then the start of a receive packet cut short, as after a module reset.
@@ -305,7 +313,7 @@ async fn garbage_on_the_line_costs_the_gateway_no_frame() {
 async fn replug_the_link_reopens_by_the_symlink_and_traffic_flows_again() {
     let scratch = Scratch::new("replug");
     let link_path = scratch.path("radio0");
-    let mut sim = start(RadioSimConfig::new(RadioFraming::XBee).with_link(&link_path)).await;
+    let mut sim = start(RadioSimConfig::new(SerialFraming::XBee).with_link(&link_path)).await;
     assert_eq!(std::fs::read_link(&link_path).unwrap(), sim.device());
     assert_eq!(sim.serial_path(), link_path);
     let mut link = xbee_link(&sim);
@@ -351,7 +359,7 @@ async fn replug_the_link_reopens_by_the_symlink_and_traffic_flows_again() {
 async fn while_unplugged_datagrams_are_dropped_and_the_link_is_gone() {
     let scratch = Scratch::new("unplugged");
     let link_path = scratch.path("radio0");
-    let sim = start(RadioSimConfig::new(RadioFraming::XBee).with_link(&link_path)).await;
+    let sim = start(RadioSimConfig::new(SerialFraming::XBee).with_link(&link_path)).await;
     let mut link = xbee_link(&sim);
     let a = mote().await;
     uplink(&sim, &mut link, &a, &PINGREQ).await;
@@ -379,7 +387,7 @@ async fn while_unplugged_datagrams_are_dropped_and_the_link_is_gone() {
 
 #[tokio::test]
 async fn cobs_lora_framing_both_ways() {
-    let config = RadioSimConfig::new(RadioFraming::from_name("lora").unwrap());
+    let config = RadioSimConfig::new(SerialFraming::from_name("lora").unwrap());
     let sim = start(config).await;
     let mut link = open_link(&sim.device(), CobsFramer::new(240).unwrap());
     let (a, b) = (mote().await, mote().await);
@@ -408,7 +416,7 @@ async fn cobs_lora_framing_both_ways() {
 
 #[tokio::test]
 async fn kiss_carries_one_mote_on_port_0_broadcasts_included() {
-    let sim = start(RadioSimConfig::new(RadioFraming::Kiss)).await;
+    let sim = start(RadioSimConfig::new(SerialFraming::Kiss)).await;
     // As the gateway's runtime opens an RNode: data frames on port 0 only.
     let mut link = open_link(
         &sim.device(),
@@ -447,7 +455,7 @@ async fn kiss_carries_one_mote_on_port_0_broadcasts_included() {
 
 #[tokio::test]
 async fn raw_line_carries_one_mote_the_last_new_sender() {
-    let mut sim = start(RadioSimConfig::new(RadioFraming::Raw)).await;
+    let mut sim = start(RadioSimConfig::new(SerialFraming::Raw)).await;
     let mut link = open_link(&sim.device(), RawFramer::new(1024).unwrap());
     let (a, b) = (mote().await, mote().await);
     uplink(&sim, &mut link, &a, &CONNECT).await;
@@ -511,13 +519,13 @@ async fn send_all(sim: &RadioSim, mote: &UdpSocket, datagram: &[u8], count: u64)
 
 #[tokio::test]
 async fn a_gateway_that_does_not_read_costs_bounded_memory_and_counted_drops() {
-    let sim = start(RadioSimConfig::new(RadioFraming::XBee)).await;
+    let sim = start(RadioSimConfig::new(SerialFraming::XBee)).await;
     let a = mote().await;
     let datagram = [0x55u8; 80];
     // The exact bytes the simulator puts on the line for each datagram (the first mote gets
     // radio address 1).
     let mut frame = Vec::new();
-    XBeeFramer::new(ApiMode::Escaped, RadioFraming::XBee.default_max_frame())
+    XBeeFramer::new(ApiMode::Escaped, SerialFraming::XBee.default_max_frame())
         .unwrap()
         .encode_frame(
             &Frame::Receive(ReceivePacket {
@@ -565,7 +573,7 @@ async fn a_gateway_that_does_not_read_costs_bounded_memory_and_counted_drops() {
 
 #[tokio::test]
 async fn oversized_datagrams_from_motes_are_dropped() {
-    let sim = start(RadioSimConfig::new(RadioFraming::XBee).with_max_frame(30)).await;
+    let sim = start(RadioSimConfig::new(SerialFraming::XBee).with_max_frame(30)).await;
     let mut link = open_link(
         &sim.device(),
         XBeeFramer::new(ApiMode::Escaped, 30).unwrap(),
@@ -579,28 +587,28 @@ async fn oversized_datagrams_from_motes_are_dropped() {
 
 #[tokio::test]
 async fn bad_settings_are_refused_with_a_way_out() {
-    let error = RadioSim::start(RadioSimConfig::new(RadioFraming::XBee).with_max_frame(10))
+    let error = RadioSim::start(RadioSimConfig::new(SerialFraming::XBee).with_max_frame(10))
         .await
         .unwrap_err();
     assert!(error.to_string().contains("16 to 65535"), "{error}");
-    let error = RadioSim::start(RadioSimConfig::new(RadioFraming::Cobs).with_max_motes(0))
+    let error = RadioSim::start(RadioSimConfig::new(SerialFraming::Cobs).with_max_motes(0))
         .await
         .unwrap_err();
     assert!(error.to_string().contains("1 to 65534"), "{error}");
-    let error = RadioSim::start(RadioSimConfig::new(RadioFraming::Kiss).with_max_motes(2))
+    let error = RadioSim::start(RadioSimConfig::new(SerialFraming::Kiss).with_max_motes(2))
         .await
         .unwrap_err();
     assert!(error.to_string().contains("one mote: use 1"), "{error}");
     let scratch = Scratch::new("refusals");
     let error = RadioSim::start(
-        RadioSimConfig::new(RadioFraming::XBee).with_link(scratch.path("missing/radio0")),
+        RadioSimConfig::new(SerialFraming::XBee).with_link(scratch.path("missing/radio0")),
     )
     .await
     .unwrap_err();
     assert!(error.to_string().contains("mkdir -p"), "{error}");
     let taken = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let error = RadioSim::start(
-        RadioSimConfig::new(RadioFraming::XBee).with_udp(taken.local_addr().unwrap()),
+        RadioSimConfig::new(SerialFraming::XBee).with_udp(taken.local_addr().unwrap()),
     )
     .await
     .unwrap_err();

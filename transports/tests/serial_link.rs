@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sn_config::SerialDevice;
+use sn_config::{SerialConfig, SerialDevice, SerialFraming};
 use sn_transports::serial::framing::cobs::CobsFramer;
 use sn_transports::serial::link::{SerialLink, SerialLinkConfig, SerialLinkError};
 use sn_transports::serial::ResolveError;
@@ -170,7 +170,18 @@ impl Peer {
 }
 
 fn config(path: &Path) -> SerialLinkConfig {
-    SerialLinkConfig::new(path, BAUD)
+    SerialLinkConfig::new(options(SerialDevice::path(path)))
+}
+
+/// The `[[serial]]` options of a link on `device` with the framing these tests use.
+fn options(device: SerialDevice) -> SerialConfig {
+    SerialConfig {
+        device,
+        baud: BAUD,
+        framing: SerialFraming::Cobs,
+        max_frame: MAX_FRAME,
+        discovery: true,
+    }
 }
 
 async fn link_recv(link: &mut SerialLink<CobsFramer>) -> (u16, Vec<u8>) {
@@ -376,8 +387,7 @@ async fn a_by_id_symlink_is_followed_to_the_new_device_after_a_replug() {
 async fn a_usb_identity_that_is_not_present_fails_at_start_up_with_what_was_seen() {
     // No test machine has this VID:PID (0xffff is no vendor's).
     let selector: SerialDevice = "ffff:fffe:NOT-PLUGGED-IN".parse().unwrap();
-    let error =
-        SerialLink::open(SerialLinkConfig::with_device(selector, BAUD), framer()).unwrap_err();
+    let error = SerialLink::open(SerialLinkConfig::new(options(selector)), framer()).unwrap_err();
     assert!(
         matches!(
             &error,

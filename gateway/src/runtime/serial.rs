@@ -77,7 +77,7 @@ impl SerialHandle {
         settings: &SerialConfig,
         inbound: mpsc::Sender<Inbound>,
     ) -> Result<SerialHandle, SerialStartError> {
-        let config = SerialLinkConfig::with_device(settings.device.clone(), settings.baud);
+        let config = SerialLinkConfig::new(settings.clone());
         let framing_error = |error| SerialStartError::Framing {
             device: settings.device.to_string(),
             error,

@@ -86,6 +86,18 @@ pub struct Will {
     pub retain: bool,
 }
 
+impl Will {
+    /// A QoS 1, non-retained Will.
+    pub fn new(topic: &str, message: &[u8]) -> Will {
+        Will {
+            topic: topic.to_owned(),
+            message: message.to_vec(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+        }
+    }
+}
+
 /// What goes into CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectOptions {
@@ -95,6 +107,17 @@ pub struct ConnectOptions {
     pub clean_session: bool,
     /// The Will, sent in the WILLTOPIC/WILLMSG handshake.
     pub will: Option<Will>,
+}
+
+impl Default for ConnectOptions {
+    /// CleanSession=1, keep-alive 60 s, no Will.
+    fn default() -> Self {
+        ConnectOptions {
+            keep_alive: 60,
+            clean_session: true,
+            will: None,
+        }
+    }
 }
 
 /// The topic of a PUBLISH, owned.

@@ -4,13 +4,14 @@
 //! COBS, KISS and raw framing are the same in both directions, so their framers serve as
 //! they are; XBee frames differ by direction (see [`xbee_radio`](super::xbee_radio)).
 
+use sn_config::SerialFraming;
 use sn_transports::serial::framing::cobs::{self, CobsFramer};
 use sn_transports::serial::framing::kiss::KissFramer;
 use sn_transports::serial::framing::raw::RawFramer;
 use sn_transports::serial::framing::xbee::{ApiMode, DeliveryStatus, XBeeAddress};
 use sn_transports::serial::framing::{FrameError, Framer, Received};
 
-use super::framing::{RadioAddress, RadioFraming};
+use super::framing::RadioAddress;
 use super::xbee_radio::{FromHost, XBeeRadio};
 
 /// Where the gateway sent a datagram.
@@ -58,15 +59,15 @@ pub(super) enum RadioCodec {
 
 impl RadioCodec {
     /// The codec of `framing` with the framer's `max_frame`, or the framer's refusal of it.
-    pub(super) fn new(framing: RadioFraming, max_frame: usize) -> Result<Self, FrameError> {
+    pub(super) fn new(framing: SerialFraming, max_frame: usize) -> Result<Self, FrameError> {
         Ok(match framing {
-            RadioFraming::XBee => RadioCodec::XBee(XBeeRadio::new(ApiMode::Escaped, max_frame)?),
-            RadioFraming::XBeeApi1 => {
+            SerialFraming::XBee => RadioCodec::XBee(XBeeRadio::new(ApiMode::Escaped, max_frame)?),
+            SerialFraming::XBeeApi1 => {
                 RadioCodec::XBee(XBeeRadio::new(ApiMode::Unescaped, max_frame)?)
             }
-            RadioFraming::Cobs => RadioCodec::Cobs(CobsFramer::new(max_frame)?),
-            RadioFraming::Kiss => RadioCodec::Kiss(KissFramer::new(max_frame)?),
-            RadioFraming::Raw => RadioCodec::Raw(RawFramer::new(max_frame)?),
+            SerialFraming::Cobs => RadioCodec::Cobs(CobsFramer::new(max_frame)?),
+            SerialFraming::Kiss => RadioCodec::Kiss(KissFramer::new(max_frame)?),
+            SerialFraming::Raw => RadioCodec::Raw(RawFramer::new(max_frame)?),
         })
     }
 
@@ -233,7 +234,7 @@ mod tests {
 
     #[test]
     fn xbee_both_ways() {
-        let mut codec = RadioCodec::new(RadioFraming::XBee, 98).unwrap();
+        let mut codec = RadioCodec::new(SerialFraming::XBee, 98).unwrap();
         let mut gateway = XBeeFramer::new(ApiMode::Escaped, 98).unwrap();
         let mote = XBeeAddress::new(0x0013_A200_0000_0001, 1);
         assert_eq!(
@@ -256,7 +257,7 @@ mod tests {
 
     #[test]
     fn cobs_kiss_and_raw_both_ways() {
-        let mut codec = RadioCodec::new(RadioFraming::Cobs, 240).unwrap();
+        let mut codec = RadioCodec::new(SerialFraming::Cobs, 240).unwrap();
         let mut gateway = CobsFramer::new(240).unwrap();
         assert_eq!(
             to_gateway(&mut gateway, &codec, &RadioAddress::Node(3)),
@@ -275,7 +276,7 @@ mod tests {
         );
         assert!(!codec.reports_delivery());
 
-        let mut codec = RadioCodec::new(RadioFraming::Kiss, 254).unwrap();
+        let mut codec = RadioCodec::new(SerialFraming::Kiss, 254).unwrap();
         // As the runtime sets it up for an RNode: data frames on port 0 only.
         let mut gateway = KissFramer::new(254).unwrap().with_ports(0x0001);
         let port = KissPort::ZERO;
@@ -298,7 +299,7 @@ mod tests {
             downlink(Destination::Unicast(RadioAddress::Kiss(other)), 0)
         );
 
-        let mut codec = RadioCodec::new(RadioFraming::Raw, 1024).unwrap();
+        let mut codec = RadioCodec::new(SerialFraming::Raw, 1024).unwrap();
         let mut gateway = RawFramer::new(1024).unwrap();
         assert_eq!(
             to_gateway(&mut gateway, &codec, &RadioAddress::Raw),
@@ -315,7 +316,7 @@ mod tests {
 
     #[test]
     fn refusals_leave_the_output_alone() {
-        let codec = RadioCodec::new(RadioFraming::XBee, 16).unwrap();
+        let codec = RadioCodec::new(SerialFraming::XBee, 16).unwrap();
         let mut out = vec![1];
         let mote = RadioAddress::XBee(XBeeAddress::new(1, 1));
         assert!(codec.encode_uplink(&mote, &[0; 5], &mut out).is_err());
@@ -324,7 +325,7 @@ mod tests {
             .is_err());
         assert_eq!(out, [1]);
         assert!(matches!(
-            RadioCodec::new(RadioFraming::Cobs, 3),
+            RadioCodec::new(SerialFraming::Cobs, 3),
             Err(FrameError::InvalidMaxFrame { .. })
         ));
     }

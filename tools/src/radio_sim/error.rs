@@ -4,9 +4,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use sn_config::SerialFraming;
 use sn_transports::serial::framing::FrameError;
-
-use super::framing::RadioFraming;
 
 /// Why [`RadioSim::start`](super::RadioSim::start) or a request to a running simulator
 /// failed. Each message says what is wrong and what to change.
@@ -17,7 +16,7 @@ pub enum RadioSimError {
     #[error("max_frame for the {framing} framing: {error}")]
     MaxFrame {
         /// The framing.
-        framing: RadioFraming,
+        framing: SerialFraming,
         /// The framer's refusal, with the allowed range.
         error: FrameError,
     },
@@ -28,7 +27,7 @@ pub enum RadioSimError {
     )]
     MaxMotes {
         /// The framing.
-        framing: RadioFraming,
+        framing: SerialFraming,
         /// What was asked for.
         max_motes: usize,
         /// The most motes the framing can address.

@@ -11,7 +11,7 @@
 //!   configuration can name a path that survives a [`replug`](RadioSim::replug).
 //! * **The mote side** is a UDP socket ([`RadioSim::udp_addr`]). Every UDP source address
 //!   that sends to it becomes one simulated mote, with a radio address given in order of
-//!   first contact ([`RadioFraming::mote_address`]): XBee 64-bit `0x0013A20000000001 + n` and
+//!   first contact ([`SimulatedRadio::mote_address`]): XBee 64-bit `0x0013A20000000001 + n` and
 //!   16-bit `0x0001 + n`, COBS node `1 + n`. KISS (port 0, as on an RNode) and raw carry the
 //!   line's one mote: the last new UDP source takes the line over. So any MQTT-SN client,
 //!   e.g. `mqtt-sn pub --gateway <udp_addr>`, reaches the gateway through the simulated radio.
@@ -52,10 +52,12 @@ use tokio::task::JoinHandle;
 
 pub use error::RadioSimError;
 pub use framing::{
-    RadioAddress, RadioFraming, UnknownFraming, COBS_FIRST_NODE, KISS_PORT, XBEE_FIRST_LONG,
-    XBEE_FIRST_SHORT,
+    parse_framing, RadioAddress, SimulatedRadio, UnknownFraming, COBS_FIRST_NODE, FRAMING_NAMES,
+    KISS_PORT, XBEE_FIRST_LONG, XBEE_FIRST_SHORT,
 };
 pub use motes::Mote;
+/// The framing the simulator plays: the gateway's `[[serial]]` `framing`, defined in sn-config.
+pub use sn_config::SerialFraming;
 pub use stats::RadioSimStats;
 pub use xbee_radio::{ADDRESS_NOT_FOUND, NETWORK_ACK_FAILURE};
 
@@ -71,22 +73,22 @@ const EVENT_QUEUE: usize = 1024;
 #[non_exhaustive]
 pub struct RadioSimConfig {
     /// The framing on the serial line; the gateway's `[[serial]]` `framing` must match.
-    pub framing: RadioFraming,
+    pub framing: SerialFraming,
     /// The framing's size limit, counted as the gateway's `max_frame` counts it. Default:
-    /// the gateway's default for the framing ([`RadioFraming::default_max_frame`]).
+    /// the gateway's default for the framing ([`SerialFraming::default_max_frame`]).
     pub max_frame: usize,
     /// Where motes send their MQTT-SN datagrams. Default `127.0.0.1:0` (a free port on
     /// loopback; [`RadioSim::udp_addr`] tells which).
     pub udp: SocketAddr,
     /// A symlink to keep pointing at the current pty slave, or none.
     pub link: Option<PathBuf>,
-    /// The most motes in the table at once ([`RadioFraming::default_max_motes`] by default).
+    /// The most motes in the table at once ([`SimulatedRadio::default_max_motes`] by default).
     pub max_motes: usize,
 }
 
 impl RadioSimConfig {
     /// The defaults for `framing`: its default `max_frame`, UDP on `127.0.0.1:0`, no link.
-    pub fn new(framing: RadioFraming) -> Self {
+    pub fn new(framing: SerialFraming) -> Self {
         RadioSimConfig {
             framing,
             max_frame: framing.default_max_frame(),
@@ -151,7 +153,7 @@ pub struct RadioSim {
     shared: Arc<Mutex<Shared>>,
     udp_addr: SocketAddr,
     link: Option<PathBuf>,
-    framing: RadioFraming,
+    framing: SerialFraming,
     max_frame: usize,
     task: JoinHandle<()>,
 }
@@ -256,7 +258,7 @@ impl RadioSim {
     }
 
     /// The framing on the line.
-    pub fn framing(&self) -> RadioFraming {
+    pub fn framing(&self) -> SerialFraming {
         self.framing
     }
 

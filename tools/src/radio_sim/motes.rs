@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::framing::{RadioAddress, RadioFraming, COBS_FIRST_NODE, KISS_PORT, XBEE_FIRST_LONG};
+use sn_config::SerialFraming;
+
+use super::framing::{RadioAddress, SimulatedRadio, COBS_FIRST_NODE, KISS_PORT, XBEE_FIRST_LONG};
 
 /// The 64-bit address a transmit request carries when the sender knows only the 16-bit one.
 const XBEE_UNKNOWN_LONG: u64 = u64::MAX;
@@ -13,7 +15,7 @@ const XBEE_UNKNOWN_LONG: u64 = u64::MAX;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Mote {
     /// Its place in the table, 0 for the first mote heard; the radio address follows from it
-    /// ([`RadioFraming::mote_address`]).
+    /// ([`SimulatedRadio::mote_address`](super::SimulatedRadio::mote_address)).
     pub index: usize,
     /// Where its MQTT-SN client sends from, and where the gateway's datagrams for it go.
     pub udp: SocketAddr,
@@ -46,7 +48,7 @@ struct Slot {
 /// The bounded table of motes.
 #[derive(Debug)]
 pub(super) struct MoteTable {
-    framing: RadioFraming,
+    framing: SerialFraming,
     /// At most this many slots, never more than the framing's capacity.
     max: usize,
     slots: Vec<Slot>,
@@ -57,7 +59,7 @@ pub(super) struct MoteTable {
 
 impl MoteTable {
     /// An empty table of at most `max` motes (clamped to 1..=the framing's capacity).
-    pub(super) fn new(framing: RadioFraming, max: usize) -> Self {
+    pub(super) fn new(framing: SerialFraming, max: usize) -> Self {
         MoteTable {
             framing,
             max: max.clamp(1, framing.mote_capacity()),
@@ -179,7 +181,7 @@ mod tests {
 
     #[test]
     fn motes_get_addresses_in_order_and_are_found_by_them() {
-        let mut table = MoteTable::new(RadioFraming::XBee, 8);
+        let mut table = MoteTable::new(SerialFraming::XBee, 8);
         let (a, _) = joined(table.contact(udp(1000)));
         let (b, _) = joined(table.contact(udp(1001)));
         assert_eq!(table.contact(udp(1000)), Some(Contact::Known(a)));
@@ -201,7 +203,7 @@ mod tests {
 
     #[test]
     fn a_full_table_forgets_the_mote_heard_least_recently() {
-        let mut table = MoteTable::new(RadioFraming::Cobs, 2);
+        let mut table = MoteTable::new(SerialFraming::Cobs, 2);
         let (a, _) = joined(table.contact(udp(1)));
         let (b, _) = joined(table.contact(udp(2)));
         table.contact(udp(1));
@@ -220,7 +222,7 @@ mod tests {
     fn kiss_has_one_mote_on_port_0_the_last_new_sender() {
         use sn_transports::serial::framing::kiss::KissPort;
 
-        let mut table = MoteTable::new(RadioFraming::Kiss, 15);
+        let mut table = MoteTable::new(SerialFraming::Kiss, 15);
         let (a, _) = joined(table.contact(udp(1)));
         assert_eq!(a.address, RadioAddress::Kiss(KissPort::ZERO));
         let (b, forgotten) = joined(table.contact(udp(2)));
@@ -237,7 +239,7 @@ mod tests {
 
     #[test]
     fn raw_has_one_mote_the_last_new_sender() {
-        let mut table = MoteTable::new(RadioFraming::Raw, 10);
+        let mut table = MoteTable::new(SerialFraming::Raw, 10);
         joined(table.contact(udp(1)));
         let (b, forgotten) = joined(table.contact(udp(2)));
         assert_eq!(forgotten.map(|m| m.udp), Some(udp(1)));

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use sn_config::SerialFraming;
 use sn_transports::serial::framing::xbee::DeliveryStatus;
 use sn_transports::serial::framing::FrameError;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, ReadHalf, WriteHalf};
@@ -18,7 +19,7 @@ use tokio_serial::SerialStream;
 
 use super::codec::{Destination, Downlink, FromGateway, RadioCodec};
 use super::error::RadioSimError;
-use super::framing::{RadioAddress, RadioFraming};
+use super::framing::RadioAddress;
 use super::line::Line;
 use super::link_path;
 use super::motes::{Contact, Mote, MoteTable};
@@ -92,7 +93,7 @@ struct Warned {
 
 /// The simulator's state, owned by its task.
 pub(super) struct Radio {
-    framing: RadioFraming,
+    framing: SerialFraming,
     max_frame: usize,
     codec: RadioCodec,
     motes: MoteTable,
@@ -123,7 +124,7 @@ pub(super) struct Radio {
 
 /// What [`Radio::new`] needs.
 pub(super) struct Parts {
-    pub(super) framing: RadioFraming,
+    pub(super) framing: SerialFraming,
     pub(super) max_frame: usize,
     pub(super) max_motes: usize,
     pub(super) codec: RadioCodec,

@@ -6,7 +6,7 @@ use sn_codec::QoS;
 
 use crate::cli::ConnectionArgs;
 use crate::error::ClientError;
-use crate::session::{ConnectOptions, Timing, Will};
+use crate::session::{ConnectOptions, Timing};
 
 /// Resolves `--gateway`. A literal address (including `[::1]:1883`) needs no lookup; a host
 /// name goes through the system resolver and the first address wins.
@@ -51,7 +51,7 @@ pub(crate) fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions, C
             "--client-id must not be empty".to_owned(),
         ));
     }
-    let will = args.will_topic.as_ref().map(|topic| Will {
+    let will = args.will_topic.as_ref().map(|topic| sn_client::Will {
         topic: topic.clone(),
         message: args.will_message.clone().unwrap_or_default().into_bytes(),
         qos: args.will_qos.unwrap_or(QoS::AtMostOnce),
@@ -59,8 +59,10 @@ pub(crate) fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions, C
     });
     Ok(ConnectOptions {
         client_id,
-        keep_alive: args.keep_alive,
-        clean_session: args.clean_session,
-        will,
+        options: sn_client::ConnectOptions {
+            keep_alive: args.keep_alive,
+            clean_session: args.clean_session,
+            will,
+        },
     })
 }

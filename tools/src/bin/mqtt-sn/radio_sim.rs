@@ -9,7 +9,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use mqtt_sn_tools::radio_sim::{RadioFraming, RadioSim, RadioSimConfig, RadioSimEvent};
+use mqtt_sn_tools::radio_sim::{
+    parse_framing as framing_by_name, RadioSim, RadioSimConfig, RadioSimEvent, SerialFraming,
+    SimulatedRadio as _,
+};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// How long the dongle stays out on SIGUSR1.
@@ -21,7 +24,7 @@ pub(crate) struct RadioSimArgs {
     /// The radio to play, as the gateway's `framing`: xbee (API mode 2), xbee-api1, lora
     /// (COBS + CRC-16, also called cobs), kiss or raw.
     #[arg(long, value_name = "FRAMING", value_parser = parse_framing)]
-    pub(crate) framing: RadioFraming,
+    pub(crate) framing: SerialFraming,
 
     /// Keep a symlink here to the current pty (e.g. /tmp/radio0) and give the gateway this
     /// path: it stays the same when the simulated dongle is replugged. Removed on exit.
@@ -45,8 +48,8 @@ pub(crate) struct RadioSimArgs {
 }
 
 /// Parses `--framing`.
-fn parse_framing(s: &str) -> Result<RadioFraming, String> {
-    s.parse().map_err(|error| format!("{error}"))
+fn parse_framing(s: &str) -> Result<SerialFraming, String> {
+    framing_by_name(s).map_err(|error| format!("{error}"))
 }
 
 /// Runs `mqtt-sn radio-sim` until Ctrl-C or SIGTERM; SIGUSR1 replugs the simulated dongle

@@ -45,30 +45,14 @@ impl Timing {
     }
 }
 
-/// The Will the gateway asks for during CONNECT.
-#[derive(Debug, Clone)]
-pub(crate) struct Will {
-    /// Will topic name.
-    pub(crate) topic: String,
-    /// Will payload.
-    pub(crate) message: Vec<u8>,
-    /// QoS it is published with.
-    pub(crate) qos: QoS,
-    /// Whether it is published retained.
-    pub(crate) retain: bool,
-}
-
-/// What goes into CONNECT.
+/// What goes into CONNECT: the client id, and the client machine's CONNECT options
+/// (keep-alive, CleanSession, Will).
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectOptions {
     /// Client id.
     pub(crate) client_id: String,
-    /// Keep-alive in seconds.
-    pub(crate) keep_alive: u16,
-    /// CleanSession flag.
-    pub(crate) clean_session: bool,
-    /// The Will, if any.
-    pub(crate) will: Option<Will>,
+    /// Keep-alive, CleanSession and the Will.
+    pub(crate) options: sn_client::ConnectOptions,
 }
 
 /// A PUBLISH the gateway delivered, already acknowledged, waiting to be shown.
@@ -367,18 +351,8 @@ impl Session {
     ) -> Result<(), ClientError> {
         self.client.set_client_id(opts.client_id.clone());
         self.with_budget(budget);
-        let options = sn_client::ConnectOptions {
-            keep_alive: opts.keep_alive,
-            clean_session: opts.clean_session,
-            will: opts.will.as_ref().map(|w| sn_client::Will {
-                topic: w.topic.clone(),
-                message: w.message.clone(),
-                qos: w.qos,
-                retain: w.retain,
-            }),
-        };
         self.client
-            .connect(Instant::now().into_std(), &options)
+            .connect(Instant::now().into_std(), &opts.options)
             .map_err(|e| machine_error("CONNECT", e))?;
         let ended = self
             .exchange(Exchange {

@@ -30,7 +30,7 @@ mod stats;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sn_config::SerialDevice;
+use sn_config::{SerialConfig, SerialDevice};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_serial::{DataBits, FlowControl, Parity, SerialPortBuilderExt, SerialStream, StopBits};
@@ -49,14 +49,19 @@ const READ_CHUNK: usize = 1024;
 /// zero in it cannot turn an outage into a busy loop.
 const MIN_REOPEN_WAIT: Duration = Duration::from_millis(10);
 
-/// What one serial link is configured with.
+/// What one serial link runs with: its `[[serial]]` options as the configuration defines them
+/// ([`SerialConfig`], the one place each option and its default are written), plus the reopen
+/// and write timings, which are no `[[serial]]` options and keep their defaults here.
+///
+/// The link uses the options' `device` and `baud`; `framing` and `max_frame` are the framer's
+/// (the framer given to [`SerialLink::open`] is what frames the line) and `discovery` is the
+/// gateway's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SerialLinkConfig {
-    /// The device: a path (e.g. `/dev/ttyUSB0` or a `/dev/serial/by-id/...` name) or a USB
-    /// identity. Resolved again at every reopen after a replug.
-    pub device: SerialDevice,
-    /// Line speed in bits per second (8N1, no flow control).
-    pub baud_rate: u32,
+    /// The `[[serial]]` options. `device` is a path (e.g. `/dev/ttyUSB0` or a
+    /// `/dev/serial/by-id/...` name) or a USB identity, resolved again at every reopen after a
+    /// replug; `baud` is the line speed in bits per second (8N1, no flow control).
+    pub options: SerialConfig,
     /// The first wait before reopening a device that went away (at least 10 ms).
     pub reopen_initial: Duration,
     /// The longest wait between reopen attempts; the wait doubles up to it (at least
@@ -67,18 +72,11 @@ pub struct SerialLinkConfig {
 }
 
 impl SerialLinkConfig {
-    /// A configuration for the device at `path` at `baud_rate` with the default timings:
-    /// reopen after 100 ms doubling up to 5 s, write timeout 1 s.
-    pub fn new(path: impl Into<PathBuf>, baud_rate: u32) -> Self {
-        SerialLinkConfig::with_device(SerialDevice::Path(path.into()), baud_rate)
-    }
-
-    /// A configuration for the device `device` selects at `baud_rate`, with the default
-    /// timings of [`new`](Self::new).
-    pub fn with_device(device: SerialDevice, baud_rate: u32) -> Self {
+    /// A configuration for the link `options` describe, with the default timings: reopen
+    /// after 100 ms doubling up to 5 s, write timeout 1 s.
+    pub fn new(options: SerialConfig) -> Self {
         SerialLinkConfig {
-            device,
-            baud_rate,
+            options,
             reopen_initial: Duration::from_millis(100),
             reopen_max: Duration::from_secs(5),
             write_timeout: Duration::from_secs(1),
@@ -120,11 +118,11 @@ impl<F: Framer> SerialLink<F> {
         ports: PortSource,
     ) -> Result<Self, SerialLinkError> {
         let (path, port) = open_device(&config, &ports)?;
-        let name = format!("serial:{}", config.device);
+        let name = format!("serial:{}", config.options.device);
         tracing::debug!(
             link = %name,
             path = %path.display(),
-            baud = config.baud_rate,
+            baud = config.options.baud,
             "serial link opened"
         );
         Ok(SerialLink {
@@ -283,7 +281,7 @@ impl<F: Framer> SerialLink<F> {
 
     /// What selects the device, from the configuration.
     pub fn device(&self) -> &SerialDevice {
-        &self.config.device
+        &self.config.options.device
     }
 
     /// The link's name for logs: `serial:` and the selector, e.g. `serial:/dev/ttyUSB0` or
@@ -371,11 +369,12 @@ fn open_device(
     ports: &PortSource,
 ) -> Result<(PathBuf, SerialStream), SerialLinkError> {
     let path = config
+        .options
         .device
         .resolve_with(|| ports.list())
         .map_err(|error| SerialLinkError::Resolve { error })?;
-    let port = open_port(&path, config.baud_rate).map_err(|error| SerialLinkError::Open {
-        device: config.device.clone(),
+    let port = open_port(&path, config.options.baud).map_err(|error| SerialLinkError::Open {
+        device: config.options.device.clone(),
         path: path.clone(),
         error,
     })?;
@@ -582,6 +581,17 @@ mod tests {
             }
         }
 
+        /// The `[[serial]]` options of a COBS link (the framing these tests use) on `device`.
+        fn options(device: SerialDevice) -> SerialConfig {
+            SerialConfig {
+                device,
+                baud: BAUD,
+                framing: sn_config::SerialFraming::Cobs,
+                max_frame: 240,
+                discovery: true,
+            }
+        }
+
         async fn peer_send(path: &Path, from: u16, datagram: &[u8]) -> SerialStream {
             let mut port = tokio_serial::new(path.to_string_lossy(), BAUD)
                 .open_native_async()
@@ -620,7 +630,7 @@ mod tests {
                 dongle(Path::new("/dev/ttyUSB9-not-this-one"), "B00000XY"),
                 dongle(&first.a, "A50285BI"),
             ]));
-            let config = SerialLinkConfig::with_device(wanted(), BAUD);
+            let config = SerialLinkConfig::new(options(wanted()));
             let framer = CobsFramer::new(240).unwrap();
             let mut link =
                 SerialLink::open_with(config, framer, PortSource::Fixed(ports.clone())).unwrap();
@@ -672,7 +682,7 @@ mod tests {
                 Path::new("/dev/ttyUSB0"),
                 "B00000XY",
             )]));
-            let config = SerialLinkConfig::with_device(wanted(), BAUD);
+            let config = SerialLinkConfig::new(options(wanted()));
             let error = SerialLink::open_with(
                 config,
                 CobsFramer::new(240).unwrap(),
@@ -706,7 +716,7 @@ mod tests {
                 Path::new("/nonexistent/ttyUSB4"),
                 "A50285BI",
             )]));
-            let config = SerialLinkConfig::with_device(wanted(), BAUD);
+            let config = SerialLinkConfig::new(options(wanted()));
             let error = SerialLink::open_with(
                 config,
                 CobsFramer::new(240).unwrap(),
@@ -724,7 +734,7 @@ mod tests {
             );
 
             let error = SerialLink::open(
-                SerialLinkConfig::new("/nonexistent/ttyUSB4", BAUD),
+                SerialLinkConfig::new(options(SerialDevice::path("/nonexistent/ttyUSB4"))),
                 CobsFramer::new(240).unwrap(),
             )
             .unwrap_err();
