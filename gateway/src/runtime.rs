@@ -45,9 +45,9 @@ const OUT_BUF_CAPACITY: usize = 64 * 1024;
 /// again.
 const LINK_BUSY_RECHECK: Duration = Duration::from_millis(1);
 
-/// At most one "QoS 0 dropped at max_pending_qos0" warning this often; the stats line has
-/// the count (`dropped_broker_backlog`).
-const BACKLOG_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+/// At most one warning of a kind that a flood repeats ("QoS 0 dropped at max_pending_qos0",
+/// "session takeover refused") this often; the stats line has the counts.
+const WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// First wait before writing refused state again; it doubles up to [`STORE_RETRY_MAX`].
 const STORE_RETRY_MIN: Duration = Duration::from_millis(100);
@@ -122,6 +122,8 @@ pub struct Runtime {
     store_retry: Option<(Instant, Duration)>,
     /// When the last "QoS 0 dropped at max_pending_qos0" warning was logged.
     backlog_warned: Option<Instant>,
+    /// When the last "session takeover refused" warning was logged.
+    takeover_warned: Option<Instant>,
     /// Per link (same index as `links`), the UDP datagrams of this turn not yet sent; empty
     /// for serial links.
     udp_out: Vec<Vec<(Bytes, SocketAddr)>>,
@@ -246,6 +248,7 @@ impl Runtime {
             unwritten_upto: None,
             store_retry: None,
             backlog_warned: None,
+            takeover_warned: None,
             udp_out,
             out_buf: BytesMut::with_capacity(OUT_BUF_CAPACITY),
             broker,
@@ -462,17 +465,20 @@ impl Runtime {
             }
         }
         while let Some(event) = self.core.poll_event() {
-            if let Event::BrokerBacklogFull { .. } = event {
-                // Under a sustained flood the backlog fills and drains many times a second;
-                // one line a minute says it all.
+            // Under a sustained flood the backlog fills and drains many times a second, and
+            // anyone in range can repeat a takeover attempt as often: one line a minute each
+            // says it all (the stats line has the counts).
+            let last = match event {
+                Event::BrokerBacklogFull { .. } => Some(&mut self.backlog_warned),
+                Event::TakeoverRefused { .. } => Some(&mut self.takeover_warned),
+                _ => None,
+            };
+            if let Some(last) = last {
                 let now = Instant::now();
-                if self
-                    .backlog_warned
-                    .is_some_and(|at| now < at + BACKLOG_WARNING_INTERVAL)
-                {
+                if last.is_some_and(|at| now < at + WARNING_INTERVAL) {
                     continue;
                 }
-                self.backlog_warned = Some(now);
+                *last = Some(now);
             }
             log_event(&event);
         }
@@ -569,6 +575,8 @@ impl Runtime {
             dropped_broker_backlog = m.publish_dropped_backlog,
             refused_broker_down = m.publish_broker_down,
             spooled = self.core.spooled(),
+            spool_bytes = self.core.spool_bytes(),
+            takeover_refused = m.takeover_refused,
             spool_refused = m.spool_refused,
             spool_dropped = m.spool_dropped,
             unknown_peer = m.unknown_peer,
@@ -797,6 +805,9 @@ fn log_event(event: &Event) {
             resumed,
         } => info!(%client_id, %addr, clean_session, keep_alive, resumed, "client connected"),
         Event::ConnectRefused { addr, reason } => info!(%addr, reason, "CONNECT refused"),
+        Event::TakeoverRefused { client_id, addr } => {
+            warn!(%client_id, %addr, "refused a CONNECT or PINGREQ naming a session bound to another address ([gateway] roaming is off; counted as takeover_refused in the stats line; this warning at most once a minute)")
+        }
         Event::Disconnected { client_id } => info!(%client_id, "client disconnected"),
         Event::Asleep {
             client_id,

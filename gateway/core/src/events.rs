@@ -49,6 +49,14 @@ pub enum Event {
         /// Why, for the log.
         reason: &'static str,
     },
+    /// Someone tried to take a session from an address it is not bound to (a CONNECT with its
+    /// client id, or a PINGREQ naming a sleeping mote) and was refused: `roaming` is off.
+    TakeoverRefused {
+        /// The session's client id.
+        client_id: Arc<str>,
+        /// Where the attempt came from.
+        addr: String,
+    },
     /// A client disconnected cleanly.
     Disconnected {
         /// Its client id.

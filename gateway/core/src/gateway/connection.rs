@@ -78,7 +78,7 @@ impl Gateway {
         // anyone else naming its client id would take its session and queued messages.
         if let Some(idx) = existing {
             if !self.may_move(idx, &addr) {
-                self.metrics.takeover_refused += 1;
+                self.refuse_takeover(idx, &addr);
                 return refuse(
                     self,
                     &addr,
@@ -523,7 +523,7 @@ impl Gateway {
             return None;
         }
         if !self.may_move(idx, addr) {
-            self.metrics.takeover_refused += 1;
+            self.refuse_takeover(idx, addr);
             return None;
         }
         if let Some(other) = self.sessions.at(addr) {
@@ -542,6 +542,17 @@ impl Gateway {
             || self
                 .session(idx)
                 .is_none_or(|s| s.bound.as_ref().is_none_or(|bound| bound == addr))
+    }
+
+    /// Counts and reports an attempt to take session `idx` from `addr`.
+    fn refuse_takeover(&mut self, idx: SessionIdx, addr: &ClientAddr) {
+        self.metrics.takeover_refused += 1;
+        if let Some(client_id) = self.session(idx).map(|s| s.client_id.clone()) {
+            self.emit(Event::TakeoverRefused {
+                client_id,
+                addr: addr.to_string(),
+            });
+        }
     }
 
     /// At max_sessions, the session offline longest makes room. False when none is offline.

@@ -423,6 +423,15 @@ fn without_roaming_a_connect_from_another_address_cannot_take_the_session() {
         );
     }
     assert_eq!(h.gw.metrics().takeover_refused, 2);
+    let reported = h
+        .events()
+        .into_iter()
+        .filter(|e| {
+            matches!(e, Event::TakeoverRefused { client_id, addr }
+                if &**client_id == "victim" && *addr == thief.addr.to_string())
+        })
+        .count();
+    assert_eq!(reported, 2, "each refusal is reported for the log");
     // The real mote keeps its session, its address and its topic ids.
     h.send(mote, Packet::PingReq { client_id: b"" });
     h.expect(mote, &[Packet::PingResp]);
