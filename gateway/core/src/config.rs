@@ -1,9 +1,10 @@
 //! The settings the core runs with, and their defaults: the one definition of these options.
 //! The config crate (sn-config) fills them from the TOML file (`[gateway]`,
-//! `[predefined_topics]`, `[spool]`, `[broker] mode`) and checks the ranges named below.
+//! `[predefined_topics]`, `[spool]`, `[broker] mode`, `[policy]`, `[[mote]]`) and checks the ranges named below.
 
 use std::time::Duration;
 
+use super::policy::PolicyConfig;
 use super::spool::SpoolConfig;
 use super::transparent_api::BrokerMode;
 
@@ -52,6 +53,23 @@ pub struct CoreConfig {
     /// mote behind a NAT that rebinds or on NB-IoT needs. Off by default: anyone who knows a
     /// client id could then take the session and its queued messages. Default false.
     pub roaming: bool,
+    /// `[gateway] max_queued_bytes_total`: payload bytes waiting for all clients together (in
+    /// memory, and in the store for sessions that persist). Sessions the open policy let in
+    /// (no `[[mote]]` entry) may fill half of it; listed motes the rest. At least 1, default
+    /// 64 MiB.
+    pub max_queued_bytes_total: usize,
+    /// `[gateway] max_sleep_duration`: the longest sleep honoured; a mote asking for more is
+    /// held to this (it is lost after 1.5 times it without a PINGREQ). 1 s to 65535 s,
+    /// default 12 h.
+    pub max_sleep_duration: Duration,
+    /// `[gateway] max_sessions_per_address`: sessions bound to one source (an IP address, a
+    /// radio node, a forwarder) at once. At least 1, default 1000.
+    pub max_sessions_per_address: usize,
+    /// `[gateway] connect_rate`: CONNECTs per second one source may send (it may burst twice
+    /// that); beyond it CONNACK 0x01. Zero turns the limit off. Default 100.
+    pub connect_rate: u32,
+    /// `[policy]` and `[[mote]]`: admission, topic rules and mountpoints.
+    pub policy: PolicyConfig,
     /// `[predefined_topics]`: topic ids shared with the clients' firmware, sorted by id.
     /// None by default.
     pub predefined_topics: Vec<(u16, String)>,
@@ -82,6 +100,11 @@ impl Default for CoreConfig {
             max_client_id_len: 64,
             qos_minus_one: true,
             roaming: false,
+            max_queued_bytes_total: 64 * 1024 * 1024,
+            max_sleep_duration: Duration::from_secs(12 * 3600),
+            max_sessions_per_address: 1_000,
+            connect_rate: 100,
+            policy: PolicyConfig::default(),
             predefined_topics: Vec::new(),
             max_pending_qos0: 10_000,
             spool: SpoolConfig::default(),

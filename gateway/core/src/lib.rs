@@ -15,6 +15,7 @@ mod gateway;
 mod outbox;
 mod outputs;
 mod peer;
+mod policy;
 mod session;
 mod sessions;
 mod spool;
@@ -32,6 +33,10 @@ pub use gateway::{Gateway, SessionInfo, SessionState};
 pub use gateway::{
     Restored, SessionRecord, StoreOp, StoredMessage, StoredRoute, StoredState, StoredSubKind,
     StoredSubscription, StoredWill,
+};
+pub use policy::{
+    check_mountpoint, check_topic_rule, AddrPattern, Admission, Denied, MinusOneRules, MoteEntry,
+    PolicyConfig, TopicRules,
 };
 pub use peer::{ClientAddr, Destination, LinkId, Peer, PeerAddr, RadioAddr, Transmit};
 pub use spool::{SpoolConfig, SpoolFull, SpooledPublish};
