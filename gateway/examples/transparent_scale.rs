@@ -107,6 +107,7 @@ async fn main() {
                     keep_alive: Duration::from_secs(60),
                     clean_session: true,
                     will: Some(will),
+                    own_login: false,
                 },
             );
         }

@@ -21,6 +21,7 @@ use crate::core::{
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 
+mod log_limit;
 mod serial;
 mod transparent;
 
@@ -124,6 +125,8 @@ pub struct Runtime {
     backlog_warned: Option<Instant>,
     /// When the last "session takeover refused" warning was logged.
     takeover_warned: Option<Instant>,
+    /// Which policy refusals get a log line: once a minute per peer.
+    denied_logged: log_limit::PerPeerLimit,
     /// Per link (same index as `links`), the UDP datagrams of this turn not yet sent; empty
     /// for serial links.
     udp_out: Vec<Vec<(Bytes, SocketAddr)>>,
@@ -249,6 +252,7 @@ impl Runtime {
             store_retry: None,
             backlog_warned: None,
             takeover_warned: None,
+            denied_logged: log_limit::PerPeerLimit::new(WARNING_INTERVAL),
             udp_out,
             out_buf: BytesMut::with_capacity(OUT_BUF_CAPACITY),
             broker,
@@ -480,6 +484,16 @@ impl Runtime {
                 }
                 *last = Some(now);
             }
+            if let Event::PolicyDenied { addr, .. } = &event {
+                match self.denied_logged.check(std::time::Instant::now(), addr) {
+                    log_limit::Verdict::Log => {}
+                    log_limit::Verdict::Quiet => continue,
+                    log_limit::Verdict::Overflow => {
+                        warn!("the policy is refusing requests from more than a thousand peers: no longer logged peer by peer (the stats line counts them as denied; this warning at most once a minute)");
+                        continue;
+                    }
+                }
+            }
             log_event(&event);
         }
         if self.metrics.receiver_count() > 0 {
@@ -577,6 +591,13 @@ impl Runtime {
             spooled = self.core.spooled(),
             spool_bytes = self.core.spool_bytes(),
             takeover_refused = m.takeover_refused,
+            denied = m.denied.total(),
+            denied_by_reason = ?m.denied,
+            connect_rate_limited = m.connect_rate_limited,
+            sessions_per_address_refused = m.sessions_per_address_refused,
+            queued_bytes = self.core.queued_bytes(),
+            dropped_queue_total = m.dropped_queue_total,
+            sleep_capped = m.sleep_capped,
             spool_refused = m.spool_refused,
             spool_dropped = m.spool_dropped,
             unknown_peer = m.unknown_peer,
@@ -826,7 +847,17 @@ fn log_event(event: &Event) {
             warn!(limit, "the broker takes messages slower than the motes send them: QoS 0 messages beyond max_pending_qos0 are dropped (counted as dropped_broker_backlog in the stats line; this warning at most once a minute)")
         }
         Event::QueueFull { client_id, limit } => {
-            warn!(%client_id, limit, "queue full: dropping messages for this client (max_queued_per_session)")
+            warn!(%client_id, limit, "queue full: dropping messages for this client (max_queued_per_session, max_queued_bytes_per_session or max_queued_bytes_total)")
+        }
+        Event::PolicyDenied {
+            addr,
+            client_id,
+            reason,
+            topic,
+        } => {
+            let client_id = client_id.as_deref().unwrap_or("");
+            let topic = topic.as_deref().unwrap_or("");
+            warn!(%addr, client_id, topic, %reason, "refused by the policy ([policy], [[mote]]; counted as denied in the stats line; at most one line a minute per peer)")
         }
     }
 }

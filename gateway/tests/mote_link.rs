@@ -258,6 +258,8 @@ fn connect(keep_alive: u64, clean_session: bool, will: Option<MoteWill>) -> Brok
         keep_alive: Duration::from_secs(keep_alive),
         clean_session,
         will,
+        // As for a mote the policy bound to its address: its [[credentials]] login is used.
+        own_login: true,
     }
 }
 

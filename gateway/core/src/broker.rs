@@ -128,6 +128,11 @@ pub enum BrokerCommand {
         clean_session: bool,
         /// The mote's Will, if it gave one.
         will: Option<MoteWill>,
+        /// Whether the mote's own `[[credentials]]` login may be used: only for a mote the
+        /// policy admitted by an entry that binds it to a link or address (or, later, a DTLS
+        /// identity). Otherwise anyone claiming its client id would log in as it; the
+        /// shared login is used instead.
+        own_login: bool,
     },
     /// Close a mote's own connection ([`BrokerRoute::Mote`] only). `graceful`: send
     /// DISCONNECT first, so the broker discards the Will (the mote disconnected cleanly);

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::policy::Denied;
+
 /// Why a session ended without a clean DISCONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LostReason {
@@ -56,6 +58,18 @@ pub enum Event {
         client_id: Arc<str>,
         /// Where the attempt came from.
         addr: String,
+    },
+    /// The policy refused something: a CONNECT, a wake-up, a REGISTER, PUBLISH or SUBSCRIBE,
+    /// or a QoS -1 PUBLISH. The runtime logs these at most once a minute per peer.
+    PolicyDenied {
+        /// Where it came from.
+        addr: String,
+        /// The client id, when one is known.
+        client_id: Option<Arc<str>>,
+        /// Why.
+        reason: Denied,
+        /// The topic or filter refused, if any.
+        topic: Option<Arc<str>>,
     },
     /// A client disconnected cleanly.
     Disconnected {
@@ -176,4 +190,79 @@ pub struct Metrics {
     pub fallback_published: u64,
     /// Times service moved to the fallback broker (remote broker lost, local one up).
     pub fallback_switches: u64,
+    /// Refusals by the security policy, per reason (each is also in the CONNACK, PUBACK,
+    /// SUBACK or REGACK the client got, or a silent drop at QoS 0/-1).
+    pub denied: Denials,
+    /// CONNECTs refused (CONNACK 0x01) because their source sent more than `connect_rate`
+    /// a second.
+    pub connect_rate_limited: u64,
+    /// CONNECTs refused (CONNACK 0x01) because their source already held
+    /// `max_sessions_per_address` sessions.
+    pub sessions_per_address_refused: u64,
+    /// Broker messages not queued because all queues together held `max_queued_bytes_total`
+    /// (or half of it, for sessions the open policy let in).
+    pub dropped_queue_total: u64,
+    /// Sleep requests longer than `max_sleep_duration`, held to it.
+    pub sleep_capped: u64,
+    /// Stored sessions the policy no longer admits, dropped when the gateway started.
+    pub restore_refused: u64,
+}
+
+/// Policy refusals, one counter per [`Denied`] reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Denials {
+    /// [`Denied::NotListed`].
+    pub not_listed: u64,
+    /// [`Denied::WrongLink`].
+    pub wrong_link: u64,
+    /// [`Denied::WrongAddress`].
+    pub wrong_address: u64,
+    /// [`Denied::UnusableClientId`].
+    pub unusable_client_id: u64,
+    /// [`Denied::Publish`].
+    pub publish: u64,
+    /// [`Denied::Subscribe`].
+    pub subscribe: u64,
+    /// [`Denied::Register`].
+    pub register: u64,
+    /// [`Denied::DollarTopic`].
+    pub dollar_topic: u64,
+    /// [`Denied::MinusOneTopic`].
+    pub minus_one_topic: u64,
+    /// [`Denied::MinusOneAddress`].
+    pub minus_one_address: u64,
+}
+
+impl Denials {
+    /// Counts one refusal.
+    pub fn count(&mut self, reason: Denied) {
+        let counter = match reason {
+            Denied::NotListed => &mut self.not_listed,
+            Denied::WrongLink => &mut self.wrong_link,
+            Denied::WrongAddress => &mut self.wrong_address,
+            Denied::UnusableClientId => &mut self.unusable_client_id,
+            Denied::Publish => &mut self.publish,
+            Denied::Subscribe => &mut self.subscribe,
+            Denied::Register => &mut self.register,
+            Denied::DollarTopic => &mut self.dollar_topic,
+            Denied::MinusOneTopic => &mut self.minus_one_topic,
+            Denied::MinusOneAddress => &mut self.minus_one_address,
+        };
+        *counter += 1;
+    }
+
+    /// Every refusal, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.not_listed
+            + self.wrong_link
+            + self.wrong_address
+            + self.unusable_client_id
+            + self.publish
+            + self.subscribe
+            + self.register
+            + self.dollar_topic
+            + self.minus_one_topic
+            + self.minus_one_address
+    }
 }

@@ -16,6 +16,7 @@ mod outbox;
 mod outputs;
 mod peer;
 mod policy;
+mod quotas;
 mod session;
 mod sessions;
 mod spool;
@@ -28,16 +29,16 @@ pub use broker::{
 };
 pub use config::{CoreConfig, QueueOverflow};
 pub use durability::{BatchId, StoreBatch};
-pub use events::{Event, LostReason, Metrics};
+pub use events::{Denials, Event, LostReason, Metrics};
 pub use gateway::{Gateway, SessionInfo, SessionState};
 pub use gateway::{
     Restored, SessionRecord, StoreOp, StoredMessage, StoredRoute, StoredState, StoredSubKind,
     StoredSubscription, StoredWill,
 };
+pub use peer::{ClientAddr, Destination, LinkId, Peer, PeerAddr, RadioAddr, Transmit};
 pub use policy::{
     check_mountpoint, check_topic_rule, AddrPattern, Admission, Denied, MinusOneRules, MoteEntry,
     PolicyConfig, TopicRules,
 };
-pub use peer::{ClientAddr, Destination, LinkId, Peer, PeerAddr, RadioAddr, Transmit};
 pub use spool::{SpoolConfig, SpoolFull, SpooledPublish};
 pub use transparent_api::{BrokerMode, MoteWill, Refusal};

@@ -8,6 +8,8 @@ use bytes::Bytes;
 
 use super::broker::{MqttQoS, PublishId};
 use super::peer::ClientAddr;
+use super::policy::Grant;
+use super::quotas::QueueMeter;
 use super::topics::TopicTable;
 
 /// Index of a session in the gateway's slab.
@@ -206,10 +208,12 @@ pub(crate) struct Session {
     /// Bumped every time the slot is reused or the client reconnects, so that late timers and
     /// broker acknowledgements for an earlier life of the session are ignored.
     pub(crate) epoch: u64,
+    /// What the policy lets this client do, set when it connects (or is restored).
+    pub(crate) grant: Arc<Grant>,
 }
 
 impl Session {
-    pub(crate) fn new(client_id: Arc<str>, now: Instant, epoch: u64) -> Self {
+    pub(crate) fn new(client_id: Arc<str>, now: Instant, epoch: u64, grant: Arc<Grant>) -> Self {
         Session {
             client_id,
             addr: None,
@@ -231,6 +235,7 @@ impl Session {
             next_msg_id: 0,
             mote_link: MoteLink::Closed,
             epoch,
+            grant,
         }
     }
 
@@ -270,9 +275,40 @@ impl Session {
 pub(crate) struct DeliveryQueue {
     items: VecDeque<Delivery>,
     bytes: usize,
+    /// Where the queue's bytes count towards the gateway-wide total
+    /// (`max_queued_bytes_total`); `None` until the gateway gives it one.
+    meter: Option<QueueMeter>,
+}
+
+impl Drop for DeliveryQueue {
+    fn drop(&mut self) {
+        self.set_bytes(0);
+    }
 }
 
 impl DeliveryQueue {
+    /// Counts this queue's bytes in `meter` from now on.
+    pub(crate) fn set_meter(&mut self, meter: QueueMeter) {
+        if let Some(old) = &self.meter {
+            old.sub(self.bytes);
+        }
+        meter.add(self.bytes);
+        self.meter = Some(meter);
+    }
+
+    /// The meter this queue counts in.
+    pub(crate) fn meter(&self) -> Option<&QueueMeter> {
+        self.meter.as_ref()
+    }
+
+    fn set_bytes(&mut self, bytes: usize) {
+        if let Some(meter) = &self.meter {
+            meter.sub(self.bytes);
+            meter.add(bytes);
+        }
+        self.bytes = bytes;
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
@@ -298,24 +334,24 @@ impl DeliveryQueue {
     }
 
     pub(crate) fn push_back(&mut self, delivery: Delivery) {
-        self.bytes += delivery.payload.len();
+        self.set_bytes(self.bytes + delivery.payload.len());
         self.items.push_back(delivery);
     }
 
     pub(crate) fn push_front(&mut self, delivery: Delivery) {
-        self.bytes += delivery.payload.len();
+        self.set_bytes(self.bytes + delivery.payload.len());
         self.items.push_front(delivery);
     }
 
     pub(crate) fn pop_front(&mut self) -> Option<Delivery> {
         let delivery = self.items.pop_front()?;
-        self.bytes -= delivery.payload.len();
+        self.set_bytes(self.bytes - delivery.payload.len());
         Some(delivery)
     }
 
     pub(crate) fn remove(&mut self, index: usize) -> Option<Delivery> {
         let delivery = self.items.remove(index)?;
-        self.bytes -= delivery.payload.len();
+        self.set_bytes(self.bytes - delivery.payload.len());
         Some(delivery)
     }
 
@@ -325,13 +361,13 @@ impl DeliveryQueue {
             .into_iter()
             .partition(|d| keep(d));
         self.items = kept.into();
-        self.bytes = self.items.iter().map(|d| d.payload.len()).sum();
+        self.set_bytes(self.items.iter().map(|d| d.payload.len()).sum());
         removed
     }
 
     /// Empties the queue, returning what it held.
     pub(crate) fn drain(&mut self) -> Vec<Delivery> {
-        self.bytes = 0;
+        self.set_bytes(0);
         self.items.drain(..).collect()
     }
 }

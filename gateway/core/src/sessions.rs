@@ -4,7 +4,8 @@
 //! The table owns the invariant that its two indexes agree with the sessions: a session's
 //! address is changed only through [`SessionTable::bind`] and [`SessionTable::unbind`], so an
 //! address answers to exactly one session, the one bound to it, and a removed session leaves
-//! no index entry behind.
+//! no index entry behind. It also counts the sessions bound to each source (a session's
+//! `bound` address is likewise changed only through `bind`), for `max_sessions_per_address`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::peer::ClientAddr;
+use crate::quotas::Source;
 use crate::session::{Session, SessionIdx, State};
 
 /// What a timer entry is for.
@@ -42,6 +44,8 @@ pub(crate) struct SessionTable {
     by_addr: HashMap<ClientAddr, SessionIdx>,
     timers: BinaryHeap<Reverse<Timer>>,
     next_epoch: u64,
+    /// Sessions bound to each source (connected, asleep, or offline and kept).
+    per_source: HashMap<Source, usize>,
 }
 
 impl Default for SessionTable {
@@ -53,6 +57,7 @@ impl Default for SessionTable {
             by_addr: HashMap::new(),
             timers: BinaryHeap::new(),
             next_epoch: 1,
+            per_source: HashMap::new(),
         }
     }
 }
@@ -96,6 +101,9 @@ impl SessionTable {
     pub(crate) fn insert(&mut self, session: Session) -> SessionIdx {
         let client_id = session.client_id.clone();
         let addr = session.addr.clone();
+        if let Some(bound) = &session.bound {
+            self.count_source(bound, true);
+        }
         let idx = match self.free.pop() {
             Some(idx) => {
                 if let Some(slot) = self.slots.get_mut(idx) {
@@ -119,6 +127,9 @@ impl SessionTable {
     pub(crate) fn remove(&mut self, idx: SessionIdx) -> Option<Session> {
         let session = self.slots.get_mut(idx).and_then(Option::take)?;
         self.by_client_id.remove(&session.client_id);
+        if let Some(bound) = &session.bound {
+            self.count_source(bound, false);
+        }
         if let Some(addr) = &session.addr {
             if self.by_addr.get(addr) == Some(&idx) {
                 self.by_addr.remove(addr);
@@ -128,9 +139,20 @@ impl SessionTable {
         Some(session)
     }
 
-    /// Binds the session to `addr`, unbinding its old address. Returns whether anything
-    /// changed. The caller has ended whichever session was bound to `addr` before.
+    /// Binds the session to `addr` (where it is reached, and the address it answers to from
+    /// now on), unbinding its old address. Returns whether anything changed. The caller has
+    /// ended whichever session was bound to `addr` before.
     pub(crate) fn bind(&mut self, idx: SessionIdx, addr: ClientAddr) -> bool {
+        let Some(session) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
+            return false;
+        };
+        let old_bound = session.bound.replace(addr.clone());
+        if old_bound.as_ref() != Some(&addr) {
+            if let Some(old) = &old_bound {
+                self.count_source(old, false);
+            }
+            self.count_source(&addr, true);
+        }
         let Some(session) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
             return false;
         };
@@ -144,6 +166,23 @@ impl SessionTable {
         true
     }
 
+    /// Sessions bound to `source` now.
+    pub(crate) fn bound_from(&self, source: Source) -> usize {
+        self.per_source.get(&source).copied().unwrap_or(0)
+    }
+
+    fn count_source(&mut self, addr: &ClientAddr, add: bool) {
+        let source = Source::of(addr);
+        if add {
+            *self.per_source.entry(source).or_insert(0) += 1;
+        } else if let Some(count) = self.per_source.get_mut(&source) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_source.remove(&source);
+            }
+        }
+    }
+
     /// Unbinds the session from its address (it went offline); returns the address.
     pub(crate) fn unbind(&mut self, idx: SessionIdx) -> Option<ClientAddr> {
         let addr = self.get_mut(idx)?.addr.take()?;
@@ -151,14 +190,36 @@ impl SessionTable {
         Some(addr)
     }
 
-    /// The session offline longest, to make room at `max_sessions`.
-    pub(crate) fn oldest_offline(&self) -> Option<SessionIdx> {
+    /// The session offline longest, to make room at `max_sessions`; with `unlisted_only`,
+    /// only among sessions the open policy let in (for a CONNECT that the open policy lets
+    /// in, which must not push out a listed mote).
+    pub(crate) fn oldest_offline(&self, unlisted_only: bool) -> Option<SessionIdx> {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(idx, s)| match s.as_ref()?.state {
-                State::Offline { since } => Some((since?, idx)),
-                _ => None,
+            .filter_map(|(idx, s)| {
+                let s = s.as_ref()?;
+                if unlisted_only && s.grant.listed() {
+                    return None;
+                }
+                match s.state {
+                    State::Offline { since } => Some((since?, idx)),
+                    _ => None,
+                }
+            })
+            .min()
+            .map(|(_, idx)| idx)
+    }
+
+    /// The session the open policy let in (no `[[mote]]` entry) heard from longest ago, in
+    /// any state: what gives way at `max_sessions` to a listed mote.
+    pub(crate) fn least_recent_unlisted(&self) -> Option<SessionIdx> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(idx, s)| {
+                let s = s.as_ref()?;
+                (!s.grant.listed()).then_some((s.last_seen, idx))
             })
             .min()
             .map(|(_, idx)| idx)
@@ -218,7 +279,10 @@ mod tests {
 
     fn session(table: &mut SessionTable, id: &str, now: Instant) -> Session {
         let epoch = table.next_epoch();
-        Session::new(Arc::from(id), now, epoch)
+        let grant = crate::policy::Policy::new(&crate::policy::PolicyConfig::default(), false)
+            .grant_for(id)
+            .unwrap();
+        Session::new(Arc::from(id), now, epoch, grant)
     }
 
     #[test]
@@ -301,8 +365,8 @@ mod tests {
         connecting.state = State::Offline { since: None };
         table.insert(connecting);
         table.insert(active);
-        assert_eq!(table.oldest_offline(), Some(old));
+        assert_eq!(table.oldest_offline(false), Some(old));
         table.remove(old);
-        assert_eq!(table.oldest_offline(), table.find("newer"));
+        assert_eq!(table.oldest_offline(false), table.find("newer"));
     }
 }

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::policy::Denied;
+
 /// Predefined topic ids (TopicIdType `01`) from config.
 #[derive(Debug, Default)]
 pub(crate) struct Predefined {
@@ -33,6 +35,11 @@ struct Entry {
     /// The client knows this id: it registered it, got it in a SUBACK, or acknowledged our
     /// REGISTER. Cleared when a CleanSession=0 reconnect may have made the client forget it.
     known: bool,
+    /// The policy's answer to publishing on this id, once asked: the broker's topic name
+    /// (mountpoint put before it) or the refusal. Kept so that a mote publishing on a
+    /// registered id costs one lookup, however many rules it has; forgotten whenever the
+    /// session's grant is set again.
+    publish: Option<Result<Arc<str>, Denied>>,
 }
 
 /// Why a topic could not be given an id.
@@ -91,8 +98,31 @@ impl TopicTable {
             id,
             name: name.clone(),
             known,
+            publish: None,
         });
         Ok(id)
+    }
+
+    /// The policy's cached answer to publishing on `id`, if it was asked before.
+    pub(crate) fn publish_authorization(&self, id: u16) -> Option<&Result<Arc<str>, Denied>> {
+        self.entries
+            .iter()
+            .find(|e| e.id == id)
+            .and_then(|e| e.publish.as_ref())
+    }
+
+    /// Keeps the policy's answer to publishing on `id`.
+    pub(crate) fn set_publish_authorization(&mut self, id: u16, answer: Result<Arc<str>, Denied>) {
+        if let Some(entry) = self.entries.iter_mut().find(|e| e.id == id) {
+            entry.publish = Some(answer);
+        }
+    }
+
+    /// Forgets every cached policy answer (the session's grant changed).
+    pub(crate) fn forget_authorizations(&mut self) {
+        for entry in &mut self.entries {
+            entry.publish = None;
+        }
     }
 
     /// The client acknowledged our REGISTER for `id`.
@@ -128,7 +158,12 @@ impl TopicTable {
             return;
         }
         self.next = self.next.max(id);
-        self.entries.push(Entry { id, name, known });
+        self.entries.push(Entry {
+            id,
+            name,
+            known,
+            publish: None,
+        });
     }
 
     pub(crate) fn clear(&mut self) {

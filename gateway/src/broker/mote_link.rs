@@ -121,6 +121,9 @@ pub struct MoteConnect {
     pub clean_session: bool,
     /// The mote's Will.
     pub will: Option<MoteWill>,
+    /// Whether the mote's own `[[credentials]]` login may be used (the policy bound the
+    /// mote to where it connects from); otherwise the shared login.
+    pub own_login: bool,
 }
 
 /// An event of one mote link. `generation` names the link among the successive ones of the
@@ -290,12 +293,13 @@ impl MoteConnector {
         MoteLink { commands, task }
     }
 
-    fn login(&self, client_id: &str) -> Arc<Login> {
-        self.logins.get(client_id).unwrap_or(&self.shared).clone()
+    fn login(&self, client_id: &str, own_login: bool) -> Arc<Login> {
+        let own = own_login.then(|| self.logins.get(client_id)).flatten();
+        own.unwrap_or(&self.shared).clone()
     }
 
     fn new_client(&self, client_id: &str, connect: &MoteConnect) -> (AsyncClient, EventLoop) {
-        let login = self.login(client_id);
+        let login = self.login(client_id, connect.own_login);
         let mut options =
             MqttOptions::new(self.upstream_id(client_id), self.host.clone(), self.port);
         options

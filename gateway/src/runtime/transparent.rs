@@ -80,6 +80,7 @@ impl TransparentLinks {
                 keep_alive,
                 clean_session,
                 will,
+                own_login,
             } => {
                 let previous = match self.links.remove(&client_id) {
                     Some(old) => Some(old.link.close(true)),
@@ -91,6 +92,7 @@ impl TransparentLinks {
                     keep_alive,
                     clean_session,
                     will,
+                    own_login,
                 };
                 let link = self.connector.open(
                     client_id.clone(),

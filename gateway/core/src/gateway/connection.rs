@@ -12,6 +12,7 @@ use super::{Gateway, TimerKind};
 use crate::broker::{BrokerCommand, MqttQoS, UplinkPublish};
 use crate::events::{Event, LostReason};
 use crate::peer::ClientAddr;
+use crate::quotas::Source;
 use crate::session::{InFlight, Inbound, Outgoing, PublishStage, Session, SessionIdx, State, Will};
 
 /// How a session ends.
@@ -51,6 +52,24 @@ impl Gateway {
             Ok(id) => id,
             Err(_) => return refuse(self, &addr, ReturnCode::NotSupported, "invalid client id"),
         };
+        // Before anything is looked up or held for it: a source sending CONNECTs faster than
+        // connect_rate gets congestion (it may try again later).
+        if !self.connects.allow(now, Source::of(&addr)) {
+            self.metrics.connect_rate_limited += 1;
+            return refuse(
+                self,
+                &addr,
+                ReturnCode::Congestion,
+                "too many CONNECTs from this address (connect_rate)",
+            );
+        }
+        let grant = match self.policy.admit(client_id, &addr) {
+            Ok(grant) => grant,
+            Err(reason) => {
+                self.deny(&addr, Some(Arc::from(client_id)), reason, None);
+                return refuse(self, &addr, ReturnCode::NotSupported, reason.as_str());
+            }
+        };
         // A new connection waits for a broker (the remote one, or the fallback): its
         // SUBSCRIBEs need a grant. Motes already connected are served through an outage (the
         // spool holds their messages).
@@ -77,7 +96,7 @@ impl Gateway {
         // A session answers only to the address it is bound to, unless roaming is allowed:
         // anyone else naming its client id would take its session and queued messages.
         if let Some(idx) = existing {
-            if !self.may_move(idx, &addr) {
+            if !self.may_move(idx, &addr, grant.roaming()) {
                 self.refuse_takeover(idx, &addr);
                 return refuse(
                     self,
@@ -86,6 +105,23 @@ impl Gateway {
                     "client id bound to another address (roaming is off)",
                 );
             }
+        }
+
+        // One source holds at most max_sessions_per_address sessions: a session that stays
+        // where it is bound takes no new place.
+        let source = Source::of(&addr);
+        let stays = existing
+            .and_then(|idx| self.session(idx))
+            .and_then(|s| s.bound.as_ref())
+            .is_some_and(|bound| Source::of(bound) == source);
+        if !stays && self.sessions.bound_from(source) >= self.config.max_sessions_per_address {
+            self.metrics.sessions_per_address_refused += 1;
+            return refuse(
+                self,
+                &addr,
+                ReturnCode::Congestion,
+                "max_sessions_per_address reached",
+            );
         }
 
         // Whoever was at this address before is gone from it.
@@ -98,13 +134,28 @@ impl Gateway {
         let idx = match existing {
             Some(idx) => idx,
             None => {
-                if self.sessions.len() >= self.config.max_sessions && !self.evict_oldest_offline() {
+                if self.sessions.len() >= self.config.max_sessions
+                    && !self.make_room(now, grant.listed())
+                {
                     return refuse(self, &addr, ReturnCode::Congestion, "max_sessions reached");
                 }
                 let epoch = self.next_epoch();
-                self.insert_session(Session::new(Arc::from(client_id), now, epoch))
+                let meter = self.queue_meter(grant.listed());
+                let mut session = Session::new(Arc::from(client_id), now, epoch, grant.clone());
+                session.queue.set_meter(meter);
+                self.insert_session(session)
             }
         };
+        if let Some(session) = self.session_mut(idx) {
+            session.grant = grant.clone();
+            session.topics.forget_authorizations();
+        }
+        if existing.is_some() {
+            let meter = self.queue_meter(grant.listed());
+            if let Some(session) = self.session_mut(idx) {
+                session.queue.set_meter(meter);
+            }
+        }
         let resumed = existing.is_some() && !connect.clean_session;
         self.rebind(idx, addr);
         let epoch = self.next_epoch();
@@ -206,6 +257,9 @@ impl Gateway {
         let Some(will) = self.parse_will(&will) else {
             return self.refuse_handshake(now, idx);
         };
+        let Some(will) = self.authorize_will(idx, will) else {
+            return self.refuse_handshake(now, idx);
+        };
         if let Some(session) = self.session_mut(idx) {
             if let State::Handshake { will: pending } = &mut session.state {
                 *pending = Some(will);
@@ -251,6 +305,20 @@ impl Gateway {
         })
     }
 
+    /// A Will to a topic the mote may publish to, under its mountpoint; `None` (the refusal
+    /// counted and reported) when the policy does not allow it.
+    fn authorize_will(&mut self, idx: SessionIdx, will: Will) -> Option<Will> {
+        let grant = self.session(idx)?.grant.clone();
+        if let Err(reason) = grant.may_publish(&will.topic) {
+            self.deny_session(idx, reason, Some(will.topic));
+            return None;
+        }
+        Some(Will {
+            topic: grant.mount(will.topic.clone()),
+            ..will
+        })
+    }
+
     /// A Will the gateway cannot publish: CONNACK 0x03 and the connection attempt ends.
     fn refuse_handshake(&mut self, now: Instant, idx: SessionIdx) {
         self.metrics.connect_refused += 1;
@@ -264,7 +332,9 @@ impl Gateway {
     }
 
     pub(crate) fn on_willtopicupd(&mut self, idx: SessionIdx, will: Option<WillTopic<'_>>) {
-        let parsed = will.as_ref().map(|w| self.parse_will(w));
+        let parsed = will
+            .as_ref()
+            .map(|w| self.parse_will(w).and_then(|w| self.authorize_will(idx, w)));
         let return_code = match (parsed, self.session_mut(idx)) {
             (_, None) => return,
             // Empty WILLTOPICUPD deletes the whole Will (§6.4).
@@ -343,12 +413,20 @@ impl Gateway {
             self.send_to_session(idx, Packet::Disconnect(Disconnect { duration: None }));
             return self.end_session(now, idx, Ending::Disconnected);
         };
+        // From active, asleep or awake alike: (back) to sleep with the new duration (§4.13),
+        // held to max_sleep_duration: how long a sleeper's session and queue are kept is the
+        // gateway's to bound, not the mote's.
+        let asked = Duration::from_secs(u64::from(duration.get()));
+        let capped = asked > self.config.max_sleep_duration;
+        let session_duration = asked.min(self.config.max_sleep_duration);
+        if capped {
+            self.metrics.sleep_capped += 1;
+        }
         let Some(session) = self.session_mut(idx) else {
             return;
         };
-        // From active, asleep or awake alike: (back) to sleep with the new duration (§4.13).
         session.state = State::Asleep {
-            duration: Duration::from_secs(u64::from(duration.get())),
+            duration: session_duration,
         };
         session.last_seen = now;
         session.abandon_in_flight();
@@ -356,7 +434,7 @@ impl Gateway {
         self.send_to_session(idx, Packet::Disconnect(Disconnect { duration: None }));
         self.emit(Event::Asleep {
             client_id,
-            duration: duration.get(),
+            duration: u16::try_from(session_duration.as_secs()).unwrap_or(u16::MAX),
         });
         // Asleep, the session and what waits for it must survive a restart.
         self.persist_queue(idx);
@@ -501,9 +579,6 @@ impl Gateway {
     /// Binds the session to `addr`, keeping it across a change of address (NAT rebinding,
     /// NB-IoT): the session is the client id's, not the address's.
     fn rebind(&mut self, idx: SessionIdx, addr: ClientAddr) {
-        if let Some(session) = self.session_mut(idx) {
-            session.bound = Some(addr.clone());
-        }
         if self.sessions.bind(idx, addr) {
             self.persist(idx);
         }
@@ -522,8 +597,14 @@ impl Gateway {
         if !asleep {
             return None;
         }
-        if !self.may_move(idx, addr) {
+        let roaming = self.session(idx).map(|s| s.grant.roaming())?;
+        if !self.may_move(idx, addr, roaming) {
             self.refuse_takeover(idx, addr);
+            return None;
+        }
+        // Roaming moves it only to where its entry allows (a link, addresses).
+        if let Err(reason) = self.policy.admit(client_id, addr) {
+            self.deny(addr, Some(Arc::from(client_id)), reason, None);
             return None;
         }
         if let Some(other) = self.sessions.at(addr) {
@@ -536,9 +617,10 @@ impl Gateway {
     }
 
     /// Whether the session may answer to `addr`: the address it is bound to, any address
-    /// with `roaming`, or any while it is bound to none (never connected).
-    fn may_move(&self, idx: SessionIdx, addr: &ClientAddr) -> bool {
-        self.config.roaming
+    /// with `roaming` (the mote's, from the policy), or any while it is bound to none (never
+    /// connected).
+    fn may_move(&self, idx: SessionIdx, addr: &ClientAddr, roaming: bool) -> bool {
+        roaming
             || self
                 .session(idx)
                 .is_none_or(|s| s.bound.as_ref().is_none_or(|bound| bound == addr))
@@ -555,11 +637,27 @@ impl Gateway {
         }
     }
 
-    /// At max_sessions, the session offline longest makes room. False when none is offline.
-    fn evict_oldest_offline(&mut self) -> bool {
-        let Some(idx) = self.sessions.oldest_offline() else {
+    /// At max_sessions, the session offline longest makes room; for a listed mote, if none
+    /// is offline, the session the open policy let in that was heard from longest ago (an
+    /// admitted mote never gives way to one that is not). False when nothing may go.
+    fn make_room(&mut self, now: Instant, listed: bool) -> bool {
+        let victim = if listed {
+            self.sessions
+                .oldest_offline(true)
+                .or_else(|| self.sessions.least_recent_unlisted())
+                .or_else(|| self.sessions.oldest_offline(false))
+        } else {
+            self.sessions.oldest_offline(true)
+        };
+        let Some(idx) = victim else {
             return false;
         };
+        if self.session(idx).is_some_and(|s| s.addr.is_some()) {
+            // Still connected: it is told, and its connection ends (no Will: it did nothing
+            // wrong); its session goes below with the offline ones'.
+            self.send_to_session(idx, Packet::Disconnect(Disconnect { duration: None }));
+            self.end_session(now, idx, Ending::Displaced);
+        }
         self.metrics.sessions_evicted += 1;
         self.clear_session_state(idx);
         self.remove_session(idx);

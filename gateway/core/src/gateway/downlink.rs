@@ -25,10 +25,17 @@ impl Gateway {
         delivery: Option<DeliveryId>,
     ) {
         for target in self.targets(&topic, qos, retain) {
+            // The mote's name for it: its mountpoint taken off (its filters are under it).
+            let Some(named) = self
+                .session(target.idx)
+                .and_then(|s| s.grant.unmount(&topic))
+            else {
+                continue;
+            };
             self.enqueue(
                 target.idx,
                 Delivery {
-                    topic: topic.clone(),
+                    topic: named,
                     payload: payload.clone(),
                     qos: target.qos,
                     retain,
@@ -53,6 +60,7 @@ impl Gateway {
     pub(crate) fn enqueue(&mut self, idx: SessionIdx, delivery: Delivery) {
         let max_len = self.config.max_queued_per_session;
         let max_bytes = self.config.max_queued_bytes_per_session;
+        let max_total = self.config.max_queued_bytes_total;
         let policy = self.config.queue_overflow;
         let Some(session) = self.session_mut(idx) else {
             return;
@@ -72,7 +80,13 @@ impl Gateway {
             q.len() + 1 > max_len || q.bytes() + incoming > max_bytes
         };
         let incoming = delivery.payload.len();
-        let mut accept = incoming <= max_bytes && max_len > 0;
+        // All queues together stay within max_queued_bytes_total (sessions the open policy
+        // let in within half of it): at that limit the arriving message is the one dropped.
+        let over_total = session
+            .queue
+            .meter()
+            .is_some_and(|meter| !meter.fits(incoming, max_total));
+        let mut accept = incoming <= max_bytes && max_len > 0 && !over_total;
         while accept && full(&session.queue, incoming) {
             let qos0 = session
                 .queue
@@ -123,11 +137,15 @@ impl Gateway {
         let first = !session.queue_full_reported;
         session.queue_full_reported = true;
         let client_id = session.client_id.clone();
-        self.metrics.dropped_queue_full += dropped;
+        if over_total {
+            self.metrics.dropped_queue_total += dropped;
+        } else {
+            self.metrics.dropped_queue_full += dropped;
+        }
         if first {
             self.emit(Event::QueueFull {
                 client_id,
-                limit: max_len,
+                limit: if over_total { max_total } else { max_len },
             });
         }
     }

@@ -15,6 +15,8 @@ use crate::events::{Event, Metrics};
 use crate::outbox::Outbox;
 use crate::outputs::{BrokerQueue, Marks, Transmits};
 use crate::peer::{ClientAddr, Destination, LinkId, Peer, Transmit};
+use crate::policy::{Denied, Policy};
+use crate::quotas::{ConnectLimiter, QueueMeter, QueuedBytes};
 use crate::session::{Session, SessionIdx, State};
 use crate::sessions::SessionTable;
 pub(crate) use crate::sessions::TimerKind;
@@ -68,6 +70,12 @@ pub use persist::{
 pub struct Gateway {
     config: CoreConfig,
     predefined: Predefined,
+    /// Admission, topic rules and mountpoints.
+    policy: Policy,
+    /// CONNECTs per second per source.
+    connects: ConnectLimiter,
+    /// Bytes queued for clients, all sessions together.
+    queued: std::sync::Arc<QueuedBytes>,
     /// Sessions, their indexes by client id and address, and their timers.
     sessions: SessionTable,
     upstream: Upstream,
@@ -100,6 +108,9 @@ impl Gateway {
     pub fn new(config: CoreConfig) -> Self {
         Gateway {
             predefined: Predefined::new(&config.predefined_topics),
+            policy: Policy::new(&config.policy, config.roaming),
+            connects: ConnectLimiter::new(config.connect_rate),
+            queued: std::sync::Arc::default(),
             config,
             sessions: SessionTable::default(),
             upstream: Upstream::default(),
@@ -360,6 +371,56 @@ impl Gateway {
         if let Some(at) = self.session(idx).and_then(Session::silence_deadline) {
             self.arm(idx, at, TimerKind::Silence);
         }
+    }
+
+    /// Counts a policy refusal and reports it (the runtime rate-limits the log line).
+    pub(crate) fn deny(
+        &mut self,
+        addr: &ClientAddr,
+        client_id: Option<std::sync::Arc<str>>,
+        reason: Denied,
+        topic: Option<std::sync::Arc<str>>,
+    ) {
+        self.metrics.denied.count(reason);
+        trace!(client = %addr, ?client_id, %reason, ?topic, "refused by the policy");
+        self.emit(Event::PolicyDenied {
+            addr: addr.to_string(),
+            client_id,
+            reason,
+            topic,
+        });
+    }
+
+    /// [`Gateway::deny`] for a session's client, at its address.
+    pub(crate) fn deny_session(
+        &mut self,
+        idx: SessionIdx,
+        reason: Denied,
+        topic: Option<std::sync::Arc<str>>,
+    ) {
+        let Some((addr, client_id)) = self.session(idx).map(|s| {
+            (
+                s.addr.clone().or_else(|| s.bound.clone()),
+                s.client_id.clone(),
+            )
+        }) else {
+            return;
+        };
+        match addr {
+            Some(addr) => self.deny(&addr, Some(client_id), reason, topic),
+            None => self.metrics.denied.count(reason),
+        }
+    }
+
+    /// A meter for a session's queue: its bytes count towards `max_queued_bytes_total`, in
+    /// the open-policy share unless a `[[mote]]` entry admitted it.
+    pub(crate) fn queue_meter(&self, listed: bool) -> QueueMeter {
+        QueueMeter::new(self.queued.clone(), !listed)
+    }
+
+    /// Payload bytes queued for all clients together.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.total()
     }
 
     pub(crate) fn emit(&mut self, event: Event) {

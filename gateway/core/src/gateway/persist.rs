@@ -413,8 +413,22 @@ impl Gateway {
         if self.sessions.find(&record.client_id).is_some() {
             return;
         }
+        // The policy may have changed since the session was stored: a client id it no longer
+        // admits loses its stored session (its messages included).
+        let grant = match self.policy.grant_for(&record.client_id) {
+            Ok(grant) => grant,
+            Err(reason) => {
+                self.metrics.restore_refused += 1;
+                tracing::warn!(client_id = %record.client_id, %reason, "stored session dropped: the policy no longer admits it");
+                self.persistence.stored.insert(record.client_id.clone());
+                self.persist_removal(&record.client_id);
+                return;
+            }
+        };
         let epoch = self.next_epoch();
-        let mut session = Session::new(record.client_id.clone(), now, epoch);
+        let meter = self.queue_meter(grant.listed());
+        let mut session = Session::new(record.client_id.clone(), now, epoch, grant);
+        session.queue.set_meter(meter);
         session.clean_session = record.clean_session;
         session.keep_alive = Duration::from_secs(u64::from(record.keep_alive));
         session.state = match record.state {

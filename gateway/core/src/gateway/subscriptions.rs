@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use sn_codec::v12::{Packet, SubAck, Subscribe, SubscribeTopic, Unsubscribe};
+use sn_codec::v12::{Packet, ReturnCode, SubAck, Subscribe, SubscribeTopic, Unsubscribe};
 use sn_codec::{validate, QoS};
 
 use super::Gateway;
@@ -40,56 +40,63 @@ impl Gateway {
                 }),
             );
         };
-        let resolved = match subscribe.topic {
+        // The filter as the mote names it, and how it names it.
+        let named = match subscribe.topic {
             SubscribeTopic::Name(name) => {
                 match validate::topic_filter(name, validate::MQTT_MAX_TOPIC_LEN) {
                     Ok(filter) if validate::is_wildcard(filter) => {
-                        Ok((Arc::from(filter), SubKind::Wildcard, 0))
+                        Ok((Arc::from(filter), SubKind::Wildcard))
                     }
-                    Ok(filter) => {
-                        let filter: Arc<str> = Arc::from(filter);
-                        let max = self.config.max_topics_per_session;
-                        let assigned = self
-                            .session_mut(idx)
-                            .and_then(|s| s.topics.assign(&filter, true, max).ok());
-                        match assigned {
-                            Some(id) => Ok((filter, SubKind::Name, id)),
-                            None => Err(sn_codec::v12::ReturnCode::NotSupported),
-                        }
-                    }
-                    Err(_) => Err(sn_codec::v12::ReturnCode::NotSupported),
+                    Ok(filter) => Ok((Arc::from(filter), SubKind::Name)),
+                    Err(_) => Err(ReturnCode::NotSupported),
                 }
             }
             SubscribeTopic::Predefined(id) => match self.predefined.name(id) {
-                Some(name) => Ok((name.clone(), SubKind::Predefined(id), id)),
-                None => Err(sn_codec::v12::ReturnCode::InvalidTopicId),
+                Some(name) => Ok((name.clone(), SubKind::Predefined(id))),
+                None => Err(ReturnCode::InvalidTopicId),
             },
             // Paho and CC echo the two characters as the topic id.
             SubscribeTopic::Short(name) => match validate::short_topic_name(&name) {
-                Ok(text) => Ok((
-                    Arc::from(text),
-                    SubKind::Short(name),
-                    u16::from_be_bytes(name),
-                )),
-                Err(_) => Err(sn_codec::v12::ReturnCode::NotSupported),
+                Ok(text) => Ok((Arc::from(text), SubKind::Short(name))),
+                Err(_) => Err(ReturnCode::NotSupported),
             },
         };
-        let (filter, kind, topic_id) = match resolved {
+        let (named, kind) = match named {
             Ok(found) => found,
             Err(return_code) => return suback(self, 0, MqttQoS::AtMostOnce, return_code),
         };
+        // The policy decides before an id is given or anything reaches a broker.
+        let Some(grant) = self.session(idx).map(|s| s.grant.clone()) else {
+            return;
+        };
+        if let Err(reason) = grant.may_subscribe(&named) {
+            self.deny_session(idx, reason, Some(named));
+            return suback(self, 0, MqttQoS::AtMostOnce, ReturnCode::NotSupported);
+        }
+        let topic_id = match kind {
+            SubKind::Name => {
+                let max = self.config.max_topics_per_session;
+                let assigned = self
+                    .session_mut(idx)
+                    .and_then(|s| s.topics.assign(&named, true, max).ok());
+                match assigned {
+                    Some(id) => id,
+                    None => return suback(self, 0, MqttQoS::AtMostOnce, ReturnCode::NotSupported),
+                }
+            }
+            SubKind::Wildcard => 0,
+            SubKind::Predefined(id) => id,
+            SubKind::Short(name) => u16::from_be_bytes(name),
+        };
+        // The broker's filter: under the mote's mountpoint.
+        let filter = grant.mount(named);
         let up = if self.transparent() {
             self.mote_link_up(idx)
         } else {
             self.upstream_up()
         };
         if !up {
-            return suback(
-                self,
-                topic_id,
-                MqttQoS::AtMostOnce,
-                sn_codec::v12::ReturnCode::Congestion,
-            );
+            return suback(self, topic_id, MqttQoS::AtMostOnce, ReturnCode::Congestion);
         }
         let Some(session) = self.session_mut(idx) else {
             return;
@@ -110,7 +117,7 @@ impl Gateway {
                 self,
                 topic_id,
                 MqttQoS::AtMostOnce,
-                sn_codec::v12::ReturnCode::NotSupported,
+                ReturnCode::NotSupported,
             );
         }
         let transparent = self.transparent();
@@ -198,9 +205,9 @@ impl Gateway {
         let (qos, return_code) = match granted {
             Some(g) => {
                 sub.granted = sub.requested.min(g);
-                (sub.granted, sn_codec::v12::ReturnCode::Accepted)
+                (sub.granted, ReturnCode::Accepted)
             }
-            None => (MqttQoS::AtMostOnce, sn_codec::v12::ReturnCode::NotSupported),
+            None => (MqttQoS::AtMostOnce, ReturnCode::NotSupported),
         };
         if granted.is_none() {
             session.subscriptions.retain(|s| &*s.filter != filter);
@@ -226,6 +233,8 @@ impl Gateway {
             SubscribeTopic::Predefined(id) => self.predefined.name(id).cloned(),
             SubscribeTopic::Short(name) => std::str::from_utf8(&name).ok().map(Arc::from),
         };
+        let grant = self.session(idx).map(|s| s.grant.clone());
+        let filter = filter.zip(grant).map(|(filter, grant)| grant.mount(filter));
         if let Some(filter) = filter {
             let removed = self.session_mut(idx).is_some_and(|s| {
                 let before = s.subscriptions.len();

@@ -102,6 +102,7 @@ impl Gateway {
         };
         session.mote_link = MoteLink::Opening { answer, resumed };
         let command = BrokerCommand::Connect {
+            own_login: session.grant.bound(),
             keep_alive: session.keep_alive,
             clean_session: session.clean_session,
             will: session.will.as_ref().map(|w| MoteWill {
@@ -236,7 +237,10 @@ impl Gateway {
         retain: bool,
         delivery: Option<DeliveryId>,
     ) {
-        let Some(target) = self.mote_target(idx, &topic, qos) else {
+        let target = self.mote_target(idx, &topic, qos);
+        // The mote's name for it: its mountpoint taken off (its filters are under it).
+        let named = self.session(idx).and_then(|s| s.grant.unmount(&topic));
+        let (Some(target), Some(topic)) = (target, named) else {
             // No subscription of its own matches (it unsubscribed meanwhile): done with.
             if let Some(delivery) = delivery {
                 self.ack_on_mote_link(idx, delivery);

@@ -14,6 +14,7 @@ use tracing::trace;
 use super::Gateway;
 use crate::broker::{BrokerCommand, MqttQoS, PublishId, UplinkPublish};
 use crate::peer::ClientAddr;
+use crate::policy::Denied;
 use crate::session::{Inbound, SessionIdx, State};
 
 /// The TopicId field of a PUBLISH (and of the PUBACK that answers it) for this topic.
@@ -54,11 +55,47 @@ impl Gateway {
         }
     }
 
+    /// The broker's name for a topic the session publishes to (`name`, as the mote names
+    /// it), or why the policy refuses it. Answers for registered ids are kept in the topic
+    /// table, so the rules are evaluated once per id, not once per message.
+    fn authorize_publish(
+        &mut self,
+        idx: SessionIdx,
+        topic: &PublishTopic<'_>,
+        name: &Arc<str>,
+    ) -> Result<Arc<str>, Denied> {
+        let Some(session) = self.session_mut(idx) else {
+            return Err(Denied::Publish);
+        };
+        if let PublishTopic::Normal(id) = *topic {
+            if let Some(answer) = session.topics.publish_authorization(id) {
+                return answer.clone();
+            }
+        }
+        let grant = session.grant.clone();
+        let answer = grant.may_publish(name).map(|()| grant.mount(name.clone()));
+        if let PublishTopic::Normal(id) = *topic {
+            session.topics.set_publish_authorization(id, answer.clone());
+        }
+        answer
+    }
+
     pub(crate) fn on_register(&mut self, idx: SessionIdx, register: Register<'_>) {
         let max = self.config.max_topics_per_session;
-        let assigned = validate::topic_name(register.topic_name, validate::MQTT_MAX_TOPIC_LEN)
-            .ok()
-            .map(Arc::from)
+        let name: Option<Arc<str>> =
+            validate::topic_name(register.topic_name, validate::MQTT_MAX_TOPIC_LEN)
+                .ok()
+                .map(Arc::from);
+        // A name the mote may neither publish to nor subscribe to gets no id.
+        let denied = name.as_ref().and_then(|name| {
+            let grant = self.session(idx)?.grant.clone();
+            grant.may_register(name).err()
+        });
+        if let (Some(reason), Some(name)) = (denied, &name) {
+            self.deny_session(idx, reason, Some(name.clone()));
+        }
+        let assigned = name
+            .filter(|_| denied.is_none())
             .and_then(|name| self.session_mut(idx)?.topics.assign(&name, true, max).ok());
         let (topic_id, return_code) = match assigned {
             Some(id) => {
@@ -85,9 +122,27 @@ impl Gateway {
             return;
         }
         let idx = self.sessions.at(addr);
-        let Ok(topic) = self.resolve_topic(idx, &publish.topic) else {
+        let Ok(name) = self.resolve_topic(idx, &publish.topic) else {
             self.metrics.publish_rejected += 1;
             return;
+        };
+        // A connected mote's QoS -1 goes by its own rules and mountpoint; a peer without a
+        // session by the [policy] QoS -1 rules. Either way only from qos_minus_one_from.
+        let allowed = self
+            .policy
+            .minus_one_from_allowed(addr)
+            .and_then(|()| match idx {
+                Some(idx) => self.authorize_publish(idx, &publish.topic, &name),
+                None => self.policy.minus_one(addr, &name).map(|()| name.clone()),
+            });
+        let topic = match allowed {
+            Ok(topic) => topic,
+            Err(reason) => {
+                let client_id = idx
+                    .and_then(|idx| self.session(idx))
+                    .map(|s| s.client_id.clone());
+                return self.deny(addr, client_id, reason, Some(name));
+            }
         };
         // QoS -1 has no session: in transparent mode too, the gateway's own connection.
         self.forward_qos0(None, topic, publish.data, publish.retain);
@@ -160,7 +215,7 @@ impl Gateway {
                 }),
             );
         };
-        let topic = match self.resolve_topic(Some(idx), &publish.topic) {
+        let name = match self.resolve_topic(Some(idx), &publish.topic) {
             Ok(topic) => topic,
             Err(return_code) => {
                 // Answered at every QoS, as the spec allows, so a QoS 0 client learns that
@@ -170,6 +225,17 @@ impl Gateway {
             }
         };
         let qos = MqttQoS::from_sn(publish.qos);
+        let topic = match self.authorize_publish(idx, &publish.topic, &name) {
+            Ok(topic) => topic,
+            Err(reason) => {
+                self.deny_session(idx, reason, Some(name));
+                // Refused at QoS 1/2 with PUBACK 0x03; at QoS 0 dropped (counted).
+                if qos != MqttQoS::AtMostOnce {
+                    puback(self, ReturnCode::NotSupported);
+                }
+                return;
+            }
+        };
         if qos == MqttQoS::AtMostOnce {
             return self.forward_qos0(Some(idx), topic, publish.data, publish.retain);
         }

@@ -36,15 +36,19 @@ impl AddrPattern {
             return Ok(AddrPattern::Serial);
         }
         if let Some(hex) = text.strip_prefix("xbee:") {
-            return parse_hex(hex, 16)
-                .map(AddrPattern::XBee)
-                .ok_or_else(|| format!("{text:?}: an XBee address is 16 hex digits, like \"xbee:0013a20041a7b3c1\""));
+            return parse_hex(hex, 16).map(AddrPattern::XBee).ok_or_else(|| {
+                format!(
+                    "{text:?}: an XBee address is 16 hex digits, like \"xbee:0013a20041a7b3c1\""
+                )
+            });
         }
         if let Some(hex) = text.strip_prefix("node:") {
             return parse_hex(hex, 4)
                 .and_then(|n| u16::try_from(n).ok())
                 .map(AddrPattern::Node)
-                .ok_or_else(|| format!("{text:?}: a node address is 1 to 4 hex digits, like \"node:00a1\""));
+                .ok_or_else(|| {
+                    format!("{text:?}: a node address is 1 to 4 hex digits, like \"node:00a1\"")
+                });
         }
         if let Some(port) = text.strip_prefix("kiss:") {
             return port
@@ -173,20 +177,44 @@ mod tests {
         let xbee = AddrPattern::parse("xbee:0013a20041a7b3c1").unwrap();
         assert!(xbee.matches(&PeerAddr::Radio(RadioAddr::XBee(0x0013_a200_41a7_b3c1))));
         assert!(!xbee.matches(&PeerAddr::Radio(RadioAddr::XBee(1))));
-        assert!(AddrPattern::parse("node:a1").unwrap().matches(&PeerAddr::Radio(RadioAddr::Node(0xa1))));
-        assert!(AddrPattern::parse("kiss:3").unwrap().matches(&PeerAddr::Radio(RadioAddr::KissPort(3))));
-        assert!(AddrPattern::parse("serial").unwrap().matches(&PeerAddr::Radio(RadioAddr::Direct)));
-        assert!(!AddrPattern::parse("serial").unwrap().matches(&ip("1.2.3.4:5")));
+        assert!(AddrPattern::parse("node:a1")
+            .unwrap()
+            .matches(&PeerAddr::Radio(RadioAddr::Node(0xa1))));
+        assert!(AddrPattern::parse("kiss:3")
+            .unwrap()
+            .matches(&PeerAddr::Radio(RadioAddr::KissPort(3))));
+        assert!(AddrPattern::parse("serial")
+            .unwrap()
+            .matches(&PeerAddr::Radio(RadioAddr::Direct)));
+        assert!(!AddrPattern::parse("serial")
+            .unwrap()
+            .matches(&ip("1.2.3.4:5")));
     }
 
     #[test]
     fn bad_forms_say_what_is_expected() {
-        for bad in ["192.168.1.0/33", "192.168.1.1/24", "xbee:12345678901234567", "node:10000", "kiss:16", "host.example", ""] {
+        for bad in [
+            "192.168.1.0/33",
+            "192.168.1.1/24",
+            "xbee:12345678901234567",
+            "node:10000",
+            "kiss:16",
+            "host.example",
+            "",
+        ] {
             assert!(AddrPattern::parse(bad).is_err(), "{bad}");
         }
         let error = AddrPattern::parse("192.168.1.1/24").unwrap_err();
         assert!(error.contains("192.168.1.0/24"), "{error}");
-        for good in ["192.168.1.0/24", "10.0.0.5", "xbee:0013a20041a7b3c1", "node:00a1", "kiss:1", "serial", "fd00::/8"] {
+        for good in [
+            "192.168.1.0/24",
+            "10.0.0.5",
+            "xbee:0013a20041a7b3c1",
+            "node:00a1",
+            "kiss:1",
+            "serial",
+            "fd00::/8",
+        ] {
             assert_eq!(AddrPattern::parse(good).unwrap().to_string(), good);
         }
     }

@@ -41,20 +41,29 @@ pub enum Denied {
     MinusOneAddress,
 }
 
-impl std::fmt::Display for Denied {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Denied {
+    /// The reason in words, for logs and the CONNECT refusal event.
+    pub fn as_str(&self) -> &'static str {
+        match self {
             Denied::NotListed => "client id not listed ([policy] admission = \"listed\")",
             Denied::WrongLink => "client id bound to another link",
             Denied::WrongAddress => "client id bound to other addresses",
-            Denied::UnusableClientId => "client id holds '/', '+' or '#' and the mountpoint names %c",
+            Denied::UnusableClientId => {
+                "client id holds '/', '+' or '#' and the mountpoint names %c"
+            }
             Denied::Publish => "topic not allowed to publish",
             Denied::Subscribe => "filter not allowed to subscribe",
             Denied::Register => "topic neither publishable nor subscribable",
             Denied::DollarTopic => "topics beginning with '$' are not allowed",
             Denied::MinusOneTopic => "QoS -1 topic not allowed",
             Denied::MinusOneAddress => "QoS -1 not allowed from this address",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -173,8 +182,9 @@ impl Policy {
                 let roaming = entry.roaming.unwrap_or(roaming);
                 Entry {
                     id: IdPattern::new(&entry.client_id),
-                    shared: (!names_client(&entry.rules))
-                        .then(|| Arc::new(grant(&entry.rules, "", true, entry.is_bound(), roaming))),
+                    shared: (!names_client(&entry.rules)).then(|| {
+                        Arc::new(grant(&entry.rules, "", true, entry.is_bound(), roaming))
+                    }),
                     config: entry.clone(),
                     roaming,
                 }
@@ -229,16 +239,24 @@ impl Policy {
                 entry.roaming,
                 &entry.shared,
             ),
-            None if self.admission == Admission::Open => {
-                (&self.rules, false, false, self.default_roaming, &self.open_shared)
-            }
+            None if self.admission == Admission::Open => (
+                &self.rules,
+                false,
+                false,
+                self.default_roaming,
+                &self.open_shared,
+            ),
             None => return Err(Denied::NotListed),
         };
         if let Some(shared) = shared {
             return Ok(shared.clone());
         }
-        let mountpoint_names_client = rules.mountpoint.as_deref().is_some_and(|m| m.contains("%c"));
-        if mountpoint_names_client && (client_id.contains(['/', '+', '#']) || client_id.is_empty()) {
+        let mountpoint_names_client = rules
+            .mountpoint
+            .as_deref()
+            .is_some_and(|m| m.contains("%c"));
+        if mountpoint_names_client && (client_id.contains(['/', '+', '#']) || client_id.is_empty())
+        {
             return Err(Denied::UnusableClientId);
         }
         Ok(Arc::new(grant(rules, client_id, listed, bound, roaming)))
@@ -247,7 +265,11 @@ impl Policy {
     /// Whether a QoS -1 PUBLISH to `topic` from `addr`, which has no session, is allowed.
     pub(crate) fn minus_one(&self, addr: &ClientAddr, topic: &str) -> Result<(), Denied> {
         self.minus_one_from_allowed(addr)?;
-        if self.minus_one_publish.iter().any(|rule| rule.matches(topic)) {
+        if self
+            .minus_one_publish
+            .iter()
+            .any(|rule| rule.matches(topic))
+        {
             return Ok(());
         }
         Err(if topic.starts_with('$') {
@@ -260,7 +282,10 @@ impl Policy {
     /// Whether QoS -1 PUBLISHes are taken from `addr` at all (`qos_minus_one_from`).
     pub(crate) fn minus_one_from_allowed(&self, addr: &ClientAddr) -> Result<(), Denied> {
         if self.minus_one_from.is_empty()
-            || self.minus_one_from.iter().any(|a| a.matches(&addr.peer.addr))
+            || self
+                .minus_one_from
+                .iter()
+                .any(|a| a.matches(&addr.peer.addr))
         {
             Ok(())
         } else {
@@ -307,10 +332,14 @@ pub fn check_topic_rule(rule: &str) -> Result<(), String> {
 /// Checks a mountpoint: no wildcards; the error says what is wrong.
 pub fn check_mountpoint(mountpoint: &str) -> Result<(), String> {
     if mountpoint.contains(['+', '#']) {
-        return Err(format!("{mountpoint:?}: a mountpoint cannot hold '+' or '#'"));
+        return Err(format!(
+            "{mountpoint:?}: a mountpoint cannot hold '+' or '#'"
+        ));
     }
     if mountpoint.starts_with('$') {
-        return Err(format!("{mountpoint:?}: a mountpoint cannot begin with '$'"));
+        return Err(format!(
+            "{mountpoint:?}: a mountpoint cannot begin with '$'"
+        ));
     }
     Ok(())
 }

@@ -27,7 +27,9 @@ impl TopicPattern {
         let levels: Vec<&str> = rule.split('/').collect();
         for (i, level) in levels.iter().enumerate() {
             if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
-                return Err(format!("{rule:?}: '#' must be a whole level and the last one"));
+                return Err(format!(
+                    "{rule:?}: '#' must be a whole level and the last one"
+                ));
             }
             if level.contains('+') && *level != "+" {
                 return Err(format!("{rule:?}: '+' must be a whole level"));

@@ -28,11 +28,17 @@ fn open_admits_anyone_to_everything_but_dollar_topics() {
     assert!(!grant.bound());
     assert_eq!(grant.may_publish("a/b"), Ok(()));
     assert_eq!(grant.may_subscribe("#"), Ok(()));
-    assert_eq!(grant.may_publish("$SYS/broker/fake"), Err(Denied::DollarTopic));
+    assert_eq!(
+        grant.may_publish("$SYS/broker/fake"),
+        Err(Denied::DollarTopic)
+    );
     assert_eq!(grant.may_subscribe("$SYS/#"), Err(Denied::DollarTopic));
     assert_eq!(grant.may_register("$SYS/x"), Err(Denied::DollarTopic));
     assert_eq!(policy.minus_one(&udp(0, "1.2.3.4:5"), "ab"), Ok(()));
-    assert_eq!(policy.minus_one(&udp(0, "1.2.3.4:5"), "$SYS/x"), Err(Denied::DollarTopic));
+    assert_eq!(
+        policy.minus_one(&udp(0, "1.2.3.4:5"), "$SYS/x"),
+        Err(Denied::DollarTopic)
+    );
 }
 
 #[test]
@@ -46,9 +52,22 @@ fn listed_admits_only_entries_from_where_they_are_bound() {
 
     let grant = policy.admit("mote-7", &udp(1, "10.0.0.9:4000")).unwrap();
     assert!(grant.listed() && grant.bound());
-    assert_eq!(policy.admit("mote-7", &udp(0, "10.0.0.9:4000")).unwrap_err(), Denied::WrongLink);
-    assert_eq!(policy.admit("mote-7", &udp(1, "10.0.1.9:4000")).unwrap_err(), Denied::WrongAddress);
-    assert_eq!(policy.admit("other", &udp(1, "10.0.0.9:4000")).unwrap_err(), Denied::NotListed);
+    assert_eq!(
+        policy
+            .admit("mote-7", &udp(0, "10.0.0.9:4000"))
+            .unwrap_err(),
+        Denied::WrongLink
+    );
+    assert_eq!(
+        policy
+            .admit("mote-7", &udp(1, "10.0.1.9:4000"))
+            .unwrap_err(),
+        Denied::WrongAddress
+    );
+    assert_eq!(
+        policy.admit("other", &udp(1, "10.0.0.9:4000")).unwrap_err(),
+        Denied::NotListed
+    );
     let xbee = ClientAddr {
         peer: Peer {
             link: LinkId(2),
@@ -57,9 +76,15 @@ fn listed_admits_only_entries_from_where_they_are_bound() {
         node: None,
     };
     assert!(policy.admit("radio-1", &xbee).is_ok());
-    assert_eq!(policy.admit("radio-1", &udp(2, "10.0.0.9:1")).unwrap_err(), Denied::WrongAddress);
+    assert_eq!(
+        policy.admit("radio-1", &udp(2, "10.0.0.9:1")).unwrap_err(),
+        Denied::WrongAddress
+    );
     // Under listed admission, QoS -1 needs its own rules.
-    assert_eq!(policy.minus_one(&udp(0, "10.0.0.9:1"), "ab"), Err(Denied::MinusOneTopic));
+    assert_eq!(
+        policy.minus_one(&udp(0, "10.0.0.9:1"), "ab"),
+        Err(Denied::MinusOneTopic)
+    );
 }
 
 #[test]
@@ -71,7 +96,10 @@ fn the_first_matching_entry_decides() {
     let policy = Policy::new(&listed(vec![exact, rest]), false);
     let one = policy.grant_for("mote-1").unwrap();
     assert_eq!(one.may_publish("other"), Err(Denied::Publish));
-    assert_eq!(policy.grant_for("mote-2").unwrap().may_publish("other"), Ok(()));
+    assert_eq!(
+        policy.grant_for("mote-2").unwrap().may_publish("other"),
+        Ok(())
+    );
 }
 
 #[test]
@@ -83,9 +111,20 @@ fn open_admission_still_binds_listed_motes() {
         ..PolicyConfig::default()
     };
     let policy = Policy::new(&config, false);
-    assert!(policy.admit("boiler", &udp(0, "192.168.1.50:1")).unwrap().listed());
-    assert_eq!(policy.admit("boiler", &udp(0, "192.168.1.51:1")).unwrap_err(), Denied::WrongAddress);
-    assert!(!policy.admit("guest", &udp(0, "192.168.1.51:1")).unwrap().listed());
+    assert!(policy
+        .admit("boiler", &udp(0, "192.168.1.50:1"))
+        .unwrap()
+        .listed());
+    assert_eq!(
+        policy
+            .admit("boiler", &udp(0, "192.168.1.51:1"))
+            .unwrap_err(),
+        Denied::WrongAddress
+    );
+    assert!(!policy
+        .admit("guest", &udp(0, "192.168.1.51:1"))
+        .unwrap()
+        .listed());
 }
 
 #[test]
@@ -111,7 +150,10 @@ fn client_id_and_mountpoint_confine_each_mote() {
     assert_eq!(grant.unmount(&mounted).as_deref(), Some("sensors/m1/t"));
     assert_eq!(grant.unmount(&Arc::from("site/m2/x")), None);
     // An id that would widen its rules or escape its mountpoint is refused.
-    assert_eq!(policy.grant_for("a/b").unwrap_err(), Denied::UnusableClientId);
+    assert_eq!(
+        policy.grant_for("a/b").unwrap_err(),
+        Denied::UnusableClientId
+    );
     assert_eq!(policy.grant_for("#").unwrap_err(), Denied::UnusableClientId);
 }
 
@@ -126,8 +168,14 @@ fn minus_one_rules_and_sources() {
     };
     let policy = Policy::new(&config, false);
     assert_eq!(policy.minus_one(&udp(0, "10.1.2.3:1"), "beacons/x"), Ok(()));
-    assert_eq!(policy.minus_one(&udp(0, "10.1.2.3:1"), "other"), Err(Denied::MinusOneTopic));
-    assert_eq!(policy.minus_one(&udp(0, "10.2.2.3:1"), "beacons/x"), Err(Denied::MinusOneAddress));
+    assert_eq!(
+        policy.minus_one(&udp(0, "10.1.2.3:1"), "other"),
+        Err(Denied::MinusOneTopic)
+    );
+    assert_eq!(
+        policy.minus_one(&udp(0, "10.2.2.3:1"), "beacons/x"),
+        Err(Denied::MinusOneAddress)
+    );
 }
 
 #[test]

@@ -157,6 +157,8 @@ fn connack_waits_for_the_broker_and_carries_keep_alive_clean_session_and_will() 
                     qos: MqttQoS::AtLeastOnce,
                     retain: true,
                 }),
+                // An open-admitted mote: never its own [[credentials]] login.
+                own_login: false,
             }
         )]
     );
