@@ -15,6 +15,8 @@ mod connect;
 mod downlink;
 mod limits;
 mod persist;
+mod policy;
+mod policy_caps;
 mod uplink;
 
 mod discovery;
