@@ -54,7 +54,21 @@ pub(crate) struct TopicTable {
     /// Next id to try; ids are handed out in increasing order and wrap, so a freed id is not
     /// reused soon and a stale id from the client is caught rather than misrouted.
     next: u16,
+    /// The policy's answers for predefined ids and short names this session published to
+    /// (normal ids keep theirs in their entry); at most [`MAX_CACHED_OTHER`].
+    other: Vec<(OtherTopic, Result<Arc<str>, Denied>)>,
 }
+
+/// A topic a PUBLISH names without a registered id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OtherTopic {
+    Predefined(u16),
+    Short([u8; 2]),
+}
+
+/// Policy answers kept for predefined ids and short names per session: a mote uses a few; one
+/// that cycles through many is answered from the rules each time rather than growing this.
+const MAX_CACHED_OTHER: usize = 16;
 
 impl TopicTable {
     pub(crate) fn name(&self, id: u16) -> Option<&Arc<str>> {
@@ -123,6 +137,26 @@ impl TopicTable {
         for entry in &mut self.entries {
             entry.publish = None;
         }
+        self.other.clear();
+    }
+
+    /// The policy's cached answer for a predefined id or short name.
+    pub(crate) fn other_authorization(
+        &self,
+        topic: OtherTopic,
+    ) -> Option<&Result<Arc<str>, Denied>> {
+        self.other.iter().find(|(t, _)| *t == topic).map(|(_, a)| a)
+    }
+
+    /// Keeps the policy's answer for a predefined id or short name, while there is room.
+    pub(crate) fn set_other_authorization(
+        &mut self,
+        topic: OtherTopic,
+        answer: Result<Arc<str>, Denied>,
+    ) {
+        if self.other.len() < MAX_CACHED_OTHER && self.other_authorization(topic).is_none() {
+            self.other.push((topic, answer));
+        }
     }
 
     /// The client acknowledged our REGISTER for `id`.
@@ -168,6 +202,7 @@ impl TopicTable {
 
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
+        self.other.clear();
     }
 }
 

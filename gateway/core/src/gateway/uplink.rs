@@ -16,6 +16,7 @@ use crate::broker::{BrokerCommand, MqttQoS, PublishId, UplinkPublish};
 use crate::peer::ClientAddr;
 use crate::policy::Denied;
 use crate::session::{Inbound, SessionIdx, State};
+use crate::topics::OtherTopic;
 
 /// The TopicId field of a PUBLISH (and of the PUBACK that answers it) for this topic.
 pub(crate) fn topic_field(topic: &PublishTopic<'_>) -> u16 {
@@ -67,15 +68,30 @@ impl Gateway {
         let Some(session) = self.session_mut(idx) else {
             return Err(Denied::Publish);
         };
-        if let PublishTopic::Normal(id) = *topic {
-            if let Some(answer) = session.topics.publish_authorization(id) {
-                return answer.clone();
+        let other = match *topic {
+            PublishTopic::Normal(id) => {
+                if let Some(answer) = session.topics.publish_authorization(id) {
+                    return answer.clone();
+                }
+                None
             }
+            PublishTopic::Predefined(id) => Some(OtherTopic::Predefined(id)),
+            PublishTopic::Short(name) => Some(OtherTopic::Short(name)),
+            PublishTopic::LongName(_) => None,
+        };
+        if let Some(answer) = other.and_then(|o| session.topics.other_authorization(o)) {
+            return answer.clone();
         }
         let grant = session.grant.clone();
         let answer = grant.may_publish(name).map(|()| grant.mount(name.clone()));
-        if let PublishTopic::Normal(id) = *topic {
-            session.topics.set_publish_authorization(id, answer.clone());
+        match (*topic, other) {
+            (PublishTopic::Normal(id), _) => {
+                session.topics.set_publish_authorization(id, answer.clone());
+            }
+            (_, Some(other)) => session
+                .topics
+                .set_other_authorization(other, answer.clone()),
+            _ => {}
         }
         answer
     }
