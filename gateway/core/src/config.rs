@@ -58,6 +58,12 @@ pub struct CoreConfig {
     /// (no `[[mote]]` entry) may fill half of it; listed motes the rest. At least 1, default
     /// 64 MiB.
     pub max_queued_bytes_total: usize,
+    /// `[gateway] max_state_bytes`: bytes all sessions together hold besides their queued
+    /// messages: client ids, registered topic names, subscription filters and Wills (in
+    /// memory, and in the state file for sessions that persist). Sessions the open policy let
+    /// in may fill half of it. With `max_queued_bytes_total` and `[spool] max_bytes` it bounds
+    /// the state file. At least 1, default 32 MiB.
+    pub max_state_bytes: usize,
     /// `[gateway] max_sleep_duration`: the longest sleep honoured; a mote asking for more is
     /// held to this (it is lost after 1.5 times it without a PINGREQ). 1 s to 65535 s,
     /// default 12 h.
@@ -101,6 +107,7 @@ impl Default for CoreConfig {
             qos_minus_one: true,
             roaming: false,
             max_queued_bytes_total: 64 * 1024 * 1024,
+            max_state_bytes: 32 * 1024 * 1024,
             max_sleep_duration: Duration::from_secs(12 * 3600),
             max_sessions_per_address: 1_000,
             connect_rate: 100,

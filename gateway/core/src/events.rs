@@ -202,6 +202,10 @@ pub struct Metrics {
     /// Broker messages not queued because all queues together held `max_queued_bytes_total`
     /// (or half of it, for sessions the open policy let in).
     pub dropped_queue_total: u64,
+    /// REGISTERs, SUBSCRIBEs, Wills, new sessions and topic ids refused (congestion) because
+    /// all sessions together held `max_state_bytes` (or half of it, for sessions the open
+    /// policy let in).
+    pub state_full: u64,
     /// Sleep requests longer than `max_sleep_duration`, held to it.
     pub sleep_capped: u64,
     /// Stored sessions the policy no longer admits, dropped when the gateway started.

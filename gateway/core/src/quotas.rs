@@ -1,6 +1,7 @@
-//! Quotas on what unauthenticated input can make the gateway hold or do: queued bytes across
-//! all sessions, and CONNECTs per second from one source. (Sessions per source are counted by
-//! the session table, which owns the bindings.)
+//! Quotas on what unauthenticated input can make the gateway hold or do: bytes held across all
+//! sessions (queued messages; client ids, topic names, filters and Wills), and CONNECTs per
+//! second from one source. (Sessions per source are counted by the session table, which owns
+//! the bindings.)
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -31,16 +32,17 @@ impl Source {
     }
 }
 
-/// Payload bytes queued for clients, summed over every session's queue: in total, and for the
-/// sessions only the open policy let in. Shared by the queues (each adds and takes away its
-/// own bytes, also when it is dropped), so the sum is always exact and costs O(1).
+/// Bytes of one kind held for clients, summed over every session: in total, and for the
+/// sessions only the open policy let in. Shared by the sessions' [`Account`]s (each adds and
+/// takes away its own bytes, also when it is dropped), so the sum is always exact and costs
+/// O(1).
 #[derive(Debug, Default)]
-pub(crate) struct QueuedBytes {
+pub(crate) struct Pool {
     total: AtomicUsize,
     open: AtomicUsize,
 }
 
-impl QueuedBytes {
+impl Pool {
     pub(crate) fn total(&self) -> usize {
         self.total.load(Ordering::Relaxed)
     }
@@ -50,17 +52,17 @@ impl QueuedBytes {
     }
 }
 
-/// One queue's handle on [`QueuedBytes`]: which share it counts in.
+/// One session's handle on a [`Pool`]: which share it counts in.
 #[derive(Debug, Clone)]
-pub(crate) struct QueueMeter {
-    shared: Arc<QueuedBytes>,
+pub(crate) struct Meter {
+    shared: Arc<Pool>,
     /// The session was let in by the open policy only (no `[[mote]]` entry).
     open: bool,
 }
 
-impl QueueMeter {
-    pub(crate) fn new(shared: Arc<QueuedBytes>, open: bool) -> Self {
-        QueueMeter { shared, open }
+impl Meter {
+    pub(crate) fn new(shared: Arc<Pool>, open: bool) -> Self {
+        Meter { shared, open }
     }
 
     pub(crate) fn add(&self, bytes: usize) {
@@ -85,6 +87,48 @@ impl QueueMeter {
             return false;
         }
         !self.open || self.shared.open().saturating_add(incoming) <= max_total / 2
+    }
+}
+
+/// Bytes one session holds of one kind, counted in a [`Pool`] once it has a meter; taken out
+/// of the pool when dropped, however the session ends.
+#[derive(Debug, Default)]
+pub(crate) struct Account {
+    bytes: usize,
+    meter: Option<Meter>,
+}
+
+impl Account {
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The meter this account counts in.
+    pub(crate) fn meter(&self) -> Option<&Meter> {
+        self.meter.as_ref()
+    }
+
+    /// Counts in `meter` from now on.
+    pub(crate) fn set_meter(&mut self, meter: Meter) {
+        if let Some(old) = &self.meter {
+            old.sub(self.bytes);
+        }
+        meter.add(self.bytes);
+        self.meter = Some(meter);
+    }
+
+    pub(crate) fn set(&mut self, bytes: usize) {
+        if let Some(meter) = &self.meter {
+            meter.sub(self.bytes);
+            meter.add(bytes);
+        }
+        self.bytes = bytes;
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        self.set(0);
     }
 }
 
@@ -228,9 +272,9 @@ mod tests {
 
     #[test]
     fn open_sessions_fill_only_half_of_the_total() {
-        let shared = Arc::new(QueuedBytes::default());
-        let open = QueueMeter::new(shared.clone(), true);
-        let listed = QueueMeter::new(shared.clone(), false);
+        let shared = Arc::new(Pool::default());
+        let open = Meter::new(shared.clone(), true);
+        let listed = Meter::new(shared.clone(), false);
         assert!(open.fits(50, 100));
         open.add(50);
         assert!(!open.fits(1, 100));
@@ -239,5 +283,19 @@ mod tests {
         assert!(!listed.fits(1, 100));
         open.sub(50);
         assert_eq!((shared.total(), shared.open()), (50, 0));
+    }
+
+    #[test]
+    fn an_account_leaves_the_pool_when_dropped() {
+        let shared = Arc::new(Pool::default());
+        let mut account = Account::default();
+        account.set(10);
+        account.set_meter(Meter::new(shared.clone(), true));
+        assert_eq!((shared.total(), shared.open()), (10, 10));
+        account.set(30);
+        account.set_meter(Meter::new(shared.clone(), false));
+        assert_eq!((shared.total(), shared.open()), (30, 0));
+        drop(account);
+        assert_eq!(shared.total(), 0);
     }
 }

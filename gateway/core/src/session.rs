@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::broker::{MqttQoS, PublishId};
 use super::peer::ClientAddr;
 use super::policy::Grant;
-use super::quotas::QueueMeter;
+use super::quotas::{Account, Meter};
 use super::topics::TopicTable;
 
 /// Index of a session in the gateway's slab.
@@ -210,6 +210,8 @@ pub(crate) struct Session {
     pub(crate) epoch: u64,
     /// What the policy lets this client do, set when it connects (or is restored).
     pub(crate) grant: Arc<Grant>,
+    /// The bytes of [`Session::held_bytes`] last counted towards `max_state_bytes`.
+    pub(crate) held: Account,
 }
 
 impl Session {
@@ -236,7 +238,20 @@ impl Session {
             mote_link: MoteLink::Closed,
             epoch,
             grant,
+            held: Account::default(),
         }
+    }
+
+    /// What the session holds besides its queued messages, as `max_state_bytes` counts it:
+    /// client id, topic names, subscription filters, Will, and the names the client refused.
+    pub(crate) fn held_bytes(&self) -> usize {
+        let will = self
+            .will
+            .as_ref()
+            .map_or(0, |w| w.topic.len() + w.payload.len());
+        let filters: usize = self.subscriptions.iter().map(|s| s.filter.len()).sum();
+        let refused: usize = self.refused_topics.iter().map(|t| t.len()).sum();
+        self.client_id.len() + self.topics.name_bytes() + filters + will + refused
     }
 
     /// A fresh MsgId for a gateway → client message: never 0.
@@ -274,39 +289,24 @@ impl Session {
 #[derive(Debug, Default)]
 pub(crate) struct DeliveryQueue {
     items: VecDeque<Delivery>,
-    bytes: usize,
-    /// Where the queue's bytes count towards the gateway-wide total
-    /// (`max_queued_bytes_total`); `None` until the gateway gives it one.
-    meter: Option<QueueMeter>,
-}
-
-impl Drop for DeliveryQueue {
-    fn drop(&mut self) {
-        self.set_bytes(0);
-    }
+    /// Payload bytes queued, counted towards `max_queued_bytes_total` once the gateway gives
+    /// the queue a meter.
+    bytes: Account,
 }
 
 impl DeliveryQueue {
     /// Counts this queue's bytes in `meter` from now on.
-    pub(crate) fn set_meter(&mut self, meter: QueueMeter) {
-        if let Some(old) = &self.meter {
-            old.sub(self.bytes);
-        }
-        meter.add(self.bytes);
-        self.meter = Some(meter);
+    pub(crate) fn set_meter(&mut self, meter: Meter) {
+        self.bytes.set_meter(meter);
     }
 
     /// The meter this queue counts in.
-    pub(crate) fn meter(&self) -> Option<&QueueMeter> {
-        self.meter.as_ref()
+    pub(crate) fn meter(&self) -> Option<&Meter> {
+        self.bytes.meter()
     }
 
     fn set_bytes(&mut self, bytes: usize) {
-        if let Some(meter) = &self.meter {
-            meter.sub(self.bytes);
-            meter.add(bytes);
-        }
-        self.bytes = bytes;
+        self.bytes.set(bytes);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -315,7 +315,7 @@ impl DeliveryQueue {
 
     /// Payload bytes queued.
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes.bytes()
     }
 
     pub(crate) fn front(&self) -> Option<&Delivery> {
@@ -334,24 +334,24 @@ impl DeliveryQueue {
     }
 
     pub(crate) fn push_back(&mut self, delivery: Delivery) {
-        self.set_bytes(self.bytes + delivery.payload.len());
+        self.set_bytes(self.bytes() + delivery.payload.len());
         self.items.push_back(delivery);
     }
 
     pub(crate) fn push_front(&mut self, delivery: Delivery) {
-        self.set_bytes(self.bytes + delivery.payload.len());
+        self.set_bytes(self.bytes() + delivery.payload.len());
         self.items.push_front(delivery);
     }
 
     pub(crate) fn pop_front(&mut self) -> Option<Delivery> {
         let delivery = self.items.pop_front()?;
-        self.set_bytes(self.bytes - delivery.payload.len());
+        self.set_bytes(self.bytes() - delivery.payload.len());
         Some(delivery)
     }
 
     pub(crate) fn remove(&mut self, index: usize) -> Option<Delivery> {
         let delivery = self.items.remove(index)?;
-        self.set_bytes(self.bytes - delivery.payload.len());
+        self.set_bytes(self.bytes() - delivery.payload.len());
         Some(delivery)
     }
 

@@ -117,6 +117,11 @@ impl TopicTable {
         Ok(id)
     }
 
+    /// Bytes of all names in the table (for `max_state_bytes`).
+    pub(crate) fn name_bytes(&self) -> usize {
+        self.entries.iter().map(|e| e.name.len()).sum()
+    }
+
     /// The policy's cached answer to publishing on `id`, if it was asked before.
     pub(crate) fn publish_authorization(&self, id: u16) -> Option<&Result<Arc<str>, Denied>> {
         self.entries

@@ -139,10 +139,16 @@ impl Gateway {
                 {
                     return refuse(self, &addr, ReturnCode::Congestion, "max_sessions reached");
                 }
+                if !self.state_room_for(grant.listed(), client_id.len()) {
+                    return refuse(
+                        self,
+                        &addr,
+                        ReturnCode::Congestion,
+                        "max_state_bytes reached",
+                    );
+                }
                 let epoch = self.next_epoch();
-                let meter = self.queue_meter(grant.listed());
-                let mut session = Session::new(Arc::from(client_id), now, epoch, grant.clone());
-                session.queue.set_meter(meter);
+                let session = Session::new(Arc::from(client_id), now, epoch, grant.clone());
                 self.insert_session(session)
             }
         };
@@ -150,12 +156,7 @@ impl Gateway {
             session.grant = grant.clone();
             session.topics.forget_authorizations();
         }
-        if existing.is_some() {
-            let meter = self.queue_meter(grant.listed());
-            if let Some(session) = self.session_mut(idx) {
-                session.queue.set_meter(meter);
-            }
-        }
+        self.meter_session(idx);
         let resumed = existing.is_some() && !connect.clean_session;
         self.rebind(idx, addr);
         let epoch = self.next_epoch();
@@ -286,8 +287,15 @@ impl Gateway {
             return;
         };
         will.payload = Bytes::copy_from_slice(msg);
-        session.will = Some(will);
+        let size = will.topic.len() + will.payload.len();
         session.in_flight = None;
+        if !self.state_room(idx, size) {
+            return self.refuse_handshake_with(now, idx, ReturnCode::Congestion);
+        }
+        if let Some(session) = self.session_mut(idx) {
+            session.will = Some(will);
+        }
+        self.reaccount(idx);
         self.complete_connect(now, idx, false);
     }
 
@@ -321,13 +329,13 @@ impl Gateway {
 
     /// A Will the gateway cannot publish: CONNACK 0x03 and the connection attempt ends.
     fn refuse_handshake(&mut self, now: Instant, idx: SessionIdx) {
+        self.refuse_handshake_with(now, idx, ReturnCode::NotSupported);
+    }
+
+    /// Ends the connection attempt with CONNACK `return_code`.
+    fn refuse_handshake_with(&mut self, now: Instant, idx: SessionIdx, return_code: ReturnCode) {
         self.metrics.connect_refused += 1;
-        self.send_to_session(
-            idx,
-            Packet::ConnAck {
-                return_code: ReturnCode::NotSupported,
-            },
-        );
+        self.send_to_session(idx, Packet::ConnAck { return_code });
         self.end_session(now, idx, Ending::Disconnected);
     }
 
@@ -335,6 +343,13 @@ impl Gateway {
         let parsed = will
             .as_ref()
             .map(|w| self.parse_will(w).and_then(|w| self.authorize_will(idx, w)));
+        if let Some(Some(new)) = &parsed {
+            if !self.state_room(idx, new.topic.len()) {
+                let return_code = ReturnCode::Congestion;
+                self.send_to_session(idx, Packet::WillTopicResp { return_code });
+                return;
+            }
+        }
         let return_code = match (parsed, self.session_mut(idx)) {
             (_, None) => return,
             // Empty WILLTOPICUPD deletes the whole Will (§6.4).
@@ -349,11 +364,17 @@ impl Gateway {
                 ReturnCode::Accepted
             }
         };
+        self.reaccount(idx);
         self.persist(idx);
         self.send_to_session(idx, Packet::WillTopicResp { return_code });
     }
 
     pub(crate) fn on_willmsgupd(&mut self, idx: SessionIdx, msg: &[u8]) {
+        if !self.state_room(idx, msg.len()) {
+            let return_code = ReturnCode::Congestion;
+            self.send_to_session(idx, Packet::WillMsgResp { return_code });
+            return;
+        }
         let Some(session) = self.session_mut(idx) else {
             return;
         };
@@ -365,6 +386,7 @@ impl Gateway {
             }
             None => ReturnCode::NotSupported,
         };
+        self.reaccount(idx);
         self.persist(idx);
         self.send_to_session(idx, Packet::WillMsgResp { return_code });
     }
@@ -573,6 +595,7 @@ impl Gateway {
         for filter in filters {
             self.release_filter(idx, &filter);
         }
+        self.reaccount(idx);
         self.persist(idx);
     }
 

@@ -154,6 +154,7 @@ impl Gateway {
     /// message that needs an exchange (REGISTER or QoS 1/2 PUBLISH), which then waits.
     pub(crate) fn pump(&mut self, now: Instant, idx: SessionIdx) {
         let max = self.config.max_topics_per_session;
+        let max_state = self.config.max_state_bytes;
         loop {
             let Some(session) = self.session_mut(idx) else {
                 return;
@@ -175,14 +176,29 @@ impl Gateway {
                     Some((id, true)) => PublishTopic::Normal(id),
                     found => {
                         let name = front.topic.clone();
+                        // A new name must fit in max_state_bytes too.
+                        let room = session
+                            .held
+                            .meter()
+                            .is_none_or(|m| m.fits(name.len(), max_state));
                         let id = match found {
                             Some((id, false)) => Some(id),
-                            _ => session.topics.assign(&name, false, max).ok(),
+                            _ if room => {
+                                let id = session.topics.assign(&name, false, max).ok();
+                                let held = session.held_bytes();
+                                session.held.set(held);
+                                id
+                            }
+                            _ => None,
                         };
                         let Some(topic_id) = id else {
-                            // No id left for this client: it cannot receive this topic.
+                            // No id left for this client (its table, or max_state_bytes, is
+                            // full): it cannot receive this topic.
                             if let Some(gone) = session.queue.pop_front() {
                                 self.forget(idx, &gone);
+                            }
+                            if !room {
+                                self.metrics.state_full += 1;
                             }
                             self.metrics.delivery_refused += 1;
                             continue;
@@ -377,6 +393,8 @@ impl Gateway {
             if let Some(name) = session.topics.name(regack.topic_id).cloned() {
                 let dropped = session.queue.retain(|d| d.topic != name);
                 session.refused_topics.push(name);
+                let held = session.held_bytes();
+                session.held.set(held);
                 self.metrics.delivery_refused += dropped.len() as u64;
                 for delivery in &dropped {
                     self.forget(idx, delivery);

@@ -16,7 +16,7 @@ use crate::outbox::Outbox;
 use crate::outputs::{BrokerQueue, Marks, Transmits};
 use crate::peer::{ClientAddr, Destination, LinkId, Peer, Transmit};
 use crate::policy::{Denied, Policy};
-use crate::quotas::{ConnectLimiter, QueueMeter, QueuedBytes};
+use crate::quotas::{ConnectLimiter, Meter, Pool};
 use crate::session::{Session, SessionIdx, State};
 use crate::sessions::SessionTable;
 pub(crate) use crate::sessions::TimerKind;
@@ -75,7 +75,9 @@ pub struct Gateway {
     /// CONNECTs per second per source.
     connects: ConnectLimiter,
     /// Bytes queued for clients, all sessions together.
-    queued: std::sync::Arc<QueuedBytes>,
+    queued: std::sync::Arc<Pool>,
+    /// Bytes sessions hold besides their queues (client ids, names, filters, Wills).
+    held: std::sync::Arc<Pool>,
     /// Sessions, their indexes by client id and address, and their timers.
     sessions: SessionTable,
     upstream: Upstream,
@@ -111,6 +113,7 @@ impl Gateway {
             policy: Policy::new(&config.policy, config.roaming),
             connects: ConnectLimiter::new(config.connect_rate),
             queued: std::sync::Arc::default(),
+            held: std::sync::Arc::default(),
             config,
             sessions: SessionTable::default(),
             upstream: Upstream::default(),
@@ -414,8 +417,55 @@ impl Gateway {
 
     /// A meter for a session's queue: its bytes count towards `max_queued_bytes_total`, in
     /// the open-policy share unless a `[[mote]]` entry admitted it.
-    pub(crate) fn queue_meter(&self, listed: bool) -> QueueMeter {
-        QueueMeter::new(self.queued.clone(), !listed)
+    pub(crate) fn queue_meter(&self, listed: bool) -> Meter {
+        Meter::new(self.queued.clone(), !listed)
+    }
+
+    /// Gives a new (or restored) session its meters: its queue counts towards
+    /// `max_queued_bytes_total`, the rest of what it holds towards `max_state_bytes`.
+    pub(crate) fn meter_session(&mut self, idx: SessionIdx) {
+        let Some(listed) = self.session(idx).map(|s| s.grant.listed()) else {
+            return;
+        };
+        let queue = self.queue_meter(listed);
+        let held = Meter::new(self.held.clone(), !listed);
+        if let Some(session) = self.session_mut(idx) {
+            session.queue.set_meter(queue);
+            session.held.set_meter(held);
+        }
+        self.reaccount(idx);
+    }
+
+    /// Counts what the session holds now towards `max_state_bytes` (after a change to its
+    /// topic names, filters or Will).
+    pub(crate) fn reaccount(&mut self, idx: SessionIdx) {
+        if let Some(session) = self.session_mut(idx) {
+            let bytes = session.held_bytes();
+            session.held.set(bytes);
+        }
+    }
+
+    /// Whether the session may hold `extra` more bytes of names, filters or Will within
+    /// `max_state_bytes` (sessions the open policy let in: within half of it). A refusal is
+    /// counted.
+    pub(crate) fn state_room(&mut self, idx: SessionIdx, extra: usize) -> bool {
+        let listed = self.session(idx).is_some_and(|s| s.grant.listed());
+        self.state_room_for(listed, extra)
+    }
+
+    /// [`Gateway::state_room`] for a session not created yet.
+    pub(crate) fn state_room_for(&mut self, listed: bool, extra: usize) -> bool {
+        let max = self.config.max_state_bytes;
+        let fits = Meter::new(self.held.clone(), !listed).fits(extra, max);
+        if !fits {
+            self.metrics.state_full += 1;
+        }
+        fits
+    }
+
+    /// Bytes all sessions hold besides their queues (client ids, names, filters, Wills).
+    pub fn held_bytes(&self) -> usize {
+        self.held.total()
     }
 
     /// Payload bytes queued for all clients together.

@@ -426,9 +426,7 @@ impl Gateway {
             }
         };
         let epoch = self.next_epoch();
-        let meter = self.queue_meter(grant.listed());
         let mut session = Session::new(record.client_id.clone(), now, epoch, grant);
-        session.queue.set_meter(meter);
         session.clean_session = record.clean_session;
         session.keep_alive = Duration::from_secs(u64::from(record.keep_alive));
         session.state = match record.state {
@@ -478,6 +476,7 @@ impl Gateway {
             .collect();
         let client_id = record.client_id.clone();
         let idx = self.insert_session(session);
+        self.meter_session(idx);
         self.persistence.stored.insert(client_id);
         if self.transparent() {
             // Each mote has its own connection: a sleeping mote's is opened again (kept

@@ -73,6 +73,17 @@ impl Gateway {
             self.deny_session(idx, reason, Some(named));
             return suback(self, 0, MqttQoS::AtMostOnce, ReturnCode::NotSupported);
         }
+        // What the subscription adds must fit in max_state_bytes: its filter under the
+        // mountpoint (and a topic id's name); congestion says "try later".
+        let known = self
+            .session(idx)
+            .is_some_and(|s| s.subscription(&grant.mount(named.clone())).is_some());
+        if !known {
+            let extra = named.len() * 2 + grant.mount(Arc::from("")).len();
+            if !self.state_room(idx, extra) {
+                return suback(self, 0, MqttQoS::AtMostOnce, ReturnCode::Congestion);
+            }
+        }
         let topic_id = match kind {
             SubKind::Name => {
                 let max = self.config.max_topics_per_session;
@@ -135,6 +146,7 @@ impl Gateway {
                 generation: 0,
                 awaiting_suback: Some((msg_id, topic_id)),
             });
+            self.reaccount(idx);
             self.persist(idx);
             return self.mote_command(
                 idx,
@@ -155,6 +167,7 @@ impl Gateway {
                 awaiting_suback: Some((msg_id, topic_id)),
             });
         }
+        self.reaccount(idx);
         self.persist(idx);
         self.upstream_command(BrokerCommand::Subscribe {
             filter,
@@ -243,6 +256,7 @@ impl Gateway {
             });
             if removed {
                 self.release_filter(idx, &filter);
+                self.reaccount(idx);
                 self.persist(idx);
             }
         }

@@ -110,11 +110,30 @@ impl Gateway {
         if let (Some(reason), Some(name)) = (denied, &name) {
             self.deny_session(idx, reason, Some(name.clone()));
         }
+        // A new name must fit in max_state_bytes; congestion says "try later".
+        let new_name = name.as_ref().filter(|_| denied.is_none()).filter(|name| {
+            self.session(idx)
+                .is_some_and(|s| s.topics.lookup(name).is_none())
+        });
+        if let Some(new_name) = new_name {
+            if !self.state_room(idx, new_name.len()) {
+                self.send_to_session(
+                    idx,
+                    Packet::RegAck(RegAck {
+                        topic_id: 0,
+                        msg_id: register.msg_id,
+                        return_code: ReturnCode::Congestion,
+                    }),
+                );
+                return;
+            }
+        }
         let assigned = name
             .filter(|_| denied.is_none())
             .and_then(|name| self.session_mut(idx)?.topics.assign(&name, true, max).ok());
         let (topic_id, return_code) = match assigned {
             Some(id) => {
+                self.reaccount(idx);
                 self.persist(idx);
                 (id, ReturnCode::Accepted)
             }

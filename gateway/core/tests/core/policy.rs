@@ -568,3 +568,42 @@ fn transparent_mode_lends_a_motes_own_login_only_to_a_bound_mote() {
         );
     }
 }
+
+#[test]
+fn names_beyond_max_state_bytes_get_congestion() {
+    let mut h = Harness::with_config(CoreConfig {
+        max_state_bytes: 200,
+        ..CoreConfig::default()
+    });
+    let m = peer(1);
+    h.connect(m, "m", true, 60);
+    let long = [b'n'; 60];
+    // Open-admitted: half of 200 bytes, the client id's byte included.
+    for msg_id in 1..=3u16 {
+        let mut name = long.to_vec();
+        name[0] = b'a' + msg_id as u8;
+        h.send(
+            m,
+            Packet::Register(Register {
+                topic_id: 0,
+                msg_id,
+                topic_name: &name,
+            }),
+        );
+        let sent = h.sent_to(m);
+        let Packet::RegAck(regack) = Packet::decode(&sent[0]).unwrap() else {
+            panic!("expected REGACK");
+        };
+        let expected = if msg_id == 1 {
+            ReturnCode::Accepted
+        } else {
+            ReturnCode::Congestion
+        };
+        assert_eq!(regack.return_code, expected, "REGISTER {msg_id}");
+    }
+    assert_eq!(h.gw.held_bytes(), 61);
+    assert_eq!(h.gw.metrics().state_full, 2);
+    // A clean reconnect gives the bytes back.
+    h.connect(m, "m", true, 60);
+    assert_eq!(h.gw.held_bytes(), 1);
+}

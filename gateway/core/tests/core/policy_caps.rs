@@ -1,7 +1,8 @@
 //! Property: whatever unauthenticated peers send (CONNECTs from many sources and client ids,
 //! subscriptions to everything, sleeps of any length, garbage) and whatever the broker then
-//! publishes, the sessions, the bytes queued in memory and the messages in the store stay
-//! within the configured caps.
+//! publishes, the sessions, the bytes queued in memory and the messages in the store, and the
+//! names, filters and client ids sessions hold in memory and in the store, stay within the
+//! configured caps.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use sn_codec::v12::{Connect, Disconnect, Packet, Subscribe, SubscribeTopic};
+use sn_codec::v12::{Connect, Disconnect, Packet, Register, Subscribe, SubscribeTopic};
 use sn_codec::QoS;
 use sn_core::{BrokerEvent, CoreConfig, MqttQoS, Peer, PeerAddr, StoreOp};
 
@@ -18,17 +19,19 @@ use crate::harness::{Harness, LINK};
 const MAX_SESSIONS: usize = 40;
 const PER_ADDRESS: usize = 8;
 const MAX_TOTAL: usize = 8 * 1024;
+const MAX_STATE: usize = 4 * 1024;
 const SOURCES: u8 = 12;
 
 #[derive(Debug, Clone)]
 enum Op {
     /// A CONNECT (CleanSession=0) from source `src`, port `port`, with client id `id`,
-    /// then SUBSCRIBE `#` and sleep for `sleep` seconds.
+    /// REGISTERs of names `names` bytes long, SUBSCRIBE `#`, then sleep for `sleep` seconds.
     Sleeper {
         src: u8,
         port: u16,
         id: u16,
         sleep: u16,
+        names: Vec<usize>,
     },
     /// A broker message of `len` bytes on a topic every sleeper matches.
     Message { len: usize, qos1: bool },
@@ -40,8 +43,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..SOURCES, 1..2000u16, 0..300u16, any::<u16>())
-            .prop_map(|(src, port, id, sleep)| Op::Sleeper { src, port, id, sleep }),
+        4 => (0..SOURCES, 1..2000u16, 0..300u16, any::<u16>(), proptest::collection::vec(1..400usize, 0..6))
+            .prop_map(|(src, port, id, sleep, names)| Op::Sleeper { src, port, id, sleep, names }),
         4 => (0..900usize, any::<bool>()).prop_map(|(len, qos1)| Op::Message { len, qos1 }),
         1 => (0..SOURCES, proptest::collection::vec(any::<u8>(), 0..40))
             .prop_map(|(src, bytes)| Op::Garbage { src, bytes }),
@@ -63,6 +66,8 @@ fn from(src: u8, port: u16) -> Peer {
 #[derive(Default)]
 struct StoreModel {
     sessions: HashMap<Arc<str>, Option<IpAddr>>,
+    /// Per stored session: its client id, topic names and filters, in bytes.
+    held: HashMap<Arc<str>, usize>,
     messages: HashMap<(Arc<str>, u64), usize>,
 }
 
@@ -75,10 +80,23 @@ impl StoreModel {
                         PeerAddr::Ip(socket) => Some(socket.ip()),
                         PeerAddr::Radio(_) => None,
                     });
+                    let held = record.client_id.len()
+                        + record
+                            .topics
+                            .iter()
+                            .map(|(_, name, _)| name.len())
+                            .sum::<usize>()
+                        + record
+                            .subscriptions
+                            .iter()
+                            .map(|s| s.filter.len())
+                            .sum::<usize>();
+                    self.held.insert(record.client_id.clone(), held);
                     self.sessions.insert(record.client_id.clone(), ip);
                 }
                 StoreOp::DeleteSession { client_id } => {
                     self.sessions.remove(&client_id);
+                    self.held.remove(&client_id);
                     self.messages.retain(|(id, _), _| *id != client_id);
                 }
                 StoreOp::PutMessage {
@@ -107,6 +125,7 @@ proptest! {
             max_sessions: MAX_SESSIONS,
             max_sessions_per_address: PER_ADDRESS,
             max_queued_bytes_total: MAX_TOTAL,
+            max_state_bytes: MAX_STATE,
             max_sleep_duration: Duration::from_secs(600),
             connect_rate: 20,
             ..CoreConfig::default()
@@ -114,7 +133,7 @@ proptest! {
         let mut store = StoreModel::default();
         for op in ops {
             match op {
-                Op::Sleeper { src, port, id, sleep } => {
+                Op::Sleeper { src, port, id, sleep, names } => {
                     let peer = from(src, port);
                     let id = format!("m{id}");
                     h.send(peer, Packet::Connect(Connect {
@@ -124,6 +143,14 @@ proptest! {
                         duration: 60,
                         client_id: id.as_bytes(),
                     }));
+                    for (i, len) in names.iter().enumerate() {
+                        let name = format!("{i}{}", "n".repeat(*len));
+                        h.send(peer, Packet::Register(Register {
+                            topic_id: 0,
+                            msg_id: 10 + i as u16,
+                            topic_name: name.as_bytes(),
+                        }));
+                    }
                     h.send(peer, Packet::Subscribe(Subscribe {
                         dup: false,
                         qos: QoS::AtLeastOnce,
@@ -150,6 +177,9 @@ proptest! {
             prop_assert!(store.sessions.len() <= MAX_SESSIONS);
             let stored_bytes: usize = store.messages.values().sum();
             prop_assert!(stored_bytes <= MAX_TOTAL / 2, "stored {stored_bytes}");
+            prop_assert!(h.gw.held_bytes() <= MAX_STATE / 2);
+            let stored_held: usize = store.held.values().sum();
+            prop_assert!(stored_held <= MAX_STATE / 2, "stored names {stored_held}");
             let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
             for ip in store.sessions.values().flatten() {
                 *per_ip.entry(*ip).or_default() += 1;
