@@ -53,8 +53,9 @@ pub struct CoreConfig {
     /// mote behind a NAT that rebinds or on NB-IoT needs. Off by default: anyone who knows a
     /// client id could then take the session and its queued messages. Default false.
     pub roaming: bool,
-    /// `[gateway] max_queued_bytes_total`: payload bytes waiting for all clients together (in
-    /// memory, and in the store for sessions that persist). Sessions the open policy let in
+    /// `[gateway] max_queued_bytes_total`: bytes waiting for all clients together (in memory,
+    /// and in the store for sessions that persist): each message's payload, topic name and 64
+    /// bytes of bookkeeping. Sessions the open policy let in
     /// (no `[[mote]]` entry) may fill half of it; listed motes the rest. At least 1, default
     /// 64 MiB.
     pub max_queued_bytes_total: usize,

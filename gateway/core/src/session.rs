@@ -289,24 +289,49 @@ impl Session {
 #[derive(Debug, Default)]
 pub(crate) struct DeliveryQueue {
     items: VecDeque<Delivery>,
-    /// Payload bytes queued, counted towards `max_queued_bytes_total` once the gateway gives
-    /// the queue a meter.
-    bytes: Account,
+    /// Payload bytes queued (`max_queued_bytes_per_session`).
+    payload: usize,
+    /// What the queue costs, as `max_queued_bytes_total` counts it ([`Delivery::cost`]),
+    /// counted in the gateway's pool once the queue has a meter.
+    cost: Account,
+}
+
+impl Delivery {
+    /// Bookkeeping per queued message (its key, QoS, route, sequence number), counted with
+    /// its payload and topic towards `max_queued_bytes_total`, so that empty messages are
+    /// not free.
+    pub(crate) const OVERHEAD: usize = 64;
+
+    /// Bytes the message counts for towards `max_queued_bytes_total`.
+    pub(crate) fn cost(&self) -> usize {
+        self.payload.len() + self.topic.len() + Self::OVERHEAD
+    }
 }
 
 impl DeliveryQueue {
-    /// Counts this queue's bytes in `meter` from now on.
+    /// Counts this queue's cost in `meter` from now on.
     pub(crate) fn set_meter(&mut self, meter: Meter) {
-        self.bytes.set_meter(meter);
+        self.cost.set_meter(meter);
     }
 
     /// The meter this queue counts in.
     pub(crate) fn meter(&self) -> Option<&Meter> {
-        self.bytes.meter()
+        self.cost.meter()
     }
 
-    fn set_bytes(&mut self, bytes: usize) {
-        self.bytes.set(bytes);
+    fn added(&mut self, delivery: &Delivery) {
+        self.payload += delivery.payload.len();
+        self.cost.set(self.cost.bytes() + delivery.cost());
+    }
+
+    fn removed(&mut self, delivery: &Delivery) {
+        self.payload -= delivery.payload.len();
+        self.cost.set(self.cost.bytes() - delivery.cost());
+    }
+
+    fn recount(&mut self) {
+        self.payload = self.items.iter().map(|d| d.payload.len()).sum();
+        self.cost.set(self.items.iter().map(Delivery::cost).sum());
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -315,7 +340,7 @@ impl DeliveryQueue {
 
     /// Payload bytes queued.
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes.bytes()
+        self.payload
     }
 
     pub(crate) fn front(&self) -> Option<&Delivery> {
@@ -334,24 +359,24 @@ impl DeliveryQueue {
     }
 
     pub(crate) fn push_back(&mut self, delivery: Delivery) {
-        self.set_bytes(self.bytes() + delivery.payload.len());
+        self.added(&delivery);
         self.items.push_back(delivery);
     }
 
     pub(crate) fn push_front(&mut self, delivery: Delivery) {
-        self.set_bytes(self.bytes() + delivery.payload.len());
+        self.added(&delivery);
         self.items.push_front(delivery);
     }
 
     pub(crate) fn pop_front(&mut self) -> Option<Delivery> {
         let delivery = self.items.pop_front()?;
-        self.set_bytes(self.bytes() - delivery.payload.len());
+        self.removed(&delivery);
         Some(delivery)
     }
 
     pub(crate) fn remove(&mut self, index: usize) -> Option<Delivery> {
         let delivery = self.items.remove(index)?;
-        self.set_bytes(self.bytes() - delivery.payload.len());
+        self.removed(&delivery);
         Some(delivery)
     }
 
@@ -361,13 +386,14 @@ impl DeliveryQueue {
             .into_iter()
             .partition(|d| keep(d));
         self.items = kept.into();
-        self.set_bytes(self.items.iter().map(|d| d.payload.len()).sum());
+        self.recount();
         removed
     }
 
     /// Empties the queue, returning what it held.
     pub(crate) fn drain(&mut self) -> Vec<Delivery> {
-        self.set_bytes(0);
-        self.items.drain(..).collect()
+        let drained = self.items.drain(..).collect();
+        self.recount();
+        drained
     }
 }

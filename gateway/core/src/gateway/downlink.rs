@@ -85,7 +85,7 @@ impl Gateway {
         let over_total = session
             .queue
             .meter()
-            .is_some_and(|meter| !meter.fits(incoming, max_total));
+            .is_some_and(|meter| !meter.fits(delivery.cost(), max_total));
         let mut accept = incoming <= max_bytes && max_len > 0 && !over_total;
         while accept && full(&session.queue, incoming) {
             let qos0 = session

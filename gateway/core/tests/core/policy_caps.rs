@@ -104,8 +104,10 @@ impl StoreModel {
                     seq,
                     message,
                 } => {
-                    self.messages
-                        .insert((client_id, seq), message.payload.len());
+                    self.messages.insert(
+                        (client_id, seq),
+                        message.payload.len() + message.topic.len() + 64,
+                    );
                 }
                 StoreOp::DeleteMessage { client_id, seq } => {
                     self.messages.remove(&(client_id, seq));
