@@ -484,12 +484,14 @@ impl Runtime {
                 }
                 *last = Some(now);
             }
-            if let Event::PolicyDenied { addr, .. } = &event {
+            // Anyone in range can repeat a refused request as often as the link carries it:
+            // one line a minute per peer (the stats line counts them all).
+            if let Event::PolicyDenied { addr, .. } | Event::ConnectRefused { addr, .. } = &event {
                 match self.denied_logged.check(std::time::Instant::now(), addr) {
                     log_limit::Verdict::Log => {}
                     log_limit::Verdict::Quiet => continue,
                     log_limit::Verdict::Overflow => {
-                        warn!("the policy is refusing requests from more than a thousand peers: no longer logged peer by peer (the stats line counts them as denied; this warning at most once a minute)");
+                        warn!("refusing requests from more than a thousand peers: no longer logged peer by peer (the stats line counts them; this warning at most once a minute)");
                         continue;
                     }
                 }
@@ -825,7 +827,9 @@ fn log_event(event: &Event) {
             keep_alive,
             resumed,
         } => info!(%client_id, %addr, clean_session, keep_alive, resumed, "client connected"),
-        Event::ConnectRefused { addr, reason } => info!(%addr, reason, "CONNECT refused"),
+        Event::ConnectRefused { addr, reason } => {
+            info!(%addr, reason, "CONNECT refused (at most one line a minute per peer)")
+        }
         Event::TakeoverRefused { client_id, addr } => {
             warn!(%client_id, %addr, "refused a CONNECT or PINGREQ naming a session bound to another address ([gateway] roaming is off; counted as takeover_refused in the stats line; this warning at most once a minute)")
         }
