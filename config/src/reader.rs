@@ -53,7 +53,7 @@ pub(crate) const SECTIONS: [&str; 12] = [
     "log",
 ];
 /// The options of `[gateway]`.
-pub(crate) const GATEWAY_KEYS: [&str; 19] = [
+pub(crate) const GATEWAY_KEYS: [&str; 20] = [
     "gw_id",
     "advertise_interval",
     "retry_interval",
@@ -64,6 +64,7 @@ pub(crate) const GATEWAY_KEYS: [&str; 19] = [
     "max_queued_per_session",
     "max_queued_bytes_per_session",
     "max_queued_bytes_total",
+    "max_state_bytes",
     "queue_overflow",
     "max_packet_size",
     "max_client_id_len",
@@ -684,6 +685,11 @@ impl<'s> Reader<'s> {
                 }
                 "max_queued_bytes_total" => set(
                     &mut g.max_queued_bytes_total,
+                    self.int(v, &f, 1, u64::MAX)
+                        .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+                ),
+                "max_state_bytes" => set(
+                    &mut g.max_state_bytes,
                     self.int(v, &f, 1, u64::MAX)
                         .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
                 ),

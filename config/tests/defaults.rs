@@ -36,6 +36,7 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "max_queued_per_session",
             "max_queued_bytes_per_session",
             "max_queued_bytes_total",
+            "max_state_bytes",
             "queue_overflow",
             "max_packet_size",
             "max_client_id_len",
@@ -404,6 +405,7 @@ max_client_id_len = 23
 qos_minus_one = false
 roaming = true
 max_queued_bytes_total = 0x40000000
+max_state_bytes = 4096
 max_sleep_duration = "65535s"
 max_sessions_per_address = 1
 connect_rate = 0
@@ -485,6 +487,7 @@ level = "mqtt_sn_gateway=debug,info"
             qos_minus_one: false,
             roaming: true,
             max_queued_bytes_total: 1 << 30,
+            max_state_bytes: 4096,
             max_sleep_duration: Duration::from_secs(65535),
             max_sessions_per_address: 1,
             connect_rate: 0,

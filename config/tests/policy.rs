@@ -64,15 +64,17 @@ fn warned(text: &str, line: usize, field: &str, needle: &str) -> ConfigIssue {
 fn the_gateway_quotas_and_their_defaults() {
     let c = Config::default().core;
     assert_eq!(c.max_queued_bytes_total, 64 << 20);
+    assert_eq!(c.max_state_bytes, 32 << 20);
     assert_eq!(c.max_sleep_duration, Duration::from_secs(12 * 3600));
     assert_eq!(c.max_sessions_per_address, 1000);
     assert_eq!(c.connect_rate, 100);
     let c = ok(
-        "[gateway]\nmax_queued_bytes_total = 1\nmax_sleep_duration = \"1s\"\n\
+        "[gateway]\nmax_queued_bytes_total = 1\nmax_state_bytes = 1\nmax_sleep_duration = \"1s\"\n\
                 max_sessions_per_address = 1\nconnect_rate = 0\n",
     )
     .core;
     assert_eq!(c.max_queued_bytes_total, 1);
+    assert_eq!(c.max_state_bytes, 1);
     assert_eq!(c.max_sleep_duration, Duration::from_secs(1));
     assert_eq!(c.max_sessions_per_address, 1);
     assert_eq!(c.connect_rate, 0);
@@ -708,7 +710,7 @@ fn the_sample_warning_in_the_docs_is_real() {
 }
 
 #[test]
-fn roaming_under_open_admission_is_a_warning() {
+fn roaming_without_an_address_range_is_a_warning() {
     warned(
         "[gateway]\nroaming = true\n",
         2,
@@ -736,11 +738,14 @@ fn roaming_under_open_admission_is_a_warning() {
     assert!(ok("[[mote]]\nclient_id = \"nb-1\"\nroaming = false\n")
         .warnings
         .is_empty());
-    assert!(ok(
-        "[policy]\nadmission = \"listed\"\n[[mote]]\nclient_id = \"nb-1\"\nroaming = true\n"
-    )
-    .warnings
-    .is_empty());
+    // A listed entry that may roam anywhere is as easy to take over (by anyone who sends
+    // its client id): warned under listed admission too.
+    warned(
+        "[policy]\nadmission = \"listed\"\n[[mote]]\nclient_id = \"nb-1\"\nroaming = true\n",
+        5,
+        "mote[0].roaming",
+        "roaming = true without address",
+    );
 }
 
 #[test]

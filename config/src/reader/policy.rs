@@ -419,7 +419,6 @@ impl Reader<'_> {
                     self.warning(span, field, message);
                 }
             }
-            self.check_roaming(config, motes, doc);
         } else if config.core.qos_minus_one {
             for (span, field) in &spans.minus_one_everything {
                 self.warning(
@@ -433,6 +432,7 @@ impl Reader<'_> {
                 );
             }
         }
+        self.check_roaming(config, motes, doc);
         let transparent = config.broker.is_some() && config.core.mode == BrokerMode::Transparent;
         if transparent {
             self.check_credentials_bound(motes, credentials);
@@ -482,12 +482,13 @@ impl Reader<'_> {
         }
     }
 
-    /// Roaming under open admission: any client id is admitted from anywhere, so a session
-    /// that may move follows whoever names its client id.
+    /// Roaming without an address range: a session that may move follows whoever names its
+    /// client id (under open admission any client id, from anywhere).
     fn check_roaming(&mut self, config: &Config, motes: &[MoteRead], doc: &DeTable<'_>) {
+        let open = config.core.policy.admission == Admission::Open;
         let risk = "anyone who knows (or guesses) a client id can take over that mote's session \
                     from another address and receive what is queued for it";
-        if config.core.roaming {
+        if config.core.roaming && open {
             let key = match doc.get("gateway").map(|v| v.get_ref()) {
                 Some(DeValue::Table(table)) => table.get_key_value("roaming").map(|(k, _)| k),
                 _ => None,
@@ -507,9 +508,8 @@ impl Reader<'_> {
             };
             if mote.addresses.is_empty() {
                 let message = format!(
-                    "roaming = true without address, and [policy] admission = \"open\": {risk}; \
-                     give the entry the addresses (a network like \"10.0.0.0/8\") the mote \
-                     roams within (docs/security.md)"
+                    "roaming = true without address: {risk}; give the entry the addresses (a \
+                     network like \"10.0.0.0/8\") the mote roams within (docs/security.md)"
                 );
                 self.warning(span.clone(), &join(&mote.field, "roaming"), message);
             }
