@@ -76,6 +76,16 @@ async fn transparent_gateway(broker: &CustomBroker) -> Gateway {
         login("mote-b", "mote-b", "b-pass"),
         login("mote-wrong", "mote-a", "not-the-password"),
     ];
+    // A mote's own login is lent only to a mote the policy binds to where it connects from
+    // (docs/security.md); the test motes speak from loopback.
+    config.core.policy.motes = ["mote-a", "mote-b", "mote-wrong"]
+        .into_iter()
+        .map(|id| {
+            let mut entry = sn_config::MoteEntry::new(id);
+            entry.addresses = vec![sn_config::AddrPattern::parse("127.0.0.0/8").unwrap()];
+            entry
+        })
+        .collect();
     builder.start().await
 }
 
