@@ -44,8 +44,11 @@ pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigIssue};
 pub use serial::{SelectorParseError, SerialConfig, SerialDevice, SerialFraming, DEFAULT_BAUD};
 /// The protocol core's options, defined (with their defaults) in sn-core and filled here from
-/// `[gateway]`, `[predefined_topics]`, `[spool]` and `[broker] mode`.
-pub use sn_core::{BrokerMode, CoreConfig, QueueOverflow, SpoolConfig, SpoolFull};
+/// `[gateway]`, `[predefined_topics]`, `[policy]`, `[[mote]]`, `[spool]` and `[broker] mode`.
+pub use sn_core::{
+    AddrPattern, Admission, BrokerMode, CoreConfig, LinkId, MinusOneRules, MoteEntry, PolicyConfig,
+    QueueOverflow, SpoolConfig, SpoolFull, TopicRules,
+};
 
 /// The default MQTT-SN UDP port, used by the default bind and discovery addresses.
 pub const DEFAULT_UDP_PORT: u16 = 1883;
@@ -78,9 +81,16 @@ pub const DEFAULT_DISCOVERY_V6: SocketAddr = SocketAddr::new(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The protocol core's options: `[gateway]` (all but `worker_threads`),
-    /// `[predefined_topics]` (sorted by id), `[spool]` and `[broker] mode`. Their defaults are
-    /// [`CoreConfig::default`]'s; the gateway turns the spool off when `[store]` is off.
+    /// `[predefined_topics]` (sorted by id), `[policy]` and `[[mote]]` (`core.policy`, each
+    /// entry completed with the `[policy]` rules it does not state), `[spool]` and `[broker]
+    /// mode`. Their defaults are [`CoreConfig::default`]'s; the gateway turns the spool off
+    /// when `[store]` is off.
     pub core: CoreConfig,
+    /// `[[mote]] link` of each entry of `core.policy.motes`, at the same index, as written
+    /// (`"udp:0.0.0.0:1883"`, `"serial:/dev/ttyUSB0"`); `None` for an entry without one. The
+    /// names are kept because the link ids they resolve to depend on the `[[udp]]` and
+    /// `[[serial]]` lists, which the CLI may replace: see [`Config::resolve_mote_links`].
+    pub mote_links: Vec<Option<String>>,
     /// `[gateway] worker_threads`: threads that run the gateway (links, core, broker
     /// connections): 1 (the default) runs everything on one thread, which measured fastest
     /// (no hand-offs between threads); 0 means one per CPU core; more can help transparent
@@ -197,6 +207,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             core: CoreConfig::default(),
+            mote_links: Vec::new(),
             worker_threads: DEFAULT_WORKER_THREADS,
             udp: vec![UdpConfig::default()],
             serial: Vec::new(),

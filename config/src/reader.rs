@@ -19,6 +19,7 @@ use crate::duration::{format_duration, parse_duration};
 use crate::suggest::closest;
 
 mod credentials;
+mod policy;
 mod serial;
 use crate::values::{
     check_discovery, check_log_level, check_topic_name, parse_broker_url, parse_socket_addr,
@@ -30,15 +31,18 @@ use crate::{
     DEFAULT_MQTT_PORT,
 };
 pub(crate) use credentials::CREDENTIALS_KEYS;
+pub(crate) use policy::{MOTE_KEYS, POLICY_KEYS};
 pub(crate) use serial::SERIAL_KEYS;
 
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<Cow<'i, str>>;
 
 /// The sections, in the order the documentation lists them.
-pub(crate) const SECTIONS: [&str; 10] = [
+pub(crate) const SECTIONS: [&str; 12] = [
     "gateway",
     "predefined_topics",
+    "policy",
+    "mote",
     "udp",
     "serial",
     "broker",
@@ -49,20 +53,24 @@ pub(crate) const SECTIONS: [&str; 10] = [
     "log",
 ];
 /// The options of `[gateway]`.
-pub(crate) const GATEWAY_KEYS: [&str; 15] = [
+pub(crate) const GATEWAY_KEYS: [&str; 19] = [
     "gw_id",
     "advertise_interval",
     "retry_interval",
     "max_retries",
     "max_sessions",
+    "max_sessions_per_address",
     "max_topics_per_session",
     "max_queued_per_session",
     "max_queued_bytes_per_session",
+    "max_queued_bytes_total",
     "queue_overflow",
     "max_packet_size",
     "max_client_id_len",
+    "max_sleep_duration",
     "qos_minus_one",
     "roaming",
+    "connect_rate",
     "max_pending_qos0",
     "worker_threads",
 ];
@@ -106,7 +114,7 @@ pub(crate) const SPOOL_KEYS: [&str; 4] = ["enabled", "max_bytes", "when_full", "
 
 /// The header a section is written with, for messages.
 fn section_label(section: &str) -> String {
-    if section == "udp" || section == "serial" || section == "credentials" {
+    if matches!(section, "udp" | "serial" | "credentials" | "mote") {
         format!("[[{section}]]")
     } else {
         format!("[{section}]")
@@ -116,6 +124,8 @@ fn section_label(section: &str) -> String {
 fn section_keys(section: &str) -> &'static [&'static str] {
     match section {
         "gateway" => &GATEWAY_KEYS,
+        "policy" => &POLICY_KEYS,
+        "mote" => &MOTE_KEYS,
         "udp" => &UDP_KEYS,
         "serial" => &SERIAL_KEYS,
         "broker" => &BROKER_KEYS,
@@ -154,6 +164,12 @@ const RETRY_LIMITS: Limits = Limits {
     max: secs(3600),
     zero_is_off: false,
     whole_seconds: false,
+};
+const MAX_SLEEP_LIMITS: Limits = Limits {
+    min: secs(1),
+    max: secs(65535),
+    zero_is_off: false,
+    whole_seconds: true,
 };
 const KEEP_ALIVE_LIMITS: Limits = Limits {
     min: secs(5),
@@ -492,6 +508,9 @@ impl<'s> Reader<'s> {
         let mut config = Config::default();
         // `[[credentials]]` with where each entry is, for the checks against `[broker]`.
         let mut credentials = Vec::new();
+        // `[policy]` and `[[mote]]` as read, completed once the links are known.
+        let mut policy = policy::PolicySpans::default();
+        let mut motes = Vec::new();
         for (key, value) in doc.iter() {
             let name: &str = key.get_ref();
             match name {
@@ -506,6 +525,12 @@ impl<'s> Reader<'s> {
                             self.predefined_topics(table).into_iter().collect();
                     }
                 }
+                "policy" => {
+                    if let Some(table) = self.table(value, name) {
+                        policy = self.policy(table, &mut config.core.policy);
+                    }
+                }
+                "mote" => motes = self.motes(value),
                 "udp" => config.udp = self.udp_links(value),
                 "serial" => config.serial = self.serial_links(value),
                 "broker" => config.broker = self.broker(value, &mut config.core.mode),
@@ -544,6 +569,7 @@ impl<'s> Reader<'s> {
             })
             .map(|v| v.span());
         self.check_credentials(&config, &credentials, mode);
+        self.finish_policy(&mut config, &policy, &motes, &credentials, doc);
         self.check_ignored(&config, doc);
         config
     }
@@ -609,10 +635,12 @@ impl<'s> Reader<'s> {
         let owner = SECTIONS
             .iter()
             .find(|&&section| section_keys(section).contains(&name));
-        let all = "the sections are [gateway], [predefined_topics], [[udp]], [[serial]], \
-                   [broker], [[credentials]], [embedded_broker], [spool], [store] and [log]";
-        let all_cap = "The sections are [gateway], [predefined_topics], [[udp]], [[serial]], \
-                       [broker], [[credentials]], [embedded_broker], [spool], [store] and [log]";
+        let labels: Vec<String> = SECTIONS.iter().map(|s| section_label(s)).collect();
+        let (last, rest) = labels
+            .split_last()
+            .map_or(("", &[][..]), |(l, r)| (l.as_str(), r));
+        let all = format!("the sections are {} and {last}", rest.join(", "));
+        let all_cap = format!("The sections are {} and {last}", rest.join(", "));
         let message = match owner {
             Some(section) if !matches!(value.get_ref(), DeValue::Table(_)) => {
                 let label = section_label(section);
@@ -648,6 +676,22 @@ impl<'s> Reader<'s> {
                 }
                 "max_retries" => set(&mut g.max_retries, self.int(v, &f, 0, 20)),
                 "max_sessions" => set(&mut g.max_sessions, wide(self.int(v, &f, 1, u32::MAX))),
+                "max_sessions_per_address" => {
+                    set(
+                        &mut g.max_sessions_per_address,
+                        wide(self.int(v, &f, 1, u32::MAX)),
+                    );
+                }
+                "max_queued_bytes_total" => set(
+                    &mut g.max_queued_bytes_total,
+                    self.int(v, &f, 1, u64::MAX)
+                        .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+                ),
+                "max_sleep_duration" => set(
+                    &mut g.max_sleep_duration,
+                    self.duration(v, &f, MAX_SLEEP_LIMITS),
+                ),
+                "connect_rate" => set(&mut g.connect_rate, self.int(v, &f, 0, 1_000_000)),
                 "max_topics_per_session" => {
                     set(
                         &mut g.max_topics_per_session,

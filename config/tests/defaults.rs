@@ -31,16 +31,43 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "retry_interval",
             "max_retries",
             "max_sessions",
+            "max_sessions_per_address",
             "max_topics_per_session",
             "max_queued_per_session",
             "max_queued_bytes_per_session",
+            "max_queued_bytes_total",
             "queue_overflow",
             "max_packet_size",
             "max_client_id_len",
+            "max_sleep_duration",
             "qos_minus_one",
             "roaming",
+            "connect_rate",
             "max_pending_qos0",
             "worker_threads",
+        ],
+    ),
+    (
+        "policy",
+        &[
+            "admission",
+            "publish",
+            "subscribe",
+            "mountpoint",
+            "qos_minus_one_publish",
+            "qos_minus_one_from",
+        ],
+    ),
+    (
+        "mote",
+        &[
+            "client_id",
+            "address",
+            "link",
+            "roaming",
+            "publish",
+            "subscribe",
+            "mountpoint",
         ],
     ),
     (
@@ -152,13 +179,38 @@ fn an_empty_udp_list_means_no_udp_link() {
 
 /// The example's commented-out `# key = value` lines that state an option's default, by
 /// section: [`example_file_states_exactly_the_defaults`] uncomments and checks them.
-const COMMENTED_DEFAULTS: &[(&str, &[&str])] = &[("serial", &["baud", "max_frame", "discovery"])];
+const COMMENTED_DEFAULTS: &[(&str, &[&str])] = &[
+    ("serial", &["baud", "max_frame", "discovery"]),
+    (
+        "policy",
+        &[
+            "admission",
+            "publish",
+            "subscribe",
+            "mountpoint",
+            "qos_minus_one_from",
+        ],
+    ),
+];
 /// The keys a commented-out section needs to parse at all (required options, no default).
 const REQUIRED_TO_PARSE: &[(&str, &[&str])] = &[("serial", &["device", "framing"])];
 /// The example's commented-out lines that show an example value of an option without a
 /// default (optional, or required in a section that is itself optional).
 const COMMENTED_EXAMPLES: &[(&str, &[&str])] = &[
     ("predefined_topics", &["1", "0x0010"]),
+    ("policy", &["qos_minus_one_publish"]),
+    (
+        "mote",
+        &[
+            "client_id",
+            "address",
+            "link",
+            "roaming",
+            "publish",
+            "subscribe",
+            "mountpoint",
+        ],
+    ),
     ("serial", &["device", "usb", "serial_number", "framing"]),
     (
         "broker",
@@ -223,12 +275,17 @@ fn listed(list: &[(&str, &[&str])], section: &str, key: &str) -> bool {
 fn example_file_states_exactly_the_defaults() {
     // What the file states, as written.
     let mut config = ok(EXAMPLE);
-    // The one deliberate difference: the example has a [broker] section with only the url set.
+    // The one deliberate difference: the example has a [broker] section with only the url set,
+    // and so (with the default open admission) the warning that it opens the broker.
     assert_eq!(
         config.broker,
         Some(BrokerConfig::from_url("mqtt://localhost:1883").unwrap())
     );
     config.broker = None;
+    assert_eq!(config.warnings.len(), 1, "{:#?}", config.warnings);
+    assert_eq!(config.warnings[0].field, "broker");
+    assert!(config.warnings[0].message.contains("docs/security.md"));
+    config.warnings.clear();
     assert_eq!(config, Config::default());
 
     // Every commented-out option is accounted for, and every listed one is in the file.
@@ -258,7 +315,7 @@ fn example_file_states_exactly_the_defaults() {
             .iter()
             .find(|(s, _)| s == section)
             .map_or(&[][..], |(_, keys)| *keys);
-        let header = if *section == "serial" || *section == "udp" || *section == "credentials" {
+        let header = if ["serial", "udp", "credentials", "mote"].contains(section) {
             format!("[[{section}]]\n")
         } else {
             format!("[{section}]\n")
@@ -306,7 +363,7 @@ fn the_option_lists_match_the_code() {
         let header = if *section == "credentials" {
             // [[credentials]] need a [broker] in transparent mode.
             "[broker]\nurl = \"mqtt://h\"\nmode = \"transparent\"\n[[credentials]]".to_string()
-        } else if *section == "udp" || *section == "serial" {
+        } else if *section == "udp" || *section == "serial" || *section == "mote" {
             format!("[[{section}]]")
         } else {
             format!("[{section}]")
@@ -317,6 +374,8 @@ fn the_option_lists_match_the_code() {
             "device = \"/dev/ttyUSB0\"\nframing = \"xbee\"\n"
         } else if *section == "credentials" {
             "client_id = \"m\"\nusername = \"u\"\n"
+        } else if *section == "mote" {
+            "client_id = \"m\"\n"
         } else {
             ""
         };
@@ -344,6 +403,10 @@ max_packet_size = 16
 max_client_id_len = 23
 qos_minus_one = false
 roaming = true
+max_queued_bytes_total = 0x40000000
+max_sleep_duration = "65535s"
+max_sessions_per_address = 1
+connect_rate = 0
 max_pending_qos0 = 3
 worker_threads = 0
 
@@ -421,6 +484,11 @@ level = "mqtt_sn_gateway=debug,info"
             max_client_id_len: 23,
             qos_minus_one: false,
             roaming: true,
+            max_queued_bytes_total: 1 << 30,
+            max_sleep_duration: Duration::from_secs(65535),
+            max_sessions_per_address: 1,
+            connect_rate: 0,
+            policy: sn_config::PolicyConfig::default(),
             max_pending_qos0: 3,
             predefined_topics: vec![
                 (1, "sensors/temperature".to_string()),

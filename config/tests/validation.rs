@@ -832,6 +832,10 @@ fn broker_fallback_is_embedded_by_default_and_can_be_turned_off() {
 
 // ---- settings without effect: warnings, the file stays valid ----
 
+/// Appended to a file with a `[broker]`, so that the warning about open admission (see
+/// tests/policy.rs) stays out of the tests of the other warnings.
+const LISTED: &str = "[policy]\nadmission = \"listed\"\n";
+
 #[test]
 fn a_spool_with_the_store_off_is_a_warning_saying_why_and_how_to_fix_it() {
     let c = ok("[store]\nenabled = false\n\n[spool]\nmax_bytes = 4096\nenabled = true\n");
@@ -856,8 +860,10 @@ fn a_spool_with_the_store_off_is_a_warning_saying_why_and_how_to_fix_it() {
         w.message
     );
     // In transparent mode a store would not give a spool either: the fix says so.
-    let c = ok("[broker]\nurl = \"mqtt://h\"\nmode = \"transparent\"\n\
-                [store]\nenabled = false\n[spool]\nenabled = true\n");
+    let c = ok(&format!(
+        "[broker]\nurl = \"mqtt://h\"\nmode = \"transparent\"\n\
+         [store]\nenabled = false\n[spool]\nenabled = true\n{LISTED}"
+    ));
     assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
     assert!(
         c.warnings[0]
@@ -885,7 +891,7 @@ fn a_spool_with_the_store_off_is_a_warning_saying_why_and_how_to_fix_it() {
 fn a_fallback_in_transparent_mode_is_a_warning_saying_why_and_how_to_fix_it() {
     for value in ["embedded", "off"] {
         let c = ok(&format!(
-            "[broker]\nurl = \"mqtt://h\"\nmode = \"transparent\"\nfallback = \"{value}\"\n"
+            "[broker]\nurl = \"mqtt://h\"\nmode = \"transparent\"\nfallback = \"{value}\"\n{LISTED}"
         ));
         assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
         let w = &c.warnings[0];
@@ -908,22 +914,24 @@ fn a_fallback_in_transparent_mode_is_a_warning_saying_why_and_how_to_fix_it() {
         );
     }
     // Aggregating mode uses it; transparent mode without it has nothing to warn about.
-    assert!(
-        ok("[broker]\nurl = \"mqtt://h\"\nfallback = \"embedded\"\n")
-            .warnings
-            .is_empty()
-    );
-    assert!(ok("[broker]\nurl = \"mqtt://h\"\nmode = \"transparent\"\n")
-        .warnings
-        .is_empty());
+    assert!(ok(&format!(
+        "[broker]\nurl = \"mqtt://h\"\nfallback = \"embedded\"\n{LISTED}"
+    ))
+    .warnings
+    .is_empty());
+    assert!(ok(&format!(
+        "[broker]\nurl = \"mqtt://h\"\nmode = \"transparent\"\n{LISTED}"
+    ))
+    .warnings
+    .is_empty());
 }
 
 #[test]
 fn warnings_come_in_file_order_and_errors_still_win() {
-    let c = ok(
+    let c = ok(&format!(
         "[broker]\nurl = \"mqtt://h\"\nfallback = \"off\"\nmode = \"transparent\"\n\
-                [spool]\nenabled = true\n[store]\nenabled = false\n",
-    );
+         [spool]\nenabled = true\n[store]\nenabled = false\n{LISTED}"
+    ));
     let fields: Vec<&str> = c.warnings.iter().map(|w| w.field.as_str()).collect();
     assert_eq!(fields, ["broker.fallback", "spool.enabled"]);
     // An invalid file reports its errors only.

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mqtt_sn_gateway::runtime::Runtime;
 use mqtt_sn_gateway::settings::Settings;
-use sn_config::{BrokerConfig, Config, LogConfig, SerialConfig, UdpConfig};
+use sn_config::{BrokerConfig, Config, ConfigIssue, LogConfig, SerialConfig, UdpConfig};
 use sn_transports::serial::list_ports;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
@@ -74,9 +74,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_level.as_deref(), &config.log);
-    if let Some(path) = &cli.config {
-        for warning in &config.warnings {
-            tracing::warn!("{}:{warning}", path.display());
+    for warning in &config.warnings {
+        // A warning without a line comes from a command-line flag, not from the file.
+        match (&cli.config, warning.line) {
+            (Some(path), Some(_)) => tracing::warn!("{}:{warning}", path.display()),
+            _ => tracing::warn!("{warning}"),
         }
     }
     let settings = match Settings::from_config(&config) {
@@ -129,6 +131,18 @@ fn load(cli: &Cli) -> Result<Config, String> {
     };
     if let Some(url) = &cli.broker {
         let from_file = config.broker.take();
+        // The file's own [broker] got this warning when it was read; a broker given only on
+        // the command line opens the gateway just as much.
+        if from_file.is_none() {
+            if let Some(message) = config.open_admission_warning() {
+                config.warnings.push(ConfigIssue {
+                    line: None,
+                    column: None,
+                    field: "--broker".to_string(),
+                    message,
+                });
+            }
+        }
         let mut broker = BrokerConfig::from_url(url).map_err(|e| format!("--broker {url}: {e}"))?;
         // The URL replaces where to connect; credentials and tuning from the file still apply.
         if let Some(file) = from_file {
@@ -150,6 +164,14 @@ fn load(cli: &Cli) -> Result<Config, String> {
             .iter()
             .map(|addr| UdpConfig::from_bind(addr).map_err(|e| format!("--udp {addr}: {e}")))
             .collect::<Result<_, _>>()?;
+        // The links are renumbered: the [[mote]] links, kept by name, are looked up again.
+        config.resolve_mote_links().map_err(|e| {
+            let file = cli
+                .config
+                .as_ref()
+                .map_or(String::new(), |path| format!(" of {}", path.display()));
+            format!("--udp replaced the [[udp]] links{file}: {e}")
+        })?;
     }
     if let Some(level) = &cli.log_level {
         config.log =

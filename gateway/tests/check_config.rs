@@ -42,7 +42,8 @@ fn closed_port() -> u16 {
 }
 
 /// Valid, with a fallback in transparent mode (line 5) and a spool with the store off
-/// (line 7; `[store] enabled = false` on line 12).
+/// (line 7; `[store] enabled = false` on line 12). Admission is listed (line 14), so the
+/// warning about an open gateway with a remote broker (config/tests/policy.rs) stays out.
 fn write_config(dir: &Path) -> PathBuf {
     let path = dir.join("gateway.toml");
     std::fs::write(
@@ -50,7 +51,8 @@ fn write_config(dir: &Path) -> PathBuf {
         format!(
             "[broker]\nurl = \"mqtt://127.0.0.1:{}\"\nmode = \"transparent\"\n\
              client_id_prefix = \"t/\"\nfallback = \"embedded\"\n[spool]\nenabled = true\n\
-             [[udp]]\nbind = \"127.0.0.1:0\"\ndiscovery = \"off\"\n[store]\nenabled = false\n",
+             [[udp]]\nbind = \"127.0.0.1:0\"\ndiscovery = \"off\"\n[store]\nenabled = false\n\
+             [policy]\nadmission = \"listed\"\n",
             closed_port()
         ),
     )

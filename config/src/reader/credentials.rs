@@ -23,11 +23,11 @@ pub(super) struct Entry {
     /// What it says.
     pub(super) config: CredentialsConfig,
     /// Its field path, `credentials[N]`.
-    field: String,
+    pub(super) field: String,
     /// The whole entry.
     span: Range<usize>,
     /// The `client_id` value.
-    client_id: Range<usize>,
+    pub(super) client_id: Range<usize>,
     /// The TLS options written (`client_cert`, `client_key`) and their values.
     tls: Vec<(&'static str, Range<usize>)>,
 }
