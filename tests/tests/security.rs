@@ -16,7 +16,7 @@
 )]
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -489,18 +489,25 @@ fn gateway_binary() -> PathBuf {
     sn_tests::binaries::workspace_binary("mqtt-sn-gateway", "mqtt-sn-gateway")
 }
 
-/// The gateway binary running with a config file, killed on drop.
+/// The gateway binary running with a config file in a temp directory of its own; killed, and
+/// the directory removed, on drop.
 struct GatewayProcess {
+    /// The gateway process.
     child: Child,
+    /// Its working directory: config file, log, state file.
     dir: PathBuf,
+    /// Its MQTT-SN UDP address.
     addr: std::net::SocketAddr,
 }
 
 impl GatewayProcess {
-    /// Starts the binary in `dir` with `config` (the `[[udp]]` link added here, on a free
-    /// loopback port) and waits until it listens. A port taken between being found free and
-    /// bound makes the gateway exit with "address already in use": it starts again on another.
-    fn start(dir: &Path, config: &str) -> GatewayProcess {
+    /// Starts the binary in `dir` (its working directory) with `config`, the `[[udp]]` link
+    /// added here on a free loopback port, and waits until it listens. A port taken between
+    /// being found free and bound makes the gateway exit with "address already in use": it
+    /// starts again on another.
+    fn start(dir: PathBuf, config: &str) -> GatewayProcess {
+        let log_path = dir.join("gateway.log");
+        let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
         for _ in 0..5 {
             let port = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
                 .unwrap()
@@ -512,25 +519,22 @@ impl GatewayProcess {
                 format!("{config}\n[[udp]]\nbind = \"127.0.0.1:{port}\"\ndiscovery = \"off\"\n"),
             )
             .unwrap();
-            let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
-            let child = Command::new(gateway_binary())
-                .current_dir(dir)
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut child = Command::new(gateway_binary())
+                .current_dir(&dir)
                 .args(["--config", "gateway.toml"])
                 .env_remove("RUST_LOG")
+                // Plain text: the log is read below (it has colour codes otherwise).
+                .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .spawn()
                 .unwrap();
-            let mut process = GatewayProcess {
-                child,
-                dir: dir.to_path_buf(),
-                addr: (Ipv4Addr::LOCALHOST, port).into(),
-            };
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
             loop {
-                let text = process.log();
-                if let Some(status) = process.child.try_wait().unwrap() {
+                let text = read_log();
+                if let Some(status) = child.try_wait().unwrap() {
                     assert!(
                         text.contains("address already in use"),
                         "the gateway exited at start ({status}); log:\n{text}"
@@ -538,36 +542,26 @@ impl GatewayProcess {
                     break;
                 }
                 if text.contains("listening for MQTT-SN") {
-                    return process;
+                    return GatewayProcess {
+                        child,
+                        dir,
+                        addr: (Ipv4Addr::LOCALHOST, port).into(),
+                    };
                 }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the gateway did not start within 20 s; log:\n{text}"
-                );
+                if std::time::Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("the gateway did not start within 20 s; log:\n{text}");
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
         panic!("the gateway found five UDP ports in a row taken");
     }
 
-    /// Its log so far, without the colour codes it writes even to a file.
+    /// Its log so far.
     fn log(&self) -> String {
-        let raw = std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default();
-        let mut text = String::with_capacity(raw.len());
-        let mut chars = raw.chars();
-        while let Some(c) = chars.next() {
-            if c == '\u{1b}' {
-                // An SGR sequence: ESC [ ... m.
-                for c in chars.by_ref() {
-                    if c == 'm' {
-                        break;
-                    }
-                }
-            } else {
-                text.push(c);
-            }
-        }
-        text
+        std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default()
     }
 
     /// A `kB` field of the process's /proc status (VmRSS: resident now; VmHWM: peak).
@@ -592,6 +586,7 @@ impl Drop for GatewayProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -601,8 +596,9 @@ const FLOOD_SESSIONS: usize = 200;
 const PER_ADDRESS: usize = 50;
 /// `max_queued_bytes_total` in the quota test (256 KiB); open-admitted sessions get half.
 const QUEUED_TOTAL: u64 = 262_144;
-/// Messages published to every attacker's `#`, and their size.
+/// Messages published to every attacker's `#`...
 const FLOOD_MESSAGES: usize = 20;
+/// ...and their size in bytes.
 const FLOOD_PAYLOAD: usize = 900;
 
 /// Quotas on what unauthenticated input can make the gateway hold: 200 sessions from one
@@ -617,9 +613,8 @@ const FLOOD_PAYLOAD: usize = 900;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_queued_bytes_and_sleep_from_one_address_are_capped() {
     let broker = Mosquitto::running().await;
-    let dir = temp_dir("security-quotas");
     let gateway = GatewayProcess::start(
-        &dir,
+        temp_dir("security-quotas"),
         &format!(
             "[gateway]\n\
              max_sessions_per_address = {PER_ADDRESS}\n\
@@ -633,7 +628,7 @@ async fn sessions_queued_bytes_and_sleep_from_one_address_are_capped() {
             port = broker.port()
         ),
     );
-    let store = dir.join("state.redb");
+    let store = gateway.dir.join("state.redb");
     // A mote elsewhere, awake, for the fence; connected once the broker link is up.
     let mut watcher = Mote::new_at(gateway.addr, "quota-watcher", THIRD).await;
     watcher.connect().await;
@@ -734,8 +729,6 @@ async fn sessions_queued_bytes_and_sleep_from_one_address_are_capped() {
         asleep.iter().all(|l| l.ends_with("duration=60")),
         "sleeps not held to 60 s: {asleep:#?}"
     );
-    drop(gateway);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A CONNECT flood from one address beyond `connect_rate` gets congestion, while a mote at
