@@ -12,7 +12,7 @@
 //! [`Mote::expect`].
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use sn_client::{Client, ClientConfig, Event, Received, Timing, UnknownTopicIds};
@@ -184,7 +184,20 @@ impl Mote {
     /// A mote on a new socket on 127.0.0.1 (or ::1 for an IPv6 gateway address), talking to
     /// the gateway at `gateway`.
     pub async fn new(gateway: SocketAddr, client_id: &str) -> Mote {
-        let socket = bind_like(gateway).await;
+        Mote::on_socket(bind_like(gateway).await, gateway, client_id)
+    }
+
+    /// A mote on a new socket on `local` (port 0): another loopback address, such as
+    /// 127.0.0.2 (all of 127.0.0.0/8 is loopback on Linux), for the tests of what the gateway
+    /// allows from which address.
+    pub async fn new_at(gateway: SocketAddr, client_id: &str, local: IpAddr) -> Mote {
+        let socket = UdpSocket::bind((local, 0))
+            .await
+            .unwrap_or_else(|e| panic!("bind a mote socket on {local}: {e}"));
+        Mote::on_socket(socket, gateway, client_id)
+    }
+
+    fn on_socket(socket: UdpSocket, gateway: SocketAddr, client_id: &str) -> Mote {
         let mut config = ClientConfig::new(client_id);
         // A test decides when the mote is silent (the gateway's keep-alive is under test),
         // and sees every PUBLISH, known topic id or not.
