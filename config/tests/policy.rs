@@ -504,6 +504,12 @@ fn wrong_values_in_a_mote_entry() {
         "cannot hold '+' or '#'",
     );
     one(
+        "[[mote]]\nclient_id = \"a\"\nmountpoint = \"site/%c\"\n",
+        3,
+        "mote[0].mountpoint",
+        "a mountpoint must end with '/' (\"site/%c/\")",
+    );
+    one(
         "[[mote]]\nclient_id = \"a\"\nlink = \"tcp:0.0.0.0:1883\"\n",
         3,
         "mote[0].link",

@@ -850,8 +850,12 @@ fn log_event(event: &Event) {
         Event::BrokerBacklogFull { limit } => {
             warn!(limit, "the broker takes messages slower than the motes send them: QoS 0 messages beyond max_pending_qos0 are dropped (counted as dropped_broker_backlog in the stats line; this warning at most once a minute)")
         }
-        Event::QueueFull { client_id, limit } => {
-            warn!(%client_id, limit, "queue full: dropping messages for this client (max_queued_per_session, max_queued_bytes_per_session or max_queued_bytes_total)")
+        Event::QueueFull {
+            client_id,
+            setting,
+            limit,
+        } => {
+            warn!(%client_id, setting, limit, "queue full: dropping messages for this client (logged once until its queue drains)")
         }
         Event::PolicyDenied {
             addr,

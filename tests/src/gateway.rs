@@ -221,6 +221,24 @@ impl Gateway {
         self.metrics.borrow().clone()
     }
 
+    /// Waits (at most 10 s) until the counter `name` (read by `counter`) reaches `expected`,
+    /// and checks it is exactly that: the counters are published at the end of the gateway's
+    /// turn, a moment after the answer a mote may already have.
+    pub async fn metric_reaches(
+        &self,
+        name: &str,
+        expected: u64,
+        counter: impl Fn(&mqtt_sn_gateway::core::Metrics) -> u64,
+    ) {
+        crate::wait_until(
+            &format!("{name} = {expected}"),
+            Duration::from_secs(10),
+            || counter(&self.metrics()) >= expected,
+        )
+        .await;
+        assert_eq!(counter(&self.metrics()), expected, "{name}");
+    }
+
     /// The configuration it runs with.
     pub fn config(&self) -> &Config {
         &self.config

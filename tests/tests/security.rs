@@ -20,13 +20,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use mqtt_sn_gateway::core::Metrics;
 use sn_codec::v12::{Connect, Register};
 use sn_config::{BrokerMode, Config, CredentialsConfig};
 use sn_tests::custom_broker::{run, temp_dir, CustomBroker};
 use sn_tests::{
-    wait_until, ConnectOptions, Gateway, GatewayBuilder, Mosquitto, Mote, MqttClient, Packet, QoS,
-    ReturnCode, SubTopic, Topic, WAIT,
+    ConnectOptions, Gateway, GatewayBuilder, Mosquitto, Mote, MqttClient, Packet, QoS, ReturnCode,
+    SubTopic, Topic,
 };
 use tokio::time::Instant;
 
@@ -46,25 +45,10 @@ fn with_policy(mut builder: GatewayBuilder, toml: &str) -> GatewayBuilder {
     core.max_sessions = parsed.core.max_sessions;
     core.max_sessions_per_address = parsed.core.max_sessions_per_address;
     core.max_queued_bytes_total = parsed.core.max_queued_bytes_total;
+    core.max_state_bytes = parsed.core.max_state_bytes;
     core.max_sleep_duration = parsed.core.max_sleep_duration;
     core.connect_rate = parsed.core.connect_rate;
     builder
-}
-
-/// Waits until the gateway's counter `name` (read by `counter`) reaches `expected`, and checks
-/// it is exactly that: the counters are published at the end of the gateway's turn, a moment
-/// after the answer the mote may already have.
-async fn metric_reaches(
-    gateway: &Gateway,
-    name: &str,
-    expected: u64,
-    counter: impl Fn(&Metrics) -> u64,
-) {
-    wait_until(&format!("{name} = {expected}"), WAIT, || {
-        counter(&gateway.metrics()) >= expected
-    })
-    .await;
-    assert_eq!(counter(&gateway.metrics()), expected, "{name}");
 }
 
 /// CleanSession=0: the session (and what is queued for it) outlives the connection.
@@ -168,10 +152,9 @@ async fn by_default_a_mote_can_neither_read_nor_write_dollar_topics() {
     watcher.publish("trial/cmd", b"on", 1, false).await;
     assert_eq!(mote.recv_publish().await.data, b"on");
 
-    metric_reaches(&gateway, "denied.dollar_topic", 4, |m| {
-        m.denied.dollar_topic
-    })
-    .await;
+    gateway
+        .metric_reaches("denied.dollar_topic", 4, |m| m.denied.dollar_topic)
+        .await;
 }
 
 /// Tenants sharing a broker account: a `[[mote]]` pattern gives tenant A's motes their own
@@ -361,11 +344,12 @@ async fn listed_admission_refuses_unlisted_ids_and_listed_ids_from_elsewhere() {
         ReturnCode::NotSupported,
         "the listed id from 127.0.0.1"
     );
-    metric_reaches(&gateway, "denied.not_listed", 1, |m| m.denied.not_listed).await;
-    metric_reaches(&gateway, "denied.wrong_address", 1, |m| {
-        m.denied.wrong_address
-    })
-    .await;
+    gateway
+        .metric_reaches("denied.not_listed", 1, |m| m.denied.not_listed)
+        .await;
+    gateway
+        .metric_reaches("denied.wrong_address", 1, |m| m.denied.wrong_address)
+        .await;
 
     let mut door = Mote::new_at(gateway.addr(), "door", SECOND).await;
     door.connect().await;
@@ -425,10 +409,9 @@ async fn qos_minus_one_reaches_the_broker_only_on_the_allowed_topics() {
     );
     let after = watcher.try_recv(Duration::from_millis(500)).await;
     assert!(after.is_none(), "{after:?}");
-    metric_reaches(&gateway, "denied.minus_one_topic", 3, |m| {
-        m.denied.minus_one_topic
-    })
-    .await;
+    gateway
+        .metric_reaches("denied.minus_one_topic", 3, |m| m.denied.minus_one_topic)
+        .await;
 }
 
 /// Lockout at `max_sessions`: sessions anyone can open fill the table, and the real mote,
@@ -474,7 +457,9 @@ async fn sessions_anyone_can_open_do_not_lock_a_listed_mote_out() {
         ReturnCode::Accepted,
         "the listed mote at max_sessions"
     );
-    metric_reaches(&gateway, "sessions_evicted", 1, |m| m.sessions_evicted).await;
+    gateway
+        .metric_reaches("sessions_evicted", 1, |m| m.sessions_evicted)
+        .await;
     // And the listed mote's place is not given to the next attacker.
     let mut next = Mote::new_at(gateway.addr(), "attacker-21", SECOND).await;
     assert_eq!(
@@ -792,10 +777,11 @@ async fn a_connect_flood_from_one_address_is_held_to_connect_rate() {
         "{accepted} accepted, {congestion} congestion in {elapsed:?}"
     );
     assert_eq!(accepted + congestion, 100);
-    metric_reaches(&gateway, "connect_rate_limited", congestion, |m| {
-        m.connect_rate_limited
-    })
-    .await;
+    gateway
+        .metric_reaches("connect_rate_limited", congestion, |m| {
+            m.connect_rate_limited
+        })
+        .await;
 
     // Answered at once: before the mote's first retransmission (retry_interval, 1 s).
     let mut other = Mote::new_at(gateway.addr(), "elsewhere", THIRD).await;

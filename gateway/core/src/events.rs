@@ -117,7 +117,11 @@ pub enum Event {
     QueueFull {
         /// Its client id.
         client_id: Arc<str>,
-        /// The limit.
+        /// The setting whose limit was reached (`max_queued_per_session`,
+        /// `max_queued_bytes_per_session` or `max_queued_bytes_total`).
+        setting: &'static str,
+        /// The limit that applied to this client (for `max_queued_bytes_total`, half of it for
+        /// a mote the open policy let in).
         limit: usize,
     },
 }

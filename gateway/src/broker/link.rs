@@ -21,7 +21,7 @@ use sn_config::BrokerConfig;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::Backoff;
 use crate::core::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId};
@@ -624,6 +624,14 @@ impl Connection {
                     false
                 }
                 _ if takes_pkid && self.pkid_blocked() => false,
+                // rumqttc refuses an invalid topic or filter with the same error as a full
+                // queue: retried, it would block every later command for good. The core
+                // refuses such names before they get here; were one to slip through, it is
+                // dropped and logged rather than stall the link.
+                _ if !valid_request(&command) => {
+                    error!(?command, "dropped a broker request with an invalid MQTT topic or filter (a gateway bug: the core should have refused it)");
+                    continue;
+                }
                 BrokerCommand::Publish(publish) => {
                     let sent = self
                         .client
@@ -684,7 +692,22 @@ impl Connection {
     fn progress(&mut self) {
         self.last_progress = Instant::now();
     }
+}
 
+/// Whether rumqttc takes the request's topic or filter as valid MQTT.
+fn valid_request(command: &BrokerCommand) -> bool {
+    match command {
+        BrokerCommand::Publish(publish) => rumqttc::valid_topic(&publish.topic),
+        BrokerCommand::Subscribe { filter, .. } | BrokerCommand::Unsubscribe { filter } => {
+            rumqttc::valid_filter(filter)
+        }
+        BrokerCommand::Ack { .. } | BrokerCommand::Connect { .. } | BrokerCommand::Close { .. } => {
+            true
+        }
+    }
+}
+
+impl Connection {
     fn on_event(&mut self, event: Event) -> Option<BrokerEvent> {
         match event {
             Event::Outgoing(Outgoing::Publish(pkid)) => {

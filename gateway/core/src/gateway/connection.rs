@@ -52,9 +52,18 @@ impl Gateway {
             Ok(id) => id,
             Err(_) => return refuse(self, &addr, ReturnCode::NotSupported, "invalid client id"),
         };
+        let grant = match self.policy.admit(client_id, &addr) {
+            Ok(grant) => grant,
+            Err(reason) => {
+                self.deny(&addr, Some(Arc::from(client_id)), reason, None);
+                return refuse(self, &addr, ReturnCode::NotSupported, reason.as_str());
+            }
+        };
         // Before anything is looked up or held for it: a source sending CONNECTs faster than
-        // connect_rate gets congestion (it may try again later).
-        if !self.connects.allow(now, Source::of(&addr)) {
+        // connect_rate gets congestion (it may try again later). A mote whose entry binds it
+        // to where it speaks from is not held to its source's quotas: others sharing that
+        // source (a forwarder, a NAT) must not lock it out.
+        if !grant.bound() && !self.connects.allow(now, Source::of(&addr)) {
             self.metrics.connect_rate_limited += 1;
             return refuse(
                 self,
@@ -63,13 +72,6 @@ impl Gateway {
                 "too many CONNECTs from this address (connect_rate)",
             );
         }
-        let grant = match self.policy.admit(client_id, &addr) {
-            Ok(grant) => grant,
-            Err(reason) => {
-                self.deny(&addr, Some(Arc::from(client_id)), reason, None);
-                return refuse(self, &addr, ReturnCode::NotSupported, reason.as_str());
-            }
-        };
         // A new connection waits for a broker (the remote one, or the fallback): its
         // SUBSCRIBEs need a grant. Motes already connected are served through an outage (the
         // spool holds their messages).
@@ -114,7 +116,10 @@ impl Gateway {
             .and_then(|idx| self.session(idx))
             .and_then(|s| s.bound.as_ref())
             .is_some_and(|bound| Source::of(bound) == source);
-        if !stays && self.sessions.bound_from(source) >= self.config.max_sessions_per_address {
+        if !stays
+            && !grant.bound()
+            && self.sessions.bound_from(source) >= self.config.max_sessions_per_address
+        {
             self.metrics.sessions_per_address_refused += 1;
             return refuse(
                 self,

@@ -87,6 +87,18 @@ impl Gateway {
             .meter()
             .is_some_and(|meter| !meter.fits(delivery.cost(), max_total));
         let mut accept = incoming <= max_bytes && max_len > 0 && !over_total;
+        // Which limit this is, for the report.
+        let (setting, limit) = if over_total {
+            let open = !session.grant.listed();
+            (
+                "max_queued_bytes_total",
+                if open { max_total / 2 } else { max_total },
+            )
+        } else if session.queue.len() >= max_len {
+            ("max_queued_per_session", max_len)
+        } else {
+            ("max_queued_bytes_per_session", max_bytes)
+        };
         while accept && full(&session.queue, incoming) {
             let qos0 = session
                 .queue
@@ -145,7 +157,8 @@ impl Gateway {
         if first {
             self.emit(Event::QueueFull {
                 client_id,
-                limit: if over_total { max_total } else { max_len },
+                setting,
+                limit,
             });
         }
     }

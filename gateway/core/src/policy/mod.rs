@@ -316,11 +316,19 @@ fn grant(rules: &TopicRules, client_id: &str, listed: bool, bound: bool, roaming
         roaming,
         publish: compile(&rules.publish),
         subscribe: compile(&rules.subscribe),
+        // Always ending with '/', so that one mote's mountpoint is never a prefix of
+        // another's (the config refuses one without it; this holds for any caller).
         mountpoint: rules
             .mountpoint
             .as_deref()
             .filter(|m| !m.is_empty())
-            .map(|m| Arc::from(m.replace("%c", client_id))),
+            .map(|m| {
+                let mut mounted = m.replace("%c", client_id);
+                if !mounted.ends_with('/') {
+                    mounted.push('/');
+                }
+                Arc::from(mounted)
+            }),
     }
 }
 
@@ -329,7 +337,8 @@ pub fn check_topic_rule(rule: &str) -> Result<(), String> {
     TopicPattern::check(rule)
 }
 
-/// Checks a mountpoint: no wildcards; the error says what is wrong.
+/// Checks a mountpoint: no wildcards, not beginning with `$`, ending with `/`; the error says
+/// what is wrong.
 pub fn check_mountpoint(mountpoint: &str) -> Result<(), String> {
     if mountpoint.contains(['+', '#']) {
         return Err(format!(
@@ -339,6 +348,13 @@ pub fn check_mountpoint(mountpoint: &str) -> Result<(), String> {
     if mountpoint.starts_with('$') {
         return Err(format!(
             "{mountpoint:?}: a mountpoint cannot begin with '$'"
+        ));
+    }
+    if !mountpoint.is_empty() && !mountpoint.ends_with('/') {
+        return Err(format!(
+            "{mountpoint:?}: a mountpoint must end with '/' (\"{mountpoint}/\"): without it \
+             \"site/m-1\" would be a prefix of \"site/m-10/...\", and a mote's \"#\" would \
+             become an invalid filter"
         ));
     }
     Ok(())

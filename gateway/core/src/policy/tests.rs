@@ -179,6 +179,24 @@ fn minus_one_rules_and_sources() {
 }
 
 #[test]
+fn a_mountpoint_always_ends_with_a_slash() {
+    assert!(check_mountpoint("site/%c").is_err());
+    assert!(check_mountpoint("site/%c/").is_ok());
+    assert!(check_mountpoint("").is_ok());
+    let config = PolicyConfig {
+        rules: TopicRules {
+            mountpoint: Some("site/%c".into()),
+            ..TopicRules::default()
+        },
+        ..PolicyConfig::default()
+    };
+    let policy = Policy::new(&config, false);
+    let grant = policy.grant_for("m-1").unwrap();
+    assert_eq!(&*grant.mount(Arc::from("#")), "site/m-1/#");
+    assert_eq!(grant.unmount(&Arc::from("site/m-10/cmd")), None);
+}
+
+#[test]
 fn grants_without_client_id_are_shared() {
     let policy = Policy::new(&PolicyConfig::default(), false);
     let a = policy.grant_for("a").unwrap();

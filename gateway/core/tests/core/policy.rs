@@ -497,6 +497,23 @@ fn all_queues_together_stay_within_max_queued_bytes_total() {
     assert_eq!(h.gw.metrics().dropped_queue_total, 17);
     let queued = h.gw.session_info("s1").unwrap().queued + h.gw.session_info("s2").unwrap().queued;
     assert_eq!(queued, 3);
+    let reports: Vec<Event> = h
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::QueueFull { .. }))
+        .collect();
+    assert!(
+        reports.iter().all(|e| matches!(
+            e,
+            Event::QueueFull {
+                setting: "max_queued_bytes_total",
+                limit: 500,
+                ..
+            }
+        )),
+        "{reports:?}"
+    );
+    assert_eq!(reports.len(), 2, "once per session");
 }
 
 #[test]
@@ -607,4 +624,28 @@ fn names_beyond_max_state_bytes_get_congestion() {
     // A clean reconnect gives the bytes back.
     h.connect(m, "m", true, 60);
     assert_eq!(h.gw.held_bytes(), 1);
+}
+
+#[test]
+fn a_bound_mote_is_not_held_to_its_sources_quotas() {
+    let mut real = MoteEntry::new("real");
+    real.addresses = vec![AddrPattern::parse("10.0.0.1").unwrap()];
+    let mut h = Harness::with_config(CoreConfig {
+        max_sessions_per_address: 2,
+        connect_rate: 1,
+        policy: PolicyConfig {
+            motes: vec![real],
+            ..PolicyConfig::default()
+        },
+        ..CoreConfig::default()
+    });
+    // Others behind the same source (a forwarder, a NAT) use up its quotas...
+    h.connect(at("10.0.0.1", 1), "other-1", true, 60);
+    h.connect(at("10.0.0.1", 2), "other-2", true, 60);
+    h.send(at("10.0.0.1", 3), connect_packet("other-3", false));
+    h.expect(at("10.0.0.1", 3), &[CONGESTION]);
+    // ...and the mote bound to it still gets in, again and again.
+    for _ in 0..3 {
+        h.connect(at("10.0.0.1", 4), "real", true, 60);
+    }
 }
