@@ -1127,6 +1127,26 @@ impl<'s> Reader<'s> {
         Some(text.to_string())
     }
 
+    /// A `client_id` key of `[[credentials]]` or `[[mote]]`: a non-empty MQTT string, with its
+    /// span; `None` when it is not (the problem reported, `hint` saying what to write).
+    fn client_id_value(
+        &mut self,
+        value: &Value<'_>,
+        field: &str,
+        hint: &str,
+    ) -> Option<(String, Range<usize>)> {
+        let id = self.mqtt_string(value, field, "client id")?;
+        if id.is_empty() {
+            self.issue(
+                value.span(),
+                field,
+                format!("the client id is empty; {hint}"),
+            );
+            return None;
+        }
+        Some((id, value.span()))
+    }
+
     fn spool(&mut self, table: &DeTable<'_>) -> SpoolConfig {
         let mut spool = SpoolConfig::default();
         for (key, v) in table.iter() {

@@ -19,6 +19,31 @@ pub struct CustomBroker {
 }
 
 impl CustomBroker {
+    /// A broker whose second listener takes only `users` (name, password) and gives each the
+    /// rights `acl` (mosquitto's acl_file syntax) states; in a new temp dir named for `name`.
+    pub async fn with_logins(name: &str, users: &[(&str, &str)], acl: &str) -> CustomBroker {
+        let dir = temp_dir(name);
+        for (i, (user, password)) in users.iter().enumerate() {
+            // The first call creates the password file.
+            let create: &[&str] = if i == 0 { &["-c"] } else { &[] };
+            let mut args = vec!["-b"];
+            args.extend_from_slice(create);
+            args.extend_from_slice(&["passwd", user, password]);
+            run(&dir, "mosquitto_passwd", &args);
+        }
+        if let Err(error) = std::fs::write(dir.join("acl"), acl) {
+            panic!("cannot write {}: {error}", dir.join("acl").display());
+        }
+        CustomBroker::start(
+            dir.clone(),
+            &format!(
+                "allow_anonymous false\npassword_file {dir}/passwd\nacl_file {dir}/acl",
+                dir = dir.display()
+            ),
+        )
+        .await
+    }
+
     /// Starts mosquitto in `dir` with `secure_listener`'s lines for the second listener, and
     /// waits until its own log says it listens on both ports (a connect alone would also
     /// succeed against another process on a port). When another process took one of the

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use sn_codec::v12::{Connect, Register};
 use sn_config::{BrokerMode, Config, CredentialsConfig};
-use sn_tests::custom_broker::{run, temp_dir, CustomBroker};
+use sn_tests::custom_broker::{temp_dir, CustomBroker};
 use sn_tests::{
     ConnectOptions, Gateway, GatewayBuilder, Mosquitto, Mote, MqttClient, Packet, QoS, ReturnCode,
     SubTopic, Topic,
@@ -801,29 +801,11 @@ async fn a_connect_flood_from_one_address_is_held_to_connect_rate() {
 /// mosquitto with a shared login `gateway`, which may write `public/#` only, and `mote-1`,
 /// which may also write `secret/#`.
 async fn broker_with_secret_topics() -> CustomBroker {
-    let dir = temp_dir("security-transparent");
-    run(
-        &dir,
-        "mosquitto_passwd",
-        &["-b", "-c", "passwd", "gateway", "gw-pass"],
-    );
-    run(
-        &dir,
-        "mosquitto_passwd",
-        &["-b", "passwd", "mote-1", "m1-pass"],
-    );
-    std::fs::write(
-        dir.join("acl"),
+    CustomBroker::with_logins(
+        "security-transparent",
+        &[("gateway", "gw-pass"), ("mote-1", "m1-pass")],
         "user gateway\ntopic readwrite public/#\n\n\
          user mote-1\ntopic readwrite public/#\ntopic readwrite secret/#\n",
-    )
-    .unwrap();
-    CustomBroker::start(
-        dir.clone(),
-        &format!(
-            "allow_anonymous false\npassword_file {dir}/passwd\nacl_file {dir}/acl",
-            dir = dir.display()
-        ),
     )
     .await
 }

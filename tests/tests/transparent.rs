@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use sn_config::{BrokerMode, CredentialsConfig};
-use sn_tests::custom_broker::{run, temp_dir, CustomBroker};
+use sn_tests::custom_broker::CustomBroker;
 use sn_tests::{
     ConnectOptions, Gateway, GatewayBuilder, Mote, MqttClient, QoS, ReturnCode, SubTopic, Topic,
     Will,
@@ -22,35 +22,16 @@ use sn_tests::{
 
 /// mosquitto with users `gateway`, `mote-a`, `mote-b`, each allowed its own topics.
 async fn broker_with_acls() -> CustomBroker {
-    let dir = temp_dir("transparent");
-    run(
-        &dir,
-        "mosquitto_passwd",
-        &["-b", "-c", "passwd", "gateway", "gw-pass"],
-    );
-    run(
-        &dir,
-        "mosquitto_passwd",
-        &["-b", "passwd", "mote-a", "a-pass"],
-    );
-    run(
-        &dir,
-        "mosquitto_passwd",
-        &["-b", "passwd", "mote-b", "b-pass"],
-    );
-    std::fs::write(
-        dir.join("acl"),
+    CustomBroker::with_logins(
+        "transparent",
+        &[
+            ("gateway", "gw-pass"),
+            ("mote-a", "a-pass"),
+            ("mote-b", "b-pass"),
+        ],
         "user gateway\ntopic readwrite #\n\n\
          user mote-a\ntopic readwrite motes/a/#\ntopic read cmd/#\n\n\
          user mote-b\ntopic readwrite motes/b/#\ntopic read cmd/#\n",
-    )
-    .unwrap();
-    CustomBroker::start(
-        dir.clone(),
-        &format!(
-            "allow_anonymous false\npassword_file {dir}/passwd\nacl_file {dir}/acl",
-            dir = dir.display()
-        ),
     )
     .await
 }

@@ -110,17 +110,12 @@ impl Reader<'_> {
             let name: &str = key.get_ref();
             let f = join(&path, name);
             match name {
-                "client_id" => match self.mqtt_string(v, &f, "client id") {
-                    Some(id) if id.is_empty() => {
-                        self.issue(
-                            v.span(),
-                            &f,
-                            "the client id is empty; write the client id the mote sends in its \
-                             CONNECT",
-                        );
-                        broken = true;
-                    }
-                    Some(id) => client_id = Some((id, v.span())),
+                "client_id" => match self.client_id_value(
+                    v,
+                    &f,
+                    "write the client id the mote sends in its CONNECT",
+                ) {
+                    Some(id) => client_id = Some(id),
                     None => broken = true,
                 },
                 "username" => match self.mqtt_string(v, &f, "user name") {

@@ -184,17 +184,13 @@ impl Reader<'_> {
             let name: &str = key.get_ref();
             let f = join(&path, name);
             match name {
-                "client_id" => match self.mqtt_string(v, &f, "client id") {
-                    Some(id) if id.is_empty() => {
-                        self.issue(
-                            v.span(),
-                            &f,
-                            "the client id is empty; write the client id the mote sends in its \
-                             CONNECT, or a pattern with * like \"greenhouse-*\"",
-                        );
-                        broken = true;
-                    }
-                    Some(id) => client_id = Some((id, v.span())),
+                "client_id" => match self.client_id_value(
+                    v,
+                    &f,
+                    "write the client id the mote sends in its CONNECT, or a pattern with * \
+                     like \"greenhouse-*\"",
+                ) {
+                    Some(id) => client_id = Some(id),
                     None => broken = true,
                 },
                 "address" => set(&mut mote.addresses, self.addresses(v, &f, true)),

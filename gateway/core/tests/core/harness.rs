@@ -263,6 +263,37 @@ impl Harness {
         self.events();
     }
 
+    /// Connects `client_id` from `from`, subscribes it to "t" at QoS 1 (the broker grants 1),
+    /// and puts it to sleep for 600 s; everything sent so far is drained.
+    #[track_caller]
+    pub fn sleeper(&mut self, from: Peer, client_id: &str) {
+        self.connect(from, client_id, true, 600);
+        self.send(
+            from,
+            Packet::Subscribe(sn_codec::v12::Subscribe {
+                dup: false,
+                qos: sn_codec::QoS::AtLeastOnce,
+                msg_id: 1,
+                topic: sn_codec::v12::SubscribeTopic::Name(b"t"),
+            }),
+        );
+        assert!(matches!(
+            self.commands().as_slice(),
+            [] | [BrokerCommand::Subscribe { .. }]
+        ));
+        self.broker(BrokerEvent::SubAck {
+            filter: "t".into(),
+            granted: Some(MqttQoS::AtLeastOnce),
+        });
+        self.send(
+            from,
+            Packet::Disconnect(sn_codec::v12::Disconnect {
+                duration: Some(600),
+            }),
+        );
+        self.drain();
+    }
+
     /// The broker commands issued since the last call, which must all be publishes.
     #[track_caller]
     pub fn publishes(&mut self) -> Vec<UplinkPublish> {

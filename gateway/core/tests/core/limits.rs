@@ -1,9 +1,9 @@
 //! Per-client queue limits (count and bytes), the overflow policy and per-client drop counters,
 //! shown on a sleeping client whose messages pile up.
 
-use sn_codec::v12::{Disconnect, Packet, Subscribe, SubscribeTopic};
+use sn_codec::v12::{Packet, Subscribe, SubscribeTopic};
 use sn_codec::QoS;
-use sn_core::{BrokerCommand, BrokerEvent, CoreConfig, MqttQoS, Peer, QueueOverflow, SessionState};
+use sn_core::{CoreConfig, MqttQoS, Peer, QueueOverflow, SessionState};
 
 use crate::harness::{peer, Harness};
 
@@ -11,31 +11,7 @@ use crate::harness::{peer, Harness};
 fn sleeper(config: CoreConfig) -> (Harness, Peer) {
     let mut h = Harness::with_config(config);
     let m = peer(1000);
-    h.connect(m, "s", true, 600);
-    h.send(
-        m,
-        Packet::Subscribe(Subscribe {
-            dup: false,
-            qos: QoS::AtLeastOnce,
-            msg_id: 1,
-            topic: SubscribeTopic::Name(b"t"),
-        }),
-    );
-    assert!(matches!(
-        h.commands().as_slice(),
-        [BrokerCommand::Subscribe { .. }]
-    ));
-    h.broker(BrokerEvent::SubAck {
-        filter: "t".into(),
-        granted: Some(MqttQoS::AtLeastOnce),
-    });
-    h.send(
-        m,
-        Packet::Disconnect(Disconnect {
-            duration: Some(600),
-        }),
-    );
-    h.transmits();
+    h.sleeper(m, "s");
     (h, m)
 }
 

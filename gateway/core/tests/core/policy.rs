@@ -472,22 +472,8 @@ fn all_queues_together_stay_within_max_queued_bytes_total() {
         max_queued_bytes_total: 1000,
         ..CoreConfig::default()
     });
-    for (port, id) in [(1u16, "s1"), (2, "s2")] {
-        let m = peer(port);
-        h.connect(m, id, true, 600);
-        subscribe(&mut h, m, 1, SubscribeTopic::Name(b"t"));
-        h.broker(BrokerEvent::SubAck {
-            filter: "t".into(),
-            granted: Some(MqttQoS::AtLeastOnce),
-        });
-        h.send(
-            m,
-            Packet::Disconnect(Disconnect {
-                duration: Some(600),
-            }),
-        );
-        h.drain();
-    }
+    h.sleeper(peer(1), "s1");
+    h.sleeper(peer(2), "s2");
     for _ in 0..10 {
         h.message("t", &[0; 100], MqttQoS::AtLeastOnce, false);
     }
