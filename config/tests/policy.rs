@@ -373,6 +373,7 @@ roaming = false
                 client_id: "greenhouse-*".to_string(),
                 link: Some(LinkId(0)),
                 addresses: vec![addr("192.168.1.0/24"), addr("10.0.0.7")],
+                identity: None,
                 roaming: Some(true),
                 rules: TopicRules {
                     publish: strings(&["greenhouse/%c/#"]),

@@ -15,6 +15,8 @@ pub enum LostReason {
     RetriesExhausted,
     /// Never finished the Will handshake.
     HandshakeTimeout,
+    /// The link lost its connection with the client (a DTLS alert, or a dead connection).
+    LinkLost,
 }
 
 impl std::fmt::Display for LostReason {
@@ -24,6 +26,7 @@ impl std::fmt::Display for LostReason {
             LostReason::SleepExpired => "sleep duration expired",
             LostReason::RetriesExhausted => "no reply after all retransmissions",
             LostReason::HandshakeTimeout => "Will handshake not completed",
+            LostReason::LinkLost => "its link connection was lost (DTLS alert or dead peer)",
         })
     }
 }
@@ -240,6 +243,10 @@ pub struct Denials {
     pub minus_one_topic: u64,
     /// [`Denied::MinusOneAddress`].
     pub minus_one_address: u64,
+    /// [`Denied::IdentityMismatch`].
+    pub identity_mismatch: u64,
+    /// [`Denied::NotAuthenticated`].
+    pub not_authenticated: u64,
 }
 
 impl Denials {
@@ -256,6 +263,8 @@ impl Denials {
             Denied::DollarTopic => &mut self.dollar_topic,
             Denied::MinusOneTopic => &mut self.minus_one_topic,
             Denied::MinusOneAddress => &mut self.minus_one_address,
+            Denied::IdentityMismatch => &mut self.identity_mismatch,
+            Denied::NotAuthenticated => &mut self.not_authenticated,
         };
         *counter += 1;
     }
@@ -272,5 +281,7 @@ impl Denials {
             + self.dollar_topic
             + self.minus_one_topic
             + self.minus_one_address
+            + self.identity_mismatch
+            + self.not_authenticated
     }
 }

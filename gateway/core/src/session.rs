@@ -210,6 +210,9 @@ pub(crate) struct Session {
     pub(crate) epoch: u64,
     /// What the policy lets this client do, set when it connects (or is restored).
     pub(crate) grant: Arc<Grant>,
+    /// The identity its link authenticated when it connected (DTLS), if any: the session then
+    /// answers only to that identity, wherever it speaks from.
+    pub(crate) identity: Option<Arc<str>>,
     /// The bytes of [`Session::held_bytes`] last counted towards `max_state_bytes`.
     pub(crate) held: Account,
 }
@@ -238,6 +241,7 @@ impl Session {
             mote_link: MoteLink::Closed,
             epoch,
             grant,
+            identity: None,
             held: Account::default(),
         }
     }

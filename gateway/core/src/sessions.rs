@@ -280,7 +280,7 @@ mod tests {
     fn session(table: &mut SessionTable, id: &str, now: Instant) -> Session {
         let epoch = table.next_epoch();
         let grant = crate::policy::Policy::new(&crate::policy::PolicyConfig::default(), false)
-            .grant_for(id)
+            .grant_for(id, None)
             .unwrap();
         Session::new(Arc::from(id), now, epoch, grant)
     }

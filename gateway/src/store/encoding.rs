@@ -16,6 +16,10 @@ use crate::core::{
 /// old ones.
 const VERSION: u8 = 1;
 
+/// Layout version of session records written now: version 1 plus the authenticated identity
+/// at the end. Version 1 records are still read (no identity).
+const SESSION_VERSION: u8 = 2;
+
 /// Why a stored record cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("damaged record: {0}")]
@@ -208,7 +212,7 @@ fn read_two(r: &mut Reader<'_>, what: &'static str) -> Result<[u8; 2], Damaged> 
 /// Encodes a session record.
 pub(super) fn encode_session(record: &SessionRecord) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(128));
-    w.u8(VERSION);
+    w.u8(SESSION_VERSION);
     w.bytes(record.client_id.as_bytes());
     match &record.addr {
         Some(addr) => {
@@ -253,13 +257,23 @@ pub(super) fn encode_session(record: &SessionRecord) -> Vec<u8> {
         w.qos(sub.requested);
         w.qos(sub.granted);
     }
+    match &record.identity {
+        Some(identity) => {
+            w.bool(true);
+            w.bytes(identity.as_bytes());
+        }
+        None => w.bool(false),
+    }
     w.0
 }
 
 /// Decodes a session record.
 pub(super) fn decode_session(bytes: &[u8]) -> Result<SessionRecord, Damaged> {
     let mut r = Reader(bytes);
-    r.version()?;
+    let version = r.u8("version")?;
+    if version != VERSION && version != SESSION_VERSION {
+        return Err(Damaged("unknown version"));
+    }
     let client_id = r.text("client id")?;
     let addr = if r.bool("address flag")? {
         Some(read_addr(&mut r)?)
@@ -312,6 +326,11 @@ pub(super) fn decode_session(bytes: &[u8]) -> Result<SessionRecord, Damaged> {
             granted: r.qos("granted qos")?,
         });
     }
+    let identity = if version >= SESSION_VERSION && r.bool("identity flag")? {
+        Some(r.text("identity")?)
+    } else {
+        None
+    };
     Ok(SessionRecord {
         client_id,
         addr,
@@ -322,6 +341,7 @@ pub(super) fn decode_session(bytes: &[u8]) -> Result<SessionRecord, Damaged> {
         will,
         topics,
         subscriptions,
+        identity,
     })
 }
 
@@ -457,6 +477,7 @@ mod tests {
                     granted: MqttQoS::AtLeastOnce,
                 },
             ],
+            identity: Some("mote-7-psk".into()),
         }
     }
 
@@ -475,9 +496,23 @@ mod tests {
             will: None,
             topics: vec![],
             subscriptions: vec![],
+            identity: None,
             ..r
         };
         assert_eq!(decode_session(&encode_session(&offline)).unwrap(), offline);
+    }
+
+    #[test]
+    fn version_1_sessions_are_still_read_without_an_identity() {
+        let r = SessionRecord {
+            identity: None,
+            ..record()
+        };
+        let mut old = encode_session(&r);
+        // Version 1: the same layout without the identity flag at the end.
+        old[0] = VERSION;
+        old.pop();
+        assert_eq!(decode_session(&old).unwrap(), r);
     }
 
     #[test]

@@ -231,6 +231,7 @@ mod tests {
             will: None,
             topics: vec![(1, "t".into(), true)],
             subscriptions: vec![],
+            identity: None,
         }
     }
 

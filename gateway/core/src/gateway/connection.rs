@@ -29,7 +29,13 @@ pub(crate) enum Ending {
 }
 
 impl Gateway {
-    pub(crate) fn on_connect(&mut self, now: Instant, addr: ClientAddr, connect: Connect<'_>) {
+    pub(crate) fn on_connect(
+        &mut self,
+        now: Instant,
+        addr: ClientAddr,
+        identity: Option<&Arc<str>>,
+        connect: Connect<'_>,
+    ) {
         let refuse =
             |gw: &mut Gateway, addr: &ClientAddr, code: ReturnCode, reason: &'static str| {
                 gw.metrics.connect_refused += 1;
@@ -52,7 +58,7 @@ impl Gateway {
             Ok(id) => id,
             Err(_) => return refuse(self, &addr, ReturnCode::NotSupported, "invalid client id"),
         };
-        let grant = match self.policy.admit(client_id, &addr) {
+        let grant = match self.policy.admit(client_id, &addr, identity.map(|i| &**i)) {
             Ok(grant) => grant,
             Err(reason) => {
                 self.deny(&addr, Some(Arc::from(client_id)), reason, None);
@@ -98,7 +104,7 @@ impl Gateway {
         // A session answers only to the address it is bound to, unless roaming is allowed:
         // anyone else naming its client id would take its session and queued messages.
         if let Some(idx) = existing {
-            if !self.may_move(idx, &addr, grant.roaming()) {
+            if !self.may_move(idx, &addr, grant.roaming(), identity) {
                 self.refuse_takeover(idx, &addr);
                 return refuse(
                     self,
@@ -159,6 +165,7 @@ impl Gateway {
         };
         if let Some(session) = self.session_mut(idx) {
             session.grant = grant.clone();
+            session.identity = identity.cloned();
             session.topics.forget_authorizations();
         }
         self.meter_session(idx);
@@ -618,6 +625,7 @@ impl Gateway {
         &mut self,
         client_id: &[u8],
         addr: &ClientAddr,
+        identity: Option<&Arc<str>>,
     ) -> Option<SessionIdx> {
         let client_id = std::str::from_utf8(client_id).ok()?;
         let idx = self.sessions.find(client_id)?;
@@ -626,12 +634,12 @@ impl Gateway {
             return None;
         }
         let roaming = self.session(idx).map(|s| s.grant.roaming())?;
-        if !self.may_move(idx, addr, roaming) {
+        if !self.may_move(idx, addr, roaming, identity) {
             self.refuse_takeover(idx, addr);
             return None;
         }
         // Roaming moves it only to where its entry allows (a link, addresses).
-        if let Err(reason) = self.policy.admit(client_id, addr) {
+        if let Err(reason) = self.policy.admit(client_id, addr, identity.map(|i| &**i)) {
             self.deny(addr, Some(Arc::from(client_id)), reason, None);
             return None;
         }
@@ -644,10 +652,21 @@ impl Gateway {
         Some(idx)
     }
 
-    /// Whether the session may answer to `addr`: the address it is bound to, any address
-    /// with `roaming` (the mote's, from the policy), or any while it is bound to none (never
-    /// connected).
-    fn may_move(&self, idx: SessionIdx, addr: &ClientAddr, roaming: bool) -> bool {
+    /// Whether the session may answer to `addr` (where a peer authenticated as `identity`, if
+    /// any, speaks from). A session opened by an authenticated identity answers to that
+    /// identity wherever it is, and to nothing else. Otherwise: the address it is bound to,
+    /// any address with `roaming` (the mote's, from the policy), or any while it is bound to
+    /// none (never connected).
+    fn may_move(
+        &self,
+        idx: SessionIdx,
+        addr: &ClientAddr,
+        roaming: bool,
+        identity: Option<&Arc<str>>,
+    ) -> bool {
+        if let Some(owner) = self.session(idx).and_then(|s| s.identity.as_ref()) {
+            return identity == Some(owner);
+        }
         roaming
             || self
                 .session(idx)

@@ -2,6 +2,7 @@
 //! protocol handlers (in the sibling modules) share: sessions, timers and outputs.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -11,7 +12,7 @@ use tracing::trace;
 use crate::broker::{BrokerCommand, BrokerEvent, BrokerRoute, PublishId};
 use crate::config::CoreConfig;
 use crate::durability::{AckGate, BatchId, StoreBatch};
-use crate::events::{Event, Metrics};
+use crate::events::{Event, LostReason, Metrics};
 use crate::outbox::Outbox;
 use crate::outputs::{BrokerQueue, Marks, Transmits};
 use crate::peer::{ClientAddr, Destination, LinkId, Peer, Transmit};
@@ -141,6 +142,35 @@ impl Gateway {
 
     /// A datagram arrived from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: Peer, datagram: &[u8]) {
+        self.receive(now, from, None, datagram);
+    }
+
+    /// A datagram arrived from `from`, a peer the link authenticated as `identity` (DTLS: the
+    /// PSK identity, or the client certificate's CN or SAN). The link has decrypted it; the
+    /// core never sees keys or records. An identity speaks for the client id its `[[mote]]`
+    /// entry allows, by default the one equal to it; a session it opened answers only to it.
+    pub fn handle_authenticated_datagram(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        identity: &Arc<str>,
+        datagram: &[u8],
+    ) {
+        self.receive(now, from, Some(identity), datagram);
+    }
+
+    /// The link lost its (authenticated) connection with `peer`: a DTLS alert, or a peer
+    /// that stopped answering. The session there ends as a lost client: its Will goes out.
+    /// (A clean DISCONNECT has ended the session before the connection closes.)
+    pub fn handle_peer_lost(&mut self, now: Instant, peer: Peer) {
+        let addr = ClientAddr { peer, node: None };
+        let Some(idx) = self.sessions.at(&addr) else {
+            return;
+        };
+        self.end_session(now, idx, connection::Ending::Lost(LostReason::LinkLost));
+    }
+
+    fn receive(&mut self, now: Instant, from: Peer, identity: Option<&Arc<str>>, datagram: &[u8]) {
         self.metrics.datagrams_received += 1;
         if datagram.len() > self.config.max_packet_size {
             self.metrics.dropped_oversize += 1;
@@ -160,7 +190,7 @@ impl Gateway {
         };
         let addr = ClientAddr { peer: from, node };
         trace!(client = %addr, ?packet, "received");
-        self.dispatch(now, addr, packet);
+        self.dispatch(now, addr, identity, packet);
     }
 
     /// Something happened on a broker connection: the remote broker's, the fallback's, or a
@@ -572,9 +602,15 @@ impl Gateway {
     }
 
     /// Routes a decoded packet to its handler.
-    fn dispatch(&mut self, now: Instant, addr: ClientAddr, packet: Packet<'_>) {
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        addr: ClientAddr,
+        identity: Option<&Arc<str>>,
+        packet: Packet<'_>,
+    ) {
         match packet {
-            Packet::Connect(connect) => return self.on_connect(now, addr, connect),
+            Packet::Connect(connect) => return self.on_connect(now, addr, identity, connect),
             Packet::SearchGw(search) => return self.on_searchgw(&addr, search.radius),
             Packet::Publish(publish) if publish.qos == sn_codec::QoS::MinusOne => {
                 return self.on_publish_minus_one(&addr, publish)
@@ -588,7 +624,7 @@ impl Gateway {
             None => match packet {
                 // A sleeping client may wake from a new address; its PINGREQ names it.
                 Packet::PingReq { client_id } if !client_id.is_empty() => {
-                    match self.rebind_sleeper(client_id, &addr) {
+                    match self.rebind_sleeper(client_id, &addr, identity) {
                         Some(idx) => idx,
                         None => return self.reject_unknown(&addr),
                     }

@@ -104,6 +104,9 @@ pub struct SessionRecord {
     pub topics: Vec<(u16, Arc<str>, bool)>,
     /// Subscriptions.
     pub subscriptions: Vec<StoredSubscription>,
+    /// The identity an authenticated link proved when the client connected (DTLS); the
+    /// session answers only to it after a restart too.
+    pub identity: Option<Arc<str>>,
 }
 
 /// A message queued for a client.
@@ -220,6 +223,7 @@ impl Session {
                     granted: s.granted,
                 })
                 .collect(),
+            identity: self.identity.clone(),
         }
     }
 }
@@ -415,7 +419,10 @@ impl Gateway {
         }
         // The policy may have changed since the session was stored: a client id it no longer
         // admits loses its stored session (its messages included).
-        let grant = match self.policy.grant_for(&record.client_id) {
+        let grant = match self
+            .policy
+            .grant_for(&record.client_id, record.identity.as_deref())
+        {
             Ok(grant) => grant,
             Err(reason) => {
                 self.metrics.restore_refused += 1;
@@ -427,6 +434,7 @@ impl Gateway {
         };
         let epoch = self.next_epoch();
         let mut session = Session::new(record.client_id.clone(), now, epoch, grant);
+        session.identity = record.identity.clone();
         session.clean_session = record.clean_session;
         session.keep_alive = Duration::from_secs(u64::from(record.keep_alive));
         session.state = match record.state {

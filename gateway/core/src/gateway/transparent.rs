@@ -102,7 +102,8 @@ impl Gateway {
         };
         session.mote_link = MoteLink::Opening { answer, resumed };
         let command = BrokerCommand::Connect {
-            own_login: session.grant.bound(),
+            // Bound by its entry, or authenticated by its link.
+            own_login: session.grant.bound() || session.identity.is_some(),
             keep_alive: session.keep_alive,
             clean_session: session.clean_session,
             will: session.will.as_ref().map(|w| MoteWill {

@@ -39,6 +39,12 @@ pub enum Denied {
     MinusOneTopic,
     /// A QoS -1 PUBLISH from an address `qos_minus_one_from` does not list.
     MinusOneAddress,
+    /// The link authenticated the peer as an identity that does not speak for this client
+    /// id (by default an identity speaks for the client id equal to it).
+    IdentityMismatch,
+    /// The client id's entry names an identity, and the peer was not authenticated (a plain
+    /// UDP or serial link).
+    NotAuthenticated,
 }
 
 impl Denied {
@@ -57,6 +63,12 @@ impl Denied {
             Denied::DollarTopic => "topics beginning with '$' are not allowed",
             Denied::MinusOneTopic => "QoS -1 topic not allowed",
             Denied::MinusOneAddress => "QoS -1 not allowed from this address",
+            Denied::IdentityMismatch => {
+                "the authenticated identity does not speak for this client id"
+            }
+            Denied::NotAuthenticated => {
+                "this client id must connect over an authenticated (DTLS) link"
+            }
         }
     }
 }
@@ -212,9 +224,36 @@ impl Policy {
     }
 
     /// Whether `client_id` may connect from `addr`, and what it may then do.
-    pub(crate) fn admit(&self, client_id: &str, addr: &ClientAddr) -> Result<Arc<Grant>, Denied> {
-        let entry = self.entries.iter().find(|e| e.id.matches(client_id));
+    ///
+    /// `identity` is what the link authenticated (a DTLS PSK identity or certificate name),
+    /// `None` on links without authentication. An authenticated peer speaks for one client id:
+    /// the one the `[[mote]]` entry naming its identity allows, else the identity itself. An
+    /// entry that names an identity admits only a peer authenticated as it.
+    pub(crate) fn admit(
+        &self,
+        client_id: &str,
+        addr: &ClientAddr,
+        identity: Option<&str>,
+    ) -> Result<Arc<Grant>, Denied> {
+        let entry = self.entry_for(client_id, identity);
+        if let Some(identity) = identity {
+            let speaks_for = match entry.filter(|e| e.config.identity.as_deref() == Some(identity))
+            {
+                Some(entry) => entry.id.matches(client_id),
+                None => identity == client_id,
+            };
+            if !speaks_for {
+                return Err(Denied::IdentityMismatch);
+            }
+        }
         if let Some(entry) = entry {
+            match (&entry.config.identity, identity) {
+                (Some(_), None) => return Err(Denied::NotAuthenticated),
+                (Some(required), Some(identity)) if required != identity => {
+                    return Err(Denied::IdentityMismatch)
+                }
+                _ => {}
+            }
             if entry.config.link.is_some_and(|link| link != addr.peer.link) {
                 return Err(Denied::WrongLink);
             }
@@ -223,14 +262,30 @@ impl Policy {
                 return Err(Denied::WrongAddress);
             }
         }
-        self.grant_for(client_id)
+        self.grant_for(client_id, identity)
     }
 
-    /// The grant of `client_id` wherever it connects from: for a session restored from the
-    /// store (its address was checked when it connected), or `Err` when the policy no longer
-    /// admits it.
-    pub(crate) fn grant_for(&self, client_id: &str) -> Result<Arc<Grant>, Denied> {
-        let entry = self.entries.iter().find(|e| e.id.matches(client_id));
+    /// The entry that decides for `client_id`: the one naming `identity`, if the peer was
+    /// authenticated as one an entry names, else the first whose client id pattern matches.
+    fn entry_for(&self, client_id: &str, identity: Option<&str>) -> Option<&Entry> {
+        identity
+            .and_then(|identity| {
+                self.entries
+                    .iter()
+                    .find(|e| e.config.identity.as_deref() == Some(identity))
+            })
+            .or_else(|| self.entries.iter().find(|e| e.id.matches(client_id)))
+    }
+
+    /// The grant of `client_id` (authenticated as `identity`, if it was) wherever it
+    /// connects from: for a session restored from the store (its address was checked when it
+    /// connected), or `Err` when the policy no longer admits it.
+    pub(crate) fn grant_for(
+        &self,
+        client_id: &str,
+        identity: Option<&str>,
+    ) -> Result<Arc<Grant>, Denied> {
+        let entry = self.entry_for(client_id, identity);
         let (rules, listed, bound, roaming, shared) = match entry {
             Some(entry) => (
                 &entry.config.rules,

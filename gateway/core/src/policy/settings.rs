@@ -63,9 +63,12 @@ pub struct MoteEntry {
     pub client_id: String,
     /// The link the mote must come from (`None`: any link).
     pub link: Option<LinkId>,
-    /// The peer addresses the mote must come from (empty: any address). A DTLS identity
-    /// (a later link type) is meant to be one more binding of this kind.
+    /// The peer addresses the mote must come from (empty: any address).
     pub addresses: Vec<AddrPattern>,
+    /// The identity an authenticated link (DTLS: the PSK identity, or the certificate's CN or
+    /// SAN) must have proven for this mote, which then may use the entry's client ids; `None`:
+    /// any peer, and an authenticated one only for the client id equal to its identity.
+    pub identity: Option<String>,
     /// Whether the mote's session may move to another address its entry allows (NAT
     /// rebinding, NB-IoT). `None`: `[gateway] roaming`.
     pub roaming: Option<bool>,
@@ -80,14 +83,16 @@ impl MoteEntry {
             client_id: client_id.into(),
             link: None,
             addresses: Vec::new(),
+            identity: None,
             roaming: None,
             rules: TopicRules::default(),
         }
     }
 
-    /// Whether the entry ties the mote to where it connects from (a link or an address).
+    /// Whether the entry ties the mote to where it connects from (a link or an address) or
+    /// to an authenticated identity.
     pub fn is_bound(&self) -> bool {
-        self.link.is_some() || !self.addresses.is_empty()
+        self.link.is_some() || !self.addresses.is_empty() || self.identity.is_some()
     }
 }
 

@@ -23,7 +23,7 @@ fn listed(entries: Vec<MoteEntry>) -> PolicyConfig {
 #[test]
 fn open_admits_anyone_to_everything_but_dollar_topics() {
     let policy = Policy::new(&PolicyConfig::default(), false);
-    let grant = policy.admit("anyone", &udp(0, "1.2.3.4:5")).unwrap();
+    let grant = policy.admit("anyone", &udp(0, "1.2.3.4:5"), None).unwrap();
     assert!(!grant.listed());
     assert!(!grant.bound());
     assert_eq!(grant.may_publish("a/b"), Ok(()));
@@ -50,22 +50,26 @@ fn listed_admits_only_entries_from_where_they_are_bound() {
     radio.addresses = vec![AddrPattern::parse("xbee:0013a20041a7b3c1").unwrap()];
     let policy = Policy::new(&listed(vec![bound, radio]), false);
 
-    let grant = policy.admit("mote-7", &udp(1, "10.0.0.9:4000")).unwrap();
+    let grant = policy
+        .admit("mote-7", &udp(1, "10.0.0.9:4000"), None)
+        .unwrap();
     assert!(grant.listed() && grant.bound());
     assert_eq!(
         policy
-            .admit("mote-7", &udp(0, "10.0.0.9:4000"))
+            .admit("mote-7", &udp(0, "10.0.0.9:4000"), None)
             .unwrap_err(),
         Denied::WrongLink
     );
     assert_eq!(
         policy
-            .admit("mote-7", &udp(1, "10.0.1.9:4000"))
+            .admit("mote-7", &udp(1, "10.0.1.9:4000"), None)
             .unwrap_err(),
         Denied::WrongAddress
     );
     assert_eq!(
-        policy.admit("other", &udp(1, "10.0.0.9:4000")).unwrap_err(),
+        policy
+            .admit("other", &udp(1, "10.0.0.9:4000"), None)
+            .unwrap_err(),
         Denied::NotListed
     );
     let xbee = ClientAddr {
@@ -75,9 +79,11 @@ fn listed_admits_only_entries_from_where_they_are_bound() {
         },
         node: None,
     };
-    assert!(policy.admit("radio-1", &xbee).is_ok());
+    assert!(policy.admit("radio-1", &xbee, None).is_ok());
     assert_eq!(
-        policy.admit("radio-1", &udp(2, "10.0.0.9:1")).unwrap_err(),
+        policy
+            .admit("radio-1", &udp(2, "10.0.0.9:1"), None)
+            .unwrap_err(),
         Denied::WrongAddress
     );
     // Under listed admission, QoS -1 needs its own rules.
@@ -94,10 +100,13 @@ fn the_first_matching_entry_decides() {
     let mut rest = MoteEntry::new("mote-*");
     rest.rules.publish = vec!["#".into()];
     let policy = Policy::new(&listed(vec![exact, rest]), false);
-    let one = policy.grant_for("mote-1").unwrap();
+    let one = policy.grant_for("mote-1", None).unwrap();
     assert_eq!(one.may_publish("other"), Err(Denied::Publish));
     assert_eq!(
-        policy.grant_for("mote-2").unwrap().may_publish("other"),
+        policy
+            .grant_for("mote-2", None)
+            .unwrap()
+            .may_publish("other"),
         Ok(())
     );
 }
@@ -112,17 +121,17 @@ fn open_admission_still_binds_listed_motes() {
     };
     let policy = Policy::new(&config, false);
     assert!(policy
-        .admit("boiler", &udp(0, "192.168.1.50:1"))
+        .admit("boiler", &udp(0, "192.168.1.50:1"), None)
         .unwrap()
         .listed());
     assert_eq!(
         policy
-            .admit("boiler", &udp(0, "192.168.1.51:1"))
+            .admit("boiler", &udp(0, "192.168.1.51:1"), None)
             .unwrap_err(),
         Denied::WrongAddress
     );
     assert!(!policy
-        .admit("guest", &udp(0, "192.168.1.51:1"))
+        .admit("guest", &udp(0, "192.168.1.51:1"), None)
         .unwrap()
         .listed());
 }
@@ -136,7 +145,7 @@ fn client_id_and_mountpoint_confine_each_mote() {
         mountpoint: Some("site/%c/".into()),
     };
     let policy = Policy::new(&listed(vec![entry]), true);
-    let grant = policy.grant_for("m1").unwrap();
+    let grant = policy.grant_for("m1", None).unwrap();
     assert!(grant.roaming());
     assert_eq!(grant.may_publish("sensors/m1/t"), Ok(()));
     assert_eq!(grant.may_publish("sensors/m2/t"), Err(Denied::Publish));
@@ -151,10 +160,13 @@ fn client_id_and_mountpoint_confine_each_mote() {
     assert_eq!(grant.unmount(&Arc::from("site/m2/x")), None);
     // An id that would widen its rules or escape its mountpoint is refused.
     assert_eq!(
-        policy.grant_for("a/b").unwrap_err(),
+        policy.grant_for("a/b", None).unwrap_err(),
         Denied::UnusableClientId
     );
-    assert_eq!(policy.grant_for("#").unwrap_err(), Denied::UnusableClientId);
+    assert_eq!(
+        policy.grant_for("#", None).unwrap_err(),
+        Denied::UnusableClientId
+    );
 }
 
 #[test]
@@ -191,7 +203,7 @@ fn a_mountpoint_always_ends_with_a_slash() {
         ..PolicyConfig::default()
     };
     let policy = Policy::new(&config, false);
-    let grant = policy.grant_for("m-1").unwrap();
+    let grant = policy.grant_for("m-1", None).unwrap();
     assert_eq!(&*grant.mount(Arc::from("#")), "site/m-1/#");
     assert_eq!(grant.unmount(&Arc::from("site/m-10/cmd")), None);
 }
@@ -199,7 +211,38 @@ fn a_mountpoint_always_ends_with_a_slash() {
 #[test]
 fn grants_without_client_id_are_shared() {
     let policy = Policy::new(&PolicyConfig::default(), false);
-    let a = policy.grant_for("a").unwrap();
-    let b = policy.grant_for("b").unwrap();
+    let a = policy.grant_for("a", None).unwrap();
+    let b = policy.grant_for("b", None).unwrap();
     assert!(Arc::ptr_eq(&a, &b));
+}
+
+#[test]
+fn an_authenticated_identity_speaks_for_its_own_client_id_or_its_entrys() {
+    let mut named = MoteEntry::new("valve-*");
+    named.identity = Some("valve-psk".into());
+    let mut plain = MoteEntry::new("boiler");
+    plain.addresses = vec![AddrPattern::parse("10.0.0.0/8").unwrap()];
+    let policy = Policy::new(&listed(vec![named, plain]), false);
+    let at = udp(3, "10.0.0.9:5684");
+    // The entry naming the identity: its client ids, and only over the authenticated link.
+    let grant = policy.admit("valve-2", &at, Some("valve-psk")).unwrap();
+    assert!(grant.listed() && grant.bound());
+    assert_eq!(
+        policy.admit("boiler", &at, Some("valve-psk")).unwrap_err(),
+        Denied::IdentityMismatch
+    );
+    assert_eq!(
+        policy.admit("valve-2", &at, None).unwrap_err(),
+        Denied::NotAuthenticated
+    );
+    assert_eq!(
+        policy.admit("valve-2", &at, Some("other")).unwrap_err(),
+        Denied::IdentityMismatch
+    );
+    // No entry names the identity: it speaks for the client id equal to it.
+    assert!(policy.admit("boiler", &at, Some("boiler")).is_ok());
+    assert_eq!(
+        policy.admit("boiler", &at, Some("intruder")).unwrap_err(),
+        Denied::IdentityMismatch
+    );
 }

@@ -84,6 +84,14 @@ impl Harness {
         self.raw(from, &datagram);
     }
 
+    /// Sends `packet` as a peer its link authenticated as `identity` (DTLS).
+    pub fn send_as(&mut self, from: Peer, identity: &str, packet: Packet<'_>) {
+        let datagram = bytes(packet);
+        let identity: Arc<str> = Arc::from(identity);
+        self.gw
+            .handle_authenticated_datagram(self.now, from, &identity, &datagram);
+    }
+
     pub fn send_forwarded(&mut self, forwarder: Peer, node: &[u8], packet: Packet<'_>) {
         let datagram = Frame::Forwarded(Forwarded {
             radius: 0,
