@@ -53,10 +53,29 @@ impl Gateway {
                 "unsupported ProtocolId",
             );
         }
-        let client_id = match validate::client_id(connect.client_id, self.config.max_client_id_len)
-        {
-            Ok(id) => id,
-            Err(_) => return refuse(self, &addr, ReturnCode::NotSupported, "invalid client id"),
+        // An empty client id with CleanSession=1 gets one assigned, as an MQTT 3.1.1 server
+        // does (cc.mqttsn's client apps send none unless told): the session lives only as long
+        // as the connection, so nobody needs to know its name. With CleanSession=0 there would
+        // be no way to come back to it: refused, as MQTT 3.1.1 refuses it.
+        let assigned;
+        let client_id = if connect.client_id.is_empty() {
+            if !connect.clean_session {
+                return refuse(
+                    self,
+                    &addr,
+                    ReturnCode::NotSupported,
+                    "empty client id with CleanSession=0",
+                );
+            }
+            assigned = self.assign_client_id();
+            &*assigned
+        } else {
+            match validate::client_id(connect.client_id, self.config.max_client_id_len) {
+                Ok(id) => id,
+                Err(_) => {
+                    return refuse(self, &addr, ReturnCode::NotSupported, "invalid client id")
+                }
+            }
         };
         let grant = match self.policy.admit(client_id, &addr, identity.map(|i| &**i)) {
             Ok(grant) => grant,
@@ -323,6 +342,17 @@ impl Gateway {
             qos: MqttQoS::from_sn(will.qos),
             retain: will.retain,
         })
+    }
+
+    /// A client id for a mote that sent none: `auto-` and a number, one no session holds.
+    fn assign_client_id(&mut self) -> String {
+        loop {
+            self.assigned_ids += 1;
+            let id = format!("auto-{}", self.assigned_ids);
+            if self.sessions.find(&id).is_none() {
+                return id;
+            }
+        }
     }
 
     /// A Will to a topic the mote may publish to, under its mountpoint; `None` (the refusal

@@ -97,6 +97,8 @@ pub struct Gateway {
     pending_qos0_full_reported: bool,
     /// Holds outputs back until the store batches they depend on are written.
     gate: AckGate,
+    /// Client ids assigned to motes that sent an empty one, so far.
+    assigned_ids: u64,
     events: VecDeque<Event>,
     metrics: Metrics,
     persistence: Persistence,
@@ -127,6 +129,7 @@ impl Gateway {
             broker_queue: BrokerQueue::default(),
             pending_qos0_full_reported: false,
             gate: AckGate::default(),
+            assigned_ids: 0,
             events: VecDeque::new(),
             metrics: Metrics::default(),
             persistence: Persistence::default(),

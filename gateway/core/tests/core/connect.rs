@@ -160,7 +160,7 @@ fn unsupported_protocol_id_gets_connack_not_supported() {
 fn bad_client_ids_are_refused() {
     let mut h = Harness::new();
     let m = peer(1000);
-    for id in [&b""[..], &[0xFF, 0xFE][..], &[b'a'; 65][..]] {
+    for id in [&[0xFF, 0xFE][..], &[b'a'; 65][..]] {
         h.send(
             m,
             Packet::Connect(Connect {
@@ -178,6 +178,52 @@ fn bad_client_ids_are_refused() {
             }],
         );
     }
+}
+
+/// An empty client id with CleanSession=1 gets one assigned (as MQTT 3.1.1 servers do;
+/// cc.mqttsn's clients send none by default): each such mote has its own session, found by
+/// its address. With CleanSession=0 it is refused: nobody could come back to that session.
+#[test]
+fn an_empty_client_id_gets_one_assigned_with_clean_session_only() {
+    let mut h = Harness::new();
+    let empty = |clean_session| {
+        Packet::Connect(Connect {
+            will: false,
+            clean_session,
+            protocol_id: 1,
+            duration: 10,
+            client_id: b"",
+        })
+    };
+    let (a, b) = (peer(1000), peer(1001));
+    for m in [a, b] {
+        h.send(m, empty(true));
+        h.expect(
+            m,
+            &[Packet::ConnAck {
+                return_code: ReturnCode::Accepted,
+            }],
+        );
+    }
+    assert_eq!(
+        h.gw.session_count(),
+        2,
+        "each anonymous mote its own session"
+    );
+    assert!(h.gw.session_info("auto-1").is_some() && h.gw.session_info("auto-2").is_some());
+    // A client that already holds the name keeps it: the next one is skipped.
+    h.connect(peer(1002), "auto-3", true, 10);
+    h.send(peer(1003), empty(true));
+    h.drain();
+    assert!(h.gw.session_info("auto-4").is_some());
+    let c = peer(1004);
+    h.send(c, empty(false));
+    h.expect(
+        c,
+        &[Packet::ConnAck {
+            return_code: ReturnCode::NotSupported,
+        }],
+    );
 }
 
 #[test]
