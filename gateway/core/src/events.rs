@@ -197,6 +197,15 @@ pub struct Metrics {
     pub fallback_published: u64,
     /// Times service moved to the fallback broker (remote broker lost, local one up).
     pub fallback_switches: u64,
+    /// Uplink messages sent to the broker again after it came back (spooled, or not yet
+    /// acknowledged when the link dropped).
+    pub replayed: u64,
+    /// QoS 0/-1 uplink messages dropped because no broker could take them (also counted in
+    /// `publish_broker_down`).
+    pub qos0_dropped_broker_down: u64,
+    /// Time from a mote's QoS 1/2 PUBLISH to its PUBACK/PUBREC (the broker or the spool
+    /// holds it then).
+    pub publish_ack_latency: LatencyHistogram,
     /// Refusals by the security policy, per reason (each is also in the CONNACK, PUBACK,
     /// SUBACK or REGACK the client got, or a silent drop at QoS 0/-1).
     pub denied: Denials,
@@ -217,6 +226,61 @@ pub struct Metrics {
     pub sleep_capped: u64,
     /// Stored sessions the policy no longer admits, dropped when the gateway started.
     pub restore_refused: u64,
+}
+
+/// A histogram of durations with fixed bucket bounds (Prometheus style: each bucket counts
+/// the observations at or below its bound).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// Observations in each bucket of [`LatencyHistogram::BOUNDS_US`] (not cumulative),
+    /// then those above the last bound.
+    buckets: [u64; LatencyHistogram::BOUNDS_US.len() + 1],
+    count: u64,
+    sum_us: u64,
+}
+
+impl LatencyHistogram {
+    /// Upper bounds of the buckets, in microseconds: 250 µs to 10 s.
+    pub const BOUNDS_US: [u64; 15] = [
+        250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+        1_000_000, 2_500_000, 5_000_000, 10_000_000,
+    ];
+
+    /// Counts one observation.
+    pub fn record(&mut self, duration: std::time::Duration) {
+        let us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        let bucket = Self::BOUNDS_US
+            .iter()
+            .position(|bound| us <= *bound)
+            .unwrap_or(Self::BOUNDS_US.len());
+        if let Some(slot) = self.buckets.get_mut(bucket) {
+            *slot += 1;
+        }
+        self.count += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    /// Observations at or below each bound of [`LatencyHistogram::BOUNDS_US`] (cumulative,
+    /// as Prometheus wants them).
+    pub fn cumulative(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        Self::BOUNDS_US
+            .iter()
+            .zip(self.buckets.iter())
+            .scan(0u64, |seen, (bound, count)| {
+                *seen += count;
+                Some((*bound, *seen))
+            })
+    }
+
+    /// Observations in all.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The sum of all observations, in microseconds.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us
+    }
 }
 
 /// Policy refusals, one counter per [`Denied`] reason.
@@ -283,5 +347,28 @@ impl Denials {
             + self.minus_one_address
             + self.identity_mismatch
             + self.not_authenticated
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_histogram_counts_each_observation_once_at_its_bound() {
+        let mut h = LatencyHistogram::default();
+        for us in [100, 250, 251, 3_000, 20_000_000] {
+            h.record(Duration::from_micros(us));
+        }
+        let cumulative: Vec<(u64, u64)> = h.cumulative().take(4).collect();
+        assert_eq!(cumulative, vec![(250, 2), (500, 3), (1_000, 3), (2_500, 3)]);
+        assert_eq!(
+            h.cumulative().last(),
+            Some((10_000_000, 4)),
+            "20 s is above every bound"
+        );
+        assert_eq!(h.count(), 5);
+        assert_eq!(h.sum_us(), 100 + 250 + 251 + 3_000 + 20_000_000);
     }
 }

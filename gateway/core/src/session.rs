@@ -132,6 +132,8 @@ pub(crate) enum Inbound {
         topic_id: u16,
         qos: MqttQoS,
         id: PublishId,
+        /// When the PUBLISH arrived, for the acknowledgement latency histogram.
+        since: Instant,
     },
     /// QoS 2: PUBREC sent, waiting for the client's PUBREL.
     AwaitPubRel { msg_id: u16 },

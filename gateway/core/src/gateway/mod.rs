@@ -528,8 +528,10 @@ impl Gateway {
     /// gone). QoS 1/2 messages and subscriptions are sent again after the reconnect; QoS 0
     /// messages are lost with the connection and counted in `publish_broker_down`.
     pub(crate) fn drop_broker_commands(&mut self) {
-        let lost = self.broker_queue.drop_remote();
-        self.metrics.publish_broker_down += u64::try_from(lost).unwrap_or(u64::MAX);
+        // Only QoS 0 publishes are shed here (the rest stay in the outbox for the replay).
+        let lost = u64::try_from(self.broker_queue.drop_remote()).unwrap_or(u64::MAX);
+        self.metrics.publish_broker_down += lost;
+        self.metrics.qos0_dropped_broker_down += lost;
         self.pending_qos0_full_reported = false;
     }
 
@@ -689,7 +691,7 @@ impl Gateway {
             Packet::WillMsgUpd { msg } => self.on_willmsgupd(idx, msg),
             Packet::Register(register) => self.on_register(idx, register),
             Packet::RegAck(regack) => self.on_regack(now, idx, regack),
-            Packet::Publish(publish) => self.on_publish(idx, publish),
+            Packet::Publish(publish) => self.on_publish(now, idx, publish),
             Packet::PubAck(puback) => self.on_puback(now, idx, puback),
             Packet::PubRec { msg_id } => self.on_pubrec(now, idx, msg_id),
             Packet::PubRel { msg_id } => self.on_pubrel(idx, msg_id),

@@ -235,10 +235,11 @@ impl Gateway {
             return;
         }
         self.metrics.publish_broker_down += 1;
+        self.metrics.qos0_dropped_broker_down += 1;
         trace!(topic = %publish.topic, "dropped QoS 0: broker link down");
     }
 
-    pub(crate) fn on_publish(&mut self, idx: SessionIdx, publish: Publish<'_>) {
+    pub(crate) fn on_publish(&mut self, now: Instant, idx: SessionIdx, publish: Publish<'_>) {
         let topic_id = topic_field(&publish.topic);
         let puback = |gw: &mut Gateway, return_code| {
             gw.send_to_session(
@@ -337,6 +338,7 @@ impl Gateway {
                 topic_id,
                 qos,
                 id,
+                since: now,
             };
         }
         if mote_up {
@@ -358,7 +360,7 @@ impl Gateway {
                 self.mirror_to_fallback(&copy);
             }
             if let Some(origin) = self.outbox.take_origin(id) {
-                self.complete_inbound(origin, id);
+                self.complete_inbound(now, origin, id);
             }
             return;
         }
@@ -384,19 +386,19 @@ impl Gateway {
 
     /// The broker holds an uplink publish: out of the spool, and acknowledged to the client
     /// that sent it if it still waits.
-    pub(crate) fn on_uplink_acked(&mut self, _now: Instant, id: PublishId) {
+    pub(crate) fn on_uplink_acked(&mut self, now: Instant, id: PublishId) {
         self.unspool(id);
         let Some(pending) = self.outbox.remove(id) else {
             return;
         };
         if let Some(origin) = pending.origin {
-            self.complete_inbound(origin, id);
+            self.complete_inbound(now, origin, id);
         }
     }
 
     /// The next hop (broker or spool) holds uplink `id`: the client's exchange completes
     /// (PUBACK for QoS 1, PUBREC for QoS 2), if it is still the one waiting.
-    fn complete_inbound(&mut self, (idx, epoch): (SessionIdx, u64), id: PublishId) {
+    fn complete_inbound(&mut self, now: Instant, (idx, epoch): (SessionIdx, u64), id: PublishId) {
         let Some(session) = self.session_mut(idx).filter(|s| s.epoch == epoch) else {
             return;
         };
@@ -405,6 +407,7 @@ impl Gateway {
             topic_id,
             qos,
             id: waiting,
+            since,
         } = session.inbound
         else {
             return;
@@ -412,6 +415,12 @@ impl Gateway {
         if waiting != id {
             return;
         }
+        self.metrics
+            .publish_ack_latency
+            .record(now.saturating_duration_since(since));
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
         // A client that went to sleep meanwhile has its radio off: the exchange is complete
         // here, and a retransmission after it wakes is answered from `inbound`.
         let asleep = matches!(session.state, State::Asleep { .. });
@@ -449,6 +458,7 @@ impl Gateway {
                 ..p.publish.clone()
             })
             .collect();
+        self.metrics.replayed += replays.len() as u64;
         for mut publish in replays {
             // A spooled QoS 0 message gets no acknowledgement: handing it to the link is all
             // there is, so it leaves the spool now.
@@ -486,7 +496,7 @@ impl Gateway {
         for id in waiting {
             if self.spool(id) {
                 if let Some(origin) = self.outbox.take_origin(id) {
-                    self.complete_inbound(origin, id);
+                    self.complete_inbound(now, origin, id);
                 }
             }
         }

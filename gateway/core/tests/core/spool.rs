@@ -129,6 +129,15 @@ fn qos1_during_an_outage_is_acknowledged_from_the_spool_and_sent_when_the_broker
         "acknowledged by the broker: out of the spool"
     );
     assert_eq!(h.gw.spooled(), 0);
+    // The counters add up: 3 spooled, 3 replayed, 3 acknowledgements timed (at once: the
+    // spool held them).
+    let metrics = h.gw.metrics();
+    assert_eq!((metrics.spooled, metrics.replayed), (3, 3));
+    assert_eq!(metrics.publish_ack_latency.count(), 3);
+    assert_eq!(
+        metrics.publish_ack_latency.cumulative().next(),
+        Some((250, 3))
+    );
 }
 
 #[test]
@@ -254,6 +263,7 @@ fn qos0_is_dropped_during_an_outage_unless_asked() {
         publish(QoS::AtMostOnce, PublishTopic::Normal(id), 0, b"q0"),
     );
     assert_eq!(h.gw.metrics().publish_broker_down, 1);
+    assert_eq!(h.gw.metrics().qos0_dropped_broker_down, 1);
     assert_eq!(h.gw.spooled(), 0);
 
     let mut h = with_spool(SpoolConfig {

@@ -175,8 +175,20 @@ fn qos1_is_acknowledged_only_after_the_broker() {
         publish(QoS::AtLeastOnce, PublishTopic::Normal(id), 11, b"y"),
     );
     h.expect(m, &[puback(id, 11, ReturnCode::Congestion)]);
+    // The broker takes 30 ms: the acknowledgement latency histogram says so.
+    h.advance(std::time::Duration::from_millis(30));
     h.ack(p.id.unwrap());
     h.expect(m, &[puback(id, 10, ReturnCode::Accepted)]);
+    let latency = &h.gw.metrics().publish_ack_latency;
+    assert_eq!((latency.count(), latency.sum_us()), (1, 30_000));
+    assert_eq!(
+        latency.cumulative().find(|(bound, _)| *bound == 25_000),
+        Some((25_000, 0))
+    );
+    assert_eq!(
+        latency.cumulative().find(|(bound, _)| *bound == 50_000),
+        Some((50_000, 1))
+    );
     // A late duplicate after the ack is acknowledged again, not forwarded.
     h.send(
         m,
@@ -475,6 +487,7 @@ fn commands_waiting_at_a_disconnect_are_not_sent_after_the_reconnect_besides_the
     assert_eq!(h.gw.broker_commands_waiting(), 0);
     // The QoS 0 message went with the connection, counted.
     assert_eq!(h.gw.metrics().publish_broker_down, 1);
+    assert_eq!(h.gw.metrics().qos0_dropped_broker_down, 1);
     h.broker(BrokerEvent::Connected {
         session_present: true,
     });
