@@ -84,6 +84,11 @@ impl SessionTable {
         self.by_addr.get(addr).copied()
     }
 
+    /// Every session held.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.slots.iter().filter_map(Option::as_ref)
+    }
+
     /// Sessions held, in any state.
     pub(crate) fn len(&self) -> usize {
         self.by_client_id.len()

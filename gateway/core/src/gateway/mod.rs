@@ -342,17 +342,39 @@ impl Gateway {
         self.sessions.len()
     }
 
+    /// The gateway's gauges now, for a metrics endpoint: sessions by state, what waits for
+    /// the motes and for the broker, and which broker serves. Walks every session (a scrape
+    /// every few seconds, not a per-message cost).
+    pub fn gauges(&self) -> Gauges {
+        let mut gauges = Gauges {
+            held_bytes: self.held_bytes(),
+            queued_bytes: self.queued_bytes(),
+            spooled: self.spooled(),
+            spool_bytes: self.spool_bytes(),
+            pending_uplink: self.pending_uplink(),
+            broker_connected: self.broker_up,
+            fallback_active: self.fallback_active(),
+            ..Gauges::default()
+        };
+        for session in self.sessions.iter() {
+            let count = match session_state(&session.state) {
+                SessionState::Connecting => &mut gauges.sessions_connecting,
+                SessionState::Active => &mut gauges.sessions_active,
+                SessionState::Asleep => &mut gauges.sessions_asleep,
+                SessionState::Awake => &mut gauges.sessions_awake,
+                SessionState::Offline => &mut gauges.sessions_offline,
+            };
+            *count += 1;
+            gauges.queued_messages += session.queue.len();
+        }
+        gauges
+    }
+
     /// What the gateway holds for one client, by client id (for tests, metrics and admin).
     pub fn session_info(&self, client_id: &str) -> Option<SessionInfo> {
         let session = self.session(self.sessions.find(client_id)?)?;
         Some(SessionInfo {
-            state: match session.state {
-                State::Handshake { .. } => SessionState::Connecting,
-                State::Active => SessionState::Active,
-                State::Asleep { .. } => SessionState::Asleep,
-                State::Awake { .. } => SessionState::Awake,
-                State::Offline { .. } => SessionState::Offline,
-            },
+            state: session_state(&session.state),
             queued: session.queue.len(),
             queued_bytes: session.queue.bytes(),
             dropped: session.dropped,
@@ -733,6 +755,48 @@ pub enum SessionState {
     Awake,
     /// Disconnected or lost, kept because CleanSession was 0.
     Offline,
+}
+
+fn session_state(state: &State) -> SessionState {
+    match state {
+        State::Handshake { .. } => SessionState::Connecting,
+        State::Active => SessionState::Active,
+        State::Asleep { .. } => SessionState::Asleep,
+        State::Awake { .. } => SessionState::Awake,
+        State::Offline { .. } => SessionState::Offline,
+    }
+}
+
+/// The gateway's gauges at one moment ([`Gateway::gauges`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Gauges {
+    /// Sessions in the Will handshake.
+    pub sessions_connecting: usize,
+    /// Connected sessions.
+    pub sessions_active: usize,
+    /// Sleeping sessions.
+    pub sessions_asleep: usize,
+    /// Sessions woken and receiving what was queued.
+    pub sessions_awake: usize,
+    /// Sessions kept while their mote is away (CleanSession=0).
+    pub sessions_offline: usize,
+    /// Messages waiting for motes, all sessions together.
+    pub queued_messages: usize,
+    /// Bytes those messages count towards `max_queued_bytes_total`.
+    pub queued_bytes: usize,
+    /// Bytes sessions hold besides their queues (`max_state_bytes`).
+    pub held_bytes: usize,
+    /// Uplink messages in the spool.
+    pub spooled: usize,
+    /// Bytes the spool's messages count against `[spool] max_bytes`.
+    pub spool_bytes: usize,
+    /// Uplink messages not yet acknowledged by a broker.
+    pub pending_uplink: usize,
+    /// The remote broker link is connected.
+    pub broker_connected: bool,
+    /// The fallback (embedded) broker serves the motes.
+    pub fallback_active: bool,
 }
 
 /// What the gateway holds for one client.

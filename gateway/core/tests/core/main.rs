@@ -13,6 +13,7 @@ mod harness;
 
 mod connect;
 mod downlink;
+mod gauges;
 mod identity;
 mod limits;
 mod persist;
