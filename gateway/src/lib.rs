@@ -10,6 +10,7 @@
 
 pub mod broker;
 pub use sn_core as core;
+pub mod metrics;
 pub mod ports;
 pub mod runtime;
 pub mod settings;
