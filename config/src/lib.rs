@@ -297,6 +297,9 @@ impl UdpConfig {
 }
 
 /// `[broker]`: the remote MQTT broker the gateway forwards to. (Its `mode` is a core option:
+/// The default `[broker] status_topic`: `%i` is the broker client id.
+pub const DEFAULT_STATUS_TOPIC: &str = "%i/status";
+
 /// [`CoreConfig::mode`] in [`Config::core`].)
 #[derive(Clone, PartialEq, Eq)]
 pub struct BrokerConfig {
@@ -347,6 +350,11 @@ pub struct BrokerConfig {
     /// Transparent mode: motes' connections being opened at once (TCP, TLS, CONNACK); the
     /// others wait their turn. 1 to 10000, default 100.
     pub max_connecting: u16,
+    /// `status_topic`: the gateway's own retained status on the broker, "online" while its
+    /// link is up and "offline" (its MQTT Will) once it is gone, also when the gateway is
+    /// killed; `%i` stands for `client_id`. `None` (`status_topic = ""`): no status.
+    /// Default `"%i/status"`.
+    pub status_topic: Option<String>,
 }
 
 /// `[broker] fallback`: what serves the motes while the remote broker is unreachable.
@@ -408,6 +416,7 @@ impl BrokerConfig {
             fallback: Fallback::Embedded,
             client_id_prefix: String::new(),
             max_connecting: 100,
+            status_topic: Some(DEFAULT_STATUS_TOPIC.to_string()),
         }
     }
 

@@ -84,7 +84,7 @@ pub(crate) const UDP_KEYS: [&str; 5] = [
     "recv_buffer",
 ];
 /// The options of `[broker]`.
-pub(crate) const BROKER_KEYS: [&str; 18] = [
+pub(crate) const BROKER_KEYS: [&str; 19] = [
     "url",
     "client_id",
     "username",
@@ -103,6 +103,7 @@ pub(crate) const BROKER_KEYS: [&str; 18] = [
     "mode",
     "client_id_prefix",
     "max_connecting",
+    "status_topic",
 ];
 /// The options of `[log]`.
 pub(crate) const LOG_KEYS: [&str; 1] = ["level"];
@@ -1015,6 +1016,23 @@ impl<'s> Reader<'s> {
                     );
                 }
                 "max_connecting" => set(&mut b.max_connecting, self.int(v, &f, 1, 10_000)),
+                "status_topic" => {
+                    if let Some(topic) = self.mqtt_string(v, &f, "status topic") {
+                        if topic.is_empty() {
+                            b.status_topic = None;
+                        } else if topic.contains(['+', '#']) || topic.starts_with('$') {
+                            self.issue(
+                                v.span(),
+                                &f,
+                                "a status topic cannot hold '+' or '#' or begin with '$'; \
+                                 write a topic like \"%i/status\" (%i: the client id), or \"\" \
+                                 for no status",
+                            );
+                        } else {
+                            b.status_topic = Some(topic);
+                        }
+                    }
+                }
                 "ca_file" | "client_cert" | "client_key" => {
                     let path = self.path(v, &f);
                     if path.is_some() {

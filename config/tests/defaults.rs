@@ -114,6 +114,7 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "mode",
             "client_id_prefix",
             "max_connecting",
+            "status_topic",
         ],
     ),
     (
@@ -447,6 +448,7 @@ fallback = "off"
 mode = "transparent"
 client_id_prefix = "site-7/"
 max_connecting = 10000
+status_topic = "sites/7/gateway"
 
 [[credentials]]
 client_id = "mote-1"
@@ -552,6 +554,7 @@ level = "mqtt_sn_gateway=debug,info"
             fallback: Fallback::Off,
             client_id_prefix: "site-7/".to_string(),
             max_connecting: 10000,
+            status_topic: Some("sites/7/gateway".to_string()),
         })
     );
     assert_eq!(

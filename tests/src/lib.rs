@@ -30,6 +30,7 @@ mod gateway;
 pub(crate) mod mosquitto;
 mod mote;
 mod mqtt;
+pub mod process;
 mod rng;
 
 use std::time::Duration;

@@ -140,6 +140,8 @@ impl EmbeddedBroker {
                 connect_timeout: Duration::from_secs(5),
                 reconnect_min: Duration::from_millis(50),
                 reconnect_max: Duration::from_secs(1),
+                // The gateway's status goes to the remote broker only.
+                status_topic: None,
                 ..BrokerConfig::plain(self.link_addr())
             },
             tls: None,

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, NetworkOptions,
-    Outgoing, QoS, SubscribeReasonCode, TlsConfiguration, Transport,
+    AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, LastWill, MqttOptions,
+    NetworkOptions, Outgoing, QoS, SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use sn_config::BrokerConfig;
 use tokio::sync::mpsc;
@@ -63,6 +63,22 @@ pub struct BrokerLinkConfig {
     /// `None` for plain `mqtt://`.
     pub tls: Option<TlsFiles>,
 }
+
+impl BrokerLinkConfig {
+    /// The gateway's status topic on this broker (`status_topic` with `%i` put in), if any.
+    pub fn status_topic(&self) -> Option<String> {
+        self.options
+            .status_topic
+            .as_ref()
+            .map(|topic| topic.replace("%i", &self.options.client_id))
+    }
+}
+
+/// The retained payloads of the gateway's status topic.
+pub(crate) const STATUS_ONLINE: &[u8] = b"online";
+/// The status the broker publishes when the gateway's connection ends without a DISCONNECT
+/// (its MQTT Will): a crash, a kill, a lost network, or a stop (which drops the connection).
+pub(crate) const STATUS_OFFLINE: &[u8] = b"offline";
 
 /// Why the link cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -257,9 +273,11 @@ async fn run(
                 if events.send(connected).await.is_err() {
                     return;
                 }
-                let end = Connection::new(&config, client, eventloop)
-                    .run(&mut commands, &events, &queued)
-                    .await;
+                let mut connection = Connection::new(&config, client, eventloop);
+                if let Some(topic) = config.status_topic() {
+                    connection.announce(&topic);
+                }
+                let end = connection.run(&mut commands, &events, &queued).await;
                 if events.send(BrokerEvent::Disconnected).await.is_err() {
                     return;
                 }
@@ -345,6 +363,9 @@ fn new_client(config: &BrokerLinkConfig, transport: Option<Transport>) -> (Async
     }
     if let Some(transport) = transport {
         options.set_transport(transport);
+    }
+    if let Some(topic) = config.status_topic() {
+        options.set_last_will(LastWill::new(topic, STATUS_OFFLINE, QoS::AtLeastOnce, true));
     }
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
     let mut network = NetworkOptions::new();
@@ -605,6 +626,21 @@ impl Connection {
         self.publish_order.iter().filter(|id| id.is_some()).count()
             + self.unacked.len()
             + self.releasing.values().map(VecDeque::len).sum::<usize>()
+    }
+
+    /// Publishes the gateway's retained "online" status, first on the new connection (its
+    /// Will says "offline"). Not one of the core's publishes: its place in the publish order
+    /// carries no id, so its PUBACK completes nothing.
+    fn announce(&mut self, topic: &str) {
+        let sent = self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, true, STATUS_ONLINE.to_vec())
+            .is_ok();
+        if sent {
+            self.publish_order.push_back(None);
+        } else {
+            warn!(topic, "could not publish the gateway's online status");
+        }
     }
 
     /// Hands queued commands to rumqttc while it has room and the window allows.
