@@ -32,16 +32,15 @@ impl GatewayProcess {
         let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
         for _ in 0..5 {
             let port = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-                .unwrap()
-                .local_addr()
-                .unwrap()
+                .and_then(|s| s.local_addr())
+                .expect("a free loopback UDP port")
                 .port();
             std::fs::write(
                 dir.join("gateway.toml"),
                 format!("{config}\n[[udp]]\nbind = \"127.0.0.1:{port}\"\ndiscovery = \"off\"\n"),
             )
-            .unwrap();
-            let log = std::fs::File::create(&log_path).unwrap();
+            .expect("write the gateway's config file");
+            let log = std::fs::File::create(&log_path).expect("create the gateway's log file");
             let mut child = Command::new(gateway_binary())
                 .current_dir(&dir)
                 .args(["--config", "gateway.toml"])
@@ -49,14 +48,14 @@ impl GatewayProcess {
                 // Plain text: the log is read below (it has colour codes otherwise).
                 .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
+                .stdout(log.try_clone().expect("share the log file"))
                 .stderr(log)
                 .spawn()
-                .unwrap();
+                .expect("start the gateway binary");
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
             loop {
                 let text = read_log();
-                if let Some(status) = child.try_wait().unwrap() {
+                if let Some(status) = child.try_wait().expect("wait for the gateway") {
                     assert!(
                         text.contains("address already in use"),
                         "the gateway exited at start ({status}); log:\n{text}"
