@@ -252,15 +252,16 @@ async fn invalid_requests_get_the_documented_return_codes() {
     // Wait for the broker link, so that refusals below are about the request, not congestion.
     let mut mote = Mote::connected(gateway.addr(), "strict").await;
 
-    let connect = |protocol_id, will, client_id: &'static [u8]| {
+    let connect_with = |protocol_id, will, clean_session, client_id: &'static [u8]| {
         Packet::Connect(Connect {
             will,
-            clean_session: true,
+            clean_session,
             protocol_id,
             duration: 60,
             client_id,
         })
     };
+    let connect = |protocol_id, will, client_id| connect_with(protocol_id, will, true, client_id);
     let connack = |p: &Packet<'_>| match p {
         Packet::ConnAck { return_code } => Some(*return_code),
         _ => None,
@@ -268,7 +269,11 @@ async fn invalid_requests_get_the_documented_return_codes() {
     let mut other = Mote::new(gateway.addr(), "other").await;
     for (what, packet) in [
         ("ProtocolId 2", connect(2, false, b"other")),
-        ("an empty client id", connect(1, false, b"")),
+        // With CleanSession=1 one is assigned (tests below); with 0 nobody could resume it.
+        (
+            "an empty client id and CleanSession=0",
+            connect_with(1, false, false, b""),
+        ),
         ("a 65-byte client id", connect(1, false, &[b'x'; 65])),
     ] {
         other.send(packet).await;
@@ -278,6 +283,15 @@ async fn invalid_requests_get_the_documented_return_codes() {
             "CONNECT with {what}"
         );
     }
+
+    // An empty client id with CleanSession=1 (cc.mqttsn's client apps send none by default)
+    // gets one assigned, as MQTT 3.1.1 servers do: accepted.
+    other.send(connect(1, false, b"")).await;
+    assert_eq!(
+        other.expect("CONNACK", connack).await,
+        ReturnCode::Accepted,
+        "CONNECT with an empty client id and CleanSession=1"
+    );
 
     // A Will topic with a wildcard cannot be published: CONNACK 0x03.
     other.send(connect(1, true, b"other")).await;
