@@ -38,7 +38,7 @@ type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<Cow<'i, str>>;
 
 /// The sections, in the order the documentation lists them.
-pub(crate) const SECTIONS: [&str; 12] = [
+pub(crate) const SECTIONS: [&str; 13] = [
     "gateway",
     "predefined_topics",
     "policy",
@@ -47,6 +47,7 @@ pub(crate) const SECTIONS: [&str; 12] = [
     "serial",
     "broker",
     "credentials",
+    "presence",
     "embedded_broker",
     "spool",
     "store",
@@ -111,6 +112,8 @@ pub(crate) const LOG_KEYS: [&str; 1] = ["level"];
 pub(crate) const EMBEDDED_BROKER_KEYS: [&str; 1] = ["listen"];
 /// The options of `[store]`.
 pub(crate) const STORE_KEYS: [&str; 2] = ["enabled", "path"];
+/// The options of `[presence]`.
+pub(crate) const PRESENCE_KEYS: [&str; 1] = ["topic"];
 /// The options of `[spool]`.
 pub(crate) const SPOOL_KEYS: [&str; 4] = ["enabled", "max_bytes", "when_full", "qos0"];
 
@@ -135,6 +138,7 @@ fn section_keys(section: &str) -> &'static [&'static str] {
         "embedded_broker" => &EMBEDDED_BROKER_KEYS,
         "log" => &LOG_KEYS,
         "store" => &STORE_KEYS,
+        "presence" => &PRESENCE_KEYS,
         "spool" => &SPOOL_KEYS,
         _ => &[],
     }
@@ -553,6 +557,11 @@ impl<'s> Reader<'s> {
                 "store" => {
                     if let Some(table) = self.table(value, name) {
                         config.store = self.store(table);
+                    }
+                }
+                "presence" => {
+                    if let Some(table) = self.table(value, name) {
+                        config.core.presence_topic = self.presence(table);
                     }
                 }
                 "log" => {
@@ -1222,6 +1231,45 @@ impl<'s> Reader<'s> {
             }
         }
         embedded
+    }
+
+    /// `[presence] topic`: a topic template (`%c`: the client id), or none.
+    fn presence(&mut self, table: &DeTable<'_>) -> Option<String> {
+        let mut topic = None;
+        for (key, v) in table.iter() {
+            let name: &str = key.get_ref();
+            let f = join("presence", name);
+            match name {
+                "topic" => {
+                    let Some(text) = self.mqtt_string(v, &f, "presence topic") else {
+                        continue;
+                    };
+                    if text.is_empty() {
+                        topic = None;
+                    } else if text.contains(['+', '#']) || text.starts_with('$') {
+                        self.issue(
+                            v.span(),
+                            &f,
+                            "a presence topic cannot hold '+' or '#' or begin with '$'; write a \
+                             topic like \"motes/%c/presence\" (%c: the client id)",
+                        );
+                    } else {
+                        if !text.contains("%c") {
+                            self.warning(
+                                v.span(),
+                                &f,
+                                "the presence topic has no %c: every mote's presence goes to the \
+                                 same topic and only the last one is kept; write \
+                                 \"motes/%c/presence\" or similar",
+                            );
+                        }
+                        topic = Some(text);
+                    }
+                }
+                _ => self.unknown_key(key, "presence", "presence"),
+            }
+        }
+        topic
     }
 
     fn store(&mut self, table: &DeTable<'_>) -> StoreConfig {

@@ -201,6 +201,7 @@ const REQUIRED_TO_PARSE: &[(&str, &[&str])] = &[("serial", &["device", "framing"
 const COMMENTED_EXAMPLES: &[(&str, &[&str])] = &[
     ("predefined_topics", &["1", "0x0010"]),
     ("policy", &["qos_minus_one_publish"]),
+    ("presence", &["topic"]),
     (
         "mote",
         &[

@@ -75,6 +75,10 @@ pub struct CoreConfig {
     /// `[gateway] connect_rate`: CONNECTs per second one source may send (it may burst twice
     /// that); beyond it CONNACK 0x01. Zero turns the limit off. Default 100.
     pub connect_rate: u32,
+    /// `[presence] topic`: where each mote's presence goes on the broker, retained (`%c`: its
+    /// client id): "connected", "asleep", "awake", "lost" or "disconnected". `None`: no
+    /// presence messages. Default `None`.
+    pub presence_topic: Option<String>,
     /// `[policy]` and `[[mote]]`: admission, topic rules and mountpoints.
     pub policy: PolicyConfig,
     /// `[predefined_topics]`: topic ids shared with the clients' firmware, sorted by id.
@@ -112,6 +116,7 @@ impl Default for CoreConfig {
             max_sleep_duration: Duration::from_secs(12 * 3600),
             max_sessions_per_address: 1_000,
             connect_rate: 100,
+            presence_topic: None,
             policy: PolicyConfig::default(),
             predefined_topics: Vec::new(),
             max_pending_qos0: 10_000,

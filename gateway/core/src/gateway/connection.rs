@@ -8,8 +8,9 @@ use bytes::Bytes;
 use sn_codec::v12::{Connect, Disconnect, Packet, ReturnCode, WillTopic};
 use sn_codec::validate;
 
+use super::presence::Presence;
 use super::{Gateway, TimerKind};
-use crate::broker::{BrokerCommand, MqttQoS, UplinkPublish};
+use crate::broker::{MqttQoS, UplinkPublish};
 use crate::events::{Event, LostReason};
 use crate::peer::ClientAddr;
 use crate::quotas::Source;
@@ -255,6 +256,7 @@ impl Gateway {
                 return_code: ReturnCode::Accepted,
             },
         );
+        self.presence(idx, Presence::Connected);
         self.emit(event);
         self.persist(idx);
         self.pump(now, idx);
@@ -450,6 +452,7 @@ impl Gateway {
                     queued: session.queue.len(),
                 };
                 self.emit(event);
+                self.presence(idx, Presence::Awake);
                 self.pump(now, idx);
             }
             // Still delivering what was queued: PINGRESP comes when that is done.
@@ -469,6 +472,7 @@ impl Gateway {
             session.last_seen = now;
         }
         self.send_to_session(idx, Packet::PingResp);
+        self.presence(idx, Presence::Asleep);
         self.arm_silence(idx);
     }
 
@@ -496,6 +500,7 @@ impl Gateway {
         session.abandon_in_flight();
         let client_id = session.client_id.clone();
         self.send_to_session(idx, Packet::Disconnect(Disconnect { duration: None }));
+        self.presence(idx, Presence::Asleep);
         self.emit(Event::Asleep {
             client_id,
             duration: u16::try_from(session_duration.as_secs()).unwrap_or(u16::MAX),
@@ -553,6 +558,9 @@ impl Gateway {
                 will_published = true;
             }
             self.metrics.sessions_lost += 1;
+            if !handshake {
+                self.presence(idx, Presence::Lost);
+            }
             if let Some(client_id) = self.session(idx).map(|s| s.client_id.clone()) {
                 self.emit(Event::Lost {
                     client_id,
@@ -561,6 +569,9 @@ impl Gateway {
                 });
             }
         } else if ending == Ending::Disconnected {
+            if !handshake {
+                self.presence(idx, Presence::Disconnected);
+            }
             if let Some(client_id) = self.session(idx).map(|s| s.client_id.clone()) {
                 self.emit(Event::Disconnected { client_id });
             }
@@ -592,31 +603,14 @@ impl Gateway {
 
     fn publish_will(&mut self, will: Will) {
         self.metrics.wills_published += 1;
-        let id = (will.qos != MqttQoS::AtMostOnce).then(|| self.next_publish_id());
-        let publish = UplinkPublish {
-            id,
+        self.publish_from_gateway(UplinkPublish {
+            id: None,
             topic: will.topic,
             payload: will.payload,
             qos: will.qos,
             retain: will.retain,
             replay: false,
-        };
-        if let Some(id) = id {
-            // Held until the broker acknowledges it, replayed after a reconnect.
-            self.outbox.insert(publish.clone(), None, false);
-            if self.spooling() {
-                // Kept in memory either way; spooled, it also survives a restart.
-                self.spool(id);
-            }
-        }
-        if self.broker_up {
-            self.command(BrokerCommand::Publish(publish));
-        } else {
-            self.mirror_to_fallback(&publish);
-            if id.is_none() && !self.fallback_active() {
-                self.metrics.publish_broker_down += 1;
-            }
-        }
+        });
     }
 
     /// Drops everything CleanSession=1 drops: subscriptions (upstream too), topic ids, the

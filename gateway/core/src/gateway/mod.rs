@@ -31,6 +31,7 @@ mod discovery;
 mod downlink;
 mod fallback;
 mod persist;
+mod presence;
 mod spool;
 mod subscriptions;
 mod transparent;

@@ -19,6 +19,7 @@ mod limits;
 mod persist;
 mod policy;
 mod policy_caps;
+mod presence;
 mod uplink;
 
 mod discovery;
