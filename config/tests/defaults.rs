@@ -468,6 +468,9 @@ client_id = "mote-3"
 client_cert = "/etc/motes/3.crt"
 client_key = "/etc/motes/3.key"
 
+[presence]
+topic = "m/%c/p"
+
 [log]
 level = "mqtt_sn_gateway=debug,info"
 "#;
@@ -494,6 +497,7 @@ level = "mqtt_sn_gateway=debug,info"
             max_sleep_duration: Duration::from_secs(65535),
             max_sessions_per_address: 1,
             connect_rate: 0,
+            presence_topic: Some("m/%c/p".to_string()),
             policy: sn_config::PolicyConfig::default(),
             max_pending_qos0: 3,
             predefined_topics: vec![
