@@ -509,7 +509,8 @@ impl GatewayProcess {
                 .current_dir(&dir)
                 .args(["--config", "gateway.toml"])
                 .env_remove("RUST_LOG")
-                // Plain text: the log is read below (it has colour codes otherwise).
+                // Plain text: the log is read below (and a file is no terminal, so it gets
+                // no colour codes anyway).
                 .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
@@ -609,7 +610,9 @@ async fn sessions_queued_bytes_and_sleep_from_one_address_are_capped() {
              url = \"mqtt://127.0.0.1:{port}\"\n\
              fallback = \"off\"\n\
              [store]\n\
-             path = \"state.redb\"\n",
+             path = \"state.redb\"\n\
+             [log]\n\
+             level = \"info,mqtt_sn_gateway=debug\"\n",
             port = broker.port()
         ),
     );
@@ -703,7 +706,7 @@ async fn sessions_queued_bytes_and_sleep_from_one_address_are_capped() {
         "the resident set grew by {rss_growth} KiB (bound 2560 KiB)"
     );
     // The sleep asked for (65 535 s) is held to max_sleep_duration: the gateway logs the
-    // duration it holds a sleeper to.
+    // duration it holds a sleeper to (at debug, which [log] level above turns on).
     let log = gateway.log();
     let asleep: Vec<&str> = log
         .lines()
