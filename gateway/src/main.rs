@@ -248,19 +248,10 @@ impl Reloading {
                 restart.join(", ")
             );
         }
-        // What the running gateway has, so the next reload compares with it (a setting that
-        // waits for a restart is named again next time until the restart happens).
-        let waiting = std::mem::replace(&mut self.config, new);
-        self.config.core = waiting.core;
-        self.config.mote_links = waiting.mote_links;
-        self.config.worker_threads = waiting.worker_threads;
-        self.config.udp = waiting.udp;
-        self.config.serial = waiting.serial;
-        self.config.broker = waiting.broker;
-        self.config.credentials = waiting.credentials;
-        self.config.embedded_broker = waiting.embedded_broker;
-        self.config.store = waiting.store;
-        self.config.log.format = waiting.log.format;
+        // What the running gateway has now, for the next reload to compare with: only the
+        // live settings moved (a setting that waits for a restart is named again next time).
+        self.config.log.level = new.log.level;
+        self.config.log.stats_interval = new.log.stats_interval;
     }
 }
 
