@@ -351,10 +351,7 @@ impl Runtime {
         let mut watchdog_at = self.watchdog.map(|every| Instant::now() + every);
         loop {
             let deadline = self.core.poll_timeout().map(Instant::from_std);
-            let wake = [deadline, stats_at, watchdog_at]
-                .into_iter()
-                .flatten()
-                .min();
+            let wake = [deadline, stats_at].into_iter().flatten().min();
             // Commands the link had no room for: look again shortly (the link gives no
             // signal when it has taken them).
             let link_busy = self.core.broker_commands_waiting() > 0;
@@ -363,17 +360,20 @@ impl Runtime {
             let stalled = self.store_retry.is_some();
             let far = Instant::now() + Duration::from_secs(3600);
             let retry_at = self.store_retry.map_or(far, |(at, _)| at);
-            tokio::select! {
+            // Whether the turn had input (or a retry, or a deadline) whose outputs to flush;
+            // the watchdog and a reload have none, and must not hasten a store retry.
+            let flush = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 // Also while stalled: the loop is alive, retrying the store.
-                () = tokio::time::sleep_until(watchdog_at.unwrap_or(far)), if watchdog_at.is_some() => {}
+                () = tokio::time::sleep_until(watchdog_at.unwrap_or(far)), if watchdog_at.is_some() => false,
                 changed = live.changed() => {
                     if changed.is_ok() {
                         stats_at = stats_deadline(&live.borrow_and_update());
                     }
+                    false
                 }
-                () = tokio::time::sleep_until(retry_at), if stalled => {}
+                () = tokio::time::sleep_until(retry_at), if stalled => true,
                 event = recv_broker(&mut self.broker, &mut self.fallback, &mut self.transparent), if !stalled => match event {
                     Some((route, event)) => {
                         let now = now();
@@ -386,6 +386,7 @@ impl Runtime {
                                 None => break,
                             }
                         }
+                        true
                     }
                     None => {
                         warn!("broker link stopped");
@@ -404,8 +405,9 @@ impl Runtime {
                             Err(_) => break,
                         }
                     }
+                    true
                 }
-                () = tokio::time::sleep(LINK_BUSY_RECHECK), if link_busy && !stalled => {}
+                () = tokio::time::sleep(LINK_BUSY_RECHECK), if link_busy && !stalled => true,
                 () = tokio::time::sleep_until(wake.unwrap_or(far)), if wake.is_some() && !stalled => {
                     self.core.handle_timeout(now());
                     if stats_at.is_some_and(|at| Instant::now() >= at) {
@@ -414,15 +416,18 @@ impl Runtime {
                         self.log_stats("stats");
                         self.notify(&format!("STATUS={}", self.status()));
                     }
+                    true
                 }
-            }
+            };
             if let (Some(at), Some(every)) = (watchdog_at, self.watchdog) {
                 if Instant::now() >= at {
                     self.notify("WATCHDOG=1");
                     watchdog_at = Some(Instant::now() + every);
                 }
             }
-            self.flush().await;
+            if flush {
+                self.flush().await;
+            }
         }
         self.notify("STOPPING=1\nSTATUS=stopping");
         info!("gateway stopping");
