@@ -114,8 +114,9 @@ pub struct Config {
     /// `[store]`: the durable state file.
     pub store: StoreConfig,
     /// Settings the file makes that have no effect (the file is still valid), each with its
-    /// place and how to fix the file: `[spool]` with `[store] enabled = false`, `[broker]
-    /// fallback` in transparent mode. `check-config` prints them and the gateway logs them
+    /// place and how to fix the file: `[spool]` (or its default) with `[store] enabled =
+    /// false`, `[broker] fallback` in transparent mode; and one setting that works but is
+    /// risky: the embedded broker listening beyond loopback (it has no logins). `check-config` prints them and the gateway logs them
     /// at start. Empty for [`Config::default`].
     pub warnings: Vec<ConfigIssue>,
 }
@@ -125,9 +126,12 @@ impl Config {
     ///
     /// Relative paths inside the file (`password_file`, `ca_file`, `client_cert`,
     /// `client_key`, in `[broker]` and in `[[credentials]]`) are resolved against the file's
-    /// directory. Paths are not checked for
-    /// existence here; the gateway does that when it starts. A missing or unreadable file is an
-    /// error naming the path and the operating system's reason.
+    /// directory, and each of those files must be readable: one that is missing or unreadable
+    /// is an error at its line, so `check-config` finds it and the gateway stops before it
+    /// binds a port (rather than when a broker connection first needs it). A missing or
+    /// unreadable configuration file is an error naming the path and the operating system's
+    /// reason. The state file and serial devices are not checked: the one is created, the
+    /// others may be plugged in later.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|err| {
@@ -149,9 +153,17 @@ impl Config {
                 }],
             }
         })?;
-        let mut config = Config::parse(&text, &origin)?;
-        if let Some(dir) = path.parent() {
-            config.resolve_paths(dir);
+        let (mut config, files) = reader::parse_with_files(&text, &origin)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        config.resolve_paths(dir);
+        let mut issues: Vec<ConfigIssue> = files
+            .iter()
+            .filter_map(|file| unreadable(file, dir))
+            .collect();
+        // In the file's order, like every other list of issues.
+        issues.sort_by_key(|issue| (issue.line, issue.column));
+        if !issues.is_empty() {
+            return Err(ConfigError { origin, issues });
         }
         Ok(config)
     }
@@ -200,6 +212,39 @@ impl Config {
             }
         }
     }
+}
+
+/// The problem with a file an option names, if it cannot be read (resolved like
+/// [`Config::resolve_paths`] does).
+fn unreadable(file: &reader::NamedFile, base: &Path) -> Option<ConfigIssue> {
+    let path = if file.path.is_relative() {
+        base.join(&file.path)
+    } else {
+        file.path.clone()
+    };
+    let shown = path.display();
+    let problem = match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => Some(format!("{shown} is a folder; name the file in it")),
+        // Opening is the test that counts: permissions, ACLs and SELinux all have their say.
+        Ok(_) => match std::fs::File::open(&path) {
+            Ok(_) => None,
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => Some(format!(
+                "cannot read {shown}: {error}; make it readable by the user the gateway runs as"
+            )),
+            Err(error) => Some(format!("cannot read {shown}: {error}")),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(format!(
+            "{shown} does not exist; check the path (a relative path is relative to the \
+             configuration file's folder)"
+        )),
+        Err(error) => Some(format!("cannot read {shown}: {error}")),
+    }?;
+    Some(ConfigIssue {
+        line: Some(file.line),
+        column: Some(file.column),
+        field: file.field.clone(),
+        message: problem,
+    })
 }
 
 impl Default for Config {
@@ -483,27 +528,84 @@ impl Default for EmbeddedBrokerConfig {
 /// `[log]`: logging.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
-    /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing `EnvFilter` directive such as
-    /// `mqtt_sn_gateway=debug,info`. Default `info`.
+    /// `off`, `error`, `warn`, `info`, `debug` or `trace`, or a list of tracing `EnvFilter`
+    /// directives such as `mqtt_sn_gateway=debug,info`, each with a level. Default `info`.
     pub level: String,
+    /// How each line is written. Default [`LogFormat::Text`].
+    pub format: LogFormat,
+    /// How often the stats line (and the summary of motes connected, disconnected and lost,
+    /// when there were any) is logged; zero turns both off. Default 300 s
+    /// ([`DEFAULT_STATS_INTERVAL`]).
+    pub stats_interval: Duration,
 }
+
+/// The default `[log] stats_interval`: 5 minutes.
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(300);
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".to_string(),
+            format: LogFormat::Text,
+            stats_interval: DEFAULT_STATS_INTERVAL,
         }
     }
 }
 
 impl LogConfig {
-    /// A log configuration with `level`, checked like the `level` option. For the CLI's
-    /// `--log-level LEVEL`.
+    /// A log configuration with `level`, checked like the `level` option, and the other
+    /// options at their defaults. For the CLI's `--log-level LEVEL`.
     pub fn from_level(level: &str) -> Result<LogConfig, String> {
-        values::check_log_level(level)?;
+        check_log_level(level)?;
         Ok(LogConfig {
             level: level.trim().to_string(),
+            ..LogConfig::default()
         })
+    }
+}
+
+/// Checks a log level or a list of tracing `EnvFilter` directives like the `[log] level`
+/// option: every directive has a real level (`"verbose"` and `"x=infoo"` are refused, with a
+/// suggestion when one is close). For `--log-level` and `RUST_LOG`; the error is a sentence
+/// saying what to write instead.
+pub fn check_log_level(level: &str) -> Result<(), String> {
+    values::check_log_level(level)
+}
+
+/// `[log] format`: how each log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable text: time, level, message, then the fields as `name=value`.
+    Text,
+    /// One JSON object per line, for log collectors: `timestamp`, `level`, `target`,
+    /// `message`, and the event's fields as members.
+    Json,
+}
+
+impl LogFormat {
+    /// The format named `name` (`"text"` or `"json"`, any case); the error says what to write.
+    pub fn parse(name: &str) -> Result<LogFormat, String> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "{name:?} is not a log format; use \"text\" or \"json\""
+            )),
+        }
+    }
+
+    /// The name the option is written with.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -27,7 +27,7 @@ use crate::values::{
 };
 use crate::{
     BrokerConfig, BrokerMode, Config, ConfigError, ConfigIssue, CoreConfig, EmbeddedBrokerConfig,
-    Fallback, LogConfig, QueueOverflow, SpoolConfig, SpoolFull, StoreConfig, UdpConfig,
+    Fallback, LogConfig, LogFormat, QueueOverflow, SpoolConfig, SpoolFull, StoreConfig, UdpConfig,
     DEFAULT_MQTT_PORT,
 };
 pub(crate) use credentials::CREDENTIALS_KEYS;
@@ -107,7 +107,7 @@ pub(crate) const BROKER_KEYS: [&str; 19] = [
     "status_topic",
 ];
 /// The options of `[log]`.
-pub(crate) const LOG_KEYS: [&str; 1] = ["level"];
+pub(crate) const LOG_KEYS: [&str; 3] = ["level", "format", "stats_interval"];
 /// The options of `[embedded_broker]`.
 pub(crate) const EMBEDDED_BROKER_KEYS: [&str; 1] = ["listen"];
 /// The options of `[store]`.
@@ -189,6 +189,12 @@ const CONNECT_TIMEOUT_LIMITS: Limits = Limits {
     zero_is_off: false,
     whole_seconds: false,
 };
+const STATS_INTERVAL_LIMITS: Limits = Limits {
+    min: secs(1),
+    max: secs(7 * 24 * 3600),
+    zero_is_off: true,
+    whole_seconds: false,
+};
 const RECONNECT_LIMITS: Limits = Limits {
     min: Duration::from_millis(1),
     max: secs(3600),
@@ -206,6 +212,28 @@ enum Kind {
 
 /// Parses and validates `text`; the entry point behind `Config::parse`.
 pub(crate) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    parse_with_files(text, origin).map(|(config, _)| config)
+}
+
+/// A file the configuration names and the gateway reads (a password, a certificate, a key),
+/// with where it is named, so that one that cannot be read is reported at its line.
+#[derive(Debug, Clone)]
+pub(crate) struct NamedFile {
+    /// The option's field path, like `broker.ca_file`.
+    pub(crate) field: String,
+    /// 1-based line and column of the value.
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    /// The path as written.
+    pub(crate) path: PathBuf,
+}
+
+/// [`parse`], and the files the configuration names (see [`NamedFile`]), for
+/// `Config::load`, which checks them.
+pub(crate) fn parse_with_files(
+    text: &str,
+    origin: &str,
+) -> Result<(Config, Vec<NamedFile>), ConfigError> {
     let (doc, errors) = DeTable::parse_recoverable(text);
     let mut reader = Reader::new(text);
     let config = if errors.is_empty() {
@@ -214,8 +242,13 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         reader.syntax_errors(doc.get_ref(), &errors);
         None
     };
-    reader.finish(origin, config)
+    let files = std::mem::take(&mut reader.files);
+    reader.finish(origin, config).map(|config| (config, files))
 }
+
+/// The options whose value is a file the gateway reads at start (the state file and serial
+/// devices are not: the one is created, the others may be plugged in later).
+const READ_FILE_OPTIONS: [&str; 4] = ["password_file", "ca_file", "client_cert", "client_key"];
 
 struct Reader<'s> {
     text: &'s str,
@@ -225,6 +258,8 @@ struct Reader<'s> {
     issues: Vec<(usize, ConfigIssue)>,
     /// Settings without effect, as `issues`; they do not make the file invalid.
     warnings: Vec<(usize, ConfigIssue)>,
+    /// The files the options name that the gateway reads (see [`READ_FILE_OPTIONS`]).
+    files: Vec<NamedFile>,
 }
 
 impl<'s> Reader<'s> {
@@ -240,6 +275,7 @@ impl<'s> Reader<'s> {
             line_starts,
             issues: Vec::new(),
             warnings: Vec::new(),
+            files: Vec::new(),
         }
     }
 
@@ -396,7 +432,20 @@ impl<'s> Reader<'s> {
             );
             return None;
         }
-        Some(PathBuf::from(text))
+        let path = PathBuf::from(text);
+        if READ_FILE_OPTIONS
+            .iter()
+            .any(|option| field.rsplit('.').next() == Some(option))
+        {
+            let (line, column) = self.position(value.span().start);
+            self.files.push(NamedFile {
+                field: field.to_string(),
+                line,
+                column,
+                path: path.clone(),
+            });
+        }
+        Some(path)
     }
 
     fn duration(&mut self, value: &Value<'_>, field: &str, limits: Limits) -> Option<Duration> {
@@ -621,8 +670,19 @@ impl<'s> Reader<'s> {
                      PUBLISHes get return code 0x01 (congestion). {fix}"
                 );
                 self.warning(span, field, message);
+            } else if !transparent {
+                // No [spool] section: the spool is on by default, and turning the store off
+                // turns it off too, which nothing in the file says.
+                if let Some((key, _)) = table_of("store").and_then(|t| t.get_key_value("enabled")) {
+                    let message = "with the store off there is no spool either (it is kept in \
+                                   the store file): during a broker outage QoS 1/2 PUBLISHes \
+                                   get return code 0x01 (congestion). Add [spool] enabled = \
+                                   false to say so, or set [store] enabled = true to spool";
+                    self.warning(key.span(), "store.enabled", message);
+                }
             }
         }
+        self.check_open_embedded_broker(config, doc);
         // `transparent` implies a [broker] section.
         if transparent {
             let table = table_of("broker");
@@ -639,6 +699,36 @@ impl<'s> Reader<'s> {
                 self.warning(key.span(), "broker.fallback", message);
             }
         }
+    }
+
+    /// Warns when the embedded broker runs (no `[broker]`, or as its fallback) and listens
+    /// beyond this host: it has no logins, so anyone who reaches the port reads and writes
+    /// every mote's topics.
+    fn check_open_embedded_broker(&mut self, config: &Config, doc: &DeTable<'_>) {
+        let runs = match &config.broker {
+            None => true,
+            Some(broker) => {
+                broker.fallback == Fallback::Embedded && config.core.mode == BrokerMode::Aggregating
+            }
+        };
+        let Some(addr) = config.embedded_broker.listen else {
+            return;
+        };
+        if !runs || addr.ip().is_loopback() {
+            return;
+        }
+        let place = match doc.get("embedded_broker").map(|v| v.get_ref()) {
+            Some(DeValue::Table(table)) => table.get_key_value("listen").map(|(key, _)| key.span()),
+            _ => None,
+        };
+        let Some(span) = place else { return };
+        let message = format!(
+            "the embedded broker listens on {addr}, beyond this host, and it has no logins: \
+             anyone who reaches that port can read every mote's messages and publish to the \
+             motes. Listen on 127.0.0.1 (the default), or firewall the port to the hosts that \
+             may use it"
+        );
+        self.warning(span, "embedded_broker.listen", message);
     }
 
     fn unknown_top_level(&mut self, key: &Key<'_>, value: &Value<'_>) {
@@ -1301,6 +1391,19 @@ impl<'s> Reader<'s> {
                         }
                     }
                 }
+                "format" => {
+                    let expected = "\"text\" or \"json\"";
+                    if let Some(text) = self.string(v, &f, expected) {
+                        match LogFormat::parse(text) {
+                            Ok(format) => log.format = format,
+                            Err(message) => self.issue(v.span(), &f, message),
+                        }
+                    }
+                }
+                "stats_interval" => set(
+                    &mut log.stats_interval,
+                    self.duration(v, &f, STATS_INTERVAL_LIMITS),
+                ),
                 _ => self.unknown_key(key, "log", "log"),
             }
         }

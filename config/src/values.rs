@@ -380,8 +380,8 @@ fn is_level(word: &str) -> bool {
 
 /// Checks a log level or a tracing `EnvFilter` directive list, catching misspelt levels.
 pub(crate) fn check_log_level(text: &str) -> Result<(), String> {
-    let how =
-        "use error, warn, info, debug or trace, or directives like \"mqtt_sn_gateway=debug,info\"";
+    let how = "use off, error, warn, info, debug or trace, or directives that each end with a \
+               level, like \"mqtt_sn_gateway=debug,info\"";
     if text.trim().is_empty() {
         return Err(format!("the log level is empty; {how}"));
     }
@@ -407,19 +407,17 @@ pub(crate) fn check_log_level(text: &str) -> Result<(), String> {
                 }
             }
             None => {
-                // A bare word is a level, or a target enabled at every level. A word that is
-                // almost a level is a typo, not a target.
-                let looks_like_level = !is_level(part)
-                    && !part.contains([':', '[', '{'])
-                    && (part.eq_ignore_ascii_case("warning") || closest(part, &LEVELS).is_some());
-                if looks_like_level {
+                // A bare word must be a level: EnvFilter would take any other word as a
+                // target enabled at every level, so a misspelt or invented level
+                // ("verbose") would silently log nothing at all.
+                if !is_level(part) {
+                    if part.contains(char::is_whitespace) {
+                        return Err(format!("{part:?} contains a space; {how}"));
+                    }
                     return Err(format!(
                         "{part:?} is not a log level{}; {how}",
                         did_you_mean_level(part)
                     ));
-                }
-                if part.contains(char::is_whitespace) {
-                    return Err(format!("{part:?} contains a space; {how}"));
                 }
             }
         }
@@ -482,7 +480,7 @@ mod tests {
             "off",
             "mqtt_sn_gateway=debug,info",
             "mqtt_sn_gateway::core=trace",
-            "rumqttc",
+            "rumqttc=trace",
             "my_crate[conn{peer=1}]=debug",
             "3",
         ] {
@@ -496,6 +494,10 @@ mod tests {
             "=debug",
             "info,,debug",
             "in fo",
+            // A bare word is a level, not a target: these would log nothing.
+            "verbose",
+            "rumqttc",
+            "mqtt_sn_gateway=debug,verbose",
         ] {
             assert!(check_log_level(bad).is_err(), "{bad}");
         }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::{issues, ok};
 use sn_config::{
     BrokerConfig, BrokerMode, Config, ConfigError, ConfigIssue, CoreConfig, CredentialsConfig,
-    Fallback, LogConfig, SpoolConfig, UdpConfig,
+    Fallback, LogConfig, LogFormat, SpoolConfig, UdpConfig,
 };
 
 const EXAMPLE: &str = include_str!("../gateway.example.toml");
@@ -129,7 +129,7 @@ const OPTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("embedded_broker", &["listen"]),
-    ("log", &["level"]),
+    ("log", &["level", "format", "stats_interval"]),
 ];
 
 #[test]
@@ -172,6 +172,8 @@ fn default_values() {
     assert_eq!(c.broker, None);
     assert!(c.credentials.is_empty());
     assert_eq!(c.log.level, "info");
+    assert_eq!(c.log.format, sn_config::LogFormat::Text);
+    assert_eq!(c.log.stats_interval, Duration::from_secs(300));
 }
 
 #[test]
@@ -473,6 +475,8 @@ topic = "m/%c/p"
 
 [log]
 level = "mqtt_sn_gateway=debug,info"
+format = "json"
+stats_interval = "30s"
 "#;
     let c = ok(text);
     assert_eq!(c.worker_threads, 0);
@@ -587,7 +591,9 @@ level = "mqtt_sn_gateway=debug,info"
     assert_eq!(
         c.log,
         LogConfig {
-            level: "mqtt_sn_gateway=debug,info".to_string()
+            level: "mqtt_sn_gateway=debug,info".to_string(),
+            format: LogFormat::Json,
+            stats_interval: Duration::from_secs(30),
         }
     );
 }
@@ -649,25 +655,81 @@ impl Drop for TempDir {
     }
 }
 
+/// Writes each of `files` (creating its folder) with some content.
+fn touch(files: &[&Path]) {
+    for file in files {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, "x\n").unwrap();
+    }
+}
+
 #[test]
 fn load_resolves_relative_paths_against_the_file() {
     let dir = TempDir::new("load");
-    let path = dir.0.join("gateway.toml");
+    let conf = dir.0.join("conf");
+    let path = conf.join("gateway.toml");
+    let ca = dir.0.join("abs/ca.pem");
+    touch(&[
+        &conf.join("secret"),
+        &ca,
+        &conf.join("tls/c.pem"),
+        &dir.0.join("k.pem"),
+    ]);
     std::fs::write(
         &path,
-        "[broker]\nurl = \"mqtts://h\"\nusername = \"u\"\npassword_file = \"secret\"\n\
-         ca_file = \"/abs/ca.pem\"\nclient_cert = \"tls/c.pem\"\nclient_key = \"../k.pem\"\n",
+        format!(
+            "[broker]\nurl = \"mqtts://h\"\nusername = \"u\"\npassword_file = \"secret\"\n\
+             ca_file = \"{}\"\nclient_cert = \"tls/c.pem\"\nclient_key = \"../k.pem\"\n",
+            ca.display()
+        ),
     )
     .unwrap();
     let broker = Config::load(&path).unwrap().broker.unwrap();
-    assert_eq!(broker.password_file, Some(dir.0.join("secret")));
-    assert_eq!(broker.ca_file, Some(PathBuf::from("/abs/ca.pem")));
-    assert_eq!(broker.client_cert, Some(dir.0.join("tls/c.pem")));
-    assert_eq!(broker.client_key, Some(dir.0.join("../k.pem")));
+    assert_eq!(broker.password_file, Some(conf.join("secret")));
+    assert_eq!(broker.ca_file, Some(ca));
+    assert_eq!(broker.client_cert, Some(conf.join("tls/c.pem")));
+    assert_eq!(broker.client_key, Some(conf.join("../k.pem")));
     // parse keeps them as written
     let text = std::fs::read_to_string(&path).unwrap();
     let broker = ok(&text).broker.unwrap();
     assert_eq!(broker.client_cert, Some(PathBuf::from("tls/c.pem")));
+}
+
+#[test]
+fn load_reports_each_missing_file_at_its_line() {
+    let dir = TempDir::new("missing");
+    let path = dir.0.join("gateway.toml");
+    touch(&[&dir.0.join("secret")]);
+    std::fs::create_dir_all(dir.0.join("certs")).unwrap();
+    std::fs::write(
+        &path,
+        "[broker]\nurl = \"mqtts://h\"\nusername = \"u\"\npassword_file = \"secret\"\n\
+         ca_file = \"ca.pem\"\nclient_cert = \"certs\"\nclient_key = \"k.pem\"\n\
+         [policy]\nadmission = \"listed\"\n",
+    )
+    .unwrap();
+    let err = Config::load(&path).unwrap_err();
+    let text = err.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let at = |line: &str, field: &str, file: &str, why: &str| {
+        let start = format!(
+            "{}:{line}: {field}: {}",
+            path.display(),
+            dir.0.join(file).display()
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&start) && l.contains(why)),
+            "no line starting {start:?} and saying {why:?} in:\n{text}"
+        );
+    };
+    at("5:11", "broker.ca_file", "ca.pem", "does not exist");
+    at("6:15", "broker.client_cert", "certs", "is a folder");
+    at("7:14", "broker.client_key", "k.pem", "does not exist");
+    // Parsing text reads no file.
+    ok(&std::fs::read_to_string(&path).unwrap());
 }
 
 #[test]

@@ -82,3 +82,35 @@ fn wrong_values_name_the_line_and_field() {
         "did you mean [embedded_broker]?",
     );
 }
+
+#[test]
+fn listening_beyond_loopback_is_a_warning_when_the_broker_runs() {
+    // No [broker]: the embedded broker serves, and it has no logins.
+    let config = ok("[embedded_broker]\nlisten = \"0.0.0.0:1883\"\n");
+    assert_eq!(config.warnings.len(), 1, "{:#?}", config.warnings);
+    let warning = &config.warnings[0];
+    assert_eq!(warning.field, "embedded_broker.listen");
+    assert_eq!(warning.line, Some(2));
+    assert!(
+        warning.message.contains("0.0.0.0:1883, beyond this host")
+            && warning.message.contains("no logins"),
+        "{warning}"
+    );
+    // As the fallback it runs too.
+    let fallback = ok(
+        "[broker]\nurl = \"mqtt://h\"\n[policy]\nadmission = \"listed\"\n\
+                       [embedded_broker]\nlisten = \"192.0.2.1:1883\"\n",
+    );
+    assert_eq!(fallback.warnings.len(), 1, "{:#?}", fallback.warnings);
+    assert_eq!(fallback.warnings[0].line, Some(6));
+    // Loopback, "off", or a broker without fallback: no warning.
+    for quiet in [
+        "[embedded_broker]\nlisten = \"127.0.0.1:1883\"\n",
+        "[embedded_broker]\nlisten = \"[::1]:1883\"\n",
+        "[embedded_broker]\nlisten = \"off\"\n",
+        "[broker]\nurl = \"mqtt://h\"\nfallback = \"off\"\n[policy]\nadmission = \"listed\"\n\
+         [embedded_broker]\nlisten = \"0.0.0.0:1883\"\n",
+    ] {
+        assert!(ok(quiet).warnings.is_empty(), "{quiet}");
+    }
+}

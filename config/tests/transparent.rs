@@ -342,20 +342,30 @@ fn unknown_options_and_a_single_bracket() {
 fn load_resolves_the_credentials_paths_against_the_file() {
     let dir = std::env::temp_dir().join(format!("sn-config-{}-credentials", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("gateway.toml");
+    // The files must exist: Config::load checks that they can be read.
+    let cert = dir.join("abs/m.crt");
+    let key = dir.join("sub/../m.key");
+    for file in [dir.join("motes/m.pass"), cert.clone(), dir.join("m.key")] {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, "x").unwrap();
+    }
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let path = dir.join("sub/gateway.toml");
     std::fs::write(
         &path,
         format!(
             "{TRANSPARENT_TLS}[[credentials]]\nclient_id = \"m\"\nusername = \"u\"\n\
-             password_file = \"motes/m.pass\"\nclient_cert = \"/abs/m.crt\"\n\
-             client_key = \"../m.key\"\n"
+             password_file = \"../motes/m.pass\"\nclient_cert = \"{}\"\n\
+             client_key = \"../m.key\"\n",
+            cert.display()
         ),
     )
     .unwrap();
-    let config = Config::load(&path).unwrap();
+    let config = Config::load(&path);
     let _ = std::fs::remove_dir_all(&dir);
+    let config = config.unwrap();
     let entry = &config.credentials[0];
-    assert_eq!(entry.password_file, Some(dir.join("motes/m.pass")));
-    assert_eq!(entry.client_cert, Some(PathBuf::from("/abs/m.crt")));
-    assert_eq!(entry.client_key, Some(dir.join("../m.key")));
+    assert_eq!(entry.password_file, Some(dir.join("sub/../motes/m.pass")));
+    assert_eq!(entry.client_cert, Some(cert));
+    assert_eq!(entry.client_key, Some(key));
 }

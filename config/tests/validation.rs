@@ -877,13 +877,13 @@ fn a_spool_with_the_store_off_is_a_warning_saying_why_and_how_to_fix_it() {
     assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
     assert_eq!(c.warnings[0].field, "spool");
     assert_eq!(c.warnings[0].line, Some(1));
-    // No warning when the spool is off, when the store is on, or without a [spool] section
-    // (nothing was asked for).
+    // No warning when the spool is off or when the store is on. (Without a [spool] section
+    // the default spool is on, and the store off is a warning of its own:
+    // the_store_off_with_the_default_spool_is_a_warning.)
     assert!(ok("[store]\nenabled = false\n[spool]\nenabled = false\n")
         .warnings
         .is_empty());
     assert!(ok("[spool]\nenabled = true\n").warnings.is_empty());
-    assert!(ok("[store]\nenabled = false\n").warnings.is_empty());
     assert!(ok("").warnings.is_empty());
 }
 
@@ -942,4 +942,79 @@ fn warnings_come_in_file_order_and_errors_still_win() {
         "store.enabled",
         "",
     );
+}
+
+// ---- [log] format, stats_interval, and levels that are not levels ----
+
+#[test]
+fn a_bare_word_that_is_not_a_level_is_refused() {
+    // EnvFilter would read "verbose" as a target and log nothing at all.
+    one(
+        "[log]\nlevel = \"verbose\"",
+        2,
+        "log.level",
+        "\"verbose\" is not a log level",
+    );
+    one(
+        "[log]\nlevel = \"mqtt_sn_gateway=debug,verbose\"",
+        2,
+        "log.level",
+        "\"verbose\" is not a log level",
+    );
+    assert_eq!(
+        ok("[log]\nlevel = \"mqtt_sn_gateway=debug,rmqtt=info,warn\"")
+            .log
+            .level,
+        "mqtt_sn_gateway=debug,rmqtt=info,warn"
+    );
+    assert!(sn_config::check_log_level("verbose").is_err());
+    assert!(sn_config::LogConfig::from_level("verbose").is_err());
+    assert!(sn_config::LogConfig::from_level("debug").is_ok());
+}
+
+#[test]
+fn log_format_and_stats_interval() {
+    use sn_config::LogFormat;
+    assert_eq!(ok("[log]\nformat = \"json\"").log.format, LogFormat::Json);
+    assert_eq!(ok("[log]\nformat = \"text\"").log.format, LogFormat::Text);
+    one(
+        "[log]\nformat = \"xml\"",
+        2,
+        "log.format",
+        "use \"text\" or \"json\"",
+    );
+    assert_eq!(
+        ok("[log]\nstats_interval = \"1m\"").log.stats_interval,
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(
+        ok("[log]\nstats_interval = \"0\"").log.stats_interval,
+        std::time::Duration::ZERO
+    );
+    one(
+        "[log]\nstats_interval = \"500ms\"",
+        2,
+        "log.stats_interval",
+        "too short",
+    );
+}
+
+#[test]
+fn the_store_off_with_the_default_spool_is_a_warning() {
+    // The spool is on by default and lives in the store: turning the store off turns it off.
+    let config = ok("[store]\nenabled = false\n");
+    assert_eq!(config.warnings.len(), 1, "{:#?}", config.warnings);
+    let warning = &config.warnings[0];
+    assert_eq!(
+        (warning.field.as_str(), warning.line),
+        ("store.enabled", Some(2))
+    );
+    assert!(
+        warning.message.contains("no spool") && warning.message.contains("[spool] enabled = false"),
+        "{warning}"
+    );
+    // Saying so silences it.
+    assert!(ok("[store]\nenabled = false\n[spool]\nenabled = false\n")
+        .warnings
+        .is_empty());
 }

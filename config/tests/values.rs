@@ -172,7 +172,11 @@ fn udp_from_bind() {
 fn log_from_level() {
     assert_eq!(LogConfig::from_level("debug").unwrap().level, "debug");
     assert_eq!(LogConfig::from_level(" warn ").unwrap().level, "warn");
-    assert!(LogConfig::from_level("verbos").is_ok()); // a bare word may be a target
+    // A bare word is a level, never a target: "verbose" would log nothing at all.
+    assert!(LogConfig::from_level("verbose")
+        .unwrap_err()
+        .contains("\"verbose\" is not a log level"));
+    assert!(LogConfig::from_level("verbose=debug").is_ok());
     assert!(LogConfig::from_level("debg")
         .unwrap_err()
         .contains("did you mean \"debug\""));

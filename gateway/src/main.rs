@@ -6,23 +6,28 @@
 //! mqtt-sn-gateway --config /etc/mqtt-sn-gateway.toml
 //! mqtt-sn-gateway check-config /etc/mqtt-sn-gateway.toml
 //! mqtt-sn-gateway ports --config /etc/mqtt-sn-gateway.toml  # serial ports, and which [[serial]] takes each
+//! mqtt-sn-gateway completions bash > mqtt-sn-gateway.bash  # for packaging (hidden)
+//! mqtt-sn-gateway manpage > mqtt-sn-gateway.1              # for packaging (hidden)
 //! ```
+//!
+//! SIGTERM and SIGINT stop it with the final stats line; SIGHUP reloads the configuration file
+//! (see `docs/configuration.md`, "Signals"); under systemd it speaks sd_notify.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use mqtt_sn_gateway::logging::{choose_level, LevelChange, Logging};
 use mqtt_sn_gateway::runtime::Runtime;
-use mqtt_sn_gateway::settings::Settings;
-use sn_config::{BrokerConfig, Config, ConfigIssue, LogConfig, SerialConfig, UdpConfig};
+use mqtt_sn_gateway::sd_notify::{self, Notifier};
+use mqtt_sn_gateway::settings::{LiveSettings, Settings};
+use sn_config::{BrokerConfig, Config, ConfigIssue, LogConfig, LogFormat, SerialConfig, UdpConfig};
 use sn_transports::serial::list_ports;
-use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
-use tracing_subscriber::prelude::*;
-use tracing_subscriber::EnvFilter;
+use tracing::{error, info, warn};
 
 /// MQTT-SN gateway: carries sensor motes' MQTT-SN (UDP) to an MQTT broker and back. Without a
 /// broker it runs its own (embedded) MQTT broker on 127.0.0.1:1883.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "mqtt-sn-gateway", version)]
 struct Cli {
     /// The configuration file (TOML); every option has a default. See docs/configuration.md.
@@ -36,24 +41,36 @@ struct Cli {
     /// several (replaces the [[udp]] sections).
     #[arg(long, value_name = "ADDR")]
     udp: Vec<String>,
-    /// Log level (error, warn, info, debug, trace) or a filter such as
+    /// Log level (off, error, warn, info, debug, trace) or a filter such as
     /// "mqtt_sn_gateway=debug,info"; overrides RUST_LOG and [log] level.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Log line format: text, or json (one object per line); overrides [log] format.
+    #[arg(long, value_name = "FORMAT", value_parser = LogFormat::parse)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum Command {
     /// Validate a configuration file and report every error with its line and field.
     CheckConfig {
-        /// The file to check.
-        file: PathBuf,
+        /// The file to check (or give it with -c/--config).
+        file: Option<PathBuf>,
     },
     /// List the serial ports (path, USB VID:PID, serial number, product, /dev/serial/by-id
     /// names) and which [[serial]] link of --config would take each.
     Ports,
+    /// Print the shell completion script for SHELL to stdout (for packages).
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout (for packages).
+    #[command(hide = true)]
+    Manpage,
 }
 
 /// Exit code for a configuration or usage error (clap uses 2 as well).
@@ -62,8 +79,10 @@ const USAGE_ERROR: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
-        Some(Command::CheckConfig { file }) => return check_config(file),
+        Some(Command::CheckConfig { file }) => return check_config(file.as_deref(), &cli),
         Some(Command::Ports) => return ports(&cli),
+        Some(Command::Completions { shell }) => return completions(*shell),
+        Some(Command::Manpage) => return manpage(),
         None => {}
     }
     let config = match load(&cli) {
@@ -73,14 +92,24 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
-    init_logging(cli.log_level.as_deref(), &config.log);
-    for warning in &config.warnings {
-        // A warning without a line comes from a command-line flag, not from the file.
-        match (&cli.config, warning.line) {
-            (Some(path), Some(_)) => tracing::warn!("{}:{warning}", path.display()),
-            _ => tracing::warn!("{warning}"),
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let logging = choose_level(cli.log_level.as_deref(), rust_log.as_deref(), &config.log)
+        .and_then(|(directives, source)| {
+            Logging::init(
+                &directives,
+                source,
+                config.log.format,
+                Logging::color_for_stderr(),
+            )
+        });
+    let logging = match logging {
+        Ok(logging) => logging,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(USAGE_ERROR);
         }
-    }
+    };
+    log_warnings(&cli, &config);
     let settings = match Settings::from_config(&config) {
         Ok(settings) => settings,
         Err(error) => {
@@ -95,17 +124,135 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
-        let gateway = match Runtime::start(settings).await {
+    let notifier = match Notifier::from_env() {
+        Ok(notifier) => notifier,
+        Err(error) => {
+            warn!("{error}: the service manager will not hear from the gateway");
+            None
+        }
+    };
+    runtime.block_on(async move {
+        // Before anything slow: SIGHUP's default action ends the process.
+        let hangup = hangup_signal();
+        let mut gateway = match Runtime::start(settings).await {
             Ok(gateway) => gateway,
             Err(error) => {
                 eprintln!("error: {error}");
                 return ExitCode::FAILURE;
             }
         };
-        gateway.run(shutdown_signal()).await;
+        if let Some(notifier) = notifier {
+            gateway.set_notifier(notifier, sd_notify::watchdog_interval());
+        }
+        let reloader = hangup.map(|hangup| {
+            let reloading = Reloading {
+                cli,
+                config,
+                logging,
+                live: gateway.live_settings(),
+            };
+            tokio::spawn(reloading.run(hangup))
+        });
+        gateway
+            .run(async {
+                let signal = shutdown_signal().await;
+                info!("{signal}: stopping");
+            })
+            .await;
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         ExitCode::SUCCESS
     })
+}
+
+/// The configuration's warnings, in the log. A warning without a line comes from a
+/// command-line flag, not from the file.
+fn log_warnings(cli: &Cli, config: &Config) {
+    for warning in &config.warnings {
+        match (&cli.config, warning.line) {
+            (Some(path), Some(_)) => warn!("{}:{warning}", path.display()),
+            _ => warn!("{warning}"),
+        }
+    }
+}
+
+/// What SIGHUP needs: how the gateway was started (to read the file and apply the flags
+/// again), the configuration in force, the logger, the running loop's live settings.
+struct Reloading {
+    cli: Cli,
+    config: Config,
+    logging: Logging,
+    live: tokio::sync::watch::Sender<LiveSettings>,
+}
+
+impl Reloading {
+    /// Reloads on every SIGHUP until the gateway stops.
+    async fn run(mut self, mut hangup: Hangup) {
+        while hangup.recv().await.is_some() {
+            self.reload();
+        }
+    }
+
+    /// Reads the file again; applies the log level and stats interval, names what else
+    /// changed (it waits for a restart); keeps everything as it is if the file is wrong now.
+    fn reload(&mut self) {
+        let Some(path) = &self.cli.config else {
+            info!("SIGHUP: no configuration file (--config) to read again; nothing changed");
+            return;
+        };
+        info!(path = %path.display(), "SIGHUP: reading the configuration again");
+        let new = match load(&self.cli) {
+            Ok(new) => new,
+            Err(message) => {
+                error!(
+                    "SIGHUP: configuration not reloaded, the gateway keeps running with the one \
+                     it has; fix the file (check it with mqtt-sn-gateway check-config):\n{message}"
+                );
+                return;
+            }
+        };
+        log_warnings(&self.cli, &new);
+        match self.logging.reload(&new.log) {
+            Ok(LevelChange::Changed { old }) => info!(
+                old = %old,
+                new = %self.logging.directives(),
+                "SIGHUP: log level changed"
+            ),
+            Ok(LevelChange::Same) => {}
+            Ok(LevelChange::Overridden(source)) => {
+                if new.log.level != self.config.log.level {
+                    warn!(
+                        "SIGHUP: [log] level changed in the file, but {} sets the level and \
+                         still does",
+                        source.name()
+                    );
+                }
+            }
+            Err(message) => error!("SIGHUP: the log level stays as it was: {message}"),
+        }
+        self.live.send_if_modified(|live| {
+            let new = LiveSettings::from_config(&new);
+            let changed = *live != new;
+            *live = new;
+            changed
+        });
+        let restart = mqtt_sn_gateway::reload::restart_needed(&self.config, &new);
+        if restart.is_empty() {
+            info!("SIGHUP: configuration reloaded");
+        } else {
+            warn!(
+                settings = %restart.join(", "),
+                "SIGHUP: configuration reloaded, but these changed settings take effect only \
+                 at the next restart: {}",
+                restart.join(", ")
+            );
+        }
+        // What the running gateway has now, for the next reload to compare with: only the
+        // live settings moved (a setting that waits for a restart is named again next time).
+        self.config.log.level = new.log.level;
+        self.config.log.stats_interval = new.log.stats_interval;
+    }
 }
 
 /// The tokio runtime for `[gateway] worker_threads`: one thread (the default, measured
@@ -174,41 +321,36 @@ fn load(cli: &Cli) -> Result<Config, String> {
         })?;
     }
     if let Some(level) = &cli.log_level {
-        config.log =
-            LogConfig::from_level(level).map_err(|e| format!("--log-level {level}: {e}"))?;
+        // Checked like the option; the level itself is chosen when logging starts.
+        LogConfig::from_level(level).map_err(|e| format!("--log-level {level}: {e}"))?;
+    }
+    if let Some(format) = cli.log_format {
+        config.log.format = format;
     }
     Ok(config)
 }
 
-/// `--log-level` beats `RUST_LOG`, which beats the file's [log] level.
-///
-/// The embedded broker's crates (rmqtt, rmqtt_net, ...) are capped at `warn` unless a directive
-/// names them: at `info` they log every connection's start and end.
-fn init_logging(flag: Option<&str>, file: &LogConfig) {
-    let directives = match (
-        flag,
-        std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()),
-    ) {
-        (Some(level), _) => level.to_string(),
-        (None, Some(env)) => env,
-        (None, None) => file.level.clone(),
+/// `check-config FILE`, or `check-config -c FILE` (the global option, which is how the other
+/// commands are given the file).
+fn check_config(file: Option<&std::path::Path>, cli: &Cli) -> ExitCode {
+    let file = match (file, cli.config.as_deref()) {
+        (Some(file), None) | (None, Some(file)) => file,
+        (Some(file), Some(config)) if file == config => file,
+        (Some(file), Some(config)) => {
+            eprintln!(
+                "error: check-config was given two files, {} and --config {}; give one",
+                file.display(),
+                config.display()
+            );
+            return ExitCode::from(USAGE_ERROR);
+        }
+        (None, None) => {
+            eprintln!(
+                "error: check-config needs the file to check: mqtt-sn-gateway check-config FILE"
+            );
+            return ExitCode::from(USAGE_ERROR);
+        }
     };
-    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    let mut cap = Targets::new().with_default(LevelFilter::TRACE);
-    if !directives.contains("rmqtt") {
-        // A prefix: also rmqtt_net, rmqtt_retainer, rmqtt_codec.
-        cap = cap.with_target("rmqtt", LevelFilter::WARN);
-    }
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_target(false)
-                .with_filter(filter.and(cap)),
-        )
-        .init();
-}
-
-fn check_config(file: &std::path::Path) -> ExitCode {
     match Config::load(file) {
         Ok(config) => {
             println!("{}: OK", file.display());
@@ -272,8 +414,31 @@ fn ports(cli: &Cli) -> ExitCode {
     }
 }
 
-/// Ctrl-C or SIGTERM (systemd's stop).
-async fn shutdown_signal() {
+/// `completions SHELL`: the completion script, generated from the CLI's definition.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut command = Cli::command();
+    clap_complete::generate(
+        shell,
+        &mut command,
+        "mqtt-sn-gateway",
+        &mut std::io::stdout(),
+    );
+    ExitCode::SUCCESS
+}
+
+/// `manpage`: mqtt-sn-gateway(1) in roff, generated from the CLI's definition.
+fn manpage() -> ExitCode {
+    match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: cannot write the man page: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM (systemd's stop); returns the signal's name.
+async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         let mut term =
@@ -281,16 +446,51 @@ async fn shutdown_signal() {
                 Ok(term) => term,
                 Err(_) => {
                     let _ = tokio::signal::ctrl_c().await;
-                    return;
+                    return "SIGINT";
                 }
             };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+/// SIGHUP, where there is one.
+#[cfg(unix)]
+type Hangup = tokio::signal::unix::Signal;
+
+/// No SIGHUP here: a stream that never yields.
+#[cfg(not(unix))]
+struct Hangup;
+
+#[cfg(not(unix))]
+impl Hangup {
+    async fn recv(&mut self) -> Option<()> {
+        std::future::pending().await
+    }
+}
+
+/// Takes over SIGHUP (whose default action would end the process), or `None` if it cannot,
+/// which is logged.
+fn hangup_signal() -> Option<Hangup> {
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(error) => {
+                warn!(%error, "cannot handle SIGHUP: it will stop the gateway instead of reloading");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        None
     }
 }

@@ -36,6 +36,26 @@ pub struct Settings {
     /// Transparent mode (`[broker] mode = "transparent"`): what the motes' own broker
     /// connections need; `None` in aggregating mode.
     pub transparent: Option<TransparentSettings>,
+    /// What a running gateway can change without a restart (`[log] stats_interval`).
+    pub live: LiveSettings,
+}
+
+/// The settings a running gateway takes without a restart (SIGHUP); see
+/// [`crate::runtime::Runtime::live_settings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSettings {
+    /// `[log] stats_interval`: how often the stats line, the motes summary and the service
+    /// status are written; zero: never (the final stats line is still logged).
+    pub stats_interval: Duration,
+}
+
+impl LiveSettings {
+    /// The live part of a configuration.
+    pub fn from_config(config: &Config) -> LiveSettings {
+        LiveSettings {
+            stats_interval: config.log.stats_interval,
+        }
+    }
 }
 
 /// A setting that is valid in the file but cannot be used on this machine.
@@ -142,6 +162,7 @@ impl Settings {
             embedded_broker,
             store,
             transparent,
+            live: LiveSettings::from_config(config),
         })
     }
 }

@@ -502,7 +502,9 @@ async fn sessions_queued_bytes_and_sleep_from_one_address_are_capped() {
              url = \"mqtt://127.0.0.1:{port}\"\n\
              fallback = \"off\"\n\
              [store]\n\
-             path = \"state.redb\"\n",
+             path = \"state.redb\"\n\
+             [log]\n\
+             level = \"info,mqtt_sn_gateway=debug\"\n",
             port = broker.port()
         ),
     );
@@ -596,7 +598,7 @@ async fn sessions_queued_bytes_and_sleep_from_one_address_are_capped() {
         "the resident set grew by {rss_growth} KiB (bound 2560 KiB)"
     );
     // The sleep asked for (65 535 s) is held to max_sleep_duration: the gateway logs the
-    // duration it holds a sleeper to.
+    // duration it holds a sleeper to (at debug, which [log] level above turns on).
     let log = gateway.log();
     let asleep: Vec<&str> = log
         .lines()

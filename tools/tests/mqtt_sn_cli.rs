@@ -1325,3 +1325,18 @@ fn suback_refusal_is_a_clear_error() {
         done.stderr
     );
 }
+
+#[test]
+fn help_opens_with_what_the_tool_does() {
+    for flag in ["-h", "--help"] {
+        let output = Command::new(BIN).arg(flag).output().unwrap();
+        assert!(output.status.success());
+        let help = String::from_utf8_lossy(&output.stdout);
+        // Not the package's description, which is about its insides.
+        assert!(
+            help.starts_with("Act as an MQTT-SN v1.2 client (a \"mote\") over UDP"),
+            "{help}"
+        );
+        assert!(!help.contains("sans-I/O"), "{help}");
+    }
+}

@@ -27,6 +27,12 @@ const SPOOL: TableDefinition<u64, &[u8]> = TableDefinition::new("spool");
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Another process (another gateway) has the file open: redb locks it.
+    #[error("the state store {path} is in use by another process (another mqtt-sn-gateway running with the same [store] path?): stop that gateway, or give this one its own [store] path")]
+    InUse {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file could not be opened or created.
     #[error("cannot open the state store {path}: {source}; set [store] path to a writable file, or make its folder writable")]
     Open {
@@ -67,9 +73,14 @@ impl Store {
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(path)
-            .map_err(|source| StoreError::Open {
-                path: path.to_path_buf(),
-                source: Box::new(source),
+            .map_err(|source| match source {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
+                    path: path.to_path_buf(),
+                },
+                source => StoreError::Open {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                },
             })?;
         let store = Store {
             db,

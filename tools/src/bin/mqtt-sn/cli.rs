@@ -9,7 +9,7 @@ use sn_codec::QoS;
 /// Act as an MQTT-SN v1.2 client (a "mote") over UDP: publish or subscribe through a gateway,
 /// drive many simulated motes to benchmark it, or simulate a radio dongle for it.
 #[derive(Debug, Parser)]
-#[command(name = "mqtt-sn", version, about, long_about = None)]
+#[command(name = "mqtt-sn", version)]
 pub(crate) struct Cli {
     /// Log every packet sent and received to stderr (-vv for more detail). RUST_LOG overrides.
     #[arg(short, long, action = ArgAction::Count, global = true)]
