@@ -211,7 +211,7 @@ fn permission_warning(_path: &Path, _metadata: &std::fs::Metadata) -> Option<Str
 }
 
 fn parse_hex(hex: &str) -> Result<Vec<u8>, String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err("hex key has an odd number of digits".into());
     }
     hex.as_bytes()
