@@ -842,6 +842,12 @@ fn garbage_datagrams_are_counted_and_cost_nothing() {
 /// A UDP relay between a client and the server that passes only the client's first
 /// `pass` datagrams, so the handshake stalls; counts what the server sends back.
 fn stalling_relay(server: SocketAddr, pass: usize) -> (SocketAddr, Arc<Mutex<usize>>) {
+    relay(server, pass, false)
+}
+
+/// The relay behind [`stalling_relay`]; with `duplicate`, each client datagram it passes is
+/// sent twice (the second copy a replay).
+fn relay(server: SocketAddr, pass: usize, duplicate: bool) -> (SocketAddr, Arc<Mutex<usize>>) {
     let front = UdpSocket::bind("127.0.0.1:0").unwrap();
     let back = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = front.local_addr().unwrap();
@@ -863,6 +869,9 @@ fn stalling_relay(server: SocketAddr, pass: usize) -> (SocketAddr, Arc<Mutex<usi
                 if passed < pass {
                     passed += 1;
                     let _ = back.send_to(&buf[..n], server);
+                    if duplicate {
+                        let _ = back.send_to(&buf[..n], server);
+                    }
                 }
             }
             if let Ok((n, _)) = back.recv_from(&mut buf) {
@@ -1002,4 +1011,36 @@ fn idle_connection_is_lost_after_the_idle_timeout() {
     });
     assert_eq!(server.stats().idle_timeouts, 1);
     server.wait_for("no state left", |s| s.connections == 0);
+}
+
+#[test]
+fn replayed_records_are_discarded_and_counted() {
+    require_openssl();
+    let server = Server::start("127.0.0.1:0", DtlsConfig::default(), psk());
+    let (relay_addr, _) = relay(server.addr, usize::MAX, true);
+    let port = relay_addr.port().to_string();
+    let mut child = s_client(
+        &port,
+        &[
+            "-psk",
+            KEY,
+            "-psk_identity",
+            ID,
+            "-cipher",
+            "PSK-AES128-CCM8",
+        ],
+    );
+    server.wait_for("the handshake", |s| s.stats.handshakes_completed == 1);
+    child.stdin.as_mut().unwrap().write_all(b"once\n").unwrap();
+    server.wait_for("the datagram", |s| {
+        s.events
+            .iter()
+            .any(|e| matches!(e, DtlsEvent::Datagram { .. }))
+    });
+    server.wait_for("the replay counted", |s| s.stats.records_discarded >= 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = child.kill();
+    let _ = child.wait();
+    // The replayed copy produced no second datagram.
+    assert_eq!(server.datagrams().len(), 1);
 }
