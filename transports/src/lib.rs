@@ -5,12 +5,15 @@
 //! gateway's runtime owns one link per configured transport and feeds what it receives to
 //! the sans-I/O protocol core.
 //!
-//! Links so far: [`udp`] (IPv4/IPv6, broadcast or multicast discovery).
+//! Links so far: [`udp`] (IPv4/IPv6, broadcast or multicast discovery), [`serial`], and with
+//! the `dtls` feature (on by default) the sans-I/O DTLS 1.2 server endpoint in `dtls`.
 
-// The one exception, batched datagram I/O (udp/mmsg.rs), allows it for itself and proves
-// each block sound.
+// The exceptions, batched datagram I/O (udp/mmsg.rs) and the three libssl calls rust-openssl
+// does not bind (dtls/openssl.rs), allow it for themselves and prove each block sound.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "dtls")]
+pub mod dtls;
 pub mod serial;
 pub mod udp;
 
