@@ -109,6 +109,8 @@ pub struct Config {
     /// `[embedded_broker]`: the MQTT broker inside the gateway, used when no remote broker
     /// is configured.
     pub embedded_broker: EmbeddedBrokerConfig,
+    /// `[metrics]`: the metrics and health endpoint (off by default).
+    pub metrics: MetricsConfig,
     /// `[log]`: what is logged.
     pub log: LogConfig,
     /// `[store]`: the durable state file.
@@ -259,6 +261,7 @@ impl Default for Config {
             broker: None,
             credentials: Vec::new(),
             embedded_broker: EmbeddedBrokerConfig::default(),
+            metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             store: StoreConfig::default(),
             warnings: Vec::new(),
@@ -506,6 +509,15 @@ impl fmt::Debug for BrokerConfig {
 /// The default TCP address of the embedded broker: loopback only, the standard MQTT port.
 pub const DEFAULT_EMBEDDED_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_MQTT_PORT);
+
+/// `[metrics]`: the HTTP endpoint for Prometheus (`/metrics`) and health checks (`/healthz`,
+/// `/readyz`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `listen`: the TCP address to serve on; `None` (the default, or `"off"`): no endpoint.
+    /// Loopback is the safe choice: the endpoint has no login.
+    pub listen: Option<SocketAddr>,
+}
 
 /// `[embedded_broker]`: the MQTT broker that runs inside the gateway when no remote broker is
 /// configured, so that motes reach each other and local MQTT apps reach the motes.

@@ -27,8 +27,8 @@ use crate::values::{
 };
 use crate::{
     BrokerConfig, BrokerMode, Config, ConfigError, ConfigIssue, CoreConfig, EmbeddedBrokerConfig,
-    Fallback, LogConfig, LogFormat, QueueOverflow, SpoolConfig, SpoolFull, StoreConfig, UdpConfig,
-    DEFAULT_MQTT_PORT,
+    Fallback, LogConfig, LogFormat, MetricsConfig, QueueOverflow, SpoolConfig, SpoolFull,
+    StoreConfig, UdpConfig, DEFAULT_MQTT_PORT,
 };
 pub(crate) use credentials::CREDENTIALS_KEYS;
 pub(crate) use policy::{MOTE_KEYS, POLICY_KEYS};
@@ -38,7 +38,7 @@ type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<Cow<'i, str>>;
 
 /// The sections, in the order the documentation lists them.
-pub(crate) const SECTIONS: [&str; 13] = [
+pub(crate) const SECTIONS: [&str; 14] = [
     "gateway",
     "predefined_topics",
     "policy",
@@ -48,6 +48,7 @@ pub(crate) const SECTIONS: [&str; 13] = [
     "broker",
     "credentials",
     "presence",
+    "metrics",
     "embedded_broker",
     "spool",
     "store",
@@ -112,6 +113,8 @@ pub(crate) const LOG_KEYS: [&str; 3] = ["level", "format", "stats_interval"];
 pub(crate) const EMBEDDED_BROKER_KEYS: [&str; 1] = ["listen"];
 /// The options of `[store]`.
 pub(crate) const STORE_KEYS: [&str; 2] = ["enabled", "path"];
+/// The options of `[metrics]`.
+pub(crate) const METRICS_KEYS: [&str; 1] = ["listen"];
 /// The options of `[presence]`.
 pub(crate) const PRESENCE_KEYS: [&str; 1] = ["topic"];
 /// The options of `[spool]`.
@@ -139,6 +142,7 @@ fn section_keys(section: &str) -> &'static [&'static str] {
         "log" => &LOG_KEYS,
         "store" => &STORE_KEYS,
         "presence" => &PRESENCE_KEYS,
+        "metrics" => &METRICS_KEYS,
         "spool" => &SPOOL_KEYS,
         _ => &[],
     }
@@ -606,6 +610,11 @@ impl<'s> Reader<'s> {
                 "store" => {
                     if let Some(table) = self.table(value, name) {
                         config.store = self.store(table);
+                    }
+                }
+                "metrics" => {
+                    if let Some(table) = self.table(value, name) {
+                        config.metrics = self.metrics(table);
                     }
                 }
                 "presence" => {
@@ -1295,6 +1304,43 @@ impl<'s> Reader<'s> {
             }
         }
         spool
+    }
+
+    fn metrics(&mut self, table: &DeTable<'_>) -> MetricsConfig {
+        let mut metrics = MetricsConfig::default();
+        for (key, v) in table.iter() {
+            let name: &str = key.get_ref();
+            let f = join("metrics", name);
+            match name {
+                "listen" => {
+                    let expected = "an address like \"127.0.0.1:9090\", or \"off\"";
+                    let Some(text) = self.string(v, &f, expected) else {
+                        continue;
+                    };
+                    if text.trim().eq_ignore_ascii_case("off") {
+                        metrics.listen = None;
+                        continue;
+                    }
+                    match parse_socket_addr(text) {
+                        Ok(addr) => {
+                            if !addr.ip().is_loopback() {
+                                self.warning(
+                                    v.span(),
+                                    &f,
+                                    "the metrics endpoint has no login: beyond loopback anyone \
+                                     who reaches this address reads the gateway's counters; \
+                                     keep it on 127.0.0.1 or behind a firewall",
+                                );
+                            }
+                            metrics.listen = Some(addr);
+                        }
+                        Err(message) => self.issue(v.span(), &f, message),
+                    }
+                }
+                _ => self.unknown_key(key, "metrics", "metrics"),
+            }
+        }
+        metrics
     }
 
     fn embedded_broker(&mut self, table: &DeTable<'_>) -> EmbeddedBrokerConfig {

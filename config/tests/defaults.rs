@@ -204,6 +204,7 @@ const COMMENTED_EXAMPLES: &[(&str, &[&str])] = &[
     ("predefined_topics", &["1", "0x0010"]),
     ("policy", &["qos_minus_one_publish"]),
     ("presence", &["topic"]),
+    ("metrics", &["listen"]),
     (
         "mote",
         &[

@@ -340,7 +340,7 @@ fn unknown_policy_options_get_suggestions() {
     assert!(
         all[0].message.contains(
             "[gateway], [predefined_topics], [policy], [[mote]], [[udp]], [[serial]], \
-             [broker], [[credentials]], [presence], [embedded_broker], [spool], [store] and [log]"
+             [broker], [[credentials]], [presence], [metrics], [embedded_broker], [spool], [store] and [log]"
         ),
         "{}",
         all[0].message

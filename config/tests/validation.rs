@@ -678,9 +678,9 @@ fn unknown_section() {
     );
     one("[[udps]]\n", 1, "udps", "did you mean [[udp]]?");
     one(
-        "[metrics]\n",
+        "[statistics]\n",
         1,
-        "metrics",
+        "statistics",
         "unknown section; the sections are",
     );
     one("gateway = 5", 1, "gateway", "expected a section");
@@ -1017,4 +1017,22 @@ fn the_store_off_with_the_default_spool_is_a_warning() {
     assert!(ok("[store]\nenabled = false\n[spool]\nenabled = false\n")
         .warnings
         .is_empty());
+}
+
+#[test]
+fn the_metrics_endpoint_is_off_by_default_and_warned_beyond_loopback() {
+    assert_eq!(sn_config::Config::default().metrics.listen, None);
+    let c = ok("[metrics]\nlisten = \"127.0.0.1:9090\"\n");
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9090".parse().unwrap()));
+    assert!(c.warnings.is_empty());
+    let c = ok("[metrics]\nlisten = \"0.0.0.0:9090\"\n");
+    assert_eq!(c.warnings.len(), 1);
+    assert!(c.warnings[0].message.contains("has no login"));
+    assert_eq!(ok("[metrics]\nlisten = \"off\"\n").metrics.listen, None);
+    one(
+        "[metrics]\nlisten = \"nowhere\"\n",
+        2,
+        "metrics.listen",
+        "nowhere",
+    );
 }

@@ -41,6 +41,10 @@ struct Cli {
     /// several (replaces the [[udp]] sections).
     #[arg(long, value_name = "ADDR")]
     udp: Vec<String>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz over HTTP on this address, e.g.
+    /// 127.0.0.1:9090 (overrides [metrics] listen). It has no login: keep it on loopback.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Log level (off, error, warn, info, debug, trace) or a filter such as
     /// "mqtt_sn_gateway=debug,info"; overrides RUST_LOG and [log] level.
     #[arg(long, value_name = "LEVEL")]
@@ -143,6 +147,22 @@ fn main() -> ExitCode {
         };
         if let Some(notifier) = notifier {
             gateway.set_notifier(notifier, sd_notify::watchdog_interval());
+        }
+        if let Some(addr) = config.metrics.listen {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let bound = listener.local_addr().map_or(addr, |a| a);
+                    info!(%bound, "serving /metrics, /healthz and /readyz");
+                    gateway.serve_metrics(listener);
+                }
+                Err(error) => {
+                    eprintln!(
+                        "error: cannot serve metrics on {addr}: {error}; choose another \
+                         [metrics] listen / --metrics address, or \"off\""
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
         }
         let reloader = hangup.map(|hangup| {
             let reloading = Reloading {
@@ -319,6 +339,15 @@ fn load(cli: &Cli) -> Result<Config, String> {
                 .map_or(String::new(), |path| format!(" of {}", path.display()));
             format!("--udp replaced the [[udp]] links{file}: {e}")
         })?;
+    }
+    if let Some(addr) = &cli.metrics {
+        config.metrics.listen = if addr.trim().eq_ignore_ascii_case("off") {
+            None
+        } else {
+            Some(addr.parse().map_err(|e| {
+                format!("--metrics {addr}: {e}; write an address like 127.0.0.1:9090")
+            })?)
+        };
     }
     if let Some(level) = &cli.log_level {
         // Checked like the option; the level itself is chosen when logging starts.

@@ -152,7 +152,14 @@ pub struct Runtime {
     notifier: Option<Notifier>,
     /// How often to tell the service manager the loop is alive (`WATCHDOG=1`).
     watchdog: Option<Duration>,
+    /// What the metrics endpoint shows, when one is serving ([`Runtime::serve_metrics`]).
+    status: Option<tokio::sync::watch::Sender<crate::metrics::http::Status>>,
 }
+
+/// How often the metrics endpoint's snapshot is taken (and `/healthz` learns the loop turns).
+const STATUS_PERIOD: Duration = Duration::from_secs(1);
+/// A snapshot older than this makes `/healthz` fail: the loop has stopped turning.
+const STATUS_STALE: Duration = Duration::from_secs(10);
 
 /// The per-mote events since the last summary: each is a debug line of its own, and at
 /// info only their counts, once per stats interval (5 000 motes connecting wrote 10 001
@@ -299,6 +306,7 @@ impl Runtime {
             summary: MoteSummary::default(),
             notifier: None,
             watchdog: None,
+            status: None,
         })
     }
 
@@ -316,6 +324,56 @@ impl Runtime {
     pub fn set_notifier(&mut self, notifier: Notifier, watchdog: Option<Duration>) {
         self.notifier = Some(notifier);
         self.watchdog = watchdog;
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` ([`crate::metrics`]): the
+    /// loop publishes a snapshot every second while it runs.
+    pub fn serve_metrics(&mut self, listener: tokio::net::TcpListener) {
+        let (tx, rx) = tokio::sync::watch::channel(crate::metrics::http::Status::starting());
+        self.status = Some(tx);
+        self.publish_status();
+        tokio::spawn(crate::metrics::http::serve(listener, rx, STATUS_STALE));
+    }
+
+    /// Takes the snapshot the metrics endpoint shows. Ready while some broker serves the
+    /// motes: the remote one (or, without one, the embedded broker the link connects to), or
+    /// the fallback.
+    fn publish_status(&self) {
+        let Some(status) = &self.status else {
+            return;
+        };
+        let gauges = self.core.gauges();
+        let ready = if gauges.broker_connected || gauges.fallback_active {
+            Ok(())
+        } else {
+            Err(
+                "no broker serves the motes (the broker link is down and no fallback serves)"
+                    .to_string(),
+            )
+        };
+        let links = self
+            .links
+            .iter()
+            .map(|link| match link {
+                Link::Udp(udp) => crate::metrics::LinkSnapshot {
+                    name: udp.name().to_string(),
+                    stats: crate::metrics::LinkCounters::Udp(udp.stats(), udp.kernel_drops()),
+                },
+                Link::Serial(serial) => crate::metrics::LinkSnapshot {
+                    name: serial.name.clone(),
+                    stats: crate::metrics::LinkCounters::Serial(None, serial.dropped),
+                },
+            })
+            .collect();
+        status.send_replace(crate::metrics::http::Status {
+            snapshot: crate::metrics::Snapshot {
+                metrics: self.core.metrics().clone(),
+                gauges,
+                links,
+            },
+            ready,
+            updated: std::time::Instant::now(),
+        });
     }
 
     /// The address local MQTT apps reach the embedded broker on (also as the fallback);
@@ -349,6 +407,7 @@ impl Runtime {
         // Maps the core's clock (std Instant) onto tokio's, which tests can pause.
         let mut stats_at = stats_deadline(&live.borrow_and_update());
         let mut watchdog_at = self.watchdog.map(|every| Instant::now() + every);
+        let mut status_at = self.status.as_ref().map(|_| Instant::now() + STATUS_PERIOD);
         loop {
             let deadline = self.core.poll_timeout().map(Instant::from_std);
             let wake = [deadline, stats_at].into_iter().flatten().min();
@@ -367,6 +426,12 @@ impl Runtime {
                 () = &mut shutdown => break,
                 // Also while stalled: the loop is alive, retrying the store.
                 () = tokio::time::sleep_until(watchdog_at.unwrap_or(far)), if watchdog_at.is_some() => false,
+                // The metrics snapshot, also while stalled (the endpoint then says why).
+                () = tokio::time::sleep_until(status_at.unwrap_or(far)), if status_at.is_some() => {
+                    self.publish_status();
+                    status_at = Some(Instant::now() + STATUS_PERIOD);
+                    false
+                }
                 changed = live.changed() => {
                     if changed.is_ok() {
                         stats_at = stats_deadline(&live.borrow_and_update());

@@ -31,8 +31,9 @@ pub struct LinkSnapshot {
 pub enum LinkCounters {
     /// A UDP link, and the datagrams the kernel dropped at its socket (when /proc says).
     Udp(LinkStats, Option<u64>),
-    /// A serial link, and the datagrams dropped at its full send queue.
-    Serial(SerialLinkStats, u64),
+    /// A serial link: its own counters when the runtime can read them, and the datagrams
+    /// dropped at its full send queue.
+    Serial(Option<SerialLinkStats>, u64),
 }
 
 /// Writes `# HELP` and `# TYPE` lines.
@@ -236,7 +237,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "Datagrams (UDP) or frames (serial) received by the link.",
             |c| match c {
                 LinkCounters::Udp(s, _) => Some(s.datagrams_received),
-                LinkCounters::Serial(s, _) => Some(s.frames_received),
+                LinkCounters::Serial(s, _) => s.map(|s| s.frames_received),
             },
         ),
         (
@@ -244,7 +245,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "Datagrams (UDP) or frames (serial) sent by the link.",
             |c| match c {
                 LinkCounters::Udp(s, _) => Some(s.datagrams_sent),
-                LinkCounters::Serial(s, _) => Some(s.frames_sent),
+                LinkCounters::Serial(s, _) => s.map(|s| s.frames_sent),
             },
         ),
         (
@@ -268,7 +269,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "Datagrams too large for the link, dropped.",
             |c| match c {
                 LinkCounters::Udp(s, _) => Some(s.oversize_dropped),
-                LinkCounters::Serial(s, _) => Some(s.oversize_refused),
+                LinkCounters::Serial(s, _) => s.map(|s| s.oversize_refused),
             },
         ),
         (
@@ -276,7 +277,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "Sends the link could not make.",
             |c| match c {
                 LinkCounters::Udp(s, _) => Some(s.send_errors),
-                LinkCounters::Serial(s, _) => Some(s.send_errors),
+                LinkCounters::Serial(s, _) => s.map(|s| s.send_errors),
             },
         ),
         (
@@ -299,7 +300,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_framing_errors",
             "Frames a serial link's framer dropped.",
             |c| match c {
-                LinkCounters::Serial(s, _) => Some(s.framing_errors),
+                LinkCounters::Serial(s, _) => s.map(|s| s.framing_errors),
                 LinkCounters::Udp(..) => None,
             },
         ),
@@ -307,7 +308,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_disconnects",
             "Times a serial device went away.",
             |c| match c {
-                LinkCounters::Serial(s, _) => Some(s.disconnects),
+                LinkCounters::Serial(s, _) => s.map(|s| s.disconnects),
                 LinkCounters::Udp(..) => None,
             },
         ),
@@ -315,7 +316,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_reopens",
             "Times a serial device was opened again.",
             |c| match c {
-                LinkCounters::Serial(s, _) => Some(s.reopens),
+                LinkCounters::Serial(s, _) => s.map(|s| s.reopens),
                 LinkCounters::Udp(..) => None,
             },
         ),

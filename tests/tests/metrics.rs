@@ -1,0 +1,125 @@
+//! The metrics endpoint of the real binary: `/metrics` after a known exchange shows exact
+//! counter values, and `/readyz` follows the broker.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sn_tests::custom_broker::temp_dir;
+use sn_tests::process::GatewayProcess;
+use sn_tests::{Mosquitto, Mote, MqttClient, QoS, ReturnCode, Topic};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// GET `path`: (status code, body).
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .expect("connect to the metrics endpoint");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let code = response
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The value of the sample `name` (with its labels, as written) in an exposition.
+fn sample(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Scrapes until `name` has `value` (the snapshot is taken once a second), then returns the
+/// whole exposition.
+async fn scrape_until(addr: SocketAddr, name: &str, value: u64) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, body) = get(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        if sample(&body, name) == Some(value) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never reached {value}; last scrape:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_a_known_exchange_and_readiness_follows_the_broker() {
+    let mut broker = Mosquitto::running().await;
+    let metrics_addr: SocketAddr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let gateway = GatewayProcess::start(
+        temp_dir("metrics"),
+        &format!(
+            "[broker]\nurl = \"mqtt://127.0.0.1:{}\"\nfallback = \"off\"\nstatus_topic = \"\"\n\
+             [metrics]\nlisten = \"{metrics_addr}\"\n",
+            broker.port()
+        ),
+    );
+    let mut watcher = MqttClient::connect(broker.port(), "metrics-watcher").await;
+    assert_eq!(watcher.subscribe("m/#", 1).await, 1);
+
+    // Ready once the broker link is up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while get(metrics_addr, "/readyz").await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get(metrics_addr, "/healthz").await.0, 200);
+
+    // The known exchange: one mote, one REGISTER, three QoS 1 PUBLISHes.
+    let mut mote = Mote::connected(gateway.addr, "counted").await;
+    let topic = mote.register("m/t").await;
+    for i in 0..3u8 {
+        let code = mote
+            .publish(Topic::Normal(topic), QoS::AtLeastOnce, false, &[i])
+            .await;
+        assert_eq!(code, ReturnCode::Accepted);
+        watcher.recv_within(Duration::from_secs(5)).await;
+    }
+    let body = scrape_until(metrics_addr, "mqttsn_publish_forwarded_total", 3).await;
+    for (name, value) in [
+        ("mqttsn_publish_ack_seconds_count", 3),
+        ("mqttsn_sessions{state=\"active\"}", 1),
+        ("mqttsn_sessions{state=\"asleep\"}", 0),
+        ("mqttsn_connect_refused_total", 0),
+        ("mqttsn_denied_total", 0),
+        ("mqttsn_broker_connected", 1),
+        ("mqttsn_pending_uplink", 0),
+    ] {
+        assert_eq!(sample(&body, name), Some(value), "{name} in\n{body}");
+    }
+    let link = format!(
+        "mqttsn_link_datagrams_received_total{{link=\"udp:{}\"}}",
+        gateway.addr
+    );
+    assert!(
+        sample(&body, &link).is_some_and(|n| n >= 5),
+        "{link} in\n{body}"
+    );
+
+    // The broker goes away (no fallback): not ready, and the gauge says why.
+    broker.stop().await;
+    scrape_until(metrics_addr, "mqttsn_broker_connected", 0).await;
+    let (code, body) = get(metrics_addr, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("no broker serves the motes"), "{body}");
+    assert_eq!(get(metrics_addr, "/healthz").await.0, 200, "still alive");
+    drop(gateway);
+}
