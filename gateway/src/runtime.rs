@@ -787,8 +787,16 @@ impl Runtime {
             dropped_queue_full = m.dropped_queue_full,
             dropped_broker_backlog = m.publish_dropped_backlog,
             refused_broker_down = m.publish_broker_down,
-            spooled = self.core.spooled(),
+            qos0_dropped_broker_down = m.qos0_dropped_broker_down,
+            // The spool's size now, and what went through it since the start: the totals
+            // add up (spooled_total = in the spool now + replayed or dropped since).
+            spool_messages = self.core.spooled(),
             spool_bytes = self.core.spool_bytes(),
+            spooled_total = m.spooled,
+            replayed = m.replayed,
+            fallback_switches = m.fallback_switches,
+            dropped_oversize = m.dropped_oversize,
+            state_full = m.state_full,
             takeover_refused = m.takeover_refused,
             denied = m.denied.total(),
             denied_by_reason = ?m.denied,
