@@ -339,7 +339,7 @@ fn unknown_policy_options_get_suggestions() {
     let all = issues("[nonsense]\n");
     assert!(
         all[0].message.contains(
-            "[gateway], [predefined_topics], [policy], [[mote]], [[udp]], [[serial]], \
+            "[gateway], [predefined_topics], [policy], [[mote]], [[udp]], [[serial]], [[dtls]], \
              [broker], [[credentials]], [presence], [embedded_broker], [spool], [store] and [log]"
         ),
         "{}",
@@ -657,7 +657,7 @@ fn two_links_bound_to_port_0_cannot_be_told_apart() {
          [[mote]]\nclient_id = \"a\"\nlink = \"udp:127.0.0.1:0\"\n",
         7,
         "mote[0].link",
-        "names 2 [[udp]] links",
+        "names 2 links",
     );
 }
 
