@@ -532,7 +532,7 @@ fn wrong_values_in_a_mote_entry() {
         "[[mote]]\nclient_id = \"a\"\nadress = \"10.0.0.1\"\n",
         3,
         "mote[0].adress",
-        "did you mean \"address\"? The options of [[mote]] are: client_id, address, link, \
+        "did you mean \"address\"? The options of [[mote]] are: client_id, address, link, identity, \
          roaming, publish, subscribe, mountpoint",
     );
 }
