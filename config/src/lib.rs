@@ -202,13 +202,11 @@ impl Config {
             }
         }
         for link in &mut self.dtls {
-            let certificates = link.certificates.as_mut().into_iter().flat_map(|c| {
-                [
-                    &mut c.certificate,
-                    &mut c.private_key,
-                    &mut c.client_ca,
-                ]
-            });
+            let certificates = link
+                .certificates
+                .as_mut()
+                .into_iter()
+                .flat_map(|c| [&mut c.certificate, &mut c.private_key, &mut c.client_ca]);
             for path in link.psk_file.iter_mut().chain(certificates) {
                 if path.is_relative() {
                     *path = base.join(&*path);

@@ -87,8 +87,16 @@ fn wrong_values_are_reported_at_their_line() {
         "dtls[0].handshake_timeout",
         "too short",
     );
-    at("idle_timeout = \"800h\"", "dtls[0].idle_timeout", "too long");
-    at("cipher_suites = []", "dtls[0].cipher_suites", "the list is empty");
+    at(
+        "idle_timeout = \"800h\"",
+        "dtls[0].idle_timeout",
+        "too long",
+    );
+    at(
+        "cipher_suites = []",
+        "dtls[0].cipher_suites",
+        "the list is empty",
+    );
     at(
         "cipher_suites = [\"PSK-AES128-CCM8:ALL\"]",
         "dtls[0].cipher_suites[0]",
@@ -137,11 +145,15 @@ fn dtls_links_are_numbered_after_udp_and_serial() {
     let links: Vec<Option<LinkId>> = c.core.policy.motes.iter().map(|m| m.link).collect();
     assert_eq!(links, [Some(LinkId(2)), Some(LinkId(0))]);
     // Replacing the UDP links (the CLI's --udp) renumbers the DTLS link too.
-    c.udp.push(sn_config::UdpConfig::from_bind("127.0.0.1:1884").unwrap());
+    c.udp
+        .push(sn_config::UdpConfig::from_bind("127.0.0.1:1884").unwrap());
     c.resolve_mote_links().unwrap();
     assert_eq!(c.core.policy.motes[0].link, Some(LinkId(3)));
     let issue = one(
-        &text.replace("link = \"dtls:127.0.0.1:8883\"", "link = \"dtls:127.0.0.1:9999\""),
+        &text.replace(
+            "link = \"dtls:127.0.0.1:8883\"",
+            "link = \"dtls:127.0.0.1:9999\"",
+        ),
         3,
         "mote[0].link",
         "is not a link of this gateway",
@@ -158,8 +170,10 @@ fn dtls_links_are_numbered_after_udp_and_serial() {
 
 #[test]
 fn a_mote_entry_can_name_an_identity() {
-    let c = ok("[[mote]]\nclient_id = \"greenhouse-*\"\nidentity = \"gh-gw\"\n\
-                [[dtls]]\nbind = \"127.0.0.1:8883\"\npsk_file = \"k\"\n");
+    let c = ok(
+        "[[mote]]\nclient_id = \"greenhouse-*\"\nidentity = \"gh-gw\"\n\
+                [[dtls]]\nbind = \"127.0.0.1:8883\"\npsk_file = \"k\"\n",
+    );
     assert_eq!(c.core.policy.motes[0].identity.as_deref(), Some("gh-gw"));
     assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
     one(
@@ -190,7 +204,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("sn-config-dtls-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("sn-config-dtls-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
@@ -239,5 +254,7 @@ fn load_checks_the_files_and_resolves_them_against_the_config_folder() {
 #[test]
 fn a_single_table_is_not_a_link_list() {
     let all = issues("[dtls]\nbind = \"0.0.0.0:8883\"\n");
-    assert!(all[0].message.contains("write [[dtls]] with double brackets"));
+    assert!(all[0]
+        .message
+        .contains("write [[dtls]] with double brackets"));
 }

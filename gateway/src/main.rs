@@ -378,7 +378,10 @@ fn check_config(file: Option<&std::path::Path>, cli: &Cli) -> ExitCode {
                 } else {
                     "no"
                 };
-                println!("  dtls {} (psk_file {psk}, certificates {certificates})", dtls.bind);
+                println!(
+                    "  dtls {} (psk_file {psk}, certificates {certificates})",
+                    dtls.bind
+                );
             }
             match &config.broker {
                 Some(broker) => println!("  broker {}", broker.address()),

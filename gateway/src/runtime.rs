@@ -286,7 +286,8 @@ impl Runtime {
         }
         // DTLS links after them, so adding one renumbers none of the others.
         for config in &settings.dtls {
-            let (handle, task) = DtlsHandle::start(link_id(links.len()), config, tx.clone()).await?;
+            let (handle, task) =
+                DtlsHandle::start(link_id(links.len()), config, tx.clone()).await?;
             receivers.push(task);
             links.push(Link::Dtls(handle));
         }

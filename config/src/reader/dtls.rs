@@ -95,7 +95,8 @@ impl Reader<'_> {
                         link.bind
                     );
                     self.issue(bind_span.clone(), &bind_field, message);
-                } else if let Some((_, other, line)) = binds.iter().find(|(a, _, _)| *a == link.bind)
+                } else if let Some((_, other, line)) =
+                    binds.iter().find(|(a, _, _)| *a == link.bind)
                 {
                     let message = format!(
                         "\"{}\" is already the bind address of {other} (line {line}); give each \

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sn_transports::dtls::{
-    CertificateFiles, DtlsConfig as EndpointConfig, DtlsEndpoint, DtlsError, DtlsEvent,
-    DtlsStats, PskTable,
+    CertificateFiles, DtlsConfig as EndpointConfig, DtlsEndpoint, DtlsError, DtlsEvent, DtlsStats,
+    PskTable,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
