@@ -165,6 +165,7 @@ mod tests {
         let old = config("");
         let new = config(
             "[gateway]\nmax_sessions = 5\nworker_threads = 2\n[[udp]]\nbind = \"127.0.0.1:1\"\n\
+             [[dtls]]\nbind = \"127.0.0.1:8883\"\npsk_file = \"k.psk\"\n\
              [store]\npath = \"other.redb\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n",
         );
         assert_eq!(
@@ -173,6 +174,7 @@ mod tests {
                 "[gateway] max_sessions",
                 "[gateway] worker_threads",
                 "[[udp]]",
+                "[[dtls]]",
                 "[store]",
                 "[log] format"
             ]
