@@ -101,6 +101,9 @@ pub struct Config {
     pub udp: Vec<UdpConfig>,
     /// `[[serial]]`: serial-attached radios and motes; none by default.
     pub serial: Vec<SerialConfig>,
+    /// `[[dtls]]`: DTLS 1.2 links (encrypted UDP, motes authenticated by a pre-shared key or
+    /// a certificate); none by default. They are numbered after the UDP and serial links.
+    pub dtls: Vec<DtlsConfig>,
     /// `[broker]`: the remote MQTT broker, or `None` when the file has no `[broker]` section.
     pub broker: Option<BrokerConfig>,
     /// `[[credentials]]`: the login of each mote's own broker connection in transparent mode
@@ -127,7 +130,8 @@ impl Config {
     /// Reads, parses and validates the configuration file at `path`.
     ///
     /// Relative paths inside the file (`password_file`, `ca_file`, `client_cert`,
-    /// `client_key`, in `[broker]` and in `[[credentials]]`) are resolved against the file's
+    /// `client_key`, in `[broker]` and in `[[credentials]]`; `psk_file`, `cert`, `key` and
+    /// `ca_file` in `[[dtls]]`) are resolved against the file's
     /// directory, and each of those files must be readable: one that is missing or unreadable
     /// is an error at its line, so `check-config` finds it and the gateway stops before it
     /// binds a port (rather than when a broker connection first needs it). A missing or
@@ -199,6 +203,18 @@ impl Config {
                 }
             }
         }
+        for link in &mut self.dtls {
+            let certificates = link
+                .certificates
+                .as_mut()
+                .into_iter()
+                .flat_map(|c| [&mut c.certificate, &mut c.private_key, &mut c.client_ca]);
+            for path in link.psk_file.iter_mut().chain(certificates) {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
+            }
+        }
         for entry in &mut self.credentials {
             for path in [
                 &mut entry.password_file,
@@ -258,6 +274,7 @@ impl Default for Config {
             worker_threads: DEFAULT_WORKER_THREADS,
             udp: vec![UdpConfig::default()],
             serial: Vec::new(),
+            dtls: Vec::new(),
             broker: None,
             credentials: Vec::new(),
             embedded_broker: EmbeddedBrokerConfig::default(),
@@ -341,6 +358,88 @@ impl UdpConfig {
             SocketAddr::V4(_) => DEFAULT_DISCOVERY_V4,
             SocketAddr::V6(_) => DEFAULT_DISCOVERY_V6,
         }
+    }
+}
+
+/// The cipher suites a `[[dtls]]` link offers by default (OpenSSL names): the RFC 7925 IoT
+/// profile's PSK and ECDSA suites with CCM_8, and their GCM counterparts.
+pub const DEFAULT_DTLS_CIPHER_SUITES: [&str; 4] = [
+    "PSK-AES128-CCM8",
+    "PSK-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES128-CCM8",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+];
+
+/// `[[dtls]]`: one DTLS 1.2 link, a UDP socket whose motes speak MQTT-SN inside DTLS
+/// records and prove who they are with a pre-shared key or a client certificate.
+///
+/// There is no `discovery`: ADVERTISE and GWINFO go to a broadcast or multicast address,
+/// which DTLS cannot protect (records belong to one connection), and a mote that holds a key
+/// for this gateway is given its address with the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtlsConfig {
+    /// The local address and port the link listens on, like `0.0.0.0:8883` or `[::]:8883`.
+    /// Required.
+    pub bind: SocketAddr,
+    /// `psk_file`: the motes' pre-shared keys, one `identity:hexkey` per line; read at start
+    /// and again on SIGHUP. `None`: certificates only.
+    pub psk_file: Option<PathBuf>,
+    /// `cert`, `key`, `ca_file`: the gateway's certificate and key, and the CAs client
+    /// certificates must chain to. `None`: pre-shared keys only.
+    pub certificates: Option<DtlsCertificates>,
+    /// Cipher suites in OpenSSL names, in preference order. Default
+    /// [`DEFAULT_DTLS_CIPHER_SUITES`].
+    pub cipher_suites: Vec<String>,
+    /// Largest datagram the link sends (the path MTU less IP and UDP headers), 256 to 65507.
+    /// Default 1200.
+    pub mtu: u32,
+    /// Handshakes in progress at once, all sources together, 1 to 1 000 000. Default 256.
+    pub max_handshakes: u32,
+    /// Handshakes in progress at once from one IP address, 1 to 1 000 000. Default 8.
+    pub max_handshakes_per_ip: u32,
+    /// A handshake not finished this long after the mote proved its address is dropped,
+    /// 100 ms to 5 min. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// A connection silent this long is lost (the mote's Will goes out), 1 s to 30 days.
+    /// Default 24 h: longer than a mote sleeps, so a sleeping mote wakes on its session.
+    pub idle_timeout: Duration,
+}
+
+/// The certificate files of a `[[dtls]]` link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtlsCertificates {
+    /// `cert`: the gateway's certificate chain (PEM), leaf first.
+    pub certificate: PathBuf,
+    /// `key`: the gateway's private key (PEM).
+    pub private_key: PathBuf,
+    /// `ca_file`: the CA certificates (PEM) client certificates must chain to; a client
+    /// certificate's CN (else its first DNS name) is the mote's identity.
+    pub client_ca: PathBuf,
+}
+
+impl DtlsConfig {
+    /// A link on `bind` with no keys or certificates yet and every other option at its
+    /// default.
+    pub fn new(bind: SocketAddr) -> DtlsConfig {
+        DtlsConfig {
+            bind,
+            psk_file: None,
+            certificates: None,
+            cipher_suites: DEFAULT_DTLS_CIPHER_SUITES
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect(),
+            mtu: 1200,
+            max_handshakes: 256,
+            max_handshakes_per_ip: 8,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// The link's name as a `[[mote]] link` writes it: `dtls:0.0.0.0:8883`.
+    pub fn name(&self) -> String {
+        format!("dtls:{}", self.bind)
     }
 }
 

@@ -19,6 +19,7 @@ use crate::duration::{format_duration, parse_duration};
 use crate::suggest::closest;
 
 mod credentials;
+mod dtls;
 mod policy;
 mod serial;
 use crate::values::{
@@ -31,6 +32,7 @@ use crate::{
     StoreConfig, UdpConfig, DEFAULT_MQTT_PORT,
 };
 pub(crate) use credentials::CREDENTIALS_KEYS;
+pub(crate) use dtls::DTLS_KEYS;
 pub(crate) use policy::{MOTE_KEYS, POLICY_KEYS};
 pub(crate) use serial::SERIAL_KEYS;
 
@@ -38,13 +40,14 @@ type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<Cow<'i, str>>;
 
 /// The sections, in the order the documentation lists them.
-pub(crate) const SECTIONS: [&str; 14] = [
+pub(crate) const SECTIONS: [&str; 15] = [
     "gateway",
     "predefined_topics",
     "policy",
     "mote",
     "udp",
     "serial",
+    "dtls",
     "broker",
     "credentials",
     "presence",
@@ -122,7 +125,7 @@ pub(crate) const SPOOL_KEYS: [&str; 4] = ["enabled", "max_bytes", "when_full", "
 
 /// The header a section is written with, for messages.
 fn section_label(section: &str) -> String {
-    if matches!(section, "udp" | "serial" | "credentials" | "mote") {
+    if matches!(section, "udp" | "serial" | "dtls" | "credentials" | "mote") {
         format!("[[{section}]]")
     } else {
         format!("[{section}]")
@@ -136,6 +139,7 @@ fn section_keys(section: &str) -> &'static [&'static str] {
         "mote" => &MOTE_KEYS,
         "udp" => &UDP_KEYS,
         "serial" => &SERIAL_KEYS,
+        "dtls" => &DTLS_KEYS,
         "broker" => &BROKER_KEYS,
         "credentials" => &CREDENTIALS_KEYS,
         "embedded_broker" => &EMBEDDED_BROKER_KEYS,
@@ -252,7 +256,15 @@ pub(crate) fn parse_with_files(
 
 /// The options whose value is a file the gateway reads at start (the state file and serial
 /// devices are not: the one is created, the others may be plugged in later).
-const READ_FILE_OPTIONS: [&str; 4] = ["password_file", "ca_file", "client_cert", "client_key"];
+const READ_FILE_OPTIONS: [&str; 7] = [
+    "password_file",
+    "ca_file",
+    "client_cert",
+    "client_key",
+    "psk_file",
+    "cert",
+    "key",
+];
 
 struct Reader<'s> {
     text: &'s str,
@@ -570,6 +582,8 @@ impl<'s> Reader<'s> {
         // `[policy]` and `[[mote]]` as read, completed once the links are known.
         let mut policy = policy::PolicySpans::default();
         let mut motes = Vec::new();
+        // `[[dtls]]`, read once the `[[udp]]` binds it must not share are known.
+        let mut dtls = None;
         for (key, value) in doc.iter() {
             let name: &str = key.get_ref();
             match name {
@@ -592,6 +606,7 @@ impl<'s> Reader<'s> {
                 "mote" => motes = self.motes(value),
                 "udp" => config.udp = self.udp_links(value),
                 "serial" => config.serial = self.serial_links(value),
+                "dtls" => dtls = Some(value),
                 "broker" => config.broker = self.broker(value, &mut config.core.mode),
                 "credentials" => {
                     credentials = self.credentials(value);
@@ -629,6 +644,10 @@ impl<'s> Reader<'s> {
                 }
                 _ => self.unknown_top_level(key, value),
             }
+        }
+        if let Some(value) = dtls {
+            let binds: Vec<SocketAddr> = config.udp.iter().map(|u| u.bind).collect();
+            config.dtls = self.dtls_links(value, &binds);
         }
         let mode = doc
             .get("broker")

@@ -65,6 +65,7 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "client_id",
             "address",
             "link",
+            "identity",
             "roaming",
             "publish",
             "subscribe",
@@ -91,6 +92,22 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "framing",
             "max_frame",
             "discovery",
+        ],
+    ),
+    (
+        "dtls",
+        &[
+            "bind",
+            "psk_file",
+            "cert",
+            "key",
+            "ca_file",
+            "cipher_suites",
+            "mtu",
+            "max_handshakes",
+            "max_handshakes_per_ip",
+            "handshake_timeout",
+            "idle_timeout",
         ],
     ),
     (
@@ -186,6 +203,17 @@ fn an_empty_udp_list_means_no_udp_link() {
 const COMMENTED_DEFAULTS: &[(&str, &[&str])] = &[
     ("serial", &["baud", "max_frame", "discovery"]),
     (
+        "dtls",
+        &[
+            "cipher_suites",
+            "mtu",
+            "max_handshakes",
+            "max_handshakes_per_ip",
+            "handshake_timeout",
+            "idle_timeout",
+        ],
+    ),
+    (
         "policy",
         &[
             "admission",
@@ -197,7 +225,10 @@ const COMMENTED_DEFAULTS: &[(&str, &[&str])] = &[
     ),
 ];
 /// The keys a commented-out section needs to parse at all (required options, no default).
-const REQUIRED_TO_PARSE: &[(&str, &[&str])] = &[("serial", &["device", "framing"])];
+const REQUIRED_TO_PARSE: &[(&str, &[&str])] = &[
+    ("serial", &["device", "framing"]),
+    ("dtls", &["bind", "psk_file"]),
+];
 /// The example's commented-out lines that show an example value of an option without a
 /// default (optional, or required in a section that is itself optional).
 const COMMENTED_EXAMPLES: &[(&str, &[&str])] = &[
@@ -211,6 +242,7 @@ const COMMENTED_EXAMPLES: &[(&str, &[&str])] = &[
             "client_id",
             "address",
             "link",
+            "identity",
             "roaming",
             "publish",
             "subscribe",
@@ -218,6 +250,7 @@ const COMMENTED_EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     ("serial", &["device", "usb", "serial_number", "framing"]),
+    ("dtls", &["bind", "psk_file", "cert", "key", "ca_file"]),
     (
         "broker",
         &[
@@ -321,7 +354,7 @@ fn example_file_states_exactly_the_defaults() {
             .iter()
             .find(|(s, _)| s == section)
             .map_or(&[][..], |(_, keys)| *keys);
-        let header = if ["serial", "udp", "credentials", "mote"].contains(section) {
+        let header = if ["serial", "udp", "dtls", "credentials", "mote"].contains(section) {
             format!("[[{section}]]\n")
         } else {
             format!("[{section}]\n")
@@ -369,7 +402,7 @@ fn the_option_lists_match_the_code() {
         let header = if *section == "credentials" {
             // [[credentials]] need a [broker] in transparent mode.
             "[broker]\nurl = \"mqtt://h\"\nmode = \"transparent\"\n[[credentials]]".to_string()
-        } else if *section == "udp" || *section == "serial" || *section == "mote" {
+        } else if ["udp", "serial", "dtls", "mote"].contains(section) {
             format!("[[{section}]]")
         } else {
             format!("[{section}]")
@@ -382,6 +415,8 @@ fn the_option_lists_match_the_code() {
             "client_id = \"m\"\nusername = \"u\"\n"
         } else if *section == "mote" {
             "client_id = \"m\"\n"
+        } else if *section == "dtls" {
+            "bind = \"127.0.0.1:8883\"\npsk_file = \"k.psk\"\n"
         } else {
             ""
         };

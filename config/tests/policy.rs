@@ -339,8 +339,9 @@ fn unknown_policy_options_get_suggestions() {
     let all = issues("[nonsense]\n");
     assert!(
         all[0].message.contains(
-            "[gateway], [predefined_topics], [policy], [[mote]], [[udp]], [[serial]], \
-             [broker], [[credentials]], [presence], [metrics], [embedded_broker], [spool], [store] and [log]"
+            "[gateway], [predefined_topics], [policy], [[mote]], [[udp]], [[serial]], [[dtls]], \
+             [broker], [[credentials]], [presence], [metrics], [embedded_broker], [spool], [store] \
+             and [log]"
         ),
         "{}",
         all[0].message
@@ -532,7 +533,7 @@ fn wrong_values_in_a_mote_entry() {
         "[[mote]]\nclient_id = \"a\"\nadress = \"10.0.0.1\"\n",
         3,
         "mote[0].adress",
-        "did you mean \"address\"? The options of [[mote]] are: client_id, address, link, \
+        "did you mean \"address\"? The options of [[mote]] are: client_id, address, link, identity, \
          roaming, publish, subscribe, mountpoint",
     );
 }
@@ -657,7 +658,7 @@ fn two_links_bound_to_port_0_cannot_be_told_apart() {
          [[mote]]\nclient_id = \"a\"\nlink = \"udp:127.0.0.1:0\"\n",
         7,
         "mote[0].link",
-        "names 2 [[udp]] links",
+        "names 2 links",
     );
 }
 

@@ -170,6 +170,7 @@ fn main() -> ExitCode {
                 config,
                 logging,
                 live: gateway.live_settings(),
+                psk: gateway.psk_reloader(),
             };
             tokio::spawn(reloading.run(hangup))
         });
@@ -204,6 +205,8 @@ struct Reloading {
     config: Config,
     logging: Logging,
     live: tokio::sync::watch::Sender<LiveSettings>,
+    /// The running DTLS links' PSK files, read again on every reload.
+    psk: mqtt_sn_gateway::runtime::PskReloader,
 }
 
 impl Reloading {
@@ -257,6 +260,7 @@ impl Reloading {
             *live = new;
             changed
         });
+        mqtt_sn_gateway::reload::reload_psk_files(&self.psk);
         let restart = mqtt_sn_gateway::reload::restart_needed(&self.config, &new);
         if restart.is_empty() {
             info!("SIGHUP: configuration reloaded");
@@ -391,6 +395,21 @@ fn check_config(file: Option<&std::path::Path>, cli: &Cli) -> ExitCode {
                 println!(
                     "  serial {} ({}, {} baud, max_frame {})",
                     serial.device, serial.framing, serial.baud, serial.max_frame
+                );
+            }
+            for dtls in &config.dtls {
+                let psk = dtls
+                    .psk_file
+                    .as_ref()
+                    .map_or("no".to_string(), |p| p.display().to_string());
+                let certificates = if dtls.certificates.is_some() {
+                    "yes"
+                } else {
+                    "no"
+                };
+                println!(
+                    "  dtls {} (psk_file {psk}, certificates {certificates})",
+                    dtls.bind
                 );
             }
             match &config.broker {

@@ -1,12 +1,43 @@
 //! What a configuration reloaded by `SIGHUP` can change in a running gateway, and what waits
 //! for a restart.
 //!
-//! The log level and the stats interval change at once. Everything else is fixed when the
+//! The log level, the stats interval and the DTLS links' pre-shared keys (their `psk_file`s,
+//! read again) change at once. Everything else is fixed when the
 //! gateway starts (bound sockets, the broker connection, the core's limits and policy, the
 //! store file): a changed value is named, so the operator knows a restart is needed, and the
 //! running gateway keeps its old value rather than dropping motes to apply it.
 
 use sn_config::Config;
+use tracing::{error, info};
+
+use crate::runtime::{PskReload, PskReloader};
+
+/// Reads the running DTLS links' PSK files again and hands them the new keys, logging how
+/// many identities each holds now. New handshakes use the new keys; motes already connected
+/// keep their DTLS sessions, so no mote is dropped (a mote whose key was removed is refused
+/// at its next handshake). A file that cannot be read leaves its link's keys as they were.
+pub fn reload_psk_files(reloader: &PskReloader) {
+    for outcome in reloader.reload() {
+        match outcome {
+            PskReload::Loaded {
+                link,
+                path,
+                identities,
+            } => info!(
+                link,
+                path = %path.display(),
+                identities,
+                "SIGHUP: PSK file read again: {identities} identities"
+            ),
+            PskReload::Failed { link, path, error } => error!(
+                link,
+                path = %path.display(),
+                %error,
+                "SIGHUP: PSK file not reloaded, the link keeps the keys it has; fix the file"
+            ),
+        }
+    }
+}
 
 /// The settings that differ between `old` and `new` and only take effect at a restart, named
 /// as they are written in the file (`[gateway] max_sessions`, `[[udp]]`, `[broker]`, ...),
@@ -94,6 +125,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     );
     check(old.udp != new.udp, "[[udp]]");
     check(old.serial != new.serial, "[[serial]]");
+    check(old.dtls != new.dtls, "[[dtls]]");
     check(old.broker != new.broker || a.mode != b.mode, "[broker]");
     check(old.credentials != new.credentials, "[[credentials]]");
     check(
@@ -133,6 +165,7 @@ mod tests {
         let old = config("");
         let new = config(
             "[gateway]\nmax_sessions = 5\nworker_threads = 2\n[[udp]]\nbind = \"127.0.0.1:1\"\n\
+             [[dtls]]\nbind = \"127.0.0.1:8883\"\npsk_file = \"k.psk\"\n\
              [store]\npath = \"other.redb\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n",
         );
         assert_eq!(
@@ -141,6 +174,7 @@ mod tests {
                 "[gateway] max_sessions",
                 "[gateway] worker_threads",
                 "[[udp]]",
+                "[[dtls]]",
                 "[store]",
                 "[log] format"
             ]

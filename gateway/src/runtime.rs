@@ -22,10 +22,13 @@ use crate::sd_notify::Notifier;
 use crate::settings::{LiveSettings, Settings};
 use crate::store::{Store, StoreError};
 
+mod dtls;
 mod log_limit;
 mod serial;
 mod transparent;
 
+use dtls::DtlsHandle;
+pub use dtls::{DtlsLinkStats, DtlsStartError, DtlsStatsWatch, PskReload, PskReloader};
 use serial::SerialHandle;
 pub use serial::SerialStartError;
 pub use transparent::TransparentLinks;
@@ -78,8 +81,13 @@ pub enum RuntimeError {
     /// A serial link could not be opened.
     #[error(transparent)]
     Serial(#[from] SerialStartError),
+    /// A DTLS link could not start (its PSK file, certificates or socket).
+    #[error(transparent)]
+    Dtls(#[from] DtlsStartError),
     /// Nothing to listen on.
-    #[error("no links configured: add a [[udp]] or [[serial]] section, or pass --udp ADDR")]
+    #[error(
+        "no links configured: add a [[udp]], [[serial]] or [[dtls]] section, or pass --udp ADDR"
+    )]
     NoLinks,
     /// The state store could not be opened or read.
     #[error(transparent)]
@@ -97,12 +105,22 @@ enum Inbound {
     },
     /// The link could not deliver a datagram (an XBee transmit status other than success).
     Undelivered { link: LinkId, to: PeerAddr },
+    /// A datagram a DTLS link decrypted, from a peer it authenticated as `identity`.
+    Authenticated {
+        link: LinkId,
+        from: SocketAddr,
+        identity: Arc<str>,
+        datagram: Bytes,
+    },
+    /// A DTLS link lost its connection with `from` (an alert, the idle timeout).
+    PeerLost { link: LinkId, from: SocketAddr },
 }
 
 /// One running link, at the index of its [`LinkId`].
 enum Link {
     Udp(Arc<UdpLink>),
     Serial(SerialHandle),
+    Dtls(DtlsHandle),
 }
 
 /// A running gateway: its links are bound and its broker link started.
@@ -192,7 +210,7 @@ impl Runtime {
     /// embedded broker first and points the link at it. Errors name what failed and how to
     /// fix it.
     pub async fn start(settings: Settings) -> Result<Runtime, RuntimeError> {
-        if settings.udp.is_empty() && settings.serial.is_empty() {
+        if settings.udp.is_empty() && settings.serial.is_empty() && settings.dtls.is_empty() {
             return Err(RuntimeError::NoLinks);
         }
         let (broker_config, embedded, fallback) = match settings.broker {
@@ -259,7 +277,7 @@ impl Runtime {
             .iter()
             .filter_map(|l| match l {
                 Link::Udp(link) => Some(link.clone()),
-                Link::Serial(_) => None,
+                Link::Serial(_) | Link::Dtls(_) => None,
             })
             .collect();
         if !udp_links.is_empty() {
@@ -272,6 +290,13 @@ impl Runtime {
                 core.add_discovery_link(id);
             }
             links.push(Link::Serial(handle));
+        }
+        // DTLS links after them, so adding one renumbers none of the others.
+        for config in &settings.dtls {
+            let (handle, task) =
+                DtlsHandle::start(link_id(links.len()), config, tx.clone()).await?;
+            receivers.push(task);
+            links.push(Link::Dtls(handle));
         }
         // Before the link builds a TLS client for an mqtts:// broker.
         install_crypto_provider();
@@ -363,6 +388,13 @@ impl Runtime {
                     name: serial.name.clone(),
                     stats: crate::metrics::LinkCounters::Serial(None, serial.dropped),
                 },
+                Link::Dtls(dtls) => crate::metrics::LinkSnapshot {
+                    name: dtls.name.clone(),
+                    stats: crate::metrics::LinkCounters::Dtls(
+                        Box::new(dtls.stats.borrow().clone()),
+                        dtls.dropped,
+                    ),
+                },
             })
             .collect();
         status.send_replace(crate::metrics::http::Status {
@@ -394,9 +426,45 @@ impl Runtime {
             .iter()
             .filter_map(|l| match l {
                 Link::Udp(link) => link.local_addr().ok(),
-                Link::Serial(_) => None,
+                Link::Serial(_) | Link::Dtls(_) => None,
             })
             .collect()
+    }
+
+    /// The local address of each DTLS link, in config order (tests bind port 0).
+    pub fn dtls_addrs(&self) -> Vec<SocketAddr> {
+        self.links
+            .iter()
+            .filter_map(|l| match l {
+                Link::Dtls(link) => Some(link.local_addr),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The counters of each DTLS link, in config order, kept current by the links' tasks.
+    pub fn dtls_stats(&self) -> Vec<DtlsStatsWatch> {
+        self.links
+            .iter()
+            .filter_map(|l| match l {
+                Link::Dtls(link) => Some(link.stats.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What a `SIGHUP` needs to reload the DTLS links' PSK files.
+    pub fn psk_reloader(&self) -> PskReloader {
+        PskReloader {
+            links: self
+                .links
+                .iter()
+                .filter_map(|l| match l {
+                    Link::Dtls(link) => link.psk_reload(),
+                    _ => None,
+                })
+                .collect(),
+        }
     }
 
     /// Runs until `shutdown` completes.
@@ -547,6 +615,26 @@ impl Runtime {
                 self.core
                     .handle_delivery_failure(now, Peer { link, addr: to });
             }
+            Inbound::Authenticated {
+                link,
+                from,
+                identity,
+                datagram,
+            } => {
+                let peer = Peer {
+                    link,
+                    addr: PeerAddr::Ip(from),
+                };
+                self.core
+                    .handle_authenticated_datagram(now, peer, &identity, &datagram);
+            }
+            Inbound::PeerLost { link, from } => {
+                let peer = Peer {
+                    link,
+                    addr: PeerAddr::Ip(from),
+                };
+                self.core.handle_peer_lost(now, peer);
+            }
         }
     }
 
@@ -565,6 +653,10 @@ impl Runtime {
                 (Some(Link::Udp(link)), Some(out)) => (link, out),
                 (Some(Link::Serial(serial)), _) => {
                     serial.send(transmit.destination, datagram);
+                    continue;
+                }
+                (Some(Link::Dtls(dtls)), _) => {
+                    dtls.send(transmit.destination, datagram);
                     continue;
                 }
                 _ => continue,
@@ -818,7 +910,20 @@ impl Runtime {
                 .iter()
                 .map(|l| match l {
                     Link::Serial(s) => s.dropped,
-                    Link::Udp(_) => 0,
+                    Link::Udp(_) | Link::Dtls(_) => 0,
+                })
+                .sum::<u64>(),
+            dtls_handshakes = self.dtls_total(|s| s.endpoint.handshakes_completed),
+            dtls_refused = self.dtls_total(DtlsLinkStats::refused),
+            dtls_lost = self.dtls_total(|s| s.endpoint.alerts + s.endpoint.idle_timeouts),
+            dtls_discarded = self.dtls_total(|s| s.endpoint.records_discarded + s.endpoint.garbage),
+            dtls_not_connected = self.dtls_total(|s| s.not_connected),
+            dtls_queue_dropped = self
+                .links
+                .iter()
+                .map(|l| match l {
+                    Link::Dtls(d) => d.dropped,
+                    _ => 0,
                 })
                 .sum::<u64>(),
             "{message}"
@@ -832,7 +937,18 @@ impl Runtime {
             .iter()
             .filter_map(|l| match l {
                 Link::Udp(link) => link.kernel_drops(),
-                Link::Serial(_) => None,
+                Link::Serial(_) | Link::Dtls(_) => None,
+            })
+            .sum()
+    }
+
+    /// A DTLS counter summed over the DTLS links.
+    fn dtls_total(&self, counter: impl Fn(&DtlsLinkStats) -> u64) -> u64 {
+        self.links
+            .iter()
+            .filter_map(|l| match l {
+                Link::Dtls(link) => Some(counter(&link.stats.borrow())),
+                _ => None,
             })
             .sum()
     }

@@ -23,6 +23,8 @@ pub struct Settings {
     pub udp: Vec<UdpLinkConfig>,
     /// One entry per serial link.
     pub serial: Vec<SerialConfig>,
+    /// One entry per DTLS link (`[[dtls]]`), with its files' paths resolved.
+    pub dtls: Vec<sn_config::DtlsConfig>,
     /// The remote broker, if one is configured.
     pub broker: Option<BrokerLinkConfig>,
     /// The embedded broker, which runs when no remote broker is configured, and as the
@@ -157,6 +159,7 @@ impl Settings {
             core,
             udp,
             serial,
+            dtls: config.dtls.clone(),
             fallback,
             broker,
             embedded_broker,

@@ -149,6 +149,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Adds a DTLS link (`[[dtls]]`); bind it to `127.0.0.1:0` and read the port from
+    /// [`Gateway::dtls_addr`].
+    pub fn dtls(mut self, link: sn_config::DtlsConfig) -> Self {
+        self.config.dtls.push(link);
+        self
+    }
+
     /// Starts the runtime on a task of the current tokio runtime.
     pub async fn start(self) -> Gateway {
         let settings = Settings::from_config(&self.config).expect("settings from the config");
@@ -161,6 +168,9 @@ impl GatewayBuilder {
             .expect("the gateway has a UDP link");
         let embedded_addr = runtime.embedded_broker_addr();
         let metrics = runtime.metrics_watch();
+        let dtls_addrs = runtime.dtls_addrs();
+        let dtls_stats = runtime.dtls_stats();
+        let psk_reloader = runtime.psk_reloader();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(runtime.run(async {
             let _ = stop.await;
@@ -169,6 +179,9 @@ impl GatewayBuilder {
             addr,
             embedded_addr,
             metrics,
+            dtls_addrs,
+            dtls_stats,
+            psk_reloader,
             config: self.config,
             shutdown: Some(shutdown),
             task: Some(task),
@@ -183,6 +196,9 @@ pub struct Gateway {
     addr: SocketAddr,
     embedded_addr: Option<SocketAddr>,
     metrics: tokio::sync::watch::Receiver<mqtt_sn_gateway::core::Metrics>,
+    dtls_addrs: Vec<SocketAddr>,
+    dtls_stats: Vec<mqtt_sn_gateway::runtime::DtlsStatsWatch>,
+    psk_reloader: mqtt_sn_gateway::runtime::PskReloader,
     config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -211,6 +227,28 @@ impl Gateway {
     /// The UDP address motes send to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the first DTLS link (see [`GatewayBuilder::dtls`]).
+    pub fn dtls_addr(&self) -> SocketAddr {
+        *self
+            .dtls_addrs
+            .first()
+            .expect("the gateway has a DTLS link")
+    }
+
+    /// The counters of the first DTLS link, as its task last published them.
+    pub fn dtls_stats(&self) -> mqtt_sn_gateway::runtime::DtlsLinkStats {
+        self.dtls_stats
+            .first()
+            .expect("the gateway has a DTLS link")
+            .borrow()
+            .clone()
+    }
+
+    /// Reads the DTLS links' PSK files again, as a `SIGHUP` does.
+    pub fn reload_psk_files(&self) {
+        mqtt_sn_gateway::reload::reload_psk_files(&self.psk_reloader);
     }
 
     /// The TCP address of the embedded broker for MQTT apps, when the gateway runs one with a

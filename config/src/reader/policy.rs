@@ -15,7 +15,11 @@ use toml::de::{DeTable, DeValue};
 use super::credentials::Entry as CredentialsEntry;
 use super::{join, set, Reader, Value};
 use crate::values::parse_socket_addr;
-use crate::{BrokerMode, Config, SerialConfig, SerialDevice, UdpConfig};
+use crate::{BrokerMode, Config, DtlsConfig, SerialConfig, SerialDevice, UdpConfig};
+
+/// Longest identity a `[[mote]]` may name, in bytes: a DTLS link authenticates none longer
+/// (libssl's bound on a PSK identity).
+const MAX_IDENTITY_LEN: usize = 128;
 
 /// The options of `[policy]`.
 pub(crate) const POLICY_KEYS: [&str; 6] = [
@@ -27,10 +31,11 @@ pub(crate) const POLICY_KEYS: [&str; 6] = [
     "qos_minus_one_from",
 ];
 /// The options of each `[[mote]]`.
-pub(crate) const MOTE_KEYS: [&str; 7] = [
+pub(crate) const MOTE_KEYS: [&str; 8] = [
     "client_id",
     "address",
     "link",
+    "identity",
     "roaming",
     "publish",
     "subscribe",
@@ -58,6 +63,8 @@ pub(super) struct MoteRead {
     client_id_span: Range<usize>,
     /// The link's name as written, and the value's span.
     link: Option<(String, Range<usize>)>,
+    /// The identity a DTLS link must have authenticated, and the value's span.
+    identity: Option<(String, Range<usize>)>,
     addresses: Vec<AddrPattern>,
     /// The value and the `roaming` key's span.
     roaming: Option<(bool, Range<usize>)>,
@@ -68,9 +75,10 @@ pub(super) struct MoteRead {
 }
 
 impl MoteRead {
-    /// Whether the entry ties its motes to a link or addresses (as `MoteEntry::is_bound`).
+    /// Whether the entry ties its motes to a link, addresses or an authenticated identity
+    /// (as `MoteEntry::is_bound`).
     fn is_bound(&self) -> bool {
-        self.link.is_some() || !self.addresses.is_empty()
+        self.link.is_some() || !self.addresses.is_empty() || self.identity.is_some()
     }
 }
 
@@ -174,6 +182,7 @@ impl Reader<'_> {
             client_id: String::new(),
             client_id_span: 0..0,
             link: None,
+            identity: None,
             addresses: Vec::new(),
             roaming: None,
             publish: None,
@@ -194,8 +203,26 @@ impl Reader<'_> {
                     None => broken = true,
                 },
                 "address" => set(&mut mote.addresses, self.addresses(v, &f, true)),
+                "identity" => {
+                    let expected = "the identity a [[dtls]] link authenticates: a PSK identity \
+                                    or a client certificate's CN, like \"mote-1\"";
+                    if let Some(text) = self.string(v, &f, expected) {
+                        if text.is_empty() || text.len() > MAX_IDENTITY_LEN {
+                            self.issue(
+                                v.span(),
+                                &f,
+                                format!(
+                                    "an identity is 1 to {MAX_IDENTITY_LEN} bytes; write {expected}"
+                                ),
+                            );
+                        } else {
+                            mote.identity = Some((text.to_string(), v.span()));
+                        }
+                    }
+                }
                 "link" => {
-                    let expected = "a link like \"udp:0.0.0.0:1883\" or \"serial:/dev/ttyUSB0\"";
+                    let expected = "a link like \"udp:0.0.0.0:1883\", \"dtls:0.0.0.0:8883\" or \
+                                    \"serial:/dev/ttyUSB0\"";
                     if let Some(text) = self.string(v, &f, expected) {
                         match parse_link(text) {
                             Ok(_) => mote.link = Some((text.trim().to_string(), v.span())),
@@ -383,6 +410,15 @@ impl Reader<'_> {
             let mut entry = MoteEntry::new(mote.client_id.clone());
             entry.addresses.clone_from(&mote.addresses);
             entry.roaming = mote.roaming.as_ref().map(|(roaming, _)| *roaming);
+            entry.identity = mote.identity.as_ref().map(|(identity, _)| identity.clone());
+            if let Some((_, span)) = mote.identity.as_ref().filter(|_| config.dtls.is_empty()) {
+                self.warning(
+                    span.clone(),
+                    &join(&mote.field, "identity"),
+                    "this mote can never connect: only a [[dtls]] link authenticates an \
+                     identity, and the gateway has none; add a [[dtls]] link, or remove identity",
+                );
+            }
             entry.rules.publish = mote.publish.clone().unwrap_or(defaults.publish.clone());
             entry.rules.subscribe = mote.subscribe.clone().unwrap_or(defaults.subscribe.clone());
             entry.rules.mountpoint = mote
@@ -390,7 +426,7 @@ impl Reader<'_> {
                 .clone()
                 .unwrap_or(defaults.mountpoint.clone());
             if let Some((name, span)) = &mote.link {
-                match link_index(name, &config.udp, &config.serial) {
+                match link_index(name, &config.udp, &config.serial, &config.dtls) {
                     Ok(index) => entry.link = Some(link_id(index)),
                     Err(message) => self.issue(span.clone(), &join(&mote.field, "link"), message),
                 }
@@ -589,8 +625,9 @@ impl Config {
     }
 
     /// Sets the link of each `[[mote]]` entry (`core.policy.motes[i].link`) from its name in
-    /// [`Config::mote_links`], against the current `udp` and `serial` lists: links are numbered
-    /// as the gateway starts them, `[[udp]]` first, then `[[serial]]`, in order.
+    /// [`Config::mote_links`], against the current `udp`, `serial` and `dtls` lists: links are
+    /// numbered as the gateway starts them, `[[udp]]` first, then `[[serial]]`, then
+    /// `[[dtls]]`, in order.
     /// [`Config::parse`] does this; call it again after replacing those lists (the CLI's
     /// `--udp`). On an error every entry's link is still set where it could be, and the error
     /// names each entry whose link is not a link of this gateway, and the links there are.
@@ -600,7 +637,7 @@ impl Config {
         for (index, (entry, name)) in motes.zip(&self.mote_links).enumerate() {
             entry.link = None;
             let Some(name) = name else { continue };
-            match link_index(name, &self.udp, &self.serial) {
+            match link_index(name, &self.udp, &self.serial, &self.dtls) {
                 Ok(link) => entry.link = Some(link_id(link)),
                 Err(message) => problems.push(format!("mote[{index}].link: {message}")),
             }
@@ -622,11 +659,18 @@ fn link_id(index: usize) -> LinkId {
 enum LinkName {
     Udp(std::net::SocketAddr),
     Serial(SerialDevice),
+    Dtls(std::net::SocketAddr),
 }
 
-/// Reads `"udp:<bind address>"` or `"serial:<device>"`; the error says what is expected.
+/// Reads `"udp:<bind address>"`, `"dtls:<bind address>"` or `"serial:<device>"`; the error
+/// says what is expected.
 fn parse_link(text: &str) -> Result<LinkName, String> {
     let text = text.trim();
+    if let Some(bind) = text.strip_prefix("dtls:") {
+        return parse_socket_addr(bind)
+            .map(LinkName::Dtls)
+            .map_err(|e| format!("{text:?}: after \"dtls:\" comes a [[dtls]] bind address: {e}"));
+    }
     if let Some(bind) = text.strip_prefix("udp:") {
         return parse_socket_addr(bind)
             .map(LinkName::Udp)
@@ -646,14 +690,20 @@ fn parse_link(text: &str) -> Result<LinkName, String> {
     }
     Err(format!(
         "{text:?} is not a link; write \"udp:\" and a [[udp]] bind address, like \
-         \"udp:0.0.0.0:1883\", or \"serial:\" and a [[serial]] device, like \
+         \"udp:0.0.0.0:1883\", \"dtls:\" and a [[dtls]] bind address, like \
+         \"dtls:0.0.0.0:8883\", or \"serial:\" and a [[serial]] device, like \
          \"serial:/dev/ttyUSB0\""
     ))
 }
 
 /// The index of the link `name` names among the gateway's links: UDP links first, then serial
-/// links, in order. The error lists the links there are.
-fn link_index(name: &str, udp: &[UdpConfig], serial: &[SerialConfig]) -> Result<usize, String> {
+/// links, then DTLS links, in order. The error lists the links there are.
+fn link_index(
+    name: &str,
+    udp: &[UdpConfig],
+    serial: &[SerialConfig],
+    dtls: &[DtlsConfig],
+) -> Result<usize, String> {
     let found: Vec<usize> = match parse_link(name)? {
         LinkName::Udp(bind) => udp
             .iter()
@@ -667,6 +717,12 @@ fn link_index(name: &str, udp: &[UdpConfig], serial: &[SerialConfig]) -> Result<
             .filter(|(_, link)| link.device == device)
             .map(|(i, _)| udp.len() + i)
             .collect(),
+        LinkName::Dtls(bind) => dtls
+            .iter()
+            .enumerate()
+            .filter(|(_, link)| link.bind == bind)
+            .map(|(i, _)| udp.len() + serial.len() + i)
+            .collect(),
     };
     match found.as_slice() {
         [index] => Ok(*index),
@@ -679,6 +735,7 @@ fn link_index(name: &str, udp: &[UdpConfig], serial: &[SerialConfig]) -> Result<
                         .iter()
                         .map(|link| format!("\"{}\"", serial_link_name(link))),
                 )
+                .chain(dtls.iter().map(|link| format!("\"{}\"", link.name())))
                 .collect();
             let known = if names.is_empty() {
                 "the gateway has no link".to_string()
@@ -689,8 +746,8 @@ fn link_index(name: &str, udp: &[UdpConfig], serial: &[SerialConfig]) -> Result<
         }
         // Only binds to port 0 may repeat (each gets its own free port).
         _ => Err(format!(
-            "{name:?} names {} [[udp]] links (a bind to port 0 picks a free port for each); \
-             give the mote's link a fixed port",
+            "{name:?} names {} links (a bind to port 0 picks a free port for each); give the \
+             mote's link a fixed port",
             found.len()
         )),
     }

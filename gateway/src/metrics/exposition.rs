@@ -6,6 +6,8 @@ use crate::core::{Denials, Gauges, LatencyHistogram, Metrics};
 use sn_transports::serial::link::SerialLinkStats;
 use sn_transports::udp::LinkStats;
 
+use crate::runtime::DtlsLinkStats;
+
 /// Everything one scrape shows, taken by the runtime at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -34,6 +36,9 @@ pub enum LinkCounters {
     /// A serial link: its own counters when the runtime can read them, and the datagrams
     /// dropped at its full send queue.
     Serial(Option<SerialLinkStats>, u64),
+    /// A DTLS link: its endpoint's counters and gauges, and the datagrams dropped at its full
+    /// send queue.
+    Dtls(Box<DtlsLinkStats>, u64),
 }
 
 /// Writes `# HELP` and `# TYPE` lines.
@@ -74,6 +79,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     histogram(&mut out, &snapshot.metrics.publish_ack_latency);
     gauges(&mut out, &snapshot.gauges);
     links(&mut out, &snapshot.links);
+    dtls(&mut out, &snapshot.links);
     out
 }
 
@@ -236,6 +242,8 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_datagrams_received",
             "Datagrams (UDP) or frames (serial) received by the link.",
             |c| match c {
+                // DTLS links are read by dtls_field.
+                LinkCounters::Dtls(..) => None,
                 LinkCounters::Udp(s, _) => Some(s.datagrams_received),
                 LinkCounters::Serial(s, _) => s.map(|s| s.frames_received),
             },
@@ -244,6 +252,8 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_datagrams_sent",
             "Datagrams (UDP) or frames (serial) sent by the link.",
             |c| match c {
+                // DTLS links are read by dtls_field.
+                LinkCounters::Dtls(..) => None,
                 LinkCounters::Udp(s, _) => Some(s.datagrams_sent),
                 LinkCounters::Serial(s, _) => s.map(|s| s.frames_sent),
             },
@@ -252,6 +262,8 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_bytes_received",
             "Bytes received by a UDP link.",
             |c| match c {
+                // DTLS links are read by dtls_field.
+                LinkCounters::Dtls(..) => None,
                 LinkCounters::Udp(s, _) => Some(s.bytes_received),
                 LinkCounters::Serial(..) => None,
             },
@@ -260,6 +272,8 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_bytes_sent",
             "Bytes sent by a UDP link.",
             |c| match c {
+                // DTLS links are read by dtls_field.
+                LinkCounters::Dtls(..) => None,
                 LinkCounters::Udp(s, _) => Some(s.bytes_sent),
                 LinkCounters::Serial(..) => None,
             },
@@ -268,6 +282,8 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_oversize_dropped",
             "Datagrams too large for the link, dropped.",
             |c| match c {
+                // DTLS links are read by dtls_field.
+                LinkCounters::Dtls(..) => None,
                 LinkCounters::Udp(s, _) => Some(s.oversize_dropped),
                 LinkCounters::Serial(s, _) => s.map(|s| s.oversize_refused),
             },
@@ -276,6 +292,8 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_send_errors",
             "Sends the link could not make.",
             |c| match c {
+                // DTLS links are read by dtls_field.
+                LinkCounters::Dtls(..) => None,
                 LinkCounters::Udp(s, _) => Some(s.send_errors),
                 LinkCounters::Serial(s, _) => s.map(|s| s.send_errors),
             },
@@ -284,6 +302,8 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_receive_errors",
             "Receive errors on a UDP link.",
             |c| match c {
+                // DTLS links are read by dtls_field.
+                LinkCounters::Dtls(..) => None,
                 LinkCounters::Udp(s, _) => Some(s.receive_errors),
                 LinkCounters::Serial(..) => None,
             },
@@ -292,6 +312,8 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_kernel_dropped",
             "Datagrams the kernel dropped at a UDP link's full receive buffer.",
             |c| match c {
+                // DTLS links are read by dtls_field.
+                LinkCounters::Dtls(..) => None,
                 LinkCounters::Udp(_, drops) => *drops,
                 LinkCounters::Serial(..) => None,
             },
@@ -300,6 +322,8 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_framing_errors",
             "Frames a serial link's framer dropped.",
             |c| match c {
+                // DTLS links are read by dtls_field.
+                LinkCounters::Dtls(..) => None,
                 LinkCounters::Serial(s, _) => s.map(|s| s.framing_errors),
                 LinkCounters::Udp(..) => None,
             },
@@ -308,6 +332,8 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_disconnects",
             "Times a serial device went away.",
             |c| match c {
+                // DTLS links are read by dtls_field.
+                LinkCounters::Dtls(..) => None,
                 LinkCounters::Serial(s, _) => s.map(|s| s.disconnects),
                 LinkCounters::Udp(..) => None,
             },
@@ -316,6 +342,8 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_reopens",
             "Times a serial device was opened again.",
             |c| match c {
+                // DTLS links are read by dtls_field.
+                LinkCounters::Dtls(..) => None,
                 LinkCounters::Serial(s, _) => s.map(|s| s.reopens),
                 LinkCounters::Udp(..) => None,
             },
@@ -324,6 +352,8 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             "link_queue_dropped",
             "Datagrams dropped at a serial link's full send queue.",
             |c| match c {
+                // DTLS links are read by dtls_field.
+                LinkCounters::Dtls(..) => None,
                 LinkCounters::Serial(_, dropped) => Some(*dropped),
                 LinkCounters::Udp(..) => None,
             },
@@ -333,7 +363,13 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
         let name = format!("mqttsn_{field}_total");
         let values: Vec<(String, u64)> = links
             .iter()
-            .filter_map(|l| read(&l.stats).map(|v| (label(&l.name), v)))
+            .filter_map(|l| {
+                let value = match &l.stats {
+                    LinkCounters::Dtls(d, dropped) => dtls_field(field, d, *dropped),
+                    other => read(other),
+                };
+                value.map(|v| (label(&l.name), v))
+            })
             .collect();
         if values.is_empty() {
             continue;
@@ -342,6 +378,78 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
         for (link, value) in values {
             let _ = writeln!(out, "{name}{{link=\"{link}\"}} {value}");
         }
+    }
+}
+
+/// The per-link counters a DTLS link has, by the names the other links use.
+fn dtls_field(field: &str, d: &DtlsLinkStats, dropped: u64) -> Option<u64> {
+    let e = &d.endpoint;
+    match field {
+        "link_datagrams_received" => Some(e.datagrams_received),
+        "link_datagrams_sent" => Some(e.datagrams_sent),
+        "link_queue_dropped" => Some(dropped),
+        "link_send_errors" => Some(d.not_connected),
+        _ => None,
+    }
+}
+
+/// DTLS links' own figures: handshakes, refusals by reason, connections.
+fn dtls(out: &mut String, links: &[LinkSnapshot]) {
+    let dtls: Vec<(String, &DtlsLinkStats)> = links
+        .iter()
+        .filter_map(|l| match &l.stats {
+            LinkCounters::Dtls(d, _) => Some((label(&l.name), &**d)),
+            _ => None,
+        })
+        .collect();
+    if dtls.is_empty() {
+        return;
+    }
+    let name = "mqttsn_dtls_handshakes_total";
+    header(out, name, "counter", "DTLS handshakes completed.");
+    for (link, d) in &dtls {
+        let _ = writeln!(
+            out,
+            "{name}{{link=\"{link}\"}} {}",
+            d.endpoint.handshakes_completed
+        );
+    }
+    let name = "mqttsn_dtls_refused_total";
+    header(
+        out,
+        name,
+        "counter",
+        "DTLS datagrams and handshakes refused, by reason.",
+    );
+    for (link, d) in &dtls {
+        let e = &d.endpoint;
+        for (reason, value) in [
+            ("bad_cookie", e.bad_cookie),
+            ("garbage", e.garbage),
+            ("handshake_cap", e.handshake_cap),
+            ("handshake_cap_per_ip", e.handshake_cap_per_ip),
+            ("connection_cap", e.connection_cap),
+            ("handshake_timeout", e.handshake_timeouts),
+            ("psk_mismatch", e.psk_mismatch),
+            ("unknown_psk_identity", e.unknown_psk_identity),
+            ("bad_certificate", e.bad_certificate),
+            ("no_identity", e.no_identity),
+            ("handshake_failed", e.handshake_failed),
+            ("alert", e.alerts),
+            ("not_connected", d.not_connected),
+        ] {
+            let _ = writeln!(out, "{name}{{link=\"{link}\",reason=\"{reason}\"}} {value}");
+        }
+    }
+    let name = "mqttsn_dtls_connections";
+    header(out, name, "gauge", "DTLS connections established now.");
+    for (link, d) in &dtls {
+        let _ = writeln!(out, "{name}{{link=\"{link}\"}} {}", d.connections);
+    }
+    let name = "mqttsn_dtls_handshakes_in_progress";
+    header(out, name, "gauge", "DTLS handshakes in progress now.");
+    for (link, d) in &dtls {
+        let _ = writeln!(out, "{name}{{link=\"{link}\"}} {}", d.handshakes);
     }
 }
 
@@ -442,5 +550,27 @@ mod tests {
             );
         }
         assert_eq!(label("a\"b\\c"), "a\\\"b\\\\c");
+        // A DTLS link: its own families, with the link label.
+        let mut dtls = DtlsLinkStats::default();
+        dtls.endpoint.handshakes_completed = 2;
+        dtls.endpoint.psk_mismatch = 1;
+        dtls.connections = 2;
+        let text = render(&Snapshot {
+            links: vec![LinkSnapshot {
+                name: "dtls:[::]:5684".into(),
+                stats: LinkCounters::Dtls(Box::new(dtls), 0),
+            }],
+            ..Snapshot::default()
+        });
+        for line in [
+            "mqttsn_dtls_handshakes_total{link=\"dtls:[::]:5684\"} 2",
+            "mqttsn_dtls_refused_total{link=\"dtls:[::]:5684\",reason=\"psk_mismatch\"} 1",
+            "mqttsn_dtls_connections{link=\"dtls:[::]:5684\"} 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
     }
 }

@@ -1,0 +1,479 @@
+//! DTLS links in the runtime: one task per `[[dtls]]` that owns the UDP socket and the
+//! sans-I/O [`DtlsEndpoint`], feeds it datagrams and the real time, and hands the core what it
+//! decrypted, with the peer's authenticated identity.
+//!
+//! The task owns the endpoint because every datagram in either direction changes its state
+//! (records, replay windows, retransmission timers): the core's transmits reach it through a
+//! bounded queue, as they reach a serial link, and a full queue drops the datagram and counts
+//! it (the MQTT-SN retries recover what mattered). A transmit for a peer without an
+//! established connection (it went away between the datagram and the answer) is counted and
+//! dropped: there is no key to encrypt it with.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sn_transports::dtls::{
+    CertificateFiles, DtlsConfig as EndpointConfig, DtlsEndpoint, DtlsError, DtlsEvent, DtlsStats,
+    PskTable,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::Inbound;
+use crate::core::{Destination, LinkId, PeerAddr};
+
+/// Datagrams waiting for one DTLS link's task; the task encrypts them as fast as the core
+/// makes them, so this only absorbs a turn's burst.
+const OUTGOING_QUEUE: usize = 4096;
+
+/// Larger than any UDP datagram, so no record is cut short.
+const RECV_BUFFER: usize = 65_536;
+
+/// Why a DTLS link could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DtlsStartError {
+    /// The PSK file could not be read or has a bad line.
+    #[error("[[dtls]] {link}: psk_file {path}: {source}")]
+    PskFile {
+        /// The link's name (`dtls:0.0.0.0:8883`).
+        link: String,
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        source: DtlsError,
+    },
+    /// libssl refused the cipher suites, a certificate or the key.
+    #[error("[[dtls]] {link}: {source}")]
+    Endpoint {
+        /// The link's name.
+        link: String,
+        /// libssl's reason.
+        source: DtlsError,
+    },
+    /// The socket could not be bound.
+    #[error("[[dtls]] {link}: cannot listen on {bind}: {source}{hint}")]
+    Bind {
+        /// The link's name.
+        link: String,
+        /// The address.
+        bind: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+        /// How to fix it, when the error says.
+        hint: &'static str,
+    },
+}
+
+/// What the core asks of a DTLS link's task.
+#[derive(Debug)]
+struct Outgoing {
+    to: SocketAddr,
+    datagram: Bytes,
+}
+
+/// The counters of one DTLS link, for the stats line and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DtlsLinkStats {
+    /// The endpoint's counters (handshakes, refusals by reason, records discarded, ...).
+    pub endpoint: DtlsStats,
+    /// Established connections now.
+    pub connections: usize,
+    /// Handshakes in progress now.
+    pub handshakes: usize,
+    /// The core's datagrams for a peer without an established connection, dropped.
+    pub not_connected: u64,
+}
+
+impl DtlsLinkStats {
+    /// Handshakes refused or abandoned, all reasons together.
+    pub fn refused(&self) -> u64 {
+        let s = &self.endpoint;
+        s.handshake_cap
+            + s.handshake_cap_per_ip
+            + s.connection_cap
+            + s.handshake_timeouts
+            + s.psk_mismatch
+            + s.unknown_psk_identity
+            + s.bad_certificate
+            + s.no_identity
+            + s.handshake_failed
+    }
+}
+
+/// The runtime's side of a running DTLS link.
+#[derive(Debug)]
+pub(super) struct DtlsHandle {
+    pub(super) name: String,
+    pub(super) local_addr: SocketAddr,
+    outgoing: mpsc::Sender<Outgoing>,
+    /// Where a reloaded PSK file goes (the task applies the latest).
+    psk: watch::Sender<PskTable>,
+    psk_file: Option<PathBuf>,
+    pub(super) stats: watch::Receiver<DtlsLinkStats>,
+    /// Datagrams dropped because the link's queue was full.
+    pub(super) dropped: u64,
+}
+
+impl DtlsHandle {
+    /// Reads the PSK file, binds the socket and starts the link's task (returned, for the
+    /// runtime to stop with the other receive tasks).
+    pub(super) async fn start(
+        id: LinkId,
+        config: &sn_config::DtlsConfig,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<(DtlsHandle, JoinHandle<()>), DtlsStartError> {
+        let name = config.name();
+        let psk = match &config.psk_file {
+            Some(path) => load_psk(&name, path).map_err(|source| DtlsStartError::PskFile {
+                link: name.clone(),
+                path: path.clone(),
+                source,
+            })?,
+            None => PskTable::new(),
+        };
+        let endpoint_config = EndpointConfig {
+            cipher_suites: config.cipher_suites.clone(),
+            certificates: config.certificates.as_ref().map(|c| CertificateFiles {
+                certificate: c.certificate.clone(),
+                private_key: c.private_key.clone(),
+                client_ca: c.client_ca.clone(),
+            }),
+            mtu: config.mtu,
+            max_handshakes: usize::try_from(config.max_handshakes).unwrap_or(usize::MAX),
+            max_handshakes_per_ip: usize::try_from(config.max_handshakes_per_ip)
+                .unwrap_or(usize::MAX),
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+            ..EndpointConfig::default()
+        };
+        let identities = psk.len();
+        let endpoint = DtlsEndpoint::new(std::time::Instant::now(), endpoint_config, psk.clone())
+            .map_err(|source| DtlsStartError::Endpoint {
+            link: name.clone(),
+            source,
+        })?;
+        let socket = UdpSocket::bind(config.bind)
+            .await
+            .map_err(|source| DtlsStartError::Bind {
+                link: name.clone(),
+                bind: config.bind,
+                hint: match source.kind() {
+                    std::io::ErrorKind::AddrInUse => {
+                        "; another program (or another link) uses the port: choose another bind"
+                    }
+                    std::io::ErrorKind::AddrNotAvailable => {
+                        "; the address is not one of this machine's"
+                    }
+                    std::io::ErrorKind::PermissionDenied => {
+                        "; ports below 1024 need CAP_NET_BIND_SERVICE"
+                    }
+                    _ => "",
+                },
+                source,
+            })?;
+        let local_addr = socket.local_addr().unwrap_or(config.bind);
+        info!(
+            link = %name,
+            %local_addr,
+            identities,
+            certificates = config.certificates.is_some(),
+            "listening for MQTT-SN over DTLS"
+        );
+        let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
+        let (psk_tx, psk_rx) = watch::channel(psk);
+        let (stats_tx, stats_rx) = watch::channel(DtlsLinkStats::default());
+        let task = tokio::spawn(run(
+            LinkTask {
+                id,
+                name: name.clone(),
+                socket,
+                endpoint,
+                inbound,
+                stats: stats_tx,
+                not_connected: 0,
+            },
+            rx,
+            psk_rx,
+        ));
+        Ok((
+            DtlsHandle {
+                name,
+                local_addr,
+                outgoing: tx,
+                psk: psk_tx,
+                psk_file: config.psk_file.clone(),
+                stats: stats_rx,
+                dropped: 0,
+            },
+            task,
+        ))
+    }
+
+    /// Queues one of the core's datagrams for encryption; a full queue drops it (counted).
+    pub(super) fn send(&mut self, destination: Destination, datagram: Bytes) {
+        let to = match destination {
+            Destination::Unicast(PeerAddr::Ip(addr)) => addr,
+            // The core advertises only on links declared for discovery, which a DTLS link
+            // never is; and a DTLS peer is always an IP address.
+            other => {
+                debug!(link = %self.name, destination = ?other, "not a DTLS peer: datagram dropped");
+                return;
+            }
+        };
+        if self.outgoing.try_send(Outgoing { to, datagram }).is_err() {
+            self.dropped = self.dropped.saturating_add(1);
+            debug!(link = %self.name, "DTLS link queue full: datagram dropped");
+        }
+    }
+
+    /// What a reload needs to hand the link a fresh PSK table.
+    pub(super) fn psk_reload(&self) -> Option<PskReloadLink> {
+        let path = self.psk_file.clone()?;
+        Some(PskReloadLink {
+            name: self.name.clone(),
+            path,
+            psk: self.psk.clone(),
+        })
+    }
+}
+
+/// The PSK files of the running DTLS links, for `SIGHUP` (see
+/// [`crate::reload::reload_psk_files`]).
+#[derive(Debug, Clone, Default)]
+pub struct PskReloader {
+    pub(super) links: Vec<PskReloadLink>,
+}
+
+/// One DTLS link's PSK file and where its new table goes.
+#[derive(Debug, Clone)]
+pub(super) struct PskReloadLink {
+    name: String,
+    path: PathBuf,
+    psk: watch::Sender<PskTable>,
+}
+
+/// What reloading one PSK file did.
+#[derive(Debug)]
+pub enum PskReload {
+    /// The link now uses the file's keys.
+    Loaded {
+        /// The link's name.
+        link: String,
+        /// The file.
+        path: PathBuf,
+        /// How many identities it holds.
+        identities: usize,
+    },
+    /// The file could not be read or parsed: the link keeps its keys.
+    Failed {
+        /// The link's name.
+        link: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: DtlsError,
+    },
+}
+
+impl PskReloader {
+    /// Reads every DTLS link's PSK file again and hands the links the new keys: handshakes
+    /// from now on use them, established connections (and so the motes' sessions) stay. A
+    /// file that cannot be read leaves its link with the keys it had. A file others may read
+    /// is warned about, as at start.
+    pub fn reload(&self) -> Vec<PskReload> {
+        self.links
+            .iter()
+            .map(|link| match load_psk(&link.name, &link.path) {
+                Ok(table) => {
+                    let identities = table.len();
+                    // The link's task has stopped only when the gateway is stopping.
+                    let _ = link.psk.send(table);
+                    PskReload::Loaded {
+                        link: link.name.clone(),
+                        path: link.path.clone(),
+                        identities,
+                    }
+                }
+                Err(error) => PskReload::Failed {
+                    link: link.name.clone(),
+                    path: link.path.clone(),
+                    error,
+                },
+            })
+            .collect()
+    }
+
+    /// Whether any running link has a PSK file.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+}
+
+/// Reads a PSK file, warning when group or others may read or write it.
+fn load_psk(link: &str, path: &std::path::Path) -> Result<PskTable, DtlsError> {
+    let loaded = PskTable::load(path)?;
+    if let Some(warning) = loaded.warning {
+        warn!(link, "{warning}");
+    }
+    Ok(loaded.table)
+}
+
+/// The state of a link's task.
+struct LinkTask {
+    id: LinkId,
+    name: String,
+    socket: UdpSocket,
+    endpoint: DtlsEndpoint,
+    inbound: mpsc::Sender<Inbound>,
+    stats: watch::Sender<DtlsLinkStats>,
+    not_connected: u64,
+}
+
+/// The link's loop: one input (a datagram, a transmit, a deadline, new keys), then the
+/// endpoint's events to the core and its datagrams to the socket.
+async fn run(
+    mut task: LinkTask,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    mut psk: watch::Receiver<PskTable>,
+) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    // The table the endpoint started with is not news.
+    psk.borrow_and_update();
+    loop {
+        // libssl times its retransmissions by the real clock, so the endpoint's deadlines
+        // are real-clock instants too (std, not tokio's clock, which tests may pause).
+        let deadline = task.endpoint.poll_timeout();
+        let wait = deadline.map_or(Duration::from_secs(3600), |at| {
+            at.saturating_duration_since(std::time::Instant::now())
+        });
+        tokio::select! {
+            received = task.socket.recv_from(&mut buf) => match received {
+                Ok((n, from)) => {
+                    let datagram = buf.get(..n).unwrap_or(&[]);
+                    task.endpoint.handle(std::time::Instant::now(), from, datagram);
+                }
+                Err(error) => {
+                    // ICMP port unreachable from a peer that went away shows up here on
+                    // some systems: not a reason to stop the link.
+                    debug!(link = %task.name, %error, "DTLS receive failed");
+                }
+            },
+            command = outgoing.recv() => match command {
+                Some(out) => task.encrypt(out),
+                None => return,
+            },
+            changed = psk.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let table = psk.borrow_and_update().clone();
+                task.endpoint.set_psk(table);
+            }
+            () = tokio::time::sleep(wait) => {
+                task.endpoint.handle_timeout(std::time::Instant::now());
+            }
+        }
+        // Take what else the core queued before answering, so a turn's datagrams leave
+        // together.
+        while let Ok(out) = outgoing.try_recv() {
+            task.encrypt(out);
+        }
+        if !task.report().await {
+            return;
+        }
+        task.transmit().await;
+        task.publish_stats();
+    }
+}
+
+impl LinkTask {
+    fn encrypt(&mut self, out: Outgoing) {
+        match self.endpoint.send(out.to, &out.datagram) {
+            Ok(()) => {}
+            Err(DtlsError::NotConnected(peer)) => {
+                self.not_connected = self.not_connected.saturating_add(1);
+                debug!(link = %self.name, %peer, "no DTLS connection with the peer: datagram dropped");
+            }
+            // The endpoint has dropped the connection and queued a Lost event for it.
+            Err(error) => debug!(link = %self.name, %error, "DTLS send failed"),
+        }
+    }
+
+    /// Hands the core the endpoint's events; false when the core has stopped.
+    async fn report(&mut self) -> bool {
+        while let Some(event) = self.endpoint.poll_event() {
+            let inbound = match event {
+                DtlsEvent::Datagram {
+                    from,
+                    identity,
+                    data,
+                } => Inbound::Authenticated {
+                    link: self.id,
+                    from,
+                    identity,
+                    datagram: Bytes::from(data),
+                },
+                DtlsEvent::Lost {
+                    from,
+                    identity,
+                    reason,
+                } => {
+                    debug!(link = %self.name, peer = %from, %identity, ?reason, "DTLS connection lost");
+                    Inbound::PeerLost {
+                        link: self.id,
+                        from,
+                    }
+                }
+                DtlsEvent::Connected { from, identity } => {
+                    debug!(link = %self.name, peer = %from, %identity, "DTLS handshake completed");
+                    continue;
+                }
+                // A clean close follows a clean DISCONNECT, which has ended the session.
+                DtlsEvent::Closed { from, identity } => {
+                    debug!(link = %self.name, peer = %from, %identity, "DTLS connection closed");
+                    continue;
+                }
+                // Counted in the stats; anyone can cause these, so never above debug.
+                DtlsEvent::Refused { from, reason } => {
+                    debug!(link = %self.name, peer = %from, ?reason, "DTLS handshake refused");
+                    continue;
+                }
+            };
+            if self.inbound.send(inbound).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn transmit(&mut self) {
+        while let Some(t) = self.endpoint.poll_transmit() {
+            if let Err(error) = self.socket.send_to(&t.data, t.to).await {
+                debug!(link = %self.name, peer = %t.to, %error, "DTLS send failed");
+            }
+        }
+    }
+
+    fn publish_stats(&self) {
+        let current = DtlsLinkStats {
+            endpoint: self.endpoint.stats().clone(),
+            connections: self.endpoint.connections(),
+            handshakes: self.endpoint.handshakes(),
+            not_connected: self.not_connected,
+        };
+        self.stats.send_if_modified(|shown| {
+            let changed = *shown != current;
+            if changed {
+                *shown = current;
+            }
+            changed
+        });
+    }
+}
+
+/// A shared view of one link's counters (see [`DtlsLinkStats`]).
+pub type DtlsStatsWatch = watch::Receiver<DtlsLinkStats>;
