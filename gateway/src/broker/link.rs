@@ -328,8 +328,12 @@ pub(super) fn refused(code: ConnectReturnCode) -> &'static str {
         ConnectReturnCode::BadUserNamePassword => {
             "broker refused the user name or password (check broker.username / broker.password)"
         }
+        // mosquitto (and others) answer a wrong password with "not authorized" (5), not
+        // "bad user name or password" (4): say both causes, the likely one first.
         ConnectReturnCode::NotAuthorized => {
-            "broker says not authorized (check the broker's ACL for this client id)"
+            "broker says not authorized: the user name or password is wrong, or this user may \
+             not connect (check broker.username / broker.password / broker.password_file and \
+             the broker's users)"
         }
         ConnectReturnCode::BadClientId => "broker refused the client id (check broker.client_id)",
         ConnectReturnCode::ServiceUnavailable => "broker unavailable",
@@ -817,5 +821,20 @@ impl Connection {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wrong password comes back from mosquitto as "not authorized": the message must send
+    /// the operator to the password first, not to an ACL (the new-user report of issue 16).
+    #[test]
+    fn not_authorized_names_the_password_first() {
+        let text = refused(ConnectReturnCode::NotAuthorized);
+        assert!(text.contains("password is wrong"), "{text}");
+        assert!(!text.contains("ACL"), "{text}");
+        assert!(refused(ConnectReturnCode::BadUserNamePassword).contains("broker.password"));
     }
 }
