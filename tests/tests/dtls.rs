@@ -14,7 +14,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
@@ -22,63 +22,16 @@ use sn_config::DtlsConfig;
 use sn_tests::{Gateway, GatewayBuilder, Mosquitto, MqttClient};
 use tokio::sync::mpsc;
 
+#[path = "../../transports/tests/dtls_tools/mod.rs"]
+mod dtls_tools;
+use dtls_tools::{make_pki, require_mbedtls, require_openssl, TempDir};
+
 const ID: &str = "dtls-mote-1";
 const KEY: &str = "000102030405060708090a0b0c0d0e0f";
 const WAIT: Duration = Duration::from_secs(15);
 
 // ---------------------------------------------------------------------------------------------
 // tools
-
-fn require_openssl() {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "the `openssl` command is missing: install the Debian package `openssl` \
-         (apt-get install openssl)"
-    );
-}
-
-fn require_mbedtls() {
-    let ok = Command::new("python3")
-        .args(["-c", "import mbedtls"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "python3 cannot `import mbedtls`: install it with `pip install python-mbedtls` \
-         (python3 and python3-pip from Debian)"
-    );
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "sn-tests-dtls-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Writes the PSK file (mode 600, so the gateway has nothing to warn about).
 fn write_psk(dir: &TempDir, lines: &str) -> PathBuf {
@@ -580,89 +533,6 @@ async fn s_client_with_a_psk_connects_and_publishes() {
     s_client_publishes(&gateway, &broker, &mut client, ID).await;
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A throwaway P-256 CA, the gateway's certificate and a mote's (CN `mote-42`), as
-/// docs/dtls.md makes them.
-fn make_pki(dir: &Path) {
-    for name in ["ca", "gateway", "mote-42"] {
-        openssl(
-            dir,
-            &[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                &format!("{name}.key"),
-            ],
-        );
-    }
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ca.key",
-            "-sha256",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=motes-ca",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    for name in ["gateway", "mote-42"] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-new",
-                "-key",
-                &format!("{name}.key"),
-                "-subj",
-                &format!("/CN={name}"),
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-sha256",
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s_client_with_a_certificate_connects_and_publishes() {
     require_openssl();
@@ -671,8 +541,8 @@ async fn s_client_with_a_certificate_connects_and_publishes() {
     make_pki(&dir.0);
     let mut link = DtlsConfig::new("127.0.0.1:0".parse().unwrap());
     link.certificates = Some(sn_config::DtlsCertificates {
-        certificate: dir.path("gateway.pem"),
-        private_key: dir.path("gateway.key"),
+        certificate: dir.path("server.pem"),
+        private_key: dir.path("server.key"),
         client_ca: dir.path("ca.pem"),
     });
     let gateway = dtls_gateway(&broker, link).await;

@@ -15,7 +15,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,174 +27,15 @@ use sn_transports::dtls::{
     RefusalReason,
 };
 
+mod dtls_tools;
+use dtls_tools::{make_pki, require_mbedtls, require_openssl, TempDir};
+
 const ID: &str = "mote-1";
 const KEY: &str = "000102030405060708090a0b0c0d0e0f";
 const WAIT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
 // tools
-
-fn require_openssl() {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "the `openssl` command is missing: install the Debian package `openssl` \
-         (apt-get install openssl)"
-    );
-}
-
-fn require_mbedtls() {
-    let ok = Command::new("python3")
-        .args(["-c", "import mbedtls"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "python3 cannot `import mbedtls`: install it with `pip install python-mbedtls` \
-         (python3 and python3-pip from Debian)"
-    );
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("sn-dtls-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A throwaway P-256 CA, a server certificate, a client `mote-42` signed by the CA, and a
-/// self-signed `rogue` the CA never saw.
-fn make_pki(dir: &Path) {
-    let ec = [
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-    ];
-    let key = |name: &str| {
-        let mut a = ec.to_vec();
-        let file = format!("{name}.key");
-        a.push(&file);
-        openssl(dir, &a);
-    };
-    key("ca");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ca.key",
-            "-sha256",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test-ca",
-            "-out",
-            "ca.pem",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ],
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("client.ext"),
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=DNS:mote-42.example\n",
-    )
-    .unwrap();
-    for (name, ext) in [("server", "server.ext"), ("mote-42", "client.ext")] {
-        key(name);
-        let csr = format!("{name}.csr");
-        let keyf = format!("{name}.key");
-        let pem = format!("{name}.pem");
-        let subj = format!("/CN={name}");
-        openssl(
-            dir,
-            &["req", "-new", "-key", &keyf, "-subj", &subj, "-out", &csr],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-sha256",
-                "-extfile",
-                ext,
-                "-out",
-                &pem,
-            ],
-        );
-    }
-    key("rogue");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "rogue.key",
-            "-sha256",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rogue",
-            "-out",
-            "rogue.pem",
-        ],
-    );
-}
 
 fn cert_config(dir: &Path) -> DtlsConfig {
     DtlsConfig {
