@@ -132,6 +132,8 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         old.embedded_broker != new.embedded_broker,
         "[embedded_broker]",
     );
+    check(a.presence_topic != b.presence_topic, "[presence]");
+    check(old.metrics != new.metrics, "[metrics]");
     check(a.spool != b.spool, "[spool]");
     check(old.store != new.store, "[store]");
     check(old.log.format != new.log.format, "[log] format");
@@ -181,5 +183,8 @@ mod tests {
         );
         let broker = config("[broker]\nurl = \"mqtt://h\"\n");
         assert_eq!(restart_needed(&old, &broker), ["[broker]"]);
+        let observed =
+            config("[presence]\ntopic = \"m/%c/p\"\n[metrics]\nlisten = \"127.0.0.1:9090\"\n");
+        assert_eq!(restart_needed(&old, &observed), ["[presence]", "[metrics]"]);
     }
 }
