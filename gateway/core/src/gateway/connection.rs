@@ -603,7 +603,7 @@ impl Gateway {
 
     fn publish_will(&mut self, will: Will) {
         self.metrics.wills_published += 1;
-        self.publish_from_gateway(UplinkPublish {
+        let _held = self.publish_from_gateway(UplinkPublish {
             id: None,
             topic: will.topic,
             payload: will.payload,

@@ -100,6 +100,9 @@ pub struct Gateway {
     gate: AckGate,
     /// Client ids assigned to motes that sent an empty one, so far.
     assigned_ids: u64,
+    /// The latest presence message of each live session still held for the broker, by topic
+    /// (see [`presence`]); at most one per session.
+    presence_pending: std::collections::HashMap<Arc<str>, PublishId>,
     events: VecDeque<Event>,
     metrics: Metrics,
     persistence: Persistence,
@@ -131,6 +134,7 @@ impl Gateway {
             pending_qos0_full_reported: false,
             gate: AckGate::default(),
             assigned_ids: 0,
+            presence_pending: std::collections::HashMap::new(),
             events: VecDeque::new(),
             metrics: Metrics::default(),
             persistence: Persistence::default(),
@@ -418,6 +422,7 @@ impl Gateway {
     pub(crate) fn remove_session(&mut self, idx: SessionIdx) {
         if let Some(session) = self.sessions.remove(idx) {
             self.persist_removal(&session.client_id);
+            self.forget_presence(&session.client_id);
         }
     }
 

@@ -53,3 +53,35 @@ fn no_presence_unless_configured() {
     h.connect(peer(1), "m", true, 60);
     assert!(presence(&mut h).is_empty());
 }
+
+/// During an outage a mote that keeps changing state holds one presence message, not one per
+/// change: the latest (retained) supersedes the ones still waiting, and that one goes out when
+/// the broker returns.
+#[test]
+fn only_the_latest_presence_waits_for_the_broker() {
+    let mut h = Harness::with_config(CoreConfig {
+        presence_topic: Some("motes/%c/presence".into()),
+        ..CoreConfig::default()
+    });
+    let m = peer(1);
+    h.connect(m, "m", true, 60);
+    presence(&mut h);
+    h.broker(sn_core::BrokerEvent::Disconnected);
+    for _ in 0..10 {
+        h.send(m, Packet::Disconnect(Disconnect { duration: Some(60) }));
+        h.send(m, Packet::PingReq { client_id: b"m" });
+        h.transmits();
+    }
+    assert_eq!(
+        h.gw.pending_uplink(),
+        1,
+        "one presence message held, not twenty"
+    );
+    h.broker(sn_core::BrokerEvent::Connected {
+        session_present: false,
+    });
+    assert_eq!(
+        presence(&mut h),
+        vec![("motes/m/presence".to_string(), "asleep".to_string())]
+    );
+}
