@@ -138,6 +138,22 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         // Before anything slow: SIGHUP's default action ends the process.
         let hangup = hangup_signal();
+        // Bound before the links: a taken port fails the start before any mote is served,
+        // and once the log says the gateway listens, /metrics answers too (connections
+        // wait in the listen backlog until the server task takes them).
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => Some(listener),
+                Err(error) => {
+                    eprintln!(
+                        "error: cannot serve metrics on {addr}: {error}; choose another \
+                         [metrics] listen / --metrics address, or \"off\""
+                    );
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
         let mut gateway = match Runtime::start(settings).await {
             Ok(gateway) => gateway,
             Err(error) => {
@@ -148,21 +164,11 @@ fn main() -> ExitCode {
         if let Some(notifier) = notifier {
             gateway.set_notifier(notifier, sd_notify::watchdog_interval());
         }
-        if let Some(addr) = config.metrics.listen {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => {
-                    let bound = listener.local_addr().map_or(addr, |a| a);
-                    info!(%bound, "serving /metrics, /healthz and /readyz");
-                    gateway.serve_metrics(listener);
-                }
-                Err(error) => {
-                    eprintln!(
-                        "error: cannot serve metrics on {addr}: {error}; choose another \
-                         [metrics] listen / --metrics address, or \"off\""
-                    );
-                    return ExitCode::FAILURE;
-                }
+        if let Some(listener) = metrics_listener {
+            if let Ok(bound) = listener.local_addr() {
+                info!(%bound, "serving /metrics, /healthz and /readyz");
             }
+            gateway.serve_metrics(listener);
         }
         let reloader = hangup.map(|hangup| {
             let reloading = Reloading {
