@@ -85,7 +85,7 @@ pub fn render(snapshot: &Snapshot) -> String {
 
 /// Every counter of [`Metrics`], one metric each (a test checks none is missing).
 fn counters(out: &mut String, m: &Metrics) {
-    let list: [(&str, &str, u64); 39] = [
+    let list: [(&str, &str, u64); 41] = [
         ("datagrams_received", "Datagrams handed to the core by the links.", m.datagrams_received),
         ("datagrams_sent", "Datagrams the core asked the links to send.", m.datagrams_sent),
         ("malformed", "Datagrams that did not decode as MQTT-SN.", m.malformed),
@@ -124,6 +124,8 @@ fn counters(out: &mut String, m: &Metrics) {
         ("state_full", "Names, filters, Wills or sessions refused at max_state_bytes.", m.state_full),
         ("sleep_capped", "Sleep durations held to max_sleep_duration.", m.sleep_capped),
         ("restore_refused", "Stored sessions the policy no longer admits, dropped at start.", m.restore_refused),
+        ("policy_revoked", "Sessions ended because a reloaded policy no longer admits them.", m.policy_revoked),
+        ("subscriptions_revoked", "Subscriptions dropped because a reloaded policy no longer covers them.", m.subscriptions_revoked),
         ("denied", "Policy refusals, all reasons (see mqttsn_denied_by_reason_total).", m.denied.total()),
     ];
     for (name, help, value) in list {
