@@ -272,6 +272,7 @@ impl Reloading {
         });
         mqtt_sn_gateway::reload::reload_psk_files(&self.psk);
         mqtt_sn_gateway::reload::check_password_files(&new);
+        mqtt_sn_gateway::reload::note_tls_files(&new);
         let policy = match mqtt_sn_gateway::reload::policy_change(&self.config, &new) {
             mqtt_sn_gateway::reload::PolicyChange::Same => None,
             mqtt_sn_gateway::reload::PolicyChange::Apply => {

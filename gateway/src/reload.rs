@@ -101,6 +101,26 @@ pub fn check_password_files(config: &Config) {
     }
 }
 
+/// The broker link's TLS files (`ca_file`, `client_cert`, `client_key`, in `[broker]` and
+/// `[[credentials]]`) are read once, when the gateway starts (the links build their TLS
+/// configuration from them then): when any is configured, SIGHUP says that a changed file
+/// needs a restart, since the file's content can change without the configuration changing.
+pub fn note_tls_files(config: &Config) {
+    let broker = config.broker.as_ref().is_some_and(|b| {
+        b.ca_file.is_some() || b.client_cert.is_some() || b.client_key.is_some()
+    });
+    let motes = config
+        .credentials
+        .iter()
+        .any(|c| c.client_cert.is_some() || c.client_key.is_some());
+    if broker || motes {
+        info!(
+            "SIGHUP: the broker's TLS files (ca_file, client_cert, client_key) are read only at \
+             start: a changed certificate or key takes effect at the next restart"
+        );
+    }
+}
+
 /// The settings that differ between `old` and `new` and only take effect at a restart, named
 /// as they are written in the file (`[gateway] max_sessions`, `[[udp]]`, `[broker]`, ...),
 /// in the order of the file's documentation. Empty when a reload applied everything.

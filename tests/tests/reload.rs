@@ -1,7 +1,9 @@
 //! SIGHUP puts a changed policy in force in the running gateway (issue 16): the real binary
 //! with its TOML file, real UDP motes, a real mosquitto. A rule added reaches a connected mote
 //! without it reconnecting; a mote the new policy no longer lists is disconnected and refused
-//! while another stays connected; a broken file leaves the policy in force as it was.
+//! while another stays connected; a broken file leaves the policy in force as it was. A
+//! changed broker password file is used at the next reconnection, without dropping the
+//! connection that works.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use sn_codec::v12::Register;
-use sn_tests::custom_broker::temp_dir;
+use sn_tests::custom_broker::{run, temp_dir, CustomBroker};
 use sn_tests::process::GatewayProcess;
 use sn_tests::{Mosquitto, Mote, MqttClient, Packet, QoS, ReturnCode, Topic};
 
@@ -246,5 +248,98 @@ async fn sighup_changes_the_policy_for_connected_motes_without_dropping_the_othe
             .await
             .is_none(),
         "B was disconnected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_broker_password_file_is_used_at_the_next_reconnection() {
+    let broker_dir = temp_dir("reload-pass-broker");
+    run(
+        &broker_dir,
+        "mosquitto_passwd",
+        &["-b", "-c", "passwd", "gateway", "old-secret"],
+    );
+    let mut broker = CustomBroker::start(
+        broker_dir.clone(),
+        &format!(
+            "allow_anonymous false\npassword_file {}/passwd",
+            broker_dir.display()
+        ),
+    )
+    .await;
+    let dir = temp_dir("reload-pass");
+    std::fs::write(dir.join("broker.pass"), "old-secret\n").unwrap();
+    let gateway = GatewayProcess::start(
+        dir,
+        &format!(
+            "[broker]\nurl = \"mqtt://127.0.0.1:{}\"\nusername = \"gateway\"\n\
+             password_file = \"broker.pass\"\nfallback = \"off\"\n\
+             reconnect_min = \"100ms\"\nreconnect_max = \"500ms\"\n[log]\nlevel = \"info\"\n",
+            broker.secure_port
+        ),
+    );
+    let mut at = wait_for(&gateway, 0, &["connected to broker"]);
+    let mut collector = MqttClient::connect(broker.plain_port, "pass-collector").await;
+    assert_eq!(collector.subscribe("pass/#", 1).await, 1);
+    let mut mote = Mote::new(gateway.addr, "pass-mote").await;
+    mote.connect().await;
+    let topic = register(&mut mote, "pass/t").await.unwrap();
+    mote.publish_reliably(Topic::Normal(topic), QoS::AtLeastOnce, false, b"old")
+        .await;
+    assert_eq!(
+        collector
+            .recv_on("pass/t", Duration::from_secs(10))
+            .await
+            .payload,
+        b"old"
+    );
+
+    // The password changes at both ends: mosquitto's file (read when it starts again) and
+    // the gateway's (read at its next connection; SIGHUP checks it and says so).
+    run(
+        &broker.dir,
+        "mosquitto_passwd",
+        &["-b", "passwd", "gateway", "new-secret"],
+    );
+    std::fs::write(gateway.dir.join("broker.pass"), "new-secret\n").unwrap();
+    hangup(&gateway);
+    at = wait_for(
+        &gateway,
+        at,
+        &[
+            "SIGHUP: broker.password_file read",
+            "from the next connection",
+        ],
+    );
+    // The connection up now stays up.
+    mote.publish_reliably(Topic::Normal(topic), QoS::AtLeastOnce, false, b"kept")
+        .await;
+    assert_eq!(
+        collector
+            .recv_on("pass/t", Duration::from_secs(10))
+            .await
+            .payload,
+        b"kept"
+    );
+    assert!(
+        !gateway.log()[at..].contains("broker connection lost"),
+        "the reload dropped the broker connection:\n{}",
+        gateway.log()
+    );
+
+    // mosquitto starts again with the new password only: the gateway gets back in with it.
+    broker.restart().await;
+    wait_for(&gateway, at, &["broker connection lost"]);
+    wait_for(&gateway, at, &["connected to broker"]);
+    let mut collector = MqttClient::connect(broker.plain_port, "pass-collector-2").await;
+    assert_eq!(collector.subscribe("pass/#", 1).await, 1);
+    mote.publish_reliably(Topic::Normal(topic), QoS::AtLeastOnce, false, b"new")
+        .await;
+    assert_eq!(
+        collector
+            .recv_on("pass/t", Duration::from_secs(10))
+            .await
+            .payload,
+        b"new"
     );
 }
