@@ -471,7 +471,10 @@ fn ports(cli: &Cli) -> ExitCode {
     };
     match list_ports() {
         Ok(found) => {
-            print!("{}", mqtt_sn_gateway::ports::report(&found, &links));
+            print!(
+                "{}",
+                mqtt_sn_gateway::ports::report(&found, &links, std::path::Path::exists)
+            );
             if cli.config.is_none() {
                 println!("(pass --config FILE to see which [[serial]] link takes each port)");
             }

@@ -106,9 +106,10 @@ pub fn check_password_files(config: &Config) {
 /// configuration from them then): when any is configured, SIGHUP says that a changed file
 /// needs a restart, since the file's content can change without the configuration changing.
 pub fn note_tls_files(config: &Config) {
-    let broker = config.broker.as_ref().is_some_and(|b| {
-        b.ca_file.is_some() || b.client_cert.is_some() || b.client_key.is_some()
-    });
+    let broker = config
+        .broker
+        .as_ref()
+        .is_some_and(|b| b.ca_file.is_some() || b.client_cert.is_some() || b.client_key.is_some());
     let motes = config
         .credentials
         .iter()
