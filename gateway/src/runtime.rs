@@ -31,7 +31,7 @@ mod transparent;
 use dtls::DtlsHandle;
 pub use dtls::{DtlsLinkStats, DtlsStartError, DtlsStatsWatch, PskReload, PskReloader};
 use serial::SerialHandle;
-pub use serial::SerialStartError;
+pub use serial::{SerialCounters, SerialStartError};
 pub use transparent::TransparentLinks;
 
 /// Datagrams waiting for the core; a full queue makes receive tasks wait (nothing is dropped
@@ -403,7 +403,10 @@ impl Runtime {
                 },
                 Link::Serial(serial) => crate::metrics::LinkSnapshot {
                     name: serial.name.clone(),
-                    stats: crate::metrics::LinkCounters::Serial(None, serial.dropped),
+                    stats: crate::metrics::LinkCounters::Serial(
+                        Some(Box::new(*serial.stats.borrow())),
+                        serial.dropped,
+                    ),
                 },
                 Link::Dtls(dtls) => crate::metrics::LinkSnapshot {
                     name: dtls.name.clone(),
