@@ -493,7 +493,7 @@ fn dtls(out: &mut String, links: &[LinkSnapshot]) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use std::time::Duration;
 

@@ -152,9 +152,9 @@ impl Gateway {
             .partition(|sub| allowed(&sub.filter));
         session.subscriptions = kept;
         let will_dropped = session.will.as_ref().is_some_and(|will| {
-            !grant
+            grant
                 .unmount(&will.topic)
-                .is_some_and(|named| grant.may_publish(&named).is_ok())
+                .is_none_or(|named| grant.may_publish(&named).is_err())
         });
         if will_dropped {
             session.will = None;

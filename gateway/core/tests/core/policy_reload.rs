@@ -188,8 +188,10 @@ fn a_reloaded_policy_applies_at_once_and_ends_the_motes_it_no_longer_admits() {
 
 #[test]
 fn a_changed_mountpoint_ends_the_session_and_offline_sessions_are_checked_too() {
-    let mut mounted = TopicRules::default();
-    mounted.mountpoint = Some("site-1/".into());
+    let mounted = TopicRules {
+        mountpoint: Some("site-1/".into()),
+        ..TopicRules::default()
+    };
     let mut h = Harness::with_config(CoreConfig {
         policy: PolicyConfig {
             rules: mounted,
@@ -204,8 +206,10 @@ fn a_changed_mountpoint_ends_the_session_and_offline_sessions_are_checked_too() 
     h.send(o, Packet::Disconnect(Disconnect { duration: None }));
     h.drain();
     assert!(h.gw.session_info("o").is_some());
-    let mut moved = TopicRules::default();
-    moved.mountpoint = Some("site-2/".into());
+    let moved = TopicRules {
+        mountpoint: Some("site-2/".into()),
+        ..TopicRules::default()
+    };
     let change = h.gw.set_policy(
         h.now,
         PolicyConfig {
