@@ -32,6 +32,10 @@ const OUTGOING_QUEUE: usize = 256;
 /// module's own retries and route discovery can take several seconds).
 const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often a link's counters are taken when nothing else happens on it (the metrics
+/// endpoint's snapshot is taken once a second).
+const COUNTERS_REFRESH: Duration = Duration::from_secs(1);
+
 /// Zigbee nodes whose latest 16-bit address is remembered per link; beyond it the oldest
 /// entries are forgotten and the module looks the address up again.
 const MAX_KNOWN_NODES: usize = 4096;
@@ -193,6 +197,10 @@ async fn drive<F, B>(
     B: AddressBook<F::Address>,
 {
     let mut xbee = SerialCounters::default();
+    // Bytes that make no frame (garbage, a bad checksum) end no `recv_event`: the counters
+    // are also taken on this tick, as often as the metrics snapshot.
+    let mut refresh = tokio::time::interval(COUNTERS_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let tracked = link.framer().reports_delivery();
     let mut tracker: DeliveryTracker<RadioAddr> = DeliveryTracker::new(STATUS_TIMEOUT);
     let mut expiry = tokio::time::interval(STATUS_TIMEOUT);
@@ -269,6 +277,7 @@ async fn drive<F, B>(
                     debug!(link = %link.name(), %error, "send failed");
                 }
             }
+            _ = refresh.tick() => {}
             _ = expiry.tick(), if tracked => {
                 let now = tokio::time::Instant::now().into_std();
                 while tracker.expire(now).is_some() {
