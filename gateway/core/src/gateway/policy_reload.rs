@@ -23,6 +23,7 @@ use std::time::Instant;
 use sn_codec::v12::{Disconnect, Packet};
 
 use super::connection::Ending;
+use super::presence::Presence;
 use super::Gateway;
 use crate::events::Event;
 use crate::policy::{Denied, Policy, PolicyConfig};
@@ -184,6 +185,13 @@ impl Gateway {
             return;
         };
         if connected {
+            // Its retained presence must not go on saying "connected".
+            let handshake = self
+                .session(idx)
+                .is_some_and(|s| matches!(s.state, crate::session::State::Handshake { .. }));
+            if !handshake {
+                self.presence(idx, Presence::Disconnected);
+            }
             self.send_to_session(idx, Packet::Disconnect(Disconnect { duration: None }));
             self.end_session(now, idx, Ending::Displaced);
         }

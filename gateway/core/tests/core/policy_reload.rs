@@ -225,3 +225,28 @@ fn a_changed_mountpoint_ends_the_session_and_offline_sessions_are_checked_too() 
     h.send(m, publish(1, b"tt"));
     assert_eq!(&*h.one_publish().topic, "site-2/tt");
 }
+
+#[test]
+fn a_revoked_motes_presence_says_disconnected() {
+    let mut h = Harness::with_config(CoreConfig {
+        presence_topic: Some("motes/%c/presence".into()),
+        ..CoreConfig::default()
+    });
+    let m = peer(1);
+    h.connect(m, "m", true, 60);
+    h.drain();
+    let change = h.gw.set_policy(
+        h.now,
+        policy(
+            Admission::Listed,
+            vec![entry("other", TopicRules::default())],
+        ),
+    );
+    assert_eq!(change.revoked, 1);
+    h.expect(m, &[Packet::Disconnect(Disconnect { duration: None })]);
+    let presence = h.one_publish();
+    assert_eq!(
+        (&*presence.topic, &presence.payload[..], presence.retain),
+        ("motes/m/presence", &b"disconnected"[..], true)
+    );
+}
