@@ -177,6 +177,7 @@ fn main() -> ExitCode {
                 logging,
                 live: gateway.live_settings(),
                 psk: gateway.psk_reloader(),
+                policy: gateway.policy_reloader(),
             };
             tokio::spawn(reloading.run(hangup))
         });
@@ -213,22 +214,30 @@ struct Reloading {
     live: tokio::sync::watch::Sender<LiveSettings>,
     /// The running DTLS links' PSK files, read again on every reload.
     psk: mqtt_sn_gateway::runtime::PskReloader,
+    /// Where a changed `[policy]` and `[[mote]]` list goes (the running loop applies it).
+    policy: tokio::sync::mpsc::Sender<mqtt_sn_gateway::core::PolicyConfig>,
 }
 
 impl Reloading {
     /// Reloads on every SIGHUP until the gateway stops.
     async fn run(mut self, mut hangup: Hangup) {
         while hangup.recv().await.is_some() {
-            self.reload();
+            if let Some(policy) = self.reload() {
+                if self.policy.send(policy).await.is_err() {
+                    // The loop has stopped: the gateway is stopping anyway.
+                    return;
+                }
+            }
         }
     }
 
-    /// Reads the file again; applies the log level and stats interval, names what else
-    /// changed (it waits for a restart); keeps everything as it is if the file is wrong now.
-    fn reload(&mut self) {
+    /// Reads the file again; applies the log level and stats interval, checks the password
+    /// files, returns a changed policy for the loop to apply, names what else changed (it
+    /// waits for a restart); keeps everything as it is if the file is wrong now.
+    fn reload(&mut self) -> Option<mqtt_sn_gateway::core::PolicyConfig> {
         let Some(path) = &self.cli.config else {
             info!("SIGHUP: no configuration file (--config) to read again; nothing changed");
-            return;
+            return None;
         };
         info!(path = %path.display(), "SIGHUP: reading the configuration again");
         let new = match load(&self.cli) {
@@ -236,9 +245,10 @@ impl Reloading {
             Err(message) => {
                 error!(
                     "SIGHUP: configuration not reloaded, the gateway keeps running with the one \
-                     it has; fix the file (check it with mqtt-sn-gateway check-config):\n{message}"
+                     it has (the policy and credentials included); fix the file (check it with \
+                     mqtt-sn-gateway check-config):\n{message}"
                 );
-                return;
+                return None;
             }
         };
         log_warnings(&self.cli, &new);
@@ -267,6 +277,17 @@ impl Reloading {
             changed
         });
         mqtt_sn_gateway::reload::reload_psk_files(&self.psk);
+        mqtt_sn_gateway::reload::check_password_files(&new);
+        mqtt_sn_gateway::reload::note_tls_files(&new);
+        let policy = match mqtt_sn_gateway::reload::policy_change(&self.config, &new) {
+            mqtt_sn_gateway::reload::PolicyChange::Same => None,
+            mqtt_sn_gateway::reload::PolicyChange::Apply => {
+                self.config.core.policy = new.core.policy.clone();
+                self.config.mote_links = new.mote_links.clone();
+                Some(new.core.policy.clone())
+            }
+            mqtt_sn_gateway::reload::PolicyChange::NeedsRestart => None,
+        };
         let restart = mqtt_sn_gateway::reload::restart_needed(&self.config, &new);
         if restart.is_empty() {
             info!("SIGHUP: configuration reloaded");
@@ -282,6 +303,7 @@ impl Reloading {
         // live settings moved (a setting that waits for a restart is named again next time).
         self.config.log.level = new.log.level;
         self.config.log.stats_interval = new.log.stats_interval;
+        policy
     }
 }
 
@@ -455,7 +477,10 @@ fn ports(cli: &Cli) -> ExitCode {
     };
     match list_ports() {
         Ok(found) => {
-            print!("{}", mqtt_sn_gateway::ports::report(&found, &links));
+            print!(
+                "{}",
+                mqtt_sn_gateway::ports::report(&found, &links, std::path::Path::exists)
+            );
             if cli.config.is_none() {
                 println!("(pass --config FILE to see which [[serial]] link takes each port)");
             }

@@ -4,12 +4,19 @@
 
 use std::fmt::Write as _;
 
-use sn_config::SerialConfig;
+use sn_config::{SerialConfig, SerialDevice};
 use sn_transports::serial::{DeviceLookup, PortInfo, PortKind};
 
 /// The report: one block per port (path, kind, VID:PID, serial number, product, by-id
-/// names, the link that would take it), then the configured links that match no port.
-pub fn report(ports: &[PortInfo], links: &[SerialConfig]) -> String {
+/// names, the link that would take it), then the configured links that match no port. A
+/// link named by a path that `exists` but is no port of the list (a built-in UART the
+/// system lists as no USB adapter, a pty, a udev symlink) is reported as there: the gateway
+/// opens it. Only a path that does not exist, or a USB identity no adapter has, is missing.
+pub fn report(
+    ports: &[PortInfo],
+    links: &[SerialConfig],
+    exists: impl Fn(&std::path::Path) -> bool,
+) -> String {
     let mut out = String::new();
     if ports.is_empty() {
         out.push_str(
@@ -61,12 +68,27 @@ pub fn report(ports: &[PortInfo], links: &[SerialConfig]) -> String {
         }
     }
     for (index, link) in links.iter().enumerate() {
-        if !ports.iter().any(|port| link.device.matches(port)) {
-            let _ = writeln!(
-                out,
-                "serial[{index}] ({}, {}): no such port plugged in now",
-                link.device, link.framing
-            );
+        if ports.iter().any(|port| link.device.matches(port)) {
+            continue;
+        }
+        match &link.device {
+            SerialDevice::Path(path) if exists(path) => {
+                let _ = writeln!(
+                    out,
+                    "serial[{index}] ({}, {}): {} exists, not a USB serial adapter (e.g. a \
+                     built-in UART or a pty); the gateway opens it",
+                    link.device,
+                    link.framing,
+                    path.display()
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "serial[{index}] ({}, {}): no such port plugged in now",
+                    link.device, link.framing
+                );
+            }
         }
     }
     out
@@ -77,7 +99,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use std::path::PathBuf;
 
-    use sn_config::{SerialDevice, SerialFraming};
+    use sn_config::SerialFraming;
     use sn_transports::serial::UsbInfo;
 
     use super::*;
@@ -125,7 +147,7 @@ mod tests {
             ),
             link(SerialDevice::path("/dev/lora0"), SerialFraming::Cobs),
         ];
-        let text = report(&ports, &links);
+        let text = report(&ports, &links, |_| false);
         assert!(
             text.contains("/dev/ttyUSB0\n  usb            0403:6015\n  serial number  D30DABCD\n"),
             "{text}"
@@ -159,14 +181,34 @@ mod tests {
             SerialDevice::path("/dev/serial/by-id/usb-FTDI_FT231X_USB_UART_D30DABCD-if00-port0"),
             SerialFraming::XBee,
         )];
-        let text = report(&ports, &links);
+        let text = report(&ports, &links, |_| false);
         assert!(text.contains("taken by       serial[0]"), "{text}");
         assert!(!text.contains("no such port"), "{text}");
     }
 
     #[test]
+    fn a_path_that_exists_but_is_no_usb_adapter_is_there_and_only_a_missing_one_is_missing() {
+        let links = [
+            link(SerialDevice::path("/dev/ttyAMA0"), SerialFraming::Kiss),
+            link(SerialDevice::path("/dev/ttyUSB7"), SerialFraming::Cobs),
+        ];
+        let text = report(&[], &links, |p| p == std::path::Path::new("/dev/ttyAMA0"));
+        assert!(
+            text.contains(
+                "serial[0] (/dev/ttyAMA0, kiss): /dev/ttyAMA0 exists, not a USB serial adapter \
+                 (e.g. a built-in UART or a pty); the gateway opens it\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("serial[1] (/dev/ttyUSB7, cobs): no such port plugged in now\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn no_ports_says_what_to_check() {
-        let text = report(&[], &[]);
+        let text = report(&[], &[], |_| false);
         assert!(text.starts_with("no serial ports found"), "{text}");
     }
 }

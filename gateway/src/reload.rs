@@ -1,11 +1,13 @@
 //! What a configuration reloaded by `SIGHUP` can change in a running gateway, and what waits
 //! for a restart.
 //!
-//! The log level, the stats interval and the DTLS links' pre-shared keys (their `psk_file`s,
-//! read again) change at once. Everything else is fixed when the
-//! gateway starts (bound sockets, the broker connection, the core's limits and policy, the
-//! store file): a changed value is named, so the operator knows a restart is needed, and the
-//! running gateway keeps its old value rather than dropping motes to apply it.
+//! The log level, the stats interval, the DTLS links' pre-shared keys (their `psk_file`s,
+//! read again) and the policy (`[policy]` and `[[mote]]`) change at once; the broker's
+//! password files are read at every connection, so a changed one is used from the next
+//! reconnection. Everything else is fixed when the gateway starts (bound sockets, the broker
+//! connection, the core's limits, the TLS files, the store file): a changed value is named,
+//! so the operator knows a restart is needed, and the running gateway keeps its old value
+//! rather than dropping motes to apply it.
 
 use sn_config::Config;
 use tracing::{error, info};
@@ -36,6 +38,87 @@ pub fn reload_psk_files(reloader: &PskReloader) {
                 "SIGHUP: PSK file not reloaded, the link keeps the keys it has; fix the file"
             ),
         }
+    }
+}
+
+/// What to do with the `[policy]` and `[[mote]]` list of a reloaded file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyChange {
+    /// Unchanged.
+    Same,
+    /// Changed: hand it to the running core.
+    Apply,
+    /// Changed, but an entry binds a mote to a link (`[[mote]] link`) while the links
+    /// changed too: the link it names in the new file may not be the running one of that
+    /// number, so the policy waits for the restart the links need anyway.
+    NeedsRestart,
+}
+
+/// Whether the policy of `new` can replace the running one (`old`'s).
+pub fn policy_change(old: &Config, new: &Config) -> PolicyChange {
+    if old.core.policy == new.core.policy && old.mote_links == new.mote_links {
+        return PolicyChange::Same;
+    }
+    let links_changed = old.udp != new.udp || old.serial != new.serial || old.dtls != new.dtls;
+    if links_changed && new.mote_links.iter().any(Option::is_some) {
+        return PolicyChange::NeedsRestart;
+    }
+    PolicyChange::Apply
+}
+
+/// Reads the broker's password files (`broker.password_file`, the `[[credentials]]` ones)
+/// to check them: the links read them again at each connection, so a changed password is
+/// used from the next reconnection, and the connections that work now stay up. Logs one
+/// line per file: that it is read, or what is wrong with it.
+pub fn check_password_files(config: &Config) {
+    let broker = config
+        .broker
+        .as_ref()
+        .and_then(|b| b.password_file.as_ref())
+        .map(|path| (path, "broker.password_file".to_string()));
+    let motes = config.credentials.iter().filter_map(|c| {
+        c.password_file.as_ref().map(|path| {
+            (
+                path,
+                format!("password_file of the [[credentials]] for {:?}", c.client_id),
+            )
+        })
+    });
+    for (path, option) in broker.into_iter().chain(motes) {
+        match crate::broker::read_password(path) {
+            Ok(_) => info!(
+                path = %path.display(),
+                "SIGHUP: {option} read: its password is used from the next connection to the \
+                 broker (the connection up now stays)"
+            ),
+            Err(error) => error!(
+                path = %path.display(),
+                %error,
+                "SIGHUP: cannot read {option}: the next connection uses the password read \
+                 before; fix the file"
+            ),
+        }
+    }
+}
+
+/// The broker link's TLS files (`ca_file`, `client_cert`, `client_key`, in `[broker]` and
+/// `[[credentials]]`) are read once, when the gateway starts (the links build their TLS
+/// configuration from them then): when any is configured, SIGHUP says that a changed file
+/// needs a restart, since the file's content can change without the configuration changing.
+pub fn note_tls_files(config: &Config) {
+    let broker = config
+        .broker
+        .as_ref()
+        .is_some_and(|b| b.ca_file.is_some() || b.client_cert.is_some() || b.client_key.is_some());
+    let motes = config
+        .credentials
+        .iter()
+        .any(|c| c.client_cert.is_some() || c.client_key.is_some());
+    if broker || motes {
+        info!(
+            "SIGHUP: the broker's TLS files (ca_file, client_cert, client_key) are read only at \
+             start: a changed certificate or key takes effect at the next restart"
+        );
     }
 }
 
@@ -120,8 +203,8 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         "[predefined_topics]",
     );
     check(
-        a.policy != b.policy || old.mote_links != new.mote_links,
-        "[policy] and [[mote]]",
+        policy_change(old, new) == PolicyChange::NeedsRestart,
+        "[policy] and [[mote]] (an entry names a link, and the links changed)",
     );
     check(old.udp != new.udp, "[[udp]]");
     check(old.serial != new.serial, "[[serial]]");
@@ -138,7 +221,13 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     check(old.store != new.store, "[store]");
     check(old.log.format != new.log.format, "[log] format");
     // A core option added later and not listed above is still reported, by its section.
-    if changed.is_empty() && a != b {
+    // (The policy is compared above: it changes live.)
+    let differs_beyond_policy = a != b && {
+        let mut same_policy = b.clone();
+        same_policy.policy = a.policy.clone();
+        *a != same_policy
+    };
+    if changed.is_empty() && differs_beyond_policy {
         changed.push("[gateway]".to_string());
     }
     changed
@@ -160,6 +249,37 @@ mod tests {
         let new = config("[log]\nlevel = \"debug\"\nstats_interval = \"10s\"\n");
         assert_ne!(old, new);
         assert!(restart_needed(&old, &new).is_empty());
+    }
+
+    #[test]
+    fn the_policy_applies_live_unless_an_entry_names_a_link_that_moved() {
+        let old = config("");
+        let policy = config(
+            "[policy]\nadmission = \"listed\"\n[[mote]]\nclient_id = \"a\"\npublish = [\"a/#\"]\n",
+        );
+        assert_eq!(policy_change(&old, &old), PolicyChange::Same);
+        assert_eq!(policy_change(&old, &policy), PolicyChange::Apply);
+        assert!(restart_needed(&old, &policy).is_empty());
+        // The links change too, but no entry names one: still live (the links wait).
+        let with_links = config(
+            "[[udp]]\nbind = \"127.0.0.1:1\"\n[[udp]]\nbind = \"127.0.0.1:2\"\n\
+             [[mote]]\nclient_id = \"a\"\n",
+        );
+        assert_eq!(policy_change(&old, &with_links), PolicyChange::Apply);
+        assert_eq!(restart_needed(&old, &with_links), ["[[udp]]"]);
+        // An entry names a link and the links changed: the policy waits for the restart.
+        let bound = config(
+            "[[udp]]\nbind = \"127.0.0.1:1\"\n[[udp]]\nbind = \"127.0.0.1:2\"\n\
+             [[mote]]\nclient_id = \"a\"\nlink = \"udp:127.0.0.1:2\"\n",
+        );
+        assert_eq!(policy_change(&old, &bound), PolicyChange::NeedsRestart);
+        assert_eq!(
+            restart_needed(&old, &bound),
+            [
+                "[policy] and [[mote]] (an entry names a link, and the links changed)",
+                "[[udp]]"
+            ]
+        );
     }
 
     #[test]

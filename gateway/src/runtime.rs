@@ -16,7 +16,8 @@ use crate::broker::{
     EmbeddedBrokerError, MoteLinkError,
 };
 use crate::core::{
-    BatchId, BrokerEvent, BrokerRoute, Destination, Event, Gateway, LinkId, Peer, PeerAddr, StoreOp,
+    BatchId, BrokerEvent, BrokerRoute, Destination, Event, Gateway, LinkId, Peer, PeerAddr,
+    PolicyConfig, StoreOp,
 };
 use crate::sd_notify::Notifier;
 use crate::settings::{LiveSettings, Settings};
@@ -30,7 +31,7 @@ mod transparent;
 use dtls::DtlsHandle;
 pub use dtls::{DtlsLinkStats, DtlsStartError, DtlsStatsWatch, PskReload, PskReloader};
 use serial::SerialHandle;
-pub use serial::SerialStartError;
+pub use serial::{SerialCounters, SerialStartError};
 pub use transparent::TransparentLinks;
 
 /// Datagrams waiting for the core; a full queue makes receive tasks wait (nothing is dropped
@@ -164,6 +165,10 @@ pub struct Runtime {
     metrics: tokio::sync::watch::Sender<crate::core::Metrics>,
     /// The settings a reload may change while running (see [`Runtime::live_settings`]).
     live: tokio::sync::watch::Sender<LiveSettings>,
+    /// Reloaded policies for the core (see [`Runtime::policy_reloader`]).
+    policies: mpsc::Receiver<PolicyConfig>,
+    /// The sending side of `policies`, handed out by [`Runtime::policy_reloader`].
+    policy_tx: mpsc::Sender<PolicyConfig>,
     /// Motes connected, disconnected, lost (...) since the last summary line.
     summary: MoteSummary,
     /// The service manager (systemd), when it asked for notifications.
@@ -307,7 +312,12 @@ impl Runtime {
             None => None,
         };
         let udp_out = links.iter().map(|_| Vec::new()).collect();
+        // A reload waits for the loop to take the one before: a second SIGHUP in the same
+        // instant waits a turn, nothing is lost.
+        let (policy_tx, policies) = mpsc::channel(1);
         Ok(Runtime {
+            policies,
+            policy_tx,
             core,
             store,
             links,
@@ -339,6 +349,13 @@ impl Runtime {
     /// configuration's `[log] stats_interval`): the loop picks a new value up at once.
     pub fn live_settings(&self) -> tokio::sync::watch::Sender<LiveSettings> {
         self.live.clone()
+    }
+
+    /// Where to send a reloaded `[policy]` and `[[mote]]` list: the loop hands it to the core
+    /// ([`Gateway::set_policy`]) at its next turn, logs what changed, and sends the
+    /// DISCONNECTs to the motes it no longer admits.
+    pub fn policy_reloader(&self) -> mpsc::Sender<PolicyConfig> {
+        self.policy_tx.clone()
     }
 
     /// Tells the service manager how the gateway is doing: `READY=1` when [`Runtime::run`]
@@ -386,7 +403,10 @@ impl Runtime {
                 },
                 Link::Serial(serial) => crate::metrics::LinkSnapshot {
                     name: serial.name.clone(),
-                    stats: crate::metrics::LinkCounters::Serial(None, serial.dropped),
+                    stats: crate::metrics::LinkCounters::Serial(
+                        Some(Box::new(*serial.stats.borrow())),
+                        serial.dropped,
+                    ),
                 },
                 Link::Dtls(dtls) => crate::metrics::LinkSnapshot {
                     name: dtls.name.clone(),
@@ -506,6 +526,10 @@ impl Runtime {
                     }
                     false
                 }
+                Some(policy) = self.policies.recv(), if !stalled => {
+                    self.set_policy(policy);
+                    true
+                }
                 () = tokio::time::sleep_until(retry_at), if stalled => true,
                 event = recv_broker(&mut self.broker, &mut self.fallback, &mut self.transparent), if !stalled => match event {
                     Some((route, event)) => {
@@ -599,6 +623,31 @@ impl Runtime {
         if let Some(embedded) = self.embedded.take() {
             embedded.shutdown().await;
         }
+    }
+
+    /// Puts a reloaded policy in force in the core and logs the summary line.
+    fn set_policy(&mut self, policy: PolicyConfig) {
+        let entries = policy.motes.len();
+        let admission = match policy.admission {
+            crate::core::Admission::Open => "open",
+            crate::core::Admission::Listed => "listed",
+        };
+        let change = self.core.set_policy(now(), policy);
+        info!(
+            entries,
+            admission,
+            sessions = change.sessions,
+            revoked = change.revoked,
+            subscriptions_revoked = change.subscriptions_revoked,
+            wills_revoked = change.wills_revoked,
+            "SIGHUP: policy reloaded: {entries} mote entries, admission={admission}; of {} \
+             sessions held, {} no longer admitted (disconnected, dropped), {} subscriptions \
+             and {} Wills the new rules refuse dropped",
+            change.sessions,
+            change.revoked,
+            change.subscriptions_revoked,
+            change.wills_revoked
+        );
     }
 
     fn deliver(&mut self, now: std::time::Instant, inbound: Inbound) {
@@ -1180,6 +1229,14 @@ fn log_event(event: &Event) {
             limit,
         } => {
             warn!(%client_id, setting, limit, "queue full: dropping messages for this client (logged once until its queue drains)")
+        }
+        Event::Revoked {
+            client_id,
+            addr,
+            reason,
+        } => {
+            let addr = addr.as_deref().unwrap_or("");
+            warn!(%client_id, addr, %reason, "SIGHUP: the reloaded policy no longer admits this session: DISCONNECT sent if connected, session dropped (counted as policy_revoked)")
         }
         Event::PolicyDenied {
             addr,

@@ -2,6 +2,7 @@
 //! the broker link, the embedded broker. Kept apart so the CLI, the tests and the runtime agree
 //! on one mapping.
 
+use crate::broker::read_password;
 use std::time::Duration;
 
 use sn_config::{Config, CredentialsConfig, EmbeddedBrokerConfig, SerialConfig};
@@ -200,13 +201,6 @@ fn transparent_settings(
         broker: link.clone(),
         credentials,
     })
-}
-
-/// A password file's content, without the trailing newline an editor adds.
-fn read_password(path: &std::path::Path) -> std::io::Result<String> {
-    Ok(std::fs::read_to_string(path)?
-        .trim_end_matches(['\r', '\n'])
-        .to_string())
 }
 
 #[cfg(test)]

@@ -50,6 +50,66 @@ fn ports_lists_the_machine_and_names_configured_links_that_match_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A configured device that exists but is no USB adapter (here a pty from socat, as a
+/// built-in UART like /dev/ttyAMA0 would be) is reported as there, not as unplugged: the
+/// gateway opens it.
+#[test]
+fn a_configured_pty_is_reported_as_there_not_as_unplugged() {
+    let dir = temp_dir("pty");
+    let (a, b) = (dir.join("radio-a"), dir.join("radio-b"));
+    let mut socat = Command::new("socat")
+        .arg(format!("pty,raw,echo=0,link={}", a.display()))
+        .arg(format!("pty,raw,echo=0,link={}", b.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("socat not found ({e}): apt-get install socat"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !a.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "socat made no pty at {}",
+            a.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[serial]]\ndevice = \"{}\"\nframing = \"kiss\"\n\
+             [[serial]]\ndevice = \"{}\"\nframing = \"cobs\"\n",
+            a.display(),
+            dir.join("no-such-radio").display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(GATEWAY)
+        .args(["ports", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let _ = socat.kill();
+    let _ = socat.wait();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let pty = format!(
+        "serial[0] ({path}, kiss): {path} exists, not a USB serial adapter (e.g. a built-in \
+         UART or a pty); the gateway opens it",
+        path = a.display()
+    );
+    assert!(stdout.contains(&pty), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "serial[1] ({}, cobs): no such port plugged in now",
+            dir.join("no-such-radio").display()
+        )),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn ports_without_a_config_says_how_to_see_the_links() {
     let output = Command::new(GATEWAY).arg("ports").output().unwrap();

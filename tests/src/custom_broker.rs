@@ -105,6 +105,33 @@ impl CustomBroker {
     }
 }
 
+impl CustomBroker {
+    /// Stops the broker (its clients' connections drop) and starts it again with the same
+    /// configuration file, on the same ports, reading its password file afresh; waits until
+    /// it listens again.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = self.dir.join("mosquitto.log");
+        let offset = log_len(&log);
+        let mut child = Command::new(binary())
+            .arg("-c")
+            .arg(self.dir.join("mosquitto.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto not found: install it with `apt-get install mosquitto`");
+        let ports = [self.plain_port, self.secure_port];
+        if let Err(failure) = wait_listening(&mut child, &log, offset, &ports).await {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mosquitto did not start again on {ports:?}: {failure:?}");
+        }
+        self.child = child;
+    }
+}
+
 impl Drop for CustomBroker {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -74,6 +74,16 @@ pub enum Event {
         /// The topic or filter refused, if any.
         topic: Option<Arc<str>>,
     },
+    /// A reloaded policy no longer admits a session held (or moved its mountpoint): the
+    /// mote, if connected, was sent a DISCONNECT, and its session is gone.
+    Revoked {
+        /// Its client id.
+        client_id: Arc<str>,
+        /// Where it was connected, if it was.
+        addr: Option<String>,
+        /// Why.
+        reason: crate::gateway::Revoked,
+    },
     /// A client disconnected cleanly.
     Disconnected {
         /// Its client id.
@@ -226,6 +236,11 @@ pub struct Metrics {
     pub sleep_capped: u64,
     /// Stored sessions the policy no longer admits, dropped when the gateway started.
     pub restore_refused: u64,
+    /// Sessions ended because a policy reloaded while they were held no longer admits them
+    /// (or moved their mountpoint); connected motes were sent a DISCONNECT.
+    pub policy_revoked: u64,
+    /// Subscriptions dropped because a reloaded policy no longer covers their filter.
+    pub subscriptions_revoked: u64,
 }
 
 /// A histogram of durations with fixed bucket bounds (Prometheus style: each bucket counts

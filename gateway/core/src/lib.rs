@@ -30,7 +30,7 @@ pub use broker::{
 pub use config::{CoreConfig, QueueOverflow};
 pub use durability::{BatchId, StoreBatch};
 pub use events::{Denials, Event, LatencyHistogram, LostReason, Metrics};
-pub use gateway::{Gateway, Gauges, SessionInfo, SessionState};
+pub use gateway::{Gateway, Gauges, PolicyChange, Revoked, SessionInfo, SessionState};
 pub use gateway::{
     Restored, SessionRecord, StoreOp, StoredMessage, StoredRoute, StoredState, StoredSubKind,
     StoredSubscription, StoredWill,

@@ -360,10 +360,13 @@ fn new_client(config: &BrokerLinkConfig, transport: Option<Transport>) -> (Async
         .set_max_packet_size(MAX_MQTT_PACKET, MAX_MQTT_PACKET)
         .set_request_channel_capacity(REQUEST_CAPACITY);
     if let Some(username) = &config.options.username {
-        options.set_credentials(
-            username.clone(),
-            config.options.password.clone().unwrap_or_default(),
+        // The file again, at every connection: a changed password is used from the next one.
+        let password = super::password::current(
+            config.options.password_file.as_deref(),
+            config.options.password.as_ref(),
+            "broker.password_file",
         );
+        options.set_credentials(username.clone(), password.unwrap_or_default());
     }
     if let Some(transport) = transport {
         options.set_transport(transport);

@@ -9,6 +9,7 @@ mod backoff;
 mod embedded;
 mod link;
 mod mote_link;
+mod password;
 mod tls;
 
 pub use backoff::Backoff;
@@ -18,4 +19,5 @@ pub use mote_link::{
     MoteConnect, MoteConnector, MoteLink, MoteLinkError, MoteReport, TransparentSettings,
     MAX_MOTE_INFLIGHT, MIN_MOTE_KEEP_ALIVE,
 };
+pub(crate) use password::read_password;
 pub use tls::install_crypto_provider;

@@ -142,6 +142,10 @@ pub struct MoteReport {
 struct Login {
     username: Option<String>,
     password: Option<String>,
+    /// Where `password` came from, read again at each connection.
+    password_file: Option<std::path::PathBuf>,
+    /// The option that names `password_file`, for the warning when it cannot be read.
+    option: String,
     transport: Option<Transport>,
 }
 
@@ -214,13 +218,28 @@ impl MoteConnector {
         let shared = Arc::new(Login {
             username: b.options.username.clone(),
             password: b.options.password.clone(),
+            password_file: b.options.password_file.clone(),
+            option: "broker.password_file".to_string(),
             transport: shared_transport.clone(),
         });
         let mut logins = HashMap::new();
         for entry in &settings.credentials {
-            let (username, password) = match &entry.username {
-                Some(name) => (Some(name.clone()), entry.password.clone()),
-                None => (b.options.username.clone(), b.options.password.clone()),
+            let (username, password, password_file, option) = match &entry.username {
+                Some(name) => (
+                    Some(name.clone()),
+                    entry.password.clone(),
+                    entry.password_file.clone(),
+                    format!(
+                        "password_file of the [[credentials]] for {:?}",
+                        entry.client_id
+                    ),
+                ),
+                None => (
+                    b.options.username.clone(),
+                    b.options.password.clone(),
+                    b.options.password_file.clone(),
+                    "broker.password_file".to_string(),
+                ),
             };
             let client_auth = entry.client_cert.clone().zip(entry.client_key.clone());
             let transport = match &client_auth {
@@ -242,6 +261,8 @@ impl MoteConnector {
                 Arc::new(Login {
                     username,
                     password,
+                    password_file,
+                    option,
                     transport,
                 }),
             );
@@ -323,7 +344,13 @@ impl MoteConnector {
             });
         }
         if let Some(username) = &login.username {
-            options.set_credentials(username.clone(), login.password.clone().unwrap_or_default());
+            // The file again, at every connection: a changed password is used from the next.
+            let password = super::password::current(
+                login.password_file.as_deref(),
+                login.password.as_ref(),
+                &login.option,
+            );
+            options.set_credentials(username.clone(), password.unwrap_or_default());
         }
         if let Some(transport) = &login.transport {
             options.set_transport(transport.clone());

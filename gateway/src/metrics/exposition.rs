@@ -3,10 +3,9 @@
 use std::fmt::Write;
 
 use crate::core::{Denials, Gauges, LatencyHistogram, Metrics};
-use sn_transports::serial::link::SerialLinkStats;
 use sn_transports::udp::LinkStats;
 
-use crate::runtime::DtlsLinkStats;
+use crate::runtime::{DtlsLinkStats, SerialCounters};
 
 /// Everything one scrape shows, taken by the runtime at one moment.
 #[derive(Debug, Clone, Default)]
@@ -33,9 +32,9 @@ pub struct LinkSnapshot {
 pub enum LinkCounters {
     /// A UDP link, and the datagrams the kernel dropped at its socket (when /proc says).
     Udp(LinkStats, Option<u64>),
-    /// A serial link: its own counters when the runtime can read them, and the datagrams
-    /// dropped at its full send queue.
-    Serial(Option<SerialLinkStats>, u64),
+    /// A serial link: its counters (the link's, its framer's, the XBee transmit statuses')
+    /// when the runtime can read them, and the datagrams dropped at its full send queue.
+    Serial(Option<Box<SerialCounters>>, u64),
     /// A DTLS link: its endpoint's counters and gauges, and the datagrams dropped at its full
     /// send queue.
     Dtls(Box<DtlsLinkStats>, u64),
@@ -80,12 +79,13 @@ pub fn render(snapshot: &Snapshot) -> String {
     gauges(&mut out, &snapshot.gauges);
     links(&mut out, &snapshot.links);
     dtls(&mut out, &snapshot.links);
+    serial(&mut out, &snapshot.links);
     out
 }
 
 /// Every counter of [`Metrics`], one metric each (a test checks none is missing).
 fn counters(out: &mut String, m: &Metrics) {
-    let list: [(&str, &str, u64); 39] = [
+    let list: [(&str, &str, u64); 41] = [
         ("datagrams_received", "Datagrams handed to the core by the links.", m.datagrams_received),
         ("datagrams_sent", "Datagrams the core asked the links to send.", m.datagrams_sent),
         ("malformed", "Datagrams that did not decode as MQTT-SN.", m.malformed),
@@ -124,6 +124,8 @@ fn counters(out: &mut String, m: &Metrics) {
         ("state_full", "Names, filters, Wills or sessions refused at max_state_bytes.", m.state_full),
         ("sleep_capped", "Sleep durations held to max_sleep_duration.", m.sleep_capped),
         ("restore_refused", "Stored sessions the policy no longer admits, dropped at start.", m.restore_refused),
+        ("policy_revoked", "Sessions ended because a reloaded policy no longer admits them.", m.policy_revoked),
+        ("subscriptions_revoked", "Subscriptions dropped because a reloaded policy no longer covers them.", m.subscriptions_revoked),
         ("denied", "Policy refusals, all reasons (see mqttsn_denied_by_reason_total).", m.denied.total()),
     ];
     for (name, help, value) in list {
@@ -245,7 +247,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
                 // DTLS links are read by dtls_field.
                 LinkCounters::Dtls(..) => None,
                 LinkCounters::Udp(s, _) => Some(s.datagrams_received),
-                LinkCounters::Serial(s, _) => s.map(|s| s.frames_received),
+                LinkCounters::Serial(s, _) => s.as_ref().map(|s| s.link.frames_received),
             },
         ),
         (
@@ -255,7 +257,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
                 // DTLS links are read by dtls_field.
                 LinkCounters::Dtls(..) => None,
                 LinkCounters::Udp(s, _) => Some(s.datagrams_sent),
-                LinkCounters::Serial(s, _) => s.map(|s| s.frames_sent),
+                LinkCounters::Serial(s, _) => s.as_ref().map(|s| s.link.frames_sent),
             },
         ),
         (
@@ -285,7 +287,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
                 // DTLS links are read by dtls_field.
                 LinkCounters::Dtls(..) => None,
                 LinkCounters::Udp(s, _) => Some(s.oversize_dropped),
-                LinkCounters::Serial(s, _) => s.map(|s| s.oversize_refused),
+                LinkCounters::Serial(s, _) => s.as_ref().map(|s| s.link.oversize_refused),
             },
         ),
         (
@@ -295,7 +297,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
                 // DTLS links are read by dtls_field.
                 LinkCounters::Dtls(..) => None,
                 LinkCounters::Udp(s, _) => Some(s.send_errors),
-                LinkCounters::Serial(s, _) => s.map(|s| s.send_errors),
+                LinkCounters::Serial(s, _) => s.as_ref().map(|s| s.link.send_errors),
             },
         ),
         (
@@ -324,7 +326,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             |c| match c {
                 // DTLS links are read by dtls_field.
                 LinkCounters::Dtls(..) => None,
-                LinkCounters::Serial(s, _) => s.map(|s| s.framing_errors),
+                LinkCounters::Serial(s, _) => s.as_ref().map(|s| s.link.framing_errors),
                 LinkCounters::Udp(..) => None,
             },
         ),
@@ -334,7 +336,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             |c| match c {
                 // DTLS links are read by dtls_field.
                 LinkCounters::Dtls(..) => None,
-                LinkCounters::Serial(s, _) => s.map(|s| s.disconnects),
+                LinkCounters::Serial(s, _) => s.as_ref().map(|s| s.link.disconnects),
                 LinkCounters::Udp(..) => None,
             },
         ),
@@ -344,7 +346,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             |c| match c {
                 // DTLS links are read by dtls_field.
                 LinkCounters::Dtls(..) => None,
-                LinkCounters::Serial(s, _) => s.map(|s| s.reopens),
+                LinkCounters::Serial(s, _) => s.as_ref().map(|s| s.link.reopens),
                 LinkCounters::Udp(..) => None,
             },
         ),
@@ -390,6 +392,42 @@ fn dtls_field(field: &str, d: &DtlsLinkStats, dropped: u64) -> Option<u64> {
         "link_queue_dropped" => Some(dropped),
         "link_send_errors" => Some(d.not_connected),
         _ => None,
+    }
+}
+
+/// Serial links' own counters beyond the `link_*` families every link has: each of the
+/// framer's by reason, failed reopens, and the XBee transmit statuses (a test checks that
+/// every counter of [`SerialCounters`] is in one family or the other).
+fn serial(out: &mut String, links: &[LinkSnapshot]) {
+    let serial: Vec<(String, &SerialCounters)> = links
+        .iter()
+        .filter_map(|l| match &l.stats {
+            LinkCounters::Serial(Some(s), _) => Some((label(&l.name), &**s)),
+            _ => None,
+        })
+        .collect();
+    if serial.is_empty() {
+        return;
+    }
+    type Field = (&'static str, &'static str, fn(&SerialCounters) -> u64);
+    let fields: [Field; 10] = [
+        ("serial_frames_ok", "Frames a serial link's framer decoded and handed out.", |s| s.framer.frames_ok),
+        ("serial_bad_checksum", "Frames a serial link's framer dropped for a wrong checksum or CRC.", |s| s.framer.bad_checksum),
+        ("serial_oversize", "Frames a serial link's framer dropped for being longer than max_frame.", |s| s.framer.oversize),
+        ("serial_malformed", "Frames a serial link's framer dropped for a broken structure (a bad escape, too short).", |s| s.framer.malformed),
+        ("serial_skipped", "Valid frames not handed out (other XBee frame types, KISS commands, other ports).", |s| s.framer.skipped),
+        ("serial_garbage_bytes", "Bytes a serial link threw away while looking for the start of a frame.", |s| s.framer.garbage_bytes),
+        ("serial_failed_reopens", "Attempts to reopen a serial device that failed (still absent).", |s| s.link.failed_reopens),
+        ("serial_xbee_undelivered", "XBee transmissions the module reported as not delivered.", |s| s.xbee_undelivered),
+        ("serial_xbee_status_timeouts", "XBee transmissions whose transmit status never came.", |s| s.xbee_status_timeouts),
+        ("serial_xbee_untracked", "XBee unicasts sent without a transmit status (255 already awaited).", |s| s.xbee_untracked),
+    ];
+    for (field, help, read) in fields {
+        let name = format!("mqttsn_{field}_total");
+        header(out, &name, "counter", help);
+        for (link, counters) in &serial {
+            let _ = writeln!(out, "{name}{{link=\"{link}\"}} {}", read(counters));
+        }
     }
 }
 
@@ -455,13 +493,17 @@ fn dtls(out: &mut String, links: &[LinkSnapshot]) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use std::time::Duration;
 
     /// The field names of `Metrics` as its Debug form lists them.
     fn metrics_fields() -> Vec<String> {
-        let text = format!("{:?}", Metrics::default());
+        fields(&format!("{:?}", Metrics::default()))
+    }
+
+    /// The top-level field names of a struct's Debug form.
+    fn fields(text: &str) -> Vec<String> {
         let body = text.split_once('{').unwrap().1;
         let mut names = Vec::new();
         let mut depth = 0;
@@ -500,6 +542,89 @@ mod tests {
                 "Metrics::{field} is not exported as {exported}"
             );
         }
+    }
+
+    /// Every counter a serial link keeps (its own, its framer's, the XBee statuses') is in
+    /// /metrics with its link label, each with the value it has.
+    #[test]
+    fn every_counter_of_a_serial_link_is_exported_per_link() {
+        let mut counters = SerialCounters::default();
+        // A distinct value per counter, so that each is found with its own value.
+        let values = [
+            &mut counters.link.frames_received,
+            &mut counters.link.frames_sent,
+            &mut counters.link.framing_errors,
+            &mut counters.link.oversize_refused,
+            &mut counters.link.send_errors,
+            &mut counters.link.disconnects,
+            &mut counters.link.reopens,
+            &mut counters.link.failed_reopens,
+            &mut counters.framer.frames_ok,
+            &mut counters.framer.bad_checksum,
+            &mut counters.framer.oversize,
+            &mut counters.framer.malformed,
+            &mut counters.framer.skipped,
+            &mut counters.framer.garbage_bytes,
+            &mut counters.xbee_undelivered,
+            &mut counters.xbee_status_timeouts,
+            &mut counters.xbee_untracked,
+        ];
+        for (value, counter) in (101..).zip(values) {
+            *counter = value;
+        }
+        let text = render(&Snapshot {
+            links: vec![LinkSnapshot {
+                name: "serial:/dev/ttyUSB0".into(),
+                stats: LinkCounters::Serial(Some(Box::new(counters)), 7),
+            }],
+            ..Snapshot::default()
+        });
+        let exported = |family: &str, value: u64| {
+            let line = format!("mqttsn_{family}_total{{link=\"serial:/dev/ttyUSB0\"}} {value}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        };
+        let link = counters.link;
+        for field in fields(&format!("{link:?}")) {
+            let (family, value) = match field.as_str() {
+                "frames_received" => ("link_datagrams_received", link.frames_received),
+                "frames_sent" => ("link_datagrams_sent", link.frames_sent),
+                "framing_errors" => ("link_framing_errors", link.framing_errors),
+                "oversize_refused" => ("link_oversize_dropped", link.oversize_refused),
+                "send_errors" => ("link_send_errors", link.send_errors),
+                "disconnects" => ("link_disconnects", link.disconnects),
+                "reopens" => ("link_reopens", link.reopens),
+                "failed_reopens" => ("serial_failed_reopens", link.failed_reopens),
+                other => panic!("SerialLinkStats::{other} is not exported"),
+            };
+            exported(family, value);
+        }
+        let framer = counters.framer;
+        for field in fields(&format!("{framer:?}")) {
+            let value = match field.as_str() {
+                "frames_ok" => framer.frames_ok,
+                "bad_checksum" => framer.bad_checksum,
+                "oversize" => framer.oversize,
+                "malformed" => framer.malformed,
+                "skipped" => framer.skipped,
+                "garbage_bytes" => framer.garbage_bytes,
+                other => panic!("FramerStats::{other} is not exported"),
+            };
+            exported(&format!("serial_{field}"), value);
+        }
+        for field in fields(&format!("{counters:?}")) {
+            let value = match field.as_str() {
+                "link" | "framer" => continue,
+                "xbee_undelivered" => counters.xbee_undelivered,
+                "xbee_status_timeouts" => counters.xbee_status_timeouts,
+                "xbee_untracked" => counters.xbee_untracked,
+                other => panic!("SerialCounters::{other} is not exported"),
+            };
+            exported(&format!("serial_{field}"), value);
+        }
+        exported("link_queue_dropped", 7);
     }
 
     #[test]

@@ -15,8 +15,8 @@ use sn_transports::serial::framing::cobs::CobsFramer;
 use sn_transports::serial::framing::kiss::{KissFramer, KissPort};
 use sn_transports::serial::framing::raw::RawFramer;
 use sn_transports::serial::framing::xbee::{ApiMode, DeliveryTracker, XBeeAddress, XBeeFramer};
-use sn_transports::serial::framing::{FrameError, Framer, Received};
-use sn_transports::serial::link::{SerialLink, SerialLinkConfig, SerialLinkError};
+use sn_transports::serial::framing::{FrameError, Framer, FramerStats, Received};
+use sn_transports::serial::link::{SerialLink, SerialLinkConfig, SerialLinkError, SerialLinkStats};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
@@ -31,6 +31,10 @@ const OUTGOING_QUEUE: usize = 256;
 /// How long an XBee transmit status is waited for before the transmission is forgotten (the
 /// module's own retries and route discovery can take several seconds).
 const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a link's counters are taken when nothing else happens on it (the metrics
+/// endpoint's snapshot is taken once a second).
+const COUNTERS_REFRESH: Duration = Duration::from_secs(1);
 
 /// Zigbee nodes whose latest 16-bit address is remembered per link; beyond it the oldest
 /// entries are forgotten and the module looks the address up again.
@@ -52,6 +56,25 @@ pub enum SerialStartError {
     Open(#[from] SerialLinkError),
 }
 
+/// Every counter a serial link keeps, kept current by its task for the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SerialCounters {
+    /// The link's own: frames in and out, framing errors, sends refused or failed, the
+    /// device going away and coming back.
+    pub link: SerialLinkStats,
+    /// The framer's, by reason: frames decoded, bad checksums, oversize, malformed,
+    /// skipped, bytes thrown away while looking for a frame.
+    pub framer: FramerStats,
+    /// XBee links: radio transmissions to a mote the module's transmit status reports
+    /// failed (the core counts them as `link_undelivered` for all links together).
+    pub xbee_undelivered: u64,
+    /// XBee links: transmissions whose transmit status never came within 30 s.
+    pub xbee_status_timeouts: u64,
+    /// XBee links: unicasts sent without asking for a status, because 255 were already
+    /// awaited (a failure of those goes unreported).
+    pub xbee_untracked: u64,
+}
+
 /// A datagram for the link's task to send.
 #[derive(Debug)]
 pub(super) struct Outgoing {
@@ -67,6 +90,8 @@ pub(super) struct SerialHandle {
     pub(super) task: JoinHandle<()>,
     /// Datagrams dropped because the link's queue was full.
     pub(super) dropped: u64,
+    /// The link's counters, updated by its task.
+    pub(super) stats: tokio::sync::watch::Receiver<SerialCounters>,
 }
 
 impl SerialHandle {
@@ -83,6 +108,7 @@ impl SerialHandle {
             error,
         };
         let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
+        let (counters, stats) = tokio::sync::watch::channel(SerialCounters::default());
         let max = settings.max_frame;
         let (name, task) = match settings.framing {
             SerialFraming::XBee | SerialFraming::XBeeApi1 => {
@@ -93,12 +119,12 @@ impl SerialHandle {
                 };
                 let framer = XBeeFramer::new(mode, max).map_err(framing_error)?;
                 let link = SerialLink::open(config, framer)?;
-                spawn(id, link, XBeeBook::default(), inbound, rx)
+                spawn(id, link, XBeeBook::default(), inbound, rx, counters)
             }
             SerialFraming::Cobs => {
                 let framer = CobsFramer::new(max).map_err(framing_error)?;
                 let link = SerialLink::open(config, framer)?;
-                spawn(id, link, NodeBook, inbound, rx)
+                spawn(id, link, NodeBook, inbound, rx, counters)
             }
             SerialFraming::Kiss => {
                 // Data frames on port 0 only: an RNode's status reports use command bytes
@@ -107,12 +133,12 @@ impl SerialHandle {
                     .map_err(framing_error)?
                     .with_ports(0x0001);
                 let link = SerialLink::open(config, framer)?;
-                spawn(id, link, KissBook, inbound, rx)
+                spawn(id, link, KissBook, inbound, rx, counters)
             }
             SerialFraming::Raw => {
                 let framer = RawFramer::new(max).map_err(framing_error)?;
                 let link = SerialLink::open(config, framer)?;
-                spawn(id, link, DirectBook, inbound, rx)
+                spawn(id, link, DirectBook, inbound, rx, counters)
             }
         };
         Ok(SerialHandle {
@@ -120,6 +146,7 @@ impl SerialHandle {
             outgoing: tx,
             task,
             dropped: 0,
+            stats,
         })
     }
 
@@ -142,6 +169,7 @@ fn spawn<F, B>(
     book: B,
     inbound: mpsc::Sender<Inbound>,
     outgoing: mpsc::Receiver<Outgoing>,
+    counters: tokio::sync::watch::Sender<SerialCounters>,
 ) -> (String, JoinHandle<()>)
 where
     F: Framer + Send + 'static,
@@ -150,7 +178,10 @@ where
 {
     let name = link.name().to_string();
     info!(link = %name, "serial link open");
-    (name, tokio::spawn(drive(id, link, book, inbound, outgoing)))
+    (
+        name,
+        tokio::spawn(drive(id, link, book, inbound, outgoing, counters)),
+    )
 }
 
 /// The link's task: receive, send, and match transmit statuses to what was sent.
@@ -160,15 +191,32 @@ async fn drive<F, B>(
     mut book: B,
     inbound: mpsc::Sender<Inbound>,
     mut outgoing: mpsc::Receiver<Outgoing>,
+    counters: tokio::sync::watch::Sender<SerialCounters>,
 ) where
     F: Framer,
     B: AddressBook<F::Address>,
 {
+    let mut xbee = SerialCounters::default();
+    // Bytes that make no frame (garbage, a bad checksum) end no `recv_event`: the counters
+    // are also taken on this tick, as often as the metrics snapshot.
+    let mut refresh = tokio::time::interval(COUNTERS_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let tracked = link.framer().reports_delivery();
     let mut tracker: DeliveryTracker<RadioAddr> = DeliveryTracker::new(STATUS_TIMEOUT);
     let mut expiry = tokio::time::interval(STATUS_TIMEOUT);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // After every event: a copy of a few counters, taken by the metrics snapshot.
+        let now = SerialCounters {
+            link: link.stats(),
+            framer: link.framer().stats(),
+            ..xbee
+        };
+        counters.send_if_modified(|shown| {
+            let changed = *shown != now;
+            *shown = now;
+            changed
+        });
         tokio::select! {
             received = link.recv_event() => match received {
                 Received::Datagram { from, datagram } => {
@@ -187,6 +235,7 @@ async fn drive<F, B>(
                     if status.delivery.is_success() {
                         continue;
                     }
+                    xbee.xbee_undelivered += 1;
                     debug!(link = %link.name(), peer = %to, status = %status.delivery, "radio reports a datagram undelivered");
                     let message = Inbound::Undelivered { link: id, to: PeerAddr::Radio(to) };
                     if inbound.send(message).await.is_err() {
@@ -213,18 +262,27 @@ async fn drive<F, B>(
                 // Unicasts ask the radio for a transmit status so a failure reaches the core;
                 // with 255 already waiting, the datagram goes untracked rather than late.
                 let frame_id = match peer {
-                    Some(peer) if tracked => tracker
-                        .track(tokio::time::Instant::now().into_std(), peer)
-                        .map_or(0, |id| id.get()),
+                    Some(peer) if tracked => {
+                        match tracker.track(tokio::time::Instant::now().into_std(), peer) {
+                            Ok(id) => id.get(),
+                            Err(_) => {
+                                xbee.xbee_untracked += 1;
+                                0
+                            }
+                        }
+                    }
                     _ => 0,
                 };
                 if let Err(error) = link.send_tracked(&to, &datagram, frame_id).await {
                     debug!(link = %link.name(), %error, "send failed");
                 }
             }
+            _ = refresh.tick() => {}
             _ = expiry.tick(), if tracked => {
                 let now = tokio::time::Instant::now().into_std();
-                while tracker.expire(now).is_some() {}
+                while tracker.expire(now).is_some() {
+                    xbee.xbee_status_timeouts += 1;
+                }
             }
         }
     }

@@ -31,6 +31,7 @@ mod discovery;
 mod downlink;
 mod fallback;
 mod persist;
+mod policy_reload;
 mod presence;
 mod spool;
 mod subscriptions;
@@ -41,6 +42,7 @@ pub use persist::{
     Restored, SessionRecord, StoreOp, StoredMessage, StoredRoute, StoredState, StoredSubKind,
     StoredSubscription, StoredWill,
 };
+pub use policy_reload::{PolicyChange, Revoked};
 
 /// The MQTT-SN gateway protocol engine, free of I/O: feed it datagrams, broker events and the
 /// time; poll it for datagrams, broker commands, its next deadline and events.

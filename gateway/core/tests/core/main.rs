@@ -19,6 +19,7 @@ mod limits;
 mod persist;
 mod policy;
 mod policy_caps;
+mod policy_reload;
 mod presence;
 mod uplink;
 
