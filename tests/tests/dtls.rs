@@ -12,6 +12,8 @@
     clippy::expect_used,
     clippy::indexing_slicing,
     clippy::panic,
+    // The cases file is loaded once per engine, on purpose: that is the parametrisation.
+    clippy::duplicate_mod,
     missing_docs
 )]
 

@@ -13,6 +13,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    // The cases file is loaded once per engine, on purpose: that is the parametrisation.
+    clippy::duplicate_mod,
     clippy::indexing_slicing
 )]
 

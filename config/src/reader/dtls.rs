@@ -148,8 +148,8 @@ impl Reader<'_> {
                     }
                 }
                 "engine" => {
-                    match self.string(v, &f, "\"mbedtls\" or \"openssl\"") {
-                        Some(name) => match name.trim().to_ascii_lowercase().as_str() {
+                    if let Some(name) = self.string(v, &f, "\"mbedtls\" or \"openssl\"") {
+                        match name.trim().to_ascii_lowercase().as_str() {
                             "mbedtls" => link.engine = Some(DtlsEngineName::MbedTls),
                             "openssl" => link.engine = Some(DtlsEngineName::OpenSsl),
                             other => self.issue(
@@ -161,8 +161,7 @@ impl Reader<'_> {
                                      engine = \"openssl\" (the system's libssl)"
                                 ),
                             ),
-                        },
-                        None => {}
+                        }
                     }
                     engine_span = Some(v.span());
                 }

@@ -37,11 +37,11 @@ fn lock() -> MutexGuard<'static, ()> {
 }
 
 /// `MBEDTLS_ERR_SSL_UNKNOWN_IDENTITY`: the PSK callback did not know the identity.
-pub(super) const ERR_UNKNOWN_IDENTITY: i32 = m::MBEDTLS_ERR_SSL_UNKNOWN_IDENTITY as i32;
+pub(super) const ERR_UNKNOWN_IDENTITY: i32 = m::MBEDTLS_ERR_SSL_UNKNOWN_IDENTITY;
 /// `MBEDTLS_ERR_X509_CERT_VERIFY_FAILED`: the client certificate did not verify.
-pub(super) const ERR_X509_CERT_VERIFY_FAILED: i32 = m::MBEDTLS_ERR_X509_CERT_VERIFY_FAILED as i32;
+pub(super) const ERR_X509_CERT_VERIFY_FAILED: i32 = m::MBEDTLS_ERR_X509_CERT_VERIFY_FAILED;
 /// `MBEDTLS_ERR_SSL_INVALID_MAC`: a record (in a handshake: the Finished) did not authenticate.
-pub(super) const ERR_INVALID_MAC: i32 = m::MBEDTLS_ERR_SSL_INVALID_MAC as i32;
+pub(super) const ERR_INVALID_MAC: i32 = m::MBEDTLS_ERR_SSL_INVALID_MAC;
 
 /// Bytes of HMAC-SHA256 kept as the cookie (RFC 6347 allows up to 255; 16 is unguessable).
 const COOKIE_LEN: usize = 16;
@@ -50,15 +50,15 @@ const COOKIE_LEN: usize = 16;
 /// this build).
 pub(super) fn error_text(code: i32) -> String {
     let name = match code {
-        c if c == m::MBEDTLS_ERR_SSL_INVALID_MAC as i32 => "invalid MAC",
-        c if c == m::MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE as i32 => "fatal alert received",
-        c if c == m::MBEDTLS_ERR_SSL_UNKNOWN_IDENTITY as i32 => "unknown PSK identity",
-        c if c == m::MBEDTLS_ERR_SSL_TIMEOUT as i32 => "timeout",
-        c if c == m::MBEDTLS_ERR_SSL_CLIENT_RECONNECT as i32 => "client reconnect",
-        c if c == m::MBEDTLS_ERR_X509_CERT_VERIFY_FAILED as i32 => "certificate verify failed",
-        c if c == m::MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE as i32 => "handshake failure",
-        c if c == m::MBEDTLS_ERR_SSL_BAD_INPUT_DATA as i32 => "bad input data",
-        c if c == m::MBEDTLS_ERR_SSL_ALLOC_FAILED as i32 => "out of memory",
+        c if c == m::MBEDTLS_ERR_SSL_INVALID_MAC => "invalid MAC",
+        c if c == m::MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE => "fatal alert received",
+        c if c == m::MBEDTLS_ERR_SSL_UNKNOWN_IDENTITY => "unknown PSK identity",
+        c if c == m::MBEDTLS_ERR_SSL_TIMEOUT => "timeout",
+        c if c == m::MBEDTLS_ERR_SSL_CLIENT_RECONNECT => "client reconnect",
+        c if c == m::MBEDTLS_ERR_X509_CERT_VERIFY_FAILED => "certificate verify failed",
+        c if c == m::MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE => "handshake failure",
+        c if c == m::MBEDTLS_ERR_SSL_BAD_INPUT_DATA => "bad input data",
+        c if c == m::MBEDTLS_ERR_SSL_ALLOC_FAILED => "out of memory",
         _ => "Mbed TLS error",
     };
     format!("{name} (-0x{:04x})", code.unsigned_abs())
@@ -570,7 +570,7 @@ unsafe extern "C" fn cookie_write(
     info: *const c_uchar,
     ilen: usize,
 ) -> c_int {
-    const FAIL: c_int = m::MBEDTLS_ERR_SSL_INTERNAL_ERROR as c_int;
+    const FAIL: c_int = m::MBEDTLS_ERR_SSL_INTERNAL_ERROR;
     if p.is_null() || out.is_null() || info.is_null() {
         return FAIL;
     }
@@ -592,7 +592,7 @@ unsafe extern "C" fn cookie_write(
     unsafe {
         let at = *out;
         if at.is_null() || (end as usize).saturating_sub(at as usize) < COOKIE_LEN {
-            return m::MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL as c_int;
+            return m::MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
         }
         std::ptr::copy_nonoverlapping(cookie.as_ptr(), at, COOKIE_LEN);
         *out = at.add(COOKIE_LEN);
@@ -660,13 +660,13 @@ struct IoState {
 
 unsafe extern "C" fn bio_send(p: *mut c_void, buf: *const c_uchar, len: usize) -> c_int {
     if p.is_null() || buf.is_null() {
-        return m::MBEDTLS_ERR_SSL_INTERNAL_ERROR as c_int;
+        return m::MBEDTLS_ERR_SSL_INTERNAL_ERROR;
     }
     // SAFETY: `p` is the context's boxed `Io` (see `Context::new`), alive while the context
     // is; `buf` holds `len` bytes Mbed TLS wrote.
     let (io, data) = unsafe { (&*(p as *const Io), std::slice::from_raw_parts(buf, len)) };
     let Ok(mut state) = io.state.try_borrow_mut() else {
-        return m::MBEDTLS_ERR_SSL_INTERNAL_ERROR as c_int;
+        return m::MBEDTLS_ERR_SSL_INTERNAL_ERROR;
     };
     state.outgoing.push(data.to_vec());
     c_int::try_from(len).unwrap_or(c_int::MAX)
@@ -674,15 +674,15 @@ unsafe extern "C" fn bio_send(p: *mut c_void, buf: *const c_uchar, len: usize) -
 
 unsafe extern "C" fn bio_recv(p: *mut c_void, buf: *mut c_uchar, len: usize) -> c_int {
     if p.is_null() || buf.is_null() {
-        return m::MBEDTLS_ERR_SSL_INTERNAL_ERROR as c_int;
+        return m::MBEDTLS_ERR_SSL_INTERNAL_ERROR;
     }
     // SAFETY: as in `bio_send`; `buf` has room for `len` bytes.
     let (io, out) = unsafe { (&*(p as *const Io), std::slice::from_raw_parts_mut(buf, len)) };
     let Ok(mut state) = io.state.try_borrow_mut() else {
-        return m::MBEDTLS_ERR_SSL_INTERNAL_ERROR as c_int;
+        return m::MBEDTLS_ERR_SSL_INTERNAL_ERROR;
     };
     match state.incoming.pop_front() {
-        None => m::MBEDTLS_ERR_SSL_WANT_READ as c_int,
+        None => m::MBEDTLS_ERR_SSL_WANT_READ,
         Some(datagram) => {
             // A datagram longer than the buffer is cut, as a socket would; the record layer
             // then rejects it.
@@ -748,13 +748,11 @@ pub(super) enum Outcome {
 fn outcome(r: c_int) -> Outcome {
     match r {
         r if r >= 0 => Outcome::Done(usize::try_from(r).unwrap_or(0)),
-        r if r == m::MBEDTLS_ERR_SSL_WANT_READ as c_int
-            || r == m::MBEDTLS_ERR_SSL_WANT_WRITE as c_int =>
-        {
+        r if r == m::MBEDTLS_ERR_SSL_WANT_READ || r == m::MBEDTLS_ERR_SSL_WANT_WRITE => {
             Outcome::WantRead
         }
-        r if r == m::MBEDTLS_ERR_SSL_HELLO_VERIFY_REQUIRED as c_int => Outcome::HelloVerifyRequired,
-        r if r == m::MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY as c_int => Outcome::CloseNotify,
+        r if r == m::MBEDTLS_ERR_SSL_HELLO_VERIFY_REQUIRED => Outcome::HelloVerifyRequired,
+        r if r == m::MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY => Outcome::CloseNotify,
         r => Outcome::Error(r),
     }
 }
@@ -977,8 +975,9 @@ impl Context {
         let (Some(epoch), Some(seq)) = (datagram.get(3..5), datagram.get(5..11)) else {
             return false;
         };
-        let epoch = u16::from_be_bytes([epoch[0], epoch[1]]);
-        let seq = seq.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let be = |bytes: &[u8]| bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let epoch = be(epoch);
+        let seq = be(seq);
         // check_record decrypts in place: give it a copy.
         let mut copy = datagram.to_vec();
         let _guard = lock();
@@ -992,7 +991,7 @@ impl Context {
                 return false;
             }
             let ssl = &*self.ssl;
-            epoch == ssl.private_in_epoch && seq > ssl.private_in_window_top
+            epoch == u64::from(ssl.private_in_epoch) && seq > ssl.private_in_window_top
         }
     }
 
