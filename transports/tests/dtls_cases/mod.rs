@@ -362,6 +362,48 @@ fn untrusted_client_certificate_is_refused_with_an_alert() {
 }
 
 #[test]
+fn expired_client_certificate_is_refused() {
+    // The Mbed TLS engine checks certificate dates only because the build has the wall clock
+    // hook (mbedtls-rs-sys `hook-wall-clock`); without it this certificate would pass.
+    require_openssl();
+    let dir = TempDir::new("expired");
+    make_pki(&dir.0);
+    let server = Server::start("127.0.0.1:0", cert_config(&dir.0), PskTable::new());
+    let cert = dir.path("expired.pem");
+    let key = dir.path("expired.key");
+    let ca = dir.path("ca.pem");
+    let mut child = s_client(
+        &server.port(),
+        &[
+            "-cert",
+            cert.to_str().unwrap(),
+            "-key",
+            key.to_str().unwrap(),
+            "-CAfile",
+            ca.to_str().unwrap(),
+            "-cipher",
+            "ECDHE-ECDSA-AES128-CCM8",
+        ],
+    );
+    server.wait_for("the refusal", |s| {
+        s.events.iter().any(|e| {
+            matches!(
+                e,
+                DtlsEvent::Refused {
+                    reason: RefusalReason::BadCertificate(_),
+                    ..
+                }
+            )
+        })
+    });
+    drop(child.stdin.take());
+    drop(wait_child(child));
+    let stats = server.stats();
+    assert_eq!(stats.bad_certificate, 1);
+    assert_eq!(stats.handshakes_completed, 0);
+}
+
+#[test]
 fn wrong_psk_is_refused_and_counted() {
     require_openssl();
     let config = DtlsConfig {
