@@ -7,7 +7,7 @@
 //!
 //! Links so far: [`udp`] (IPv4/IPv6, broadcast or multicast discovery), [`serial`], and with
 //! the `dtls` feature (on by default) the sans-I/O DTLS 1.2 server endpoint in `dtls`, on libssl
-or (feature `dtls-mbedtls`, on by default) Mbed TLS with the Connection ID.
+//! or (feature `dtls-mbedtls`, on by default) Mbed TLS with the Connection ID.
 
 // The exceptions, batched datagram I/O (udp/mmsg.rs), the three libssl calls rust-openssl
 // does not bind (dtls/openssl.rs) and the wrapper of the Mbed TLS C API (dtls/mbedtls_ffi.rs),
