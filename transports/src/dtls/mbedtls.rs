@@ -138,6 +138,8 @@ impl Engine {
         let result = listener.handshake();
         listener.take_output(out);
         let bad_cookie = self.config.take_cookie_rejected();
+        // The PSK callback runs only in a later flight; whatever it left is no one's.
+        let _ = self.config.take_psk_identity();
         match result {
             Outcome::HelloVerifyRequired => Ok(Listened::HelloVerify { bad_cookie }),
             // The cookie verified and the ServerHello flight is out (its timer runs): the
