@@ -173,6 +173,36 @@ fn replayed_older_or_forged_records_from_a_third_address_move_nothing() {
 }
 
 #[test]
+fn only_application_data_moves_a_session_not_an_alert() {
+    let mut endpoint = endpoint(true);
+    let mut client = client(true);
+    let (a, b) = (addr(40030), addr(40031));
+    handshake(&mut endpoint, &mut client, a);
+    events(&mut endpoint);
+
+    // close_notify travels in a type-25 record that authenticates and is the newest: it is
+    // still no reason to move (RFC 9146 §6 moves on application data). It closes the
+    // session where it is.
+    client.close();
+    let alert = client.take_transmits();
+    assert_eq!(alert.len(), 1);
+    assert_eq!(alert[0][0], 25);
+    endpoint.handle(Instant::now(), b, &alert[0]);
+    let seen = events(&mut endpoint);
+    assert!(
+        seen.iter().all(|e| !matches!(e, DtlsEvent::Moved { .. })),
+        "{seen:?}"
+    );
+    assert!(
+        matches!(&seen[..], [DtlsEvent::Closed { from, .. }] if *from == a),
+        "{seen:?}"
+    );
+    assert_eq!(endpoint.stats().cid_moves, 0);
+    assert_eq!(endpoint.stats().cid_moves_refused, 1);
+    assert_eq!(endpoint.connections(), 0);
+}
+
+#[test]
 fn without_a_connection_id_a_new_address_is_a_stranger() {
     let mut endpoint = endpoint(false);
     let mut client = client(true);

@@ -388,6 +388,11 @@ impl MbedtlsClient {
         self.context.write(plaintext).map_err(DtlsError::Engine)
     }
 
+    /// Sends close_notify (an alert record; with a CID, of content type 25 like data).
+    pub fn close(&mut self) {
+        self.context.close_notify();
+    }
+
     /// The datagrams to send, oldest first.
     pub fn take_transmits(&mut self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();

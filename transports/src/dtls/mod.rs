@@ -596,7 +596,8 @@ impl DtlsEndpoint {
     pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.stats.datagrams_received += 1;
         if let Some(at) = record_cid(datagram).and_then(|cid| self.by_cid.get(&cid).copied()) {
-            if at != from && !self.follow(at, from, datagram) {
+            if at != from {
+                self.follow(now, at, from, datagram);
                 return;
             }
         }
@@ -618,28 +619,41 @@ impl DtlsEndpoint {
             peer.session.set_now(now);
             peer.session.feed(datagram);
         }
-        let produced = self.drive(now, from);
+        let produced = self.drive(now, from, None);
         if established && !produced {
             self.stats.records_discarded += 1;
         }
     }
 
-    /// A record with the Connection ID of the session at `at` came from `to`: moves the
-    /// session there if the record authenticates and is newer than any the session received
-    /// (RFC 9146 §6), and `to` is no other session's. False (counted) when it stays.
-    fn follow(&mut self, at: SocketAddr, to: SocketAddr, datagram: &[u8]) -> bool {
-        let allowed = !self.peers.contains_key(&to)
+    /// A record with the Connection ID of the session at `at` came from `to`. The session
+    /// moves there only if the record authenticates, is newer than any the session received
+    /// (RFC 9146 §6), carries application data (a retransmitted handshake message or an alert
+    /// moves nothing), and `to` is no other session's; otherwise the record is dropped, or
+    /// (authentic but not data) processed where the session is, and counted.
+    fn follow(&mut self, now: Instant, at: SocketAddr, to: SocketAddr, datagram: &[u8]) {
+        let candidate = !self.peers.contains_key(&to)
             && self.peers.get_mut(&at).is_some_and(|peer| {
                 matches!(peer.phase, Phase::Established { .. }) && peer.session.may_move(datagram)
             });
-        let moved = if allowed {
-            self.peers.remove(&at)
-        } else {
-            None
+        let step = match self.peers.get_mut(&at) {
+            Some(peer) if candidate => {
+                peer.session.set_now(now);
+                peer.session.feed(datagram);
+                peer.session.read(&mut self.read_buf)
+            }
+            _ => {
+                self.stats.cid_moves_refused += 1;
+                return;
+            }
+        };
+        let moved = match step {
+            Step::Data(_) => self.peers.remove(&at),
+            _ => None,
         };
         let Some(peer) = moved else {
             self.stats.cid_moves_refused += 1;
-            return false;
+            self.drive(now, at, Some(step));
+            return;
         };
         let identity = match &peer.phase {
             Phase::Established { identity, .. } => Arc::clone(identity),
@@ -655,7 +669,7 @@ impl DtlsEndpoint {
             to,
             identity,
         });
-        true
+        self.drive(now, to, Some(step));
     }
 
     /// Encrypts `plaintext` for an established peer and queues it.
@@ -874,51 +888,56 @@ impl DtlsEndpoint {
         );
         self.handshakes += 1;
         *self.handshakes_per_ip.entry(ip).or_insert(0) += 1;
-        self.drive(now, from);
+        self.drive(now, from, None);
     }
 
     /// Runs the peer's state machine on what it was fed. Returns whether anything came of it
     /// (handshake progress, data, a close, a failure, a datagram to send).
-    fn drive(&mut self, now: Instant, from: SocketAddr) -> bool {
+    /// `first`: a step already taken on the session (a record read by `follow`), acted on
+    /// before anything else.
+    fn drive(&mut self, now: Instant, from: SocketAddr, mut first: Option<Step>) -> bool {
         let mut produced = false;
         loop {
             let Some(peer) = self.peers.get_mut(&from) else {
                 return true;
             };
-            let step = match &peer.phase {
-                Phase::Handshake { .. } => match peer.session.handshake() {
-                    Step::Established { identity } => match identity {
-                        Ok(identity) => {
-                            peer.phase = Phase::Established {
-                                identity: Arc::clone(&identity),
-                                last_seen: now,
-                            };
-                            self.handshakes = self.handshakes.saturating_sub(1);
-                            release_ip(&mut self.handshakes_per_ip, from.ip());
-                            self.stats.handshakes_completed += 1;
-                            if let Some(cid) = peer.session.connection_id() {
-                                self.by_cid.insert(cid, from);
+            let step = match (first.take(), &peer.phase) {
+                (Some(step), _) => step,
+                (None, phase) => match phase {
+                    Phase::Handshake { .. } => match peer.session.handshake() {
+                        Step::Established { identity } => match identity {
+                            Ok(identity) => {
+                                peer.phase = Phase::Established {
+                                    identity: Arc::clone(&identity),
+                                    last_seen: now,
+                                };
+                                self.handshakes = self.handshakes.saturating_sub(1);
+                                release_ip(&mut self.handshakes_per_ip, from.ip());
+                                self.stats.handshakes_completed += 1;
+                                if let Some(cid) = peer.session.connection_id() {
+                                    self.by_cid.insert(cid, from);
+                                }
+                                self.flush(from);
+                                self.event(DtlsEvent::Connected { from, identity });
+                                produced = true;
+                                continue;
                             }
-                            self.flush(from);
-                            self.event(DtlsEvent::Connected { from, identity });
-                            produced = true;
-                            continue;
-                        }
-                        Err(why) => {
-                            peer.session.close();
-                            self.flush(from);
-                            self.remove(from);
-                            self.stats.no_identity += 1;
-                            self.event(DtlsEvent::Refused {
-                                from,
-                                reason: RefusalReason::NoIdentity(why),
-                            });
-                            return true;
-                        }
+                            Err(why) => {
+                                peer.session.close();
+                                self.flush(from);
+                                self.remove(from);
+                                self.stats.no_identity += 1;
+                                self.event(DtlsEvent::Refused {
+                                    from,
+                                    reason: RefusalReason::NoIdentity(why),
+                                });
+                                return true;
+                            }
+                        },
+                        other => other,
                     },
-                    other => other,
+                    Phase::Established { .. } => peer.session.read(&mut self.read_buf),
                 },
-                Phase::Established { .. } => peer.session.read(&mut self.read_buf),
             };
             match step {
                 Step::Pending => {
