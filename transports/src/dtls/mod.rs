@@ -24,8 +24,8 @@
 //! `engine.rs`. Only Mbed TLS has the DTLS Connection ID (RFC 9146): with
 //! [`DtlsConfig::connection_id`] each session gets a random 8-byte CID, records of content
 //! type 25 are matched to their session by it, and a session follows its peer to a new
-//! address (a NAT that rebound the mote's port) on an authenticated record newer than any
-//! before it ([`DtlsEvent::Moved`]). libssl has no CID: there a mote whose NAT rebinds
+//! address (a NAT that rebound the mote's port) on an authenticated record of application
+//! data newer than any before it ([`DtlsEvent::Moved`]). libssl has no CID: there a mote whose NAT rebinds
 //! handshakes again.
 
 mod engine;
@@ -376,7 +376,8 @@ pub enum DtlsEvent {
         reason: LostReason,
     },
     /// A session with a Connection ID follows its peer to a new address: a record carrying
-    /// its CID came from `to`, authenticated, and was newer than any before it (RFC 9146 §6).
+    /// its CID came from `to`, authenticated, was newer than any before it (RFC 9146 §6) and
+    /// held application data.
     /// Datagrams to the peer go to `to` from now on.
     Moved {
         /// The address the session had.
