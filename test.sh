@@ -23,6 +23,13 @@ command -v socat >/dev/null 2>&1 || missing+=(socat)
 type -P kill >/dev/null 2>&1 || missing+=(procps)
 # The DTLS link builds against the system libssl (openssl-sys finds it with pkg-config).
 pkg-config --exists libssl 2>/dev/null || missing+=(libssl-dev pkg-config)
+# The Mbed TLS DTLS engine (feature dtls-mbedtls, on by default) is built from the C sources
+# mbedtls-rs-sys bundles: cmake and ninja build them, bindgen needs clang's libclang.
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null ||
+    compgen -G '/usr/lib/*/libclang*.so*' >/dev/null || missing+=(libclang-dev)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v ninja >/dev/null 2>&1 || missing+=(ninja-build)
 # The DTLS interop tests run python-mbedtls as a client (pip, below).
 python3 -c 'import mbedtls' >/dev/null 2>&1 || command -v pip3 >/dev/null 2>&1 || missing+=(python3-pip)
 if ((${#missing[@]})); then

@@ -370,6 +370,15 @@ pub const DEFAULT_DTLS_CIPHER_SUITES: [&str; 4] = [
     "ECDHE-ECDSA-AES128-GCM-SHA256",
 ];
 
+/// `engine` of a `[[dtls]]` link: the library that does its DTLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtlsEngineName {
+    /// `"openssl"`: the system's libssl (OpenSSL 3). No Connection ID.
+    OpenSsl,
+    /// `"mbedtls"`: Mbed TLS 3.6, built into the gateway. Has the Connection ID.
+    MbedTls,
+}
+
 /// `[[dtls]]`: one DTLS 1.2 link, a UDP socket whose motes speak MQTT-SN inside DTLS
 /// records and prove who they are with a pre-shared key or a client certificate.
 ///
@@ -381,6 +390,13 @@ pub struct DtlsConfig {
     /// The local address and port the link listens on, like `0.0.0.0:8883` or `[::]:8883`.
     /// Required.
     pub bind: SocketAddr,
+    /// `engine`: `"openssl"` or `"mbedtls"`; `None` (not given): the build's default, Mbed
+    /// TLS when it is built in (the default build).
+    pub engine: Option<DtlsEngineName>,
+    /// `connection_id`: give each session a DTLS Connection ID (RFC 9146), so a mote whose
+    /// address changes (a NAT that rebinds its port) keeps its session. Needs the mbedtls
+    /// engine. Default false.
+    pub connection_id: bool,
     /// `psk_file`: the motes' pre-shared keys, one `identity:hexkey` per line; read at start
     /// and again on SIGHUP. `None`: certificates only.
     pub psk_file: Option<PathBuf>,
@@ -423,6 +439,8 @@ impl DtlsConfig {
     pub fn new(bind: SocketAddr) -> DtlsConfig {
         DtlsConfig {
             bind,
+            engine: None,
+            connection_id: false,
             psk_file: None,
             certificates: None,
             cipher_suites: DEFAULT_DTLS_CIPHER_SUITES

@@ -98,6 +98,8 @@ const OPTIONS: &[(&str, &[&str])] = &[
         "dtls",
         &[
             "bind",
+            "engine",
+            "connection_id",
             "psk_file",
             "cert",
             "key",
@@ -205,6 +207,7 @@ const COMMENTED_DEFAULTS: &[(&str, &[&str])] = &[
     (
         "dtls",
         &[
+            "connection_id",
             "cipher_suites",
             "mtu",
             "max_handshakes",
@@ -250,7 +253,10 @@ const COMMENTED_EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     ("serial", &["device", "usb", "serial_number", "framing"]),
-    ("dtls", &["bind", "psk_file", "cert", "key", "ca_file"]),
+    (
+        "dtls",
+        &["bind", "engine", "psk_file", "cert", "key", "ca_file"],
+    ),
     (
         "broker",
         &[

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{issues, ok, one};
-use sn_config::{Config, DtlsCertificates, DtlsConfig, LinkId, DEFAULT_DTLS_CIPHER_SUITES};
+use sn_config::{
+    Config, DtlsCertificates, DtlsConfig, DtlsEngineName, LinkId, DEFAULT_DTLS_CIPHER_SUITES,
+};
 
 #[test]
 fn a_psk_link_with_the_defaults() {
@@ -29,6 +31,8 @@ fn a_psk_link_with_the_defaults() {
     assert_eq!(link.handshake_timeout, Duration::from_secs(10));
     assert_eq!(link.idle_timeout, Duration::from_secs(24 * 3600));
     assert_eq!(link.name(), "dtls:0.0.0.0:8883");
+    assert_eq!(link.engine, None, "the build's default engine");
+    assert!(!link.connection_id);
     // The default UDP link stays: a DTLS link runs beside it.
     assert_eq!(c.udp.len(), 1);
     assert!(Config::default().dtls.is_empty());
@@ -262,4 +266,32 @@ fn a_single_table_is_not_a_link_list() {
     assert!(all[0]
         .message
         .contains("write [[dtls]] with double brackets"));
+}
+
+#[test]
+fn engine_and_connection_id() {
+    let c = ok("[[dtls]]\nbind = \"0.0.0.0:8883\"\npsk_file = \"k\"\nengine = \"mbedtls\"\nconnection_id = true\n");
+    assert_eq!(c.dtls[0].engine, Some(DtlsEngineName::MbedTls));
+    assert!(c.dtls[0].connection_id);
+    // Without an engine, the Connection ID asks for the default one (Mbed TLS).
+    let c = ok("[[dtls]]\nbind = \"0.0.0.0:8883\"\npsk_file = \"k\"\nconnection_id = true\n");
+    assert_eq!(c.dtls[0].engine, None);
+    let c = ok("[[dtls]]\nbind = \"0.0.0.0:8883\"\npsk_file = \"k\"\nengine = \"OpenSSL\"\n");
+    assert_eq!(c.dtls[0].engine, Some(DtlsEngineName::OpenSsl));
+}
+
+#[test]
+fn connection_id_with_openssl_is_an_error_that_says_why() {
+    one(
+        "[[dtls]]\nbind = \"0.0.0.0:8883\"\npsk_file = \"k\"\nengine = \"openssl\"\nconnection_id = true\n",
+        5,
+        "dtls[0].connection_id",
+        "connection_id = true needs engine = \"mbedtls\": libssl (engine = \"openssl\") has no DTLS Connection ID",
+    );
+    one(
+        "[[dtls]]\nbind = \"0.0.0.0:8883\"\npsk_file = \"k\"\nengine = \"wolfssl\"\n",
+        4,
+        "dtls[0].engine",
+        "\"wolfssl\" is not a DTLS engine; write engine = \"mbedtls\"",
+    );
 }

@@ -115,6 +115,13 @@ enum Inbound {
     },
     /// A DTLS link lost its connection with `from` (an alert, the idle timeout).
     PeerLost { link: LinkId, from: SocketAddr },
+    /// A DTLS link's session (Connection ID) follows its peer from `from` to `to`.
+    PeerMoved {
+        link: LinkId,
+        from: SocketAddr,
+        to: SocketAddr,
+        identity: Arc<str>,
+    },
 }
 
 /// One running link, at the index of its [`LinkId`].
@@ -684,6 +691,22 @@ impl Runtime {
                 };
                 self.core.handle_peer_lost(now, peer);
             }
+            Inbound::PeerMoved {
+                link,
+                from,
+                to,
+                identity,
+            } => {
+                let old = Peer {
+                    link,
+                    addr: PeerAddr::Ip(from),
+                };
+                let new = Peer {
+                    link,
+                    addr: PeerAddr::Ip(to),
+                };
+                self.core.handle_peer_moved(now, old, new, &identity);
+            }
         }
     }
 
@@ -953,6 +976,8 @@ impl Runtime {
             dropped_too_big = m.dropped_too_big_for_client,
             refused_by_client = m.delivery_refused,
             link_undelivered = m.link_undelivered,
+            peer_moves = m.peer_moves,
+            peer_moves_refused = m.peer_moves_refused,
             kernel_dropped = self.kernel_dropped(),
             serial_queue_dropped = self
                 .links
@@ -967,6 +992,8 @@ impl Runtime {
             dtls_lost = self.dtls_total(|s| s.endpoint.alerts + s.endpoint.idle_timeouts),
             dtls_discarded = self.dtls_total(|s| s.endpoint.records_discarded + s.endpoint.garbage),
             dtls_not_connected = self.dtls_total(|s| s.not_connected),
+            dtls_cid_moves = self.dtls_total(|s| s.endpoint.cid_moves),
+            dtls_cid_moves_refused = self.dtls_total(|s| s.endpoint.cid_moves_refused),
             dtls_queue_dropped = self
                 .links
                 .iter()

@@ -6,10 +6,12 @@
 //! the sans-I/O protocol core.
 //!
 //! Links so far: [`udp`] (IPv4/IPv6, broadcast or multicast discovery), [`serial`], and with
-//! the `dtls` feature (on by default) the sans-I/O DTLS 1.2 server endpoint in `dtls`.
+//! the `dtls` feature (on by default) the sans-I/O DTLS 1.2 server endpoint in `dtls`, on libssl
+//! or (feature `dtls-mbedtls`, on by default) Mbed TLS with the Connection ID.
 
-// The exceptions, batched datagram I/O (udp/mmsg.rs) and the three libssl calls rust-openssl
-// does not bind (dtls/openssl.rs), allow it for themselves and prove each block sound.
+// The exceptions, batched datagram I/O (udp/mmsg.rs), the three libssl calls rust-openssl
+// does not bind (dtls/openssl.rs) and the wrapper of the Mbed TLS C API (dtls/mbedtls_ffi.rs),
+// allow it for themselves and prove each block sound.
 #![deny(unsafe_code)]
 
 #[cfg(feature = "dtls")]

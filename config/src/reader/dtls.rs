@@ -8,11 +8,13 @@ use toml::de::{DeTable, DeValue};
 
 use super::{join, set, Kind, Limits, Reader, Value};
 use crate::values::parse_socket_addr;
-use crate::{DtlsCertificates, DtlsConfig};
+use crate::{DtlsCertificates, DtlsConfig, DtlsEngineName};
 
 /// The options of each `[[dtls]]`.
-pub(crate) const DTLS_KEYS: [&str; 11] = [
+pub(crate) const DTLS_KEYS: [&str; 13] = [
     "bind",
+    "engine",
+    "connection_id",
     "psk_file",
     "cert",
     "key",
@@ -128,6 +130,8 @@ impl Reader<'_> {
         let mut cert: Option<PathBuf> = None;
         let mut key: Option<PathBuf> = None;
         let mut ca_file: Option<PathBuf> = None;
+        let mut engine_span: Option<Range<usize>> = None;
+        let mut cid_span: Option<Range<usize>> = None;
         for (k, v) in table.iter() {
             let name: &str = k.get_ref();
             let f = join(path, name);
@@ -141,6 +145,30 @@ impl Reader<'_> {
                             broken_bind = true;
                         }
                         None => broken_bind = true,
+                    }
+                }
+                "engine" => {
+                    if let Some(name) = self.string(v, &f, "\"mbedtls\" or \"openssl\"") {
+                        match name.trim().to_ascii_lowercase().as_str() {
+                            "mbedtls" => link.engine = Some(DtlsEngineName::MbedTls),
+                            "openssl" => link.engine = Some(DtlsEngineName::OpenSsl),
+                            other => self.issue(
+                                v.span(),
+                                &f,
+                                format!(
+                                    "{other:?} is not a DTLS engine; write engine = \"mbedtls\" \
+                                     (Mbed TLS 3.6, built in, has the Connection ID) or \
+                                     engine = \"openssl\" (the system's libssl)"
+                                ),
+                            ),
+                        }
+                    }
+                    engine_span = Some(v.span());
+                }
+                "connection_id" => {
+                    if let Some(on) = self.boolean(v, &f) {
+                        link.connection_id = on;
+                        cid_span = Some(v.span());
                     }
                 }
                 "psk_file" => link.psk_file = self.path(v, &f),
@@ -175,6 +203,15 @@ impl Reader<'_> {
                 }
                 _ => self.unknown_key(k, path, "dtls"),
             }
+        }
+        if link.connection_id && link.engine == Some(DtlsEngineName::OpenSsl) {
+            let span = cid_span.or(engine_span).unwrap_or_else(|| item.span());
+            self.issue(
+                span,
+                &join(path, "connection_id"),
+                "connection_id = true needs engine = \"mbedtls\": libssl (engine = \"openssl\") \
+                 has no DTLS Connection ID; remove the engine line or set connection_id = false",
+            );
         }
         // Certificates come as a set: a gateway certificate without a CA would complete
         // handshakes that prove no mote's identity.

@@ -203,6 +203,12 @@ pub struct Metrics {
     /// Datagrams a link reported it could not deliver (an XBee transmit status other than
     /// success). The MQTT-SN retries recover those that needed an answer.
     pub link_undelivered: u64,
+    /// Sessions moved to a new address with their DTLS connection (Connection ID: the
+    /// mote's NAT rebound its port); the mote went on without a new CONNECT.
+    pub peer_moves: u64,
+    /// DTLS connection moves that did not move a session: the session there was not opened
+    /// by the connection's identity, or the new address is another session's.
+    pub peer_moves_refused: u64,
     /// Uplink messages copied to the fallback broker while it served the motes.
     pub fallback_published: u64,
     /// Times service moved to the fallback broker (remote broker lost, local one up).

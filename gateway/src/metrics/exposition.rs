@@ -114,6 +114,8 @@ fn counters(out: &mut String, m: &Metrics) {
         ("spool_refused", "Uplink messages refused because the spool was full.", m.spool_refused),
         ("spool_dropped", "Spooled messages dropped to make room (when_full = drop-oldest).", m.spool_dropped),
         ("link_undelivered", "Datagrams a link reported it could not deliver.", m.link_undelivered),
+        ("peer_moves", "Sessions moved to a new address with their DTLS connection (Connection ID).", m.peer_moves),
+        ("peer_moves_refused", "DTLS connection moves that did not move a session.", m.peer_moves_refused),
         ("fallback_published", "Uplink messages copied to the fallback broker.", m.fallback_published),
         ("fallback_switches", "Times service moved to the fallback broker.", m.fallback_switches),
         ("replayed", "Uplink messages sent to the broker again after it came back.", m.replayed),

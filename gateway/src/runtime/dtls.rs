@@ -14,9 +14,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
+use sn_config::DtlsEngineName;
 use sn_transports::dtls::{
-    CertificateFiles, DtlsConfig as EndpointConfig, DtlsEndpoint, DtlsError, DtlsEvent, DtlsStats,
-    PskTable,
+    CertificateFiles, DtlsConfig as EndpointConfig, DtlsEndpoint, DtlsEngine, DtlsError, DtlsEvent,
+    DtlsStats, PskTable,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -136,6 +137,12 @@ impl DtlsHandle {
             None => PskTable::new(),
         };
         let endpoint_config = EndpointConfig {
+            engine: match config.engine {
+                Some(DtlsEngineName::OpenSsl) => DtlsEngine::OpenSsl,
+                Some(DtlsEngineName::MbedTls) => DtlsEngine::MbedTls,
+                None => DtlsEngine::default_engine(),
+            },
+            connection_id: config.connection_id,
             cipher_suites: config.cipher_suites.clone(),
             certificates: config.certificates.as_ref().map(|c| CertificateFiles {
                 certificate: c.certificate.clone(),
@@ -181,6 +188,7 @@ impl DtlsHandle {
             %local_addr,
             identities,
             certificates = config.certificates.is_some(),
+            connection_id = config.connection_id,
             "listening for MQTT-SN over DTLS"
         );
         let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
@@ -426,6 +434,17 @@ impl LinkTask {
                     Inbound::PeerLost {
                         link: self.id,
                         from,
+                    }
+                }
+                // A session with a Connection ID followed its mote to a new address (a NAT
+                // rebinding): the core moves the MQTT-SN session with it.
+                DtlsEvent::Moved { from, to, identity } => {
+                    debug!(link = %self.name, %from, %to, %identity, "DTLS session moved (Connection ID)");
+                    Inbound::PeerMoved {
+                        link: self.id,
+                        from,
+                        to,
+                        identity,
                     }
                 }
                 DtlsEvent::Connected { from, identity } => {

@@ -17,11 +17,26 @@
 //! - an established connection that stays silent past the idle timeout is dropped (long by
 //!   default: a sleeping mote keeps its session across its sleep).
 //!
-//! Every refusal is counted in [`DtlsStats`]. The DTLS Connection ID (RFC 9146) is not
-//! supported: libssl 3.0 does not implement it, so a mote whose NAT rebinds its port
-//! handshakes again. The engine (libssl) is confined to `openssl.rs`.
+//! Every refusal is counted in [`DtlsStats`].
+//!
+//! Two engines do the cryptography, chosen by [`DtlsConfig::engine`]: libssl (`openssl.rs`)
+//! and Mbed TLS 3.6 (`mbedtls.rs`, feature `dtls-mbedtls`), behind the interface of
+//! `engine.rs`. Only Mbed TLS has the DTLS Connection ID (RFC 9146): with
+//! [`DtlsConfig::connection_id`] each session gets a random 8-byte CID, records of content
+//! type 25 are matched to their session by it, and a session follows its peer to a new
+//! address (a NAT that rebound the mote's port) on an authenticated record of application
+//! data newer than any before it ([`DtlsEvent::Moved`]). libssl has no CID: there a mote whose NAT rebinds
+//! handshakes again.
 
+mod engine;
+#[cfg(feature = "dtls-mbedtls")]
+mod mbedtls;
+#[cfg(feature = "dtls-mbedtls")]
+mod mbedtls_ffi;
 mod openssl;
+
+#[cfg(feature = "dtls-mbedtls")]
+pub use self::mbedtls::MbedtlsClient;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -29,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::openssl::{Engine, Failure, Listened, Session, Step};
+use self::engine::{record_cid, Engine, Failure, Listened, Session, Step, CID_LEN};
 
 /// The cipher suites offered by default (OpenSSL names): the RFC 7925 IoT profile's PSK and
 /// ECDSA suites with CCM_8, and their GCM counterparts.
@@ -64,17 +79,24 @@ pub enum DtlsError {
         /// What is wrong with it.
         reason: String,
     },
-    /// libssl accepted none of the configured cipher suites.
+    /// The engine accepted none of (or not all of) the configured cipher suites.
     #[error("cipher suites {0:?} not usable: {1}")]
-    CipherSuites(String, ::openssl::error::ErrorStack),
-    /// A certificate, key or CA file was rejected by libssl.
-    #[error("{path}: {source}")]
+    CipherSuites(String, String),
+    /// A certificate, key or CA file was rejected by the engine.
+    #[error("{path}: {reason}")]
     Certificate {
         /// The file.
         path: PathBuf,
-        /// libssl's reason.
-        source: ::openssl::error::ErrorStack,
+        /// The engine's reason.
+        reason: String,
     },
+    /// The configuration asks for what the engine (or this build) cannot do; the text says
+    /// what to change.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A failure inside the Mbed TLS engine (out of memory, no randomness, a broken build).
+    #[error("mbedtls: {0}")]
+    Engine(String),
     /// Any other libssl failure (out of memory, a broken installation).
     #[error("libssl: {0}")]
     OpenSsl(#[from] ::openssl::error::ErrorStack),
@@ -240,9 +262,34 @@ pub struct CertificateFiles {
     pub client_ca: PathBuf,
 }
 
+/// The library that does the DTLS of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtlsEngine {
+    /// libssl through rust-openssl (the system's OpenSSL 3). No Connection ID.
+    OpenSsl,
+    /// Mbed TLS 3.6 LTS, built in (feature `dtls-mbedtls`). Has the Connection ID.
+    MbedTls,
+}
+
+impl DtlsEngine {
+    /// The engine used when the configuration names none: Mbed TLS when it is built in.
+    pub const fn default_engine() -> DtlsEngine {
+        if cfg!(feature = "dtls-mbedtls") {
+            DtlsEngine::MbedTls
+        } else {
+            DtlsEngine::OpenSsl
+        }
+    }
+}
+
 /// Options of one DTLS endpoint.
 #[derive(Debug, Clone)]
 pub struct DtlsConfig {
+    /// The library doing the DTLS.
+    pub engine: DtlsEngine,
+    /// Give each session a Connection ID (RFC 9146), so a mote keeps its session when its
+    /// address changes (NAT rebinding). Needs [`DtlsEngine::MbedTls`].
+    pub connection_id: bool,
     /// Cipher suites in OpenSSL names, in preference order.
     pub cipher_suites: Vec<String>,
     /// Certificate and CA files; `None` serves PSK suites only.
@@ -271,6 +318,8 @@ pub struct DtlsConfig {
 impl Default for DtlsConfig {
     fn default() -> Self {
         DtlsConfig {
+            engine: DtlsEngine::default_engine(),
+            connection_id: false,
             cipher_suites: DEFAULT_CIPHER_SUITES
                 .iter()
                 .map(|s| (*s).to_owned())
@@ -325,6 +374,18 @@ pub enum DtlsEvent {
         identity: Arc<str>,
         /// Why.
         reason: LostReason,
+    },
+    /// A session with a Connection ID follows its peer to a new address: a record carrying
+    /// its CID came from `to`, authenticated, was newer than any before it (RFC 9146 §6) and
+    /// held application data.
+    /// Datagrams to the peer go to `to` from now on.
+    Moved {
+        /// The address the session had.
+        from: SocketAddr,
+        /// The address it has now.
+        to: SocketAddr,
+        /// Its identity.
+        identity: Arc<str>,
     },
     /// The peer closed the connection cleanly (close_notify).
     Closed {
@@ -422,6 +483,12 @@ pub struct DtlsStats {
     /// Datagrams on an established connection that produced nothing: records that failed
     /// authentication, truncated or replayed records, stray handshake retransmissions.
     pub records_discarded: u64,
+    /// Sessions that followed their peer to a new address (Connection ID, RFC 9146 §6).
+    pub cid_moves: u64,
+    /// Records carrying a known Connection ID from another address that did not move the
+    /// session (not authentic, replayed, older than the newest seen, or the address is
+    /// another session's): dropped.
+    pub cid_moves_refused: u64,
     /// Events dropped at `max_pending_events`.
     pub events_dropped: u64,
     /// Datagrams dropped at `max_pending_transmits`.
@@ -452,6 +519,8 @@ pub struct DtlsEndpoint {
     config: DtlsConfig,
     engine: Engine,
     peers: HashMap<SocketAddr, Peer>,
+    /// Established sessions with a Connection ID: where each is now.
+    by_cid: HashMap<[u8; CID_LEN], SocketAddr>,
     handshakes: usize,
     handshakes_per_ip: HashMap<IpAddr, usize>,
     transmits: VecDeque<Transmit>,
@@ -483,6 +552,7 @@ impl DtlsEndpoint {
             config,
             engine,
             peers: HashMap::new(),
+            by_cid: HashMap::new(),
             handshakes: 0,
             handshakes_per_ip: HashMap::new(),
             transmits: VecDeque::new(),
@@ -526,6 +596,12 @@ impl DtlsEndpoint {
     /// One datagram received from `from`.
     pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.stats.datagrams_received += 1;
+        if let Some(at) = record_cid(datagram).and_then(|cid| self.by_cid.get(&cid).copied()) {
+            if at != from {
+                self.follow(now, at, from, datagram);
+                return;
+            }
+        }
         let established = match self.peers.get(&from).map(|p| &p.phase) {
             None => {
                 self.listen(now, from, datagram);
@@ -541,12 +617,60 @@ impl DtlsEndpoint {
             return;
         }
         if let Some(peer) = self.peers.get_mut(&from) {
+            peer.session.set_now(now);
             peer.session.feed(datagram);
         }
-        let produced = self.drive(now, from);
+        let produced = self.drive(now, from, None);
         if established && !produced {
             self.stats.records_discarded += 1;
         }
+    }
+
+    /// A record with the Connection ID of the session at `at` came from `to`. The session
+    /// moves there only if the record authenticates, is newer than any the session received
+    /// (RFC 9146 §6), carries application data (a retransmitted handshake message or an alert
+    /// moves nothing), and `to` is no other session's; otherwise the record is dropped, or
+    /// (authentic but not data) processed where the session is, and counted.
+    fn follow(&mut self, now: Instant, at: SocketAddr, to: SocketAddr, datagram: &[u8]) {
+        let candidate = !self.peers.contains_key(&to)
+            && self.peers.get_mut(&at).is_some_and(|peer| {
+                matches!(peer.phase, Phase::Established { .. }) && peer.session.may_move(datagram)
+            });
+        let step = match self.peers.get_mut(&at) {
+            Some(peer) if candidate => {
+                peer.session.set_now(now);
+                peer.session.feed(datagram);
+                peer.session.read(&mut self.read_buf)
+            }
+            _ => {
+                self.stats.cid_moves_refused += 1;
+                return;
+            }
+        };
+        let moved = match step {
+            Step::Data(_) => self.peers.remove(&at),
+            _ => None,
+        };
+        let Some(peer) = moved else {
+            self.stats.cid_moves_refused += 1;
+            self.drive(now, at, Some(step));
+            return;
+        };
+        let identity = match &peer.phase {
+            Phase::Established { identity, .. } => Arc::clone(identity),
+            Phase::Handshake { .. } => Arc::from(""),
+        };
+        if let Some(cid) = peer.session.connection_id() {
+            self.by_cid.insert(cid, to);
+        }
+        self.peers.insert(to, peer);
+        self.stats.cid_moves += 1;
+        self.event(DtlsEvent::Moved {
+            from: at,
+            to,
+            identity,
+        });
+        self.drive(now, to, Some(step));
     }
 
     /// Encrypts `plaintext` for an established peer and queues it.
@@ -589,10 +713,7 @@ impl DtlsEndpoint {
     /// the cookie secret's rotation.
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.next_rotation {
-            // A failed random draw keeps the current secret until the next attempt.
-            if let Ok(fresh) = openssl::new_secret() {
-                self.engine.rotate_cookie_secret(fresh);
-            }
+            self.engine.rotate_cookie_secret();
             self.next_rotation = now + self.config.cookie_rotation;
         }
 
@@ -624,7 +745,10 @@ impl DtlsEndpoint {
         }
         for addr in retransmit {
             let failed = match self.peers.get_mut(&addr) {
-                Some(peer) => peer.session.handle_retransmit().is_err(),
+                Some(peer) => {
+                    peer.session.set_now(now);
+                    peer.session.handle_retransmit().is_err()
+                }
                 None => continue,
             };
             if failed {
@@ -702,7 +826,7 @@ impl DtlsEndpoint {
     /// A datagram from a peer without state (or a new ClientHello from an established one).
     fn listen(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         let mut out = std::mem::take(&mut self.out);
-        let listened = self.engine.listen(from, datagram, &mut out);
+        let listened = self.engine.listen(now, from, datagram, &mut out);
         for data in out.drain(..) {
             self.queue_transmit(from, data);
         }
@@ -765,48 +889,56 @@ impl DtlsEndpoint {
         );
         self.handshakes += 1;
         *self.handshakes_per_ip.entry(ip).or_insert(0) += 1;
-        self.drive(now, from);
+        self.drive(now, from, None);
     }
 
     /// Runs the peer's state machine on what it was fed. Returns whether anything came of it
     /// (handshake progress, data, a close, a failure, a datagram to send).
-    fn drive(&mut self, now: Instant, from: SocketAddr) -> bool {
+    /// `first`: a step already taken on the session (a record read by `follow`), acted on
+    /// before anything else.
+    fn drive(&mut self, now: Instant, from: SocketAddr, mut first: Option<Step>) -> bool {
         let mut produced = false;
         loop {
             let Some(peer) = self.peers.get_mut(&from) else {
                 return true;
             };
-            let step = match &peer.phase {
-                Phase::Handshake { .. } => match peer.session.handshake() {
-                    Step::Established { identity } => match identity {
-                        Ok(identity) => {
-                            peer.phase = Phase::Established {
-                                identity: Arc::clone(&identity),
-                                last_seen: now,
-                            };
-                            self.handshakes = self.handshakes.saturating_sub(1);
-                            release_ip(&mut self.handshakes_per_ip, from.ip());
-                            self.stats.handshakes_completed += 1;
-                            self.flush(from);
-                            self.event(DtlsEvent::Connected { from, identity });
-                            produced = true;
-                            continue;
-                        }
-                        Err(why) => {
-                            peer.session.close();
-                            self.flush(from);
-                            self.remove(from);
-                            self.stats.no_identity += 1;
-                            self.event(DtlsEvent::Refused {
-                                from,
-                                reason: RefusalReason::NoIdentity(why),
-                            });
-                            return true;
-                        }
+            let step = match (first.take(), &peer.phase) {
+                (Some(step), _) => step,
+                (None, phase) => match phase {
+                    Phase::Handshake { .. } => match peer.session.handshake() {
+                        Step::Established { identity } => match identity {
+                            Ok(identity) => {
+                                peer.phase = Phase::Established {
+                                    identity: Arc::clone(&identity),
+                                    last_seen: now,
+                                };
+                                self.handshakes = self.handshakes.saturating_sub(1);
+                                release_ip(&mut self.handshakes_per_ip, from.ip());
+                                self.stats.handshakes_completed += 1;
+                                if let Some(cid) = peer.session.connection_id() {
+                                    self.by_cid.insert(cid, from);
+                                }
+                                self.flush(from);
+                                self.event(DtlsEvent::Connected { from, identity });
+                                produced = true;
+                                continue;
+                            }
+                            Err(why) => {
+                                peer.session.close();
+                                self.flush(from);
+                                self.remove(from);
+                                self.stats.no_identity += 1;
+                                self.event(DtlsEvent::Refused {
+                                    from,
+                                    reason: RefusalReason::NoIdentity(why),
+                                });
+                                return true;
+                            }
+                        },
+                        other => other,
                     },
-                    other => other,
+                    Phase::Established { .. } => peer.session.read(&mut self.read_buf),
                 },
-                Phase::Established { .. } => peer.session.read(&mut self.read_buf),
             };
             match step {
                 Step::Pending => {
@@ -855,6 +987,7 @@ impl DtlsEndpoint {
                             let text = match failure {
                                 Failure::Other(text) | Failure::BadCertificate(text) => text,
                                 Failure::UnknownPskIdentity => "unknown PSK identity".to_owned(),
+                                Failure::WrongKey => "record failed authentication".to_owned(),
                             };
                             self.remove(from);
                             self.stats.alerts += 1;
@@ -870,6 +1003,10 @@ impl DtlsEndpoint {
                                 Failure::UnknownPskIdentity => {
                                     self.stats.unknown_psk_identity += 1;
                                     RefusalReason::UnknownPskIdentity
+                                }
+                                Failure::WrongKey => {
+                                    self.stats.psk_mismatch += 1;
+                                    RefusalReason::PskMismatch
                                 }
                                 Failure::BadCertificate(why) => {
                                     self.stats.bad_certificate += 1;
@@ -914,6 +1051,9 @@ impl DtlsEndpoint {
 
     fn remove(&mut self, addr: SocketAddr) {
         if let Some(peer) = self.peers.remove(&addr) {
+            if let Some(cid) = peer.session.connection_id() {
+                self.by_cid.remove(&cid);
+            }
             if let Phase::Handshake { .. } = peer.phase {
                 self.handshakes = self.handshakes.saturating_sub(1);
                 release_ip(&mut self.handshakes_per_ip, addr.ip());

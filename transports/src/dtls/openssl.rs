@@ -35,6 +35,7 @@ use openssl::ssl::{
 };
 use openssl::x509::X509VerifyResult;
 
+use super::engine::{Failure, Listened, Step};
 use super::{CertificateFiles, DtlsConfig, DtlsError, PskTable};
 
 extern "C" {
@@ -125,21 +126,10 @@ fn cookie_for(secret: &[u8; 32], peer: SocketAddr) -> Result<[u8; COOKIE_LEN], E
 }
 
 /// A fresh random cookie secret.
-pub(super) fn new_secret() -> Result<[u8; 32], ErrorStack> {
+fn new_secret() -> Result<[u8; 32], ErrorStack> {
     let mut secret = [0u8; 32];
     openssl::rand::rand_bytes(&mut secret)?;
     Ok(secret)
-}
-
-/// What the shared listener made of one datagram from a peer without state.
-pub(super) enum Listened {
-    /// The cookie verified: here is the peer's own handshake, already holding its ClientHello.
-    Verified(Session),
-    /// A ClientHello without a valid cookie: answered with a HelloVerifyRequest (in the
-    /// output), nothing kept. `bad_cookie` when it carried a cookie that did not verify.
-    HelloVerify { bad_cookie: bool },
-    /// Not a ClientHello libssl would answer (garbage, a stray record): dropped.
-    Dropped,
 }
 
 /// The context shared by every peer of one endpoint, and the stateless listener.
@@ -165,7 +155,7 @@ impl Engine {
         let suites = config.cipher_suites.join(":");
         builder
             .set_cipher_list(&suites)
-            .map_err(|e| DtlsError::CipherSuites(suites.clone(), e))?;
+            .map_err(|e| DtlsError::CipherSuites(suites.clone(), e.to_string()))?;
         // The MTU is set per `Ssl`; without NO_QUERY_MTU libssl would ask the memory BIO,
         // which answers 0. No tickets: sessions are resumed from the server's cache only.
         builder.set_options(SslOptions::NO_QUERY_MTU | SslOptions::NO_TICKET);
@@ -257,7 +247,11 @@ impl Engine {
 
     /// Starts a new cookie secret; cookies made with the one before still verify until the
     /// next rotation.
-    pub(super) fn rotate_cookie_secret(&mut self, fresh: [u8; 32]) {
+    pub(super) fn rotate_cookie_secret(&mut self) {
+        // A failed random draw keeps the current secret until the next rotation.
+        let Ok(fresh) = new_secret() else {
+            return;
+        };
         let mut input = self.cookie_input();
         input.previous = input.current;
         input.current = fresh;
@@ -276,7 +270,7 @@ impl Engine {
         from: SocketAddr,
         datagram: &[u8],
         out: &mut Vec<Vec<u8>>,
-    ) -> Result<Listened, DtlsError> {
+    ) -> Result<Listened<Session>, DtlsError> {
         {
             let mut input = self.cookie_input();
             input.peer = from;
@@ -326,7 +320,10 @@ fn load_certificates(
 ) -> Result<(), DtlsError> {
     let file_error = |path: &std::path::Path| {
         let path = path.to_path_buf();
-        move |source| DtlsError::Certificate { path, source }
+        move |source: ErrorStack| DtlsError::Certificate {
+            path,
+            reason: source.to_string(),
+        }
     };
     builder
         .set_certificate_chain_file(&certs.certificate)
@@ -377,30 +374,6 @@ impl Drop for BioAddr {
         // SAFETY: `self.0` came from BIO_ADDR_new, is non-null, and is freed only here, once.
         unsafe { BIO_ADDR_free(self.0) }
     }
-}
-
-/// How a handshake step or a read ended.
-pub(super) enum Step {
-    /// Nothing more to do until the next datagram or timer.
-    Pending,
-    /// The handshake completed; the peer is `identity`.
-    Established { identity: Result<Arc<str>, String> },
-    /// A decrypted application datagram.
-    Data(Vec<u8>),
-    /// The peer sent close_notify.
-    Closed,
-    /// The handshake or connection failed.
-    Failed(Failure),
-}
-
-/// Why libssl gave up on a peer.
-pub(super) enum Failure {
-    /// The client named a PSK identity the table does not hold.
-    UnknownPskIdentity,
-    /// The client's certificate did not verify (libssl's reason).
-    BadCertificate(String),
-    /// Any other fatal error: an alert received or sent, a protocol violation.
-    Other(String),
 }
 
 /// One peer's DTLS state, from the verified ClientHello on.

@@ -154,6 +154,43 @@ pub(crate) fn make_pki(dir: &Path) {
             ],
         );
     }
+    // Signed by the CA, but expired yesterday (notAfter before notBefore): refused on the
+    // date alone.
+    key("expired");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "expired.key",
+            "-subj",
+            "/CN=expired",
+            "-out",
+            "expired.csr",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "expired.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "-1",
+            "-sha256",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "expired.pem",
+        ],
+    );
     key("rogue");
     openssl(
         dir,

@@ -637,7 +637,7 @@ impl Gateway {
 
     /// Binds the session to `addr`, keeping it across a change of address (NAT rebinding,
     /// NB-IoT): the session is the client id's, not the address's.
-    fn rebind(&mut self, idx: SessionIdx, addr: ClientAddr) {
+    pub(crate) fn rebind(&mut self, idx: SessionIdx, addr: ClientAddr) {
         if self.sessions.bind(idx, addr) {
             self.persist(idx);
         }

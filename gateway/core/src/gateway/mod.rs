@@ -180,6 +180,35 @@ impl Gateway {
         self.end_session(now, idx, connection::Ending::Lost(LostReason::LinkLost));
     }
 
+    /// The link moved its authenticated connection from `from` to `to` (DTLS Connection ID:
+    /// the mote's NAT rebound its port, and a record it authenticated came from the new
+    /// address). The session bound to `from` moves with it, if `identity` opened it: the mote
+    /// goes on without a new CONNECT. Nothing else may move a session opened by an identity.
+    pub fn handle_peer_moved(&mut self, _now: Instant, from: Peer, to: Peer, identity: &Arc<str>) {
+        let old = ClientAddr {
+            peer: from,
+            node: None,
+        };
+        let new = ClientAddr {
+            peer: to,
+            node: None,
+        };
+        let Some(idx) = self.sessions.at(&old) else {
+            return;
+        };
+        let owned = self
+            .session(idx)
+            .is_some_and(|s| s.identity.as_ref() == Some(identity));
+        let taken = self.sessions.at(&new).is_some_and(|other| other != idx);
+        if !owned || taken {
+            self.metrics.peer_moves_refused += 1;
+            return;
+        }
+        self.metrics.peer_moves += 1;
+        trace!(from = %old, to = %new, "session follows its DTLS connection");
+        self.rebind(idx, new);
+    }
+
     fn receive(&mut self, now: Instant, from: Peer, identity: Option<&Arc<str>>, datagram: &[u8]) {
         self.metrics.datagrams_received += 1;
         if datagram.len() > self.config.max_packet_size {

@@ -155,3 +155,26 @@ fn a_lost_link_connection_loses_the_mote_and_its_will_goes_out() {
         .iter()
         .all(|c| !matches!(c, BrokerCommand::Publish(_))));
 }
+
+#[test]
+fn a_moved_dtls_connection_takes_the_session_its_identity_opened_along() {
+    let mut h = Harness::new();
+    h.send_as(at(1), "m", connect("m", false, false));
+    h.expect(at(1), &[ACCEPTED]);
+    h.send_as(at(2), "n", connect("n", false, false));
+    h.expect(at(2), &[ACCEPTED]);
+    let moved: std::sync::Arc<str> = std::sync::Arc::from("m");
+    // Another identity's move, or a move onto another session's address: nothing moves.
+    let other: std::sync::Arc<str> = std::sync::Arc::from("n");
+    h.gw.handle_peer_moved(h.now, at(1), at(3), &other);
+    h.gw.handle_peer_moved(h.now, at(1), at(2), &moved);
+    assert_eq!(h.gw.metrics().peer_moves_refused, 2);
+    // Its own connection, moved by the link (Connection ID): the session answers at the new
+    // address with no new CONNECT, and no longer at the old one.
+    h.gw.handle_peer_moved(h.now, at(1), at(3), &moved);
+    assert_eq!(h.gw.metrics().peer_moves, 1);
+    h.send_as(at(3), "m", Packet::PingReq { client_id: b"" });
+    h.expect(at(3), &[Packet::PingResp]);
+    h.send_as(at(1), "m", Packet::PingReq { client_id: b"" });
+    h.expect(at(1), &[Packet::Disconnect(Disconnect { duration: None })]);
+}
