@@ -85,7 +85,7 @@ pub fn render(snapshot: &Snapshot) -> String {
 
 /// Every counter of [`Metrics`], one metric each (a test checks none is missing).
 fn counters(out: &mut String, m: &Metrics) {
-    let list: [(&str, &str, u64); 41] = [
+    let list = [
         ("datagrams_received", "Datagrams handed to the core by the links.", m.datagrams_received),
         ("datagrams_sent", "Datagrams the core asked the links to send.", m.datagrams_sent),
         ("malformed", "Datagrams that did not decode as MQTT-SN.", m.malformed),
