@@ -317,14 +317,15 @@ fn s_client_certificate_ecdhe_ecdsa_aes128_ccm8() {
     cert_exchange("ECDHE-ECDSA-AES128-CCM8");
 }
 
-#[test]
-fn untrusted_client_certificate_is_refused_with_an_alert() {
+/// Offers the client certificate `name` (from `make_pki`) with `cipher` and waits until the
+/// server refuses it as a bad certificate; returns the server and what s_client printed.
+fn refused_client_certificate(tag: &str, name: &str, cipher: &str) -> (Server, String) {
     require_openssl();
-    let dir = TempDir::new("rogue");
+    let dir = TempDir::new(tag);
     make_pki(&dir.0);
     let server = Server::start("127.0.0.1:0", cert_config(&dir.0), PskTable::new());
-    let cert = dir.path("rogue.pem");
-    let key = dir.path("rogue.key");
+    let cert = dir.path(&format!("{name}.pem"));
+    let key = dir.path(&format!("{name}.key"));
     let ca = dir.path("ca.pem");
     let mut child = s_client(
         &server.port(),
@@ -336,7 +337,7 @@ fn untrusted_client_certificate_is_refused_with_an_alert() {
             "-CAfile",
             ca.to_str().unwrap(),
             "-cipher",
-            "ECDHE-ECDSA-AES128-GCM-SHA256",
+            cipher,
         ],
     );
     server.wait_for("the refusal", |s| {
@@ -352,11 +353,18 @@ fn untrusted_client_certificate_is_refused_with_an_alert() {
     });
     drop(child.stdin.take());
     let out = wait_child(child);
-    // The alert libssl sent reached the client.
-    assert!(out.contains("alert"), "s_client saw no alert:\n{out}");
     let stats = server.stats();
     assert_eq!(stats.bad_certificate, 1);
     assert_eq!(stats.handshakes_completed, 0);
+    (server, out)
+}
+
+#[test]
+fn untrusted_client_certificate_is_refused_with_an_alert() {
+    let (server, out) =
+        refused_client_certificate("rogue", "rogue", "ECDHE-ECDSA-AES128-GCM-SHA256");
+    // The alert the engine sent reached the client.
+    assert!(out.contains("alert"), "s_client saw no alert:\n{out}");
     assert!(server.datagrams().is_empty());
     server.wait_for("no state left", |s| s.connections + s.handshakes == 0);
 }
@@ -365,42 +373,7 @@ fn untrusted_client_certificate_is_refused_with_an_alert() {
 fn expired_client_certificate_is_refused() {
     // The Mbed TLS engine checks certificate dates only because the build has the wall clock
     // hook (mbedtls-rs-sys `hook-wall-clock`); without it this certificate would pass.
-    require_openssl();
-    let dir = TempDir::new("expired");
-    make_pki(&dir.0);
-    let server = Server::start("127.0.0.1:0", cert_config(&dir.0), PskTable::new());
-    let cert = dir.path("expired.pem");
-    let key = dir.path("expired.key");
-    let ca = dir.path("ca.pem");
-    let mut child = s_client(
-        &server.port(),
-        &[
-            "-cert",
-            cert.to_str().unwrap(),
-            "-key",
-            key.to_str().unwrap(),
-            "-CAfile",
-            ca.to_str().unwrap(),
-            "-cipher",
-            "ECDHE-ECDSA-AES128-CCM8",
-        ],
-    );
-    server.wait_for("the refusal", |s| {
-        s.events.iter().any(|e| {
-            matches!(
-                e,
-                DtlsEvent::Refused {
-                    reason: RefusalReason::BadCertificate(_),
-                    ..
-                }
-            )
-        })
-    });
-    drop(child.stdin.take());
-    drop(wait_child(child));
-    let stats = server.stats();
-    assert_eq!(stats.bad_certificate, 1);
-    assert_eq!(stats.handshakes_completed, 0);
+    refused_client_certificate("expired", "expired", "ECDHE-ECDSA-AES128-CCM8");
 }
 
 #[test]
