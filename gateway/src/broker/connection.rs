@@ -481,10 +481,9 @@ impl Connection {
             let event = match packet {
                 Packet::PubAck(ack) => {
                     acked = true;
-                    self.unacked.remove(&ack.pkid).map(|id| {
-                        self.ids.free(ack.pkid);
-                        id
-                    })
+                    self.unacked
+                        .remove(&ack.pkid)
+                        .inspect(|_| self.ids.free(ack.pkid))
                 }
                 Packet::PubRec(rec) => {
                     acked = true;
@@ -499,10 +498,9 @@ impl Connection {
                 // PUBREC and PUBCOMP, replaying it risks a duplicate, never a loss.
                 Packet::PubComp(comp) => {
                     acked = true;
-                    self.releasing.remove(&comp.pkid).map(|id| {
-                        self.ids.free(comp.pkid);
-                        id
-                    })
+                    self.releasing
+                        .remove(&comp.pkid)
+                        .inspect(|_| self.ids.free(comp.pkid))
                 }
                 Packet::SubAck(ack) => {
                     acked = true;
