@@ -23,7 +23,7 @@ use rumqttc::ConnectReturnCode;
 use sn_config::BrokerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -125,6 +125,9 @@ pub struct BrokerLinkHandle {
     queued: Arc<AtomicUsize>,
     /// Events for the core.
     pub events: mpsc::Receiver<BrokerEvent>,
+    /// Notified each time the broker turns out unreachable: an attempt to connect failed, or
+    /// a connection was lost. The runtime starts the fallback broker on the first.
+    pub down: Arc<Notify>,
     /// The link task; it ends when the handle is dropped.
     pub task: JoinHandle<()>,
 }
@@ -164,11 +167,20 @@ pub fn spawn_link(config: BrokerLinkConfig) -> Result<BrokerLinkHandle, BrokerLi
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
     let queued = Arc::new(AtomicUsize::new(0));
-    let task = tokio::spawn(run(config, tls, commands_rx, events_tx, queued.clone()));
+    let down = Arc::new(Notify::new());
+    let task = tokio::spawn(run(
+        config,
+        tls,
+        commands_rx,
+        events_tx,
+        queued.clone(),
+        down.clone(),
+    ));
     Ok(BrokerLinkHandle {
         commands: commands_tx,
         queued,
         events: events_rx,
+        down,
         task,
     })
 }
@@ -271,6 +283,7 @@ async fn run(
     commands: mpsc::UnboundedReceiver<BrokerCommand>,
     events: mpsc::Sender<BrokerEvent>,
     queued: Arc<AtomicUsize>,
+    down: Arc<Notify>,
 ) {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -296,8 +309,9 @@ async fn run(
     loop {
         match link.attempt().await {
             Attempt::Ran(End::Shutdown) => return,
-            Attempt::Ran(_) => {}
+            Attempt::Ran(_) => down.notify_one(),
             Attempt::Failed(failure) => {
+                down.notify_one();
                 link.failures += 1;
                 let reason = match failure {
                     ConnectFailure::Refused(code) => refused(code).to_string(),
