@@ -674,8 +674,119 @@ fn from_codec(qos: QoS) -> MqttQoS {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
+    use std::task::Context;
+
+    use bytes::Bytes;
+    use sn_config::BrokerConfig;
+    use tokio::io::{AsyncReadExt, DuplexStream, ReadBuf};
+
+    use crate::core::UplinkPublish;
+
+    /// A stream that counts the writes that took bytes.
+    struct Counting {
+        inner: DuplexStream,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Counting {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+            if let Poll::Ready(Ok(n)) = &polled {
+                if *n > 0 {
+                    self.writes.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            polled
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Every command waiting when the connection turns goes out in one write (issue 17:
+    /// rumqttc wrote each alone), as valid MQTT, in order, with QoS 1 ids from 1.
+    #[tokio::test]
+    async fn the_commands_waiting_go_out_in_one_write() {
+        let (ours, mut broker) = tokio::io::duplex(1 << 20);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let stream = Counting {
+            inner: ours,
+            writes: writes.clone(),
+        };
+        let config = BrokerLinkConfig {
+            options: BrokerConfig::plain(([127, 0, 0, 1], 1883).into()),
+            tls: None,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (events, _events_rx) = mpsc::channel(16);
+        let queued = AtomicUsize::new(0);
+        for i in 0..100u64 {
+            tx.send(BrokerCommand::Publish(UplinkPublish {
+                id: Some(PublishId(i)),
+                topic: Arc::from("t/x"),
+                payload: Bytes::from(vec![b'p'; 20]),
+                qos: if i % 2 == 0 {
+                    MqttQoS::AtLeastOnce
+                } else {
+                    MqttQoS::AtMostOnce
+                },
+                retain: false,
+                replay: false,
+            }))
+            .unwrap();
+        }
+        let task = tokio::spawn(async move {
+            let mut next = 0;
+            Connection::new(&config, BytesMut::new())
+                .run(stream, &mut rx, &events, &queued, &mut next)
+                .await
+        });
+        let mut input = BytesMut::new();
+        let mut publishes = Vec::new();
+        while publishes.len() < 100 {
+            broker.read_buf(&mut input).await.unwrap();
+            while let Ok(packet) = Packet::read(&mut input, MAX_MQTT_PACKET) {
+                match packet {
+                    Packet::Publish(p) => publishes.push(p),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert_eq!(writes.load(Ordering::SeqCst), 1);
+        let ids: Vec<u16> = publishes.iter().map(|p| p.pkid).collect();
+        let expected: Vec<u16> = (0..100u16)
+            .map(|i| if i % 2 == 0 { i / 2 + 1 } else { 0 })
+            .collect();
+        assert_eq!(ids, expected);
+        assert!(publishes
+            .iter()
+            .all(|p| p.topic == "t/x" && p.payload.len() == 20));
+        drop(tx);
+        assert!(matches!(task.await.unwrap(), End::Shutdown));
+    }
 
     #[test]
     fn packet_ids_skip_those_in_use_and_zero() {
