@@ -24,12 +24,14 @@ use crate::settings::{LiveSettings, Settings};
 use crate::store::{Store, StoreError};
 
 mod dtls;
+mod fallback;
 mod log_limit;
 mod serial;
 mod transparent;
 
 use dtls::DtlsHandle;
 pub use dtls::{DtlsLinkStats, DtlsStartError, DtlsStatsWatch, PskReload, PskReloader};
+use fallback::DormantFallback;
 use serial::SerialHandle;
 pub use serial::{SerialCounters, SerialStartError};
 pub use transparent::TransparentLinks;
@@ -162,6 +164,8 @@ pub struct Runtime {
     broker: BrokerLinkHandle,
     /// The link to the embedded broker while it is the remote broker's fallback.
     fallback: Option<BrokerLinkHandle>,
+    /// The fallback broker before it is first needed (see `runtime/fallback.rs`).
+    dormant_fallback: Option<DormantFallback>,
     /// Transparent mode: the motes' own broker connections.
     transparent: Option<TransparentLinks>,
     /// The embedded broker: the broker the link is connected to when no remote broker is
@@ -225,13 +229,14 @@ impl Runtime {
         if settings.udp.is_empty() && settings.serial.is_empty() && settings.dtls.is_empty() {
             return Err(RuntimeError::NoLinks);
         }
-        let (broker_config, embedded, fallback) = match settings.broker {
+        let mut dormant_fallback = None;
+        let (broker_config, embedded) = match settings.broker {
             Some(remote) if settings.fallback => {
-                let embedded = start_fallback_broker(&settings.embedded_broker).await?;
-                let link = embedded.link_config();
-                (remote, Some(embedded), Some(link))
+                // Started when the remote broker first turns out unreachable.
+                dormant_fallback = Some(DormantFallback::new(&settings.embedded_broker)?);
+                (remote, None)
             }
-            Some(remote) => (remote, None, None),
+            Some(remote) => (remote, None),
             None => {
                 let embedded = EmbeddedBroker::start(&settings.embedded_broker).await?;
                 match embedded.listen_addr() {
@@ -243,7 +248,7 @@ impl Runtime {
                         "no remote broker configured: embedded MQTT broker running, closed to local apps ([embedded_broker] listen = \"off\")"
                     ),
                 }
-                (embedded.link_config(), Some(embedded), None)
+                (embedded.link_config(), Some(embedded))
             }
         };
         let mut core = Gateway::new(settings.core);
@@ -313,7 +318,6 @@ impl Runtime {
         // Before the link builds a TLS client for an mqtts:// broker.
         install_crypto_provider();
         let broker = spawn_link(broker_config)?;
-        let fallback = fallback.map(spawn_link).transpose()?;
         let transparent = match &settings.transparent {
             Some(t) => Some(TransparentLinks::start(t)?),
             None => None,
@@ -340,7 +344,8 @@ impl Runtime {
             udp_out,
             out_buf: BytesMut::with_capacity(OUT_BUF_CAPACITY),
             broker,
-            fallback,
+            fallback: None,
+            dormant_fallback,
             transparent,
             embedded,
             metrics: tokio::sync::watch::Sender::new(crate::core::Metrics::default()),
@@ -438,7 +443,10 @@ impl Runtime {
     /// The address local MQTT apps reach the embedded broker on (also as the fallback);
     /// `None` without an embedded broker or with `[embedded_broker] listen = "off"`.
     pub fn embedded_broker_addr(&self) -> Option<SocketAddr> {
-        self.embedded.as_ref().and_then(EmbeddedBroker::listen_addr)
+        match &self.dormant_fallback {
+            Some(dormant) => dormant.listen_addr(),
+            None => self.embedded.as_ref().and_then(EmbeddedBroker::listen_addr),
+        }
     }
 
     /// The core's counters (datagrams, forwarded, dropped, undelivered, ...), updated after
@@ -503,6 +511,7 @@ impl Runtime {
         let mut stats_at = stats_deadline(&live.borrow_and_update());
         let mut watchdog_at = self.watchdog.map(|every| Instant::now() + every);
         let mut status_at = self.status.as_ref().map(|_| Instant::now() + STATUS_PERIOD);
+        let broker_down = self.broker.down.clone();
         loop {
             let deadline = self.core.poll_timeout().map(Instant::from_std);
             let wake = [deadline, stats_at].into_iter().flatten().min();
@@ -538,6 +547,10 @@ impl Runtime {
                     true
                 }
                 () = tokio::time::sleep_until(retry_at), if stalled => true,
+                () = broker_down.notified(), if self.dormant_fallback.is_some() => {
+                    self.start_fallback().await;
+                    false
+                }
                 event = recv_broker(&mut self.broker, &mut self.fallback, &mut self.transparent), if !stalled => match event {
                     Some((route, event)) => {
                         let now = now();
@@ -655,6 +668,25 @@ impl Runtime {
             change.subscriptions_revoked,
             change.wills_revoked
         );
+    }
+
+    /// The remote broker is unreachable for the first time: starts the embedded broker and
+    /// the link to it. The core switches the motes to it when that link reports `Connected`.
+    /// A failure is logged and leaves the gateway without a fallback (as with `fallback =
+    /// "off"`), not stopped.
+    async fn start_fallback(&mut self) {
+        let Some(dormant) = self.dormant_fallback.take() else {
+            return;
+        };
+        match dormant.start().await {
+            Ok((embedded, link)) => {
+                self.embedded = Some(embedded);
+                self.fallback = Some(link);
+            }
+            Err(error) => {
+                error!(%error, "cannot start the fallback broker; the motes are served again when the remote broker is back");
+            }
+        }
     }
 
     fn deliver(&mut self, now: std::time::Instant, inbound: Inbound) {

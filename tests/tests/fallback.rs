@@ -174,3 +174,67 @@ async fn the_embedded_broker_serves_during_an_outage_and_the_spool_reaches_the_r
         b"after"
     );
 }
+
+/// Whether something accepts TCP connections on `127.0.0.1:port`.
+async fn accepts(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+}
+
+/// The embedded broker starts only when the fallback is first needed (issue 17): while the
+/// remote broker is up its port refuses local apps; once the remote broker is gone it serves
+/// them, and keeps serving after the remote broker is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_starts_only_once_the_remote_broker_is_unreachable() {
+    let mut broker = Mosquitto::running().await;
+    let gateway = GatewayBuilder::new(broker.port()).fallback().start().await;
+    let local_port = gateway
+        .embedded_broker_addr()
+        .expect("the fallback's address is known from the start")
+        .port();
+    let mut mote = Mote::connected(gateway.addr(), "lazy-mote").await;
+    let id = mote.register("lazy/t").await;
+    assert_eq!(
+        mote.publish(Topic::Normal(id), QoS::AtLeastOnce, false, b"up")
+            .await,
+        ReturnCode::Accepted
+    );
+    assert!(
+        !accepts(local_port).await,
+        "the embedded broker runs although the remote broker is up"
+    );
+
+    broker.stop().await;
+    let mut app = MqttClient::connect(local_port, "lazy-local-app").await;
+    assert_eq!(app.subscribe("lazy/#", 1).await, 1);
+    broker.start().await;
+    assert!(
+        accepts(local_port).await,
+        "the embedded broker keeps serving local apps once started"
+    );
+}
+
+/// A remote broker unreachable from the start: the fallback starts and serves the motes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_broker_down_at_start_starts_the_fallback() {
+    // A port nothing listens on: bound, then freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gateway = GatewayBuilder::new(port).fallback().start().await;
+    let local_port = gateway.embedded_broker_addr().unwrap().port();
+    let mut app = MqttClient::connect(local_port, "down-at-start-app").await;
+    assert_eq!(app.subscribe("downstart/#", 1).await, 1);
+    let mut mote = Mote::connected(gateway.addr(), "down-at-start-mote").await;
+    let id = mote.register("downstart/t").await;
+    mote.publish_reliably(Topic::Normal(id), QoS::AtLeastOnce, false, b"served")
+        .await;
+    let message = app
+        .try_recv(Duration::from_secs(10))
+        .await
+        .expect("the local app got the mote's message through the fallback");
+    assert_eq!(message.text(), "served");
+}

@@ -1,15 +1,18 @@
-//! The MQTT side: a link to a full broker over rumqttc (aggregating mode: one connection for
-//! all motes; transparent mode adds one per mote, `mote_link`), and the embedded broker it
+//! The MQTT side: a link to a full broker (aggregating mode: one connection for all motes, on
+//! the gateway's own socket loop and rumqttc's MQTT codec; transparent mode adds one rumqttc
+//! client per mote, `mote_link`), and the embedded broker it
 //! connects to when no remote broker is configured.
 //! The link turns the core's [`BrokerCommand`](crate::core::BrokerCommand)s into MQTT and
 //! MQTT back into [`BrokerEvent`](crate::core::BrokerEvent)s, and holds no protocol state of
 //! its own beyond one connection: reliability lives in the core.
 
 mod backoff;
+mod connection;
 mod embedded;
 mod link;
 mod mote_link;
 mod password;
+mod rumqttc_connection;
 mod tls;
 
 pub use backoff::Backoff;

@@ -35,7 +35,8 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
-use super::link::{to_rumqttc, Connection, End, Input, MAX_MQTT_PACKET};
+use super::link::{End, MAX_MQTT_PACKET};
+use super::rumqttc_connection::{to_rumqttc, Connection, Input};
 use sn_config::CredentialsConfig;
 
 use super::{Backoff, BrokerLinkConfig};

@@ -1,0 +1,820 @@
+//! One connection of the aggregating broker link: a socket (TCP, or TLS over it) and rumqttc's
+//! MQTT 3.1.1 packet codec (`rumqttc::mqttbytes::v4`), driven by the link's own task.
+//!
+//! The core owns QoS reliability, replay and in-flight limits, so a connection needs no MQTT
+//! client state machine, only packet ids, the map from them to the core's ids, and the socket.
+//! Each turn of the loop takes every command waiting (up to [`WRITE_BATCH`] bytes) into one
+//! write buffer and hands it to the socket in one write, and parses every packet a read
+//! brought in: rumqttc's event loop wrote and flushed each request alone (one `writev` per
+//! PUBLISH, docs/benchmarks.md) and copied each payload. Here a publish's payload stays the
+//! core's `Bytes` until it is encoded into the write buffer.
+//!
+//! Nothing in the loop is cancelled half-way: the socket is polled for reading and writing in
+//! one future that reports what it did, and a command is taken from the channel only when the
+//! connection can keep it ([`Connection::pending`]).
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use rumqttc::mqttbytes::v4::{
+    ConnAck, Connect, LastWill, Login, Packet, PubAck, PubComp, PubRec, PubRel, Publish, Subscribe,
+    SubscribeReasonCode, Unsubscribe,
+};
+use rumqttc::mqttbytes::{Error as CodecError, QoS};
+use rumqttc::ConnectReturnCode;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, error, warn};
+
+use super::link::{took, BrokerLinkConfig, End, MAX_MQTT_PACKET, STATUS_OFFLINE, STATUS_ONLINE};
+use crate::core::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId};
+
+/// Bytes of encoded packets one turn collects before it writes them; commands beyond wait in
+/// the channel for the next turn. Not a limit anything is dropped at: it bounds the write
+/// buffer (and the latency of the first packet in it), and 64 KiB is a few hundred MQTT-SN
+/// publishes, more than one turn of the core produces.
+const WRITE_BATCH: usize = 64 * 1024;
+/// Room made in the read buffer before each read: one read takes whatever the socket holds,
+/// up to this, and every complete packet in it is handled in the same turn.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Why a connection could not be established.
+#[derive(Debug)]
+pub(super) enum ConnectFailure {
+    /// The broker answered CONNECT with a refusal.
+    Refused(ConnectReturnCode),
+    /// Anything else: the socket, TLS, a timeout, a malformed answer. In words.
+    Other(String),
+}
+
+/// Sends CONNECT on a freshly opened `stream` and waits for CONNACK. On success returns the
+/// CONNACK and the bytes read after it (the broker may send queued messages right behind it),
+/// which [`Connection::run`] must parse first.
+pub(super) async fn handshake<S>(
+    stream: &mut S,
+    config: &BrokerLinkConfig,
+) -> Result<(ConnAck, BytesMut), ConnectFailure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let options = &config.options;
+    let mut connect = Connect::new(options.client_id.clone());
+    // MQTT keep-alive is in whole seconds; at least 1 (0 would turn the broker's check off).
+    let seconds = options.keep_alive.as_secs().max(1);
+    connect.keep_alive = u16::try_from(seconds).unwrap_or(u16::MAX);
+    connect.clean_session = options.clean_session;
+    if let Some(username) = &options.username {
+        // The file again, at every connection: a changed password is used from the next one.
+        let password = super::password::current(
+            options.password_file.as_deref(),
+            options.password.as_ref(),
+            "broker.password_file",
+        );
+        connect.login = Some(Login::new(username.clone(), password.unwrap_or_default()));
+    }
+    if let Some(topic) = config.status_topic() {
+        connect.last_will = Some(LastWill::new(topic, STATUS_OFFLINE, QoS::AtLeastOnce, true));
+    }
+    let mut out = BytesMut::new();
+    Packet::Connect(connect)
+        .write(&mut out, MAX_MQTT_PACKET)
+        .map_err(|e| ConnectFailure::Other(format!("cannot encode CONNECT: {e}")))?;
+    let io_error = |e: io::Error| ConnectFailure::Other(format!("I/O: {e}"));
+    stream.write_all(&out).await.map_err(io_error)?;
+    stream.flush().await.map_err(io_error)?;
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        match Packet::read(&mut input, MAX_MQTT_PACKET) {
+            Ok(Packet::ConnAck(ack)) => {
+                if ack.code != ConnectReturnCode::Success {
+                    return Err(ConnectFailure::Refused(ack.code));
+                }
+                return Ok((ack, input));
+            }
+            Ok(other) => {
+                return Err(ConnectFailure::Other(format!(
+                    "unexpected first packet from the broker: {other:?}"
+                )))
+            }
+            Err(CodecError::InsufficientBytes(_)) => {}
+            Err(e) => return Err(ConnectFailure::Other(format!("malformed CONNACK: {e}"))),
+        }
+        let n = tokio::io::AsyncReadExt::read_buf(stream, &mut input)
+            .await
+            .map_err(io_error)?;
+        if n == 0 {
+            return Err(ConnectFailure::Other(
+                "the broker closed the connection before CONNACK".into(),
+            ));
+        }
+    }
+}
+
+/// What the socket did in one poll of [`io_turn`].
+struct IoTurn {
+    /// Bytes read into the read buffer (0: nothing was read this time).
+    read: usize,
+}
+
+/// Packet ids in use (awaiting an acknowledgement), one bit each: an id is handed out again
+/// only once the broker is done with it. 8 KiB, so a lookup costs no hashing.
+struct PacketIds {
+    used: Box<[u64]>,
+    /// The id given last; the next search starts after it, so ids come round in order.
+    last: u16,
+    in_use: usize,
+}
+
+impl PacketIds {
+    fn new() -> Self {
+        PacketIds {
+            used: vec![0; 1024].into_boxed_slice(),
+            last: 0,
+            in_use: 0,
+        }
+    }
+
+    fn slot(id: u16) -> (usize, u64) {
+        (usize::from(id / 64), 1u64 << (id % 64))
+    }
+
+    /// The next free id (1..=65535), or `None` when all are in use.
+    fn take(&mut self) -> Option<u16> {
+        if self.in_use >= usize::from(u16::MAX) {
+            return None;
+        }
+        let mut id = self.last;
+        loop {
+            id = id.wrapping_add(1);
+            if id == 0 {
+                continue;
+            }
+            let (word, bit) = Self::slot(id);
+            if let Some(w) = self.used.get_mut(word) {
+                if *w & bit == 0 {
+                    *w |= bit;
+                    self.in_use += 1;
+                    self.last = id;
+                    return Some(id);
+                }
+            }
+        }
+    }
+
+    /// Frees `id`; nothing happens for an id not in use.
+    fn free(&mut self, id: u16) {
+        let (word, bit) = Self::slot(id);
+        if let Some(w) = self.used.get_mut(word) {
+            if *w & bit != 0 {
+                *w &= !bit;
+                self.in_use -= 1;
+            }
+        }
+    }
+}
+
+/// A QoS 1/2 message from the broker that the core has not yet said it holds.
+struct Delivery {
+    pkid: u16,
+    qos: QoS,
+}
+
+/// One live connection: the socket's buffers, the packet ids in flight and what they stand
+/// for, and the two timers (keep-alive and the acknowledgement watchdog).
+pub(super) struct Connection {
+    /// Packets encoded and not yet written.
+    out: BytesMut,
+    /// Bytes read and not yet parsed (a packet split across reads waits here).
+    input: BytesMut,
+    ids: PacketIds,
+    /// Packet id → core id of publishes awaiting PUBACK (QoS 1) or PUBREC (QoS 2); `None`
+    /// for the gateway's own status publish.
+    unacked: HashMap<u16, Option<PublishId>>,
+    /// Packet id → core id of QoS 2 publishes between PUBREC and PUBCOMP.
+    releasing: HashMap<u16, Option<PublishId>>,
+    /// Packet id → filter of SUBSCRIBEs awaiting SUBACK.
+    subscribes: HashMap<u16, Arc<str>>,
+    /// Packet ids of UNSUBSCRIBEs awaiting UNSUBACK.
+    unsubscribes: HashMap<u16, ()>,
+    /// Broker QoS 1/2 messages the core has not yet said it holds, by delivery id.
+    deliveries: HashMap<u64, Delivery>,
+    /// Most QoS 1/2 publishes outstanding at once (broker.max_inflight).
+    window: usize,
+    /// A command taken from the channel that cannot go out yet (the window is full, or no
+    /// packet id is free); the channel is not read until it has.
+    pending: Option<BrokerCommand>,
+    /// When the broker last acknowledged something (or when the first of the outstanding
+    /// publishes went out), for the watchdog.
+    last_progress: Instant,
+    stall_timeout: Duration,
+    keep_alive: Duration,
+    /// A PINGREQ is out and its PINGRESP has not come.
+    ping_outstanding: bool,
+}
+
+/// Takes one command from the channel without waiting, counting it as taken.
+fn try_take(
+    commands: &mut mpsc::UnboundedReceiver<BrokerCommand>,
+    queued: &AtomicUsize,
+) -> Result<Option<BrokerCommand>, End> {
+    match commands.try_recv() {
+        Ok(command) => {
+            took(queued);
+            Ok(Some(command))
+        }
+        Err(mpsc::error::TryRecvError::Empty) => Ok(None),
+        Err(mpsc::error::TryRecvError::Disconnected) => Err(End::Shutdown),
+    }
+}
+
+impl Connection {
+    /// A connection whose handshake is done; `input` holds what was read after CONNACK.
+    pub(super) fn new(config: &BrokerLinkConfig, input: BytesMut) -> Self {
+        Connection {
+            out: BytesMut::with_capacity(WRITE_BATCH),
+            input,
+            ids: PacketIds::new(),
+            unacked: HashMap::new(),
+            releasing: HashMap::new(),
+            subscribes: HashMap::new(),
+            unsubscribes: HashMap::new(),
+            deliveries: HashMap::new(),
+            window: usize::from(config.options.max_inflight.max(1)),
+            pending: None,
+            last_progress: Instant::now(),
+            // Long enough for a slow broker, short enough that a wedged connection is
+            // replaced well before motes give up on their PUBACKs.
+            stall_timeout: (config.options.keep_alive * 2).max(Duration::from_secs(10)),
+            keep_alive: config.options.keep_alive.max(Duration::from_secs(1)),
+            ping_outstanding: false,
+        }
+    }
+
+    /// QoS 1/2 publishes written and not yet complete.
+    fn outstanding(&self) -> usize {
+        self.unacked.len() + self.releasing.len()
+    }
+
+    /// Queues the gateway's retained "online" status, first on the new connection (its Will
+    /// says "offline"). Not one of the core's publishes: its PUBACK completes nothing.
+    pub(super) fn announce(&mut self, topic: &str) {
+        let Some(pkid) = self.ids.take() else {
+            warn!(topic, "could not publish the gateway's online status");
+            return;
+        };
+        let mut publish = Publish::new(topic, QoS::AtLeastOnce, STATUS_ONLINE);
+        publish.retain = true;
+        publish.pkid = pkid;
+        self.encode(&Packet::Publish(publish));
+        self.unacked.insert(pkid, None);
+    }
+
+    /// Appends `packet` to the write buffer. Only the publish can be too large, and the core
+    /// never makes one that is (an MQTT-SN datagram is under 64 KiB): dropped and logged.
+    fn encode(&mut self, packet: &Packet) {
+        if let Err(e) = packet.write(&mut self.out, MAX_MQTT_PACKET) {
+            error!(%e, "dropped an MQTT packet the codec could not encode");
+        }
+    }
+
+    /// Runs the connection until it is lost, the runtime is gone, or the watchdog gives up.
+    pub(super) async fn run<S>(
+        mut self,
+        mut stream: S,
+        commands: &mut mpsc::UnboundedReceiver<BrokerCommand>,
+        events: &mpsc::Sender<BrokerEvent>,
+        queued: &AtomicUsize,
+        next_delivery: &mut u64,
+    ) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        // Whatever came behind CONNACK.
+        if let Err(end) = self.handle_input(events, next_delivery).await {
+            return end;
+        }
+        let ping = tokio::time::sleep(self.keep_alive);
+        tokio::pin!(ping);
+        let watchdog = tokio::time::sleep(self.stall_timeout);
+        tokio::pin!(watchdog);
+        let mut flushed = true;
+        loop {
+            if let Err(end) = self.take_commands(commands, queued) {
+                return end;
+            }
+            let can_take = self.pending.is_none() && self.out.len() < WRITE_BATCH;
+            let out = &mut self.out;
+            let input = &mut self.input;
+            tokio::select! {
+                biased;
+                turn = poll_fn(|cx| io_turn(cx, &mut stream, out, &mut flushed, input)) => match turn {
+                    Ok(turn) => {
+                        if turn.read > 0 {
+                            if let Err(end) = self.handle_input(events, next_delivery).await {
+                                return end;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "broker connection lost; reconnecting");
+                        return End::Reconnect;
+                    }
+                },
+                command = commands.recv(), if can_take => match command {
+                    Some(command) => {
+                        took(queued);
+                        self.pending = Some(command);
+                    }
+                    None => return End::Shutdown,
+                },
+                () = &mut ping => {
+                    if self.ping_outstanding {
+                        warn!(keep_alive = ?self.keep_alive, "the broker did not answer PINGREQ; reconnecting");
+                        return End::Reconnect;
+                    }
+                    self.encode(&Packet::PingReq);
+                    self.ping_outstanding = true;
+                    ping.as_mut().reset(Instant::now() + self.keep_alive);
+                }
+                () = &mut watchdog => {
+                    let now = Instant::now();
+                    if self.outstanding() == 0 {
+                        self.last_progress = now;
+                    }
+                    let stall_at = self.last_progress + self.stall_timeout;
+                    if stall_at <= now {
+                        warn!(
+                            timeout = ?self.stall_timeout,
+                            unacked = self.outstanding(),
+                            "broker acknowledged nothing for too long; reconnecting"
+                        );
+                        return End::Reconnect;
+                    }
+                    watchdog.as_mut().reset(stall_at);
+                }
+            }
+        }
+    }
+
+    /// Encodes the pending command and every command waiting in the channel, until the
+    /// write buffer holds [`WRITE_BATCH`] bytes or a command must wait (window, packet ids).
+    fn take_commands(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<BrokerCommand>,
+        queued: &AtomicUsize,
+    ) -> Result<(), End> {
+        while self.out.len() < WRITE_BATCH {
+            let command = match self.pending.take() {
+                Some(command) => command,
+                None => match try_take(commands, queued)? {
+                    Some(command) => command,
+                    None => return Ok(()),
+                },
+            };
+            if let Err(command) = self.start(command) {
+                self.pending = Some(command);
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes one command into the write buffer; gives it back when it must wait.
+    fn start(&mut self, command: BrokerCommand) -> Result<(), BrokerCommand> {
+        if !valid_request(&command) {
+            // The broker would close the connection over it, and the core's replay would
+            // send it again after every reconnect. The core refuses such names before they
+            // get here; were one to slip through, it is dropped and logged.
+            error!(?command, "dropped a broker request with an invalid MQTT topic or filter (a gateway bug: the core should have refused it)");
+            return Ok(());
+        }
+        match command {
+            BrokerCommand::Publish(publish) => {
+                if publish.qos == MqttQoS::AtMostOnce {
+                    let mut packet =
+                        Publish::from_bytes(&*publish.topic, QoS::AtMostOnce, publish.payload);
+                    packet.retain = publish.retain;
+                    self.encode(&Packet::Publish(packet));
+                    return Ok(());
+                }
+                if publish.id.is_some() && self.outstanding() >= self.window {
+                    return Err(BrokerCommand::Publish(publish));
+                }
+                let Some(pkid) = self.ids.take() else {
+                    return Err(BrokerCommand::Publish(publish));
+                };
+                if self.outstanding() == 0 {
+                    // The watchdog measures from the first publish waiting, not from the
+                    // last acknowledgement before an idle spell.
+                    self.last_progress = Instant::now();
+                }
+                let mut packet = Publish::from_bytes(
+                    &*publish.topic,
+                    to_codec(publish.qos),
+                    publish.payload.clone(),
+                );
+                packet.retain = publish.retain;
+                packet.pkid = pkid;
+                self.encode(&Packet::Publish(packet));
+                self.unacked.insert(pkid, publish.id);
+            }
+            BrokerCommand::Subscribe { filter, qos } => {
+                let Some(pkid) = self.ids.take() else {
+                    return Err(BrokerCommand::Subscribe { filter, qos });
+                };
+                let mut packet = Subscribe::new(&*filter, to_codec(qos));
+                packet.pkid = pkid;
+                self.encode(&Packet::Subscribe(packet));
+                self.subscribes.insert(pkid, filter);
+            }
+            BrokerCommand::Unsubscribe { filter } => {
+                let Some(pkid) = self.ids.take() else {
+                    return Err(BrokerCommand::Unsubscribe { filter });
+                };
+                let mut packet = Unsubscribe::new(&*filter);
+                packet.pkid = pkid;
+                self.encode(&Packet::Unsubscribe(packet));
+                self.unsubscribes.insert(pkid, ());
+            }
+            BrokerCommand::Ack { delivery } => match self.deliveries.remove(&delivery.0) {
+                Some(Delivery {
+                    pkid,
+                    qos: QoS::ExactlyOnce,
+                }) => self.encode(&Packet::PubRec(PubRec::new(pkid))),
+                Some(Delivery { pkid, .. }) => self.encode(&Packet::PubAck(PubAck::new(pkid))),
+                // From an earlier connection: the broker redelivers it if it must.
+                None => {}
+            },
+            // The connection's own lifecycle is the runtime's (it opens and closes the
+            // link); the core sends these only on a mote's route, where the runtime carries
+            // them out before they could reach an open connection.
+            BrokerCommand::Connect { .. } | BrokerCommand::Close { .. } => {
+                debug!("connection command on an open connection: ignored");
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles every complete packet in the read buffer, in order, sending the core its
+    /// events (waiting for room: a full event queue stops the connection, which stops
+    /// reading from the broker) and queueing the answers the broker expects.
+    async fn handle_input(
+        &mut self,
+        events: &mpsc::Sender<BrokerEvent>,
+        next_delivery: &mut u64,
+    ) -> Result<(), End> {
+        let mut acked = false;
+        loop {
+            let packet = match Packet::read(&mut self.input, MAX_MQTT_PACKET) {
+                Ok(packet) => packet,
+                Err(CodecError::InsufficientBytes(_)) => break,
+                Err(e) => {
+                    warn!(error = %e, "malformed packet from the broker; reconnecting");
+                    return Err(End::Reconnect);
+                }
+            };
+            let event = match packet {
+                Packet::PubAck(ack) => {
+                    acked = true;
+                    self.unacked
+                        .remove(&ack.pkid)
+                        .inspect(|_| self.ids.free(ack.pkid))
+                }
+                Packet::PubRec(rec) => {
+                    acked = true;
+                    if let Some(id) = self.unacked.remove(&rec.pkid) {
+                        self.releasing.insert(rec.pkid, id);
+                    }
+                    // Answered whether or not it is known: the broker waits for it.
+                    self.encode(&Packet::PubRel(PubRel::new(rec.pkid)));
+                    None
+                }
+                // QoS 2 counts as held once complete: if the connection dropped between
+                // PUBREC and PUBCOMP, replaying it risks a duplicate, never a loss.
+                Packet::PubComp(comp) => {
+                    acked = true;
+                    self.releasing
+                        .remove(&comp.pkid)
+                        .inspect(|_| self.ids.free(comp.pkid))
+                }
+                Packet::SubAck(ack) => {
+                    acked = true;
+                    match self.subscribes.remove(&ack.pkid) {
+                        Some(filter) => {
+                            self.ids.free(ack.pkid);
+                            let granted = match ack.return_codes.first() {
+                                Some(SubscribeReasonCode::Success(qos)) => Some(from_codec(*qos)),
+                                _ => None,
+                            };
+                            if granted.is_none() {
+                                warn!(%filter, "broker refused the subscription");
+                            }
+                            let event = BrokerEvent::SubAck { filter, granted };
+                            if events.send(event).await.is_err() {
+                                return Err(End::Shutdown);
+                            }
+                        }
+                        None => debug!(pkid = ack.pkid, "SUBACK for no SUBSCRIBE: ignored"),
+                    }
+                    None
+                }
+                Packet::UnsubAck(ack) => {
+                    acked = true;
+                    if self.unsubscribes.remove(&ack.pkid).is_some() {
+                        self.ids.free(ack.pkid);
+                    }
+                    None
+                }
+                Packet::PubRel(rel) => {
+                    self.encode(&Packet::PubComp(PubComp::new(rel.pkid)));
+                    None
+                }
+                Packet::PingResp => {
+                    self.ping_outstanding = false;
+                    None
+                }
+                Packet::Publish(publish) => {
+                    let delivery = if publish.qos == QoS::AtMostOnce {
+                        None
+                    } else {
+                        *next_delivery += 1;
+                        self.deliveries.insert(
+                            *next_delivery,
+                            Delivery {
+                                pkid: publish.pkid,
+                                qos: publish.qos,
+                            },
+                        );
+                        Some(DeliveryId(*next_delivery))
+                    };
+                    // The payload stays a slice of the read buffer: measured with 100 000
+                    // sleeping motes, copying it out costs more memory (a shared allocation
+                    // per message once cloned for its targets) than the buffers it would free.
+                    let message = BrokerEvent::Message {
+                        topic: Arc::from(publish.topic),
+                        payload: publish.payload,
+                        qos: from_codec(publish.qos),
+                        retain: publish.retain,
+                        delivery,
+                    };
+                    if events.send(message).await.is_err() {
+                        return Err(End::Shutdown);
+                    }
+                    None
+                }
+                other => {
+                    debug!(packet = ?other, "unexpected packet from the broker: ignored");
+                    None
+                }
+            };
+            if let Some(Some(id)) = event {
+                if events.send(BrokerEvent::PublishAcked { id }).await.is_err() {
+                    return Err(End::Shutdown);
+                }
+            }
+        }
+        if acked {
+            self.last_progress = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+/// One poll of the socket: writes what the write buffer holds (then flushes, for TLS),
+/// and reads what the socket has. Ready when either made progress; never loses data when
+/// dropped, so it can sit in a `select!`: a write or read that returned `Pending` did
+/// nothing, and one that completed is accounted for before returning.
+fn io_turn<S>(
+    cx: &mut std::task::Context<'_>,
+    stream: &mut S,
+    out: &mut BytesMut,
+    flushed: &mut bool,
+    input: &mut BytesMut,
+) -> Poll<io::Result<IoTurn>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut progressed = false;
+    while !out.is_empty() {
+        match Pin::new(&mut *stream).poll_write(cx, out) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => {
+                out.advance(n);
+                *flushed = false;
+                progressed = true;
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => break,
+        }
+    }
+    // A TLS stream may hold records back until flushed; a TCP stream's flush does nothing.
+    if out.is_empty() && !*flushed {
+        match Pin::new(&mut *stream).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                *flushed = true;
+                progressed = true;
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {}
+        }
+    }
+    if input.capacity() - input.len() < READ_CHUNK / 4 {
+        input.reserve(READ_CHUNK);
+    }
+    let read = match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, input) {
+        Poll::Ready(Ok(0)) => {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the broker closed the connection",
+            )))
+        }
+        Poll::Ready(Ok(n)) => n,
+        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+        Poll::Pending => 0,
+    };
+    if progressed || read > 0 {
+        Poll::Ready(Ok(IoTurn { read }))
+    } else {
+        Poll::Pending
+    }
+}
+
+/// Whether the request's topic or filter is valid MQTT.
+fn valid_request(command: &BrokerCommand) -> bool {
+    match command {
+        BrokerCommand::Publish(publish) => rumqttc::valid_topic(&publish.topic),
+        BrokerCommand::Subscribe { filter, .. } | BrokerCommand::Unsubscribe { filter } => {
+            rumqttc::valid_filter(filter)
+        }
+        BrokerCommand::Ack { .. } | BrokerCommand::Connect { .. } | BrokerCommand::Close { .. } => {
+            true
+        }
+    }
+}
+
+fn to_codec(qos: MqttQoS) -> QoS {
+    match qos {
+        MqttQoS::AtMostOnce => QoS::AtMostOnce,
+        MqttQoS::AtLeastOnce => QoS::AtLeastOnce,
+        MqttQoS::ExactlyOnce => QoS::ExactlyOnce,
+    }
+}
+
+fn from_codec(qos: QoS) -> MqttQoS {
+    match qos {
+        QoS::AtMostOnce => MqttQoS::AtMostOnce,
+        QoS::AtLeastOnce => MqttQoS::AtLeastOnce,
+        QoS::ExactlyOnce => MqttQoS::ExactlyOnce,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::task::Context;
+
+    use bytes::Bytes;
+    use sn_config::BrokerConfig;
+    use tokio::io::{AsyncReadExt, DuplexStream, ReadBuf};
+
+    use crate::core::UplinkPublish;
+
+    /// A stream that counts the writes that took bytes.
+    struct Counting {
+        inner: DuplexStream,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Counting {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+            if let Poll::Ready(Ok(n)) = &polled {
+                if *n > 0 {
+                    self.writes.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            polled
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Every command waiting when the connection turns goes out in one write (issue 17:
+    /// rumqttc wrote each alone), as valid MQTT, in order, with QoS 1 ids from 1.
+    #[tokio::test]
+    async fn the_commands_waiting_go_out_in_one_write() {
+        let (ours, mut broker) = tokio::io::duplex(1 << 20);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let stream = Counting {
+            inner: ours,
+            writes: writes.clone(),
+        };
+        let config = BrokerLinkConfig {
+            options: BrokerConfig::plain(([127, 0, 0, 1], 1883).into()),
+            tls: None,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (events, _events_rx) = mpsc::channel(16);
+        let queued = AtomicUsize::new(0);
+        for i in 0..100u64 {
+            tx.send(BrokerCommand::Publish(UplinkPublish {
+                id: Some(PublishId(i)),
+                topic: Arc::from("t/x"),
+                payload: Bytes::from(vec![b'p'; 20]),
+                qos: if i % 2 == 0 {
+                    MqttQoS::AtLeastOnce
+                } else {
+                    MqttQoS::AtMostOnce
+                },
+                retain: false,
+                replay: false,
+            }))
+            .unwrap();
+        }
+        let task = tokio::spawn(async move {
+            let mut next = 0;
+            Connection::new(&config, BytesMut::new())
+                .run(stream, &mut rx, &events, &queued, &mut next)
+                .await
+        });
+        let mut input = BytesMut::new();
+        let mut publishes = Vec::new();
+        while publishes.len() < 100 {
+            broker.read_buf(&mut input).await.unwrap();
+            while let Ok(packet) = Packet::read(&mut input, MAX_MQTT_PACKET) {
+                match packet {
+                    Packet::Publish(p) => publishes.push(p),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert_eq!(writes.load(Ordering::SeqCst), 1);
+        let ids: Vec<u16> = publishes.iter().map(|p| p.pkid).collect();
+        let expected: Vec<u16> = (0..100u16)
+            .map(|i| if i % 2 == 0 { i / 2 + 1 } else { 0 })
+            .collect();
+        assert_eq!(ids, expected);
+        assert!(publishes
+            .iter()
+            .all(|p| p.topic == "t/x" && p.payload.len() == 20));
+        drop(tx);
+        assert!(matches!(task.await.unwrap(), End::Shutdown));
+    }
+
+    #[test]
+    fn packet_ids_skip_those_in_use_and_zero() {
+        let mut ids = PacketIds::new();
+        assert_eq!(ids.take(), Some(1));
+        assert_eq!(ids.take(), Some(2));
+        ids.free(1);
+        ids.last = u16::MAX - 1;
+        assert_eq!(ids.take(), Some(u16::MAX));
+        // 0 is never an id; 1 is free again, 2 is still in use.
+        assert_eq!(ids.take(), Some(1));
+        assert_eq!(ids.take(), Some(3));
+        ids.free(2);
+        ids.free(2);
+        assert_eq!(ids.in_use, 3);
+    }
+
+    #[test]
+    fn packet_ids_run_out_and_come_back() {
+        let mut ids = PacketIds::new();
+        for _ in 0..u16::MAX {
+            assert!(ids.take().is_some());
+        }
+        assert_eq!(ids.take(), None);
+        ids.free(777);
+        assert_eq!(ids.take(), Some(777));
+    }
+}
