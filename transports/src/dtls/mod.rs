@@ -21,7 +21,13 @@
 //! supported: libssl 3.0 does not implement it, so a mote whose NAT rebinds its port
 //! handshakes again. The engine (libssl) is confined to `openssl.rs`.
 
+mod client;
 mod openssl;
+
+pub use self::client::{
+    certificate_identity, read_psk_file, ClientCredentials, ClientEvent, ClientFailure, ClientPsk,
+    DtlsClient, DtlsClientConfig, DtlsClientContext, DtlsClientError,
+};
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
