@@ -19,18 +19,22 @@ use tokio::time::Instant;
 
 use crate::cli::parse_duration;
 
+/// Where the DTLS options are listed in `--help` (named per option: a heading set for the
+/// whole group would run on into the options after it).
+const HEADING: &str = "DTLS (a [[dtls]] link of the gateway)";
+
 /// How to reach a `[[dtls]]` link of the gateway.
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "DTLS (a [[dtls]] link of the gateway)")]
 pub(crate) struct DtlsArgs {
     /// Speak DTLS 1.2 to the gateway (its [[dtls]] port, e.g. 8883). Needs credentials:
     /// --psk-identity and --psk-key, --psk-file, or --cert and --key.
-    #[arg(long)]
+    #[arg(long, help_heading = HEADING)]
     pub(crate) dtls: bool,
 
     /// PSK identity (the gateway's PSK file names it; by default also the client id).
     #[arg(
         long,
+        help_heading = HEADING,
         value_name = "ID",
         requires_all = ["dtls", "psk_key"],
         conflicts_with_all = ["psk_file", "cert"]
@@ -38,36 +42,37 @@ pub(crate) struct DtlsArgs {
     pub(crate) psk_identity: Option<String>,
 
     /// The PSK in hex, as in the gateway's PSK file (visible to `ps`: prefer --psk-file).
-    #[arg(long, value_name = "HEX", requires_all = ["dtls", "psk_identity"])]
+    #[arg(long, help_heading = HEADING, value_name = "HEX", requires_all = ["dtls", "psk_identity"])]
     pub(crate) psk_key: Option<String>,
 
     /// A PSK file in the gateway's format (`identity:hexkey` per line). pub/sub use the line
     /// whose identity is --client-id (or the only line); bench gives mote i line i, and the
     /// identity is its client id.
-    #[arg(long, value_name = "FILE", requires = "dtls", conflicts_with = "cert")]
+    #[arg(long, help_heading = HEADING, value_name = "FILE", requires = "dtls", conflicts_with = "cert")]
     pub(crate) psk_file: Option<PathBuf>,
 
     /// Client certificate (PEM) for the ECDHE-ECDSA suites; its CN is the identity (and by
     /// default the client id). Needs --key and --ca.
-    #[arg(long, value_name = "FILE", requires_all = ["dtls", "key", "ca"])]
+    #[arg(long, help_heading = HEADING, value_name = "FILE", requires_all = ["dtls", "key", "ca"])]
     pub(crate) cert: Option<PathBuf>,
 
     /// Private key (PEM) of --cert.
-    #[arg(long, value_name = "FILE", requires = "cert")]
+    #[arg(long, help_heading = HEADING, value_name = "FILE", requires = "cert")]
     pub(crate) key: Option<PathBuf>,
 
     /// CA certificate(s) (PEM) the gateway's certificate must chain to. Required with
     /// --cert; with a PSK the key already authenticates the gateway.
-    #[arg(long, value_name = "FILE", requires = "dtls")]
+    #[arg(long, help_heading = HEADING, value_name = "FILE", requires = "dtls")]
     pub(crate) ca: Option<PathBuf>,
 
     /// Also require the gateway's certificate to name this host or IP address.
-    #[arg(long, value_name = "NAME", requires = "ca")]
+    #[arg(long, help_heading = HEADING, value_name = "NAME", requires = "ca")]
     pub(crate) server_name: Option<String>,
 
     /// Give up on a DTLS handshake after this long (lost flights are resent meanwhile).
     #[arg(
         long,
+        help_heading = HEADING,
         value_name = "DURATION",
         default_value = "10s",
         value_parser = parse_duration,
