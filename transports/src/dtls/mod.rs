@@ -20,6 +20,10 @@
 //! Every refusal is counted in [`DtlsStats`]. The DTLS Connection ID (RFC 9146) is not
 //! supported: libssl 3.0 does not implement it, so a mote whose NAT rebinds its port
 //! handshakes again. The engine (libssl) is confined to `openssl.rs`.
+//!
+//! The client side, for the `mqtt-sn` tool and its bench motes, is [`DtlsClient`]
+//! (`client.rs`): the same libssl over the same in-memory queue, with the retransmission calls
+//! of `openssl.rs`.
 
 mod client;
 mod openssl;
