@@ -27,7 +27,12 @@
 //! address (a NAT that rebound the mote's port) on an authenticated record of application
 //! data newer than any before it ([`DtlsEvent::Moved`]). libssl has no CID: there a mote whose NAT rebinds
 //! handshakes again.
+//!
+//! The client side, for the `mqtt-sn` tool and its bench motes, is [`DtlsClient`]
+//! (`client.rs`): libssl over the same in-memory queue, with the retransmission calls of
+//! `openssl.rs`.
 
+mod client;
 mod engine;
 #[cfg(feature = "dtls-mbedtls")]
 mod mbedtls;
@@ -37,6 +42,11 @@ mod openssl;
 
 #[cfg(feature = "dtls-mbedtls")]
 pub use self::mbedtls::MbedtlsClient;
+
+pub use self::client::{
+    certificate_identity, read_psk_file, ClientCredentials, ClientEvent, ClientFailure, ClientPsk,
+    DtlsClient, DtlsClientConfig, DtlsClientContext, DtlsClientError,
+};
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};

@@ -58,11 +58,11 @@ const DTLS_CTRL_HANDLE_TIMEOUT: c_int = 74;
 /// Bytes of HMAC-SHA256 kept as the cookie (RFC 6347 allows up to 255; 16 is unguessable).
 const COOKIE_LEN: usize = 16;
 
-/// A datagram queue standing in for the socket under one `Ssl`.
+/// A datagram queue standing in for the socket under one `Ssl` (the client side uses it too).
 #[derive(Default)]
-struct Queue {
-    incoming: VecDeque<Vec<u8>>,
-    outgoing: Vec<Vec<u8>>,
+pub(super) struct Queue {
+    pub(super) incoming: VecDeque<Vec<u8>>,
+    pub(super) outgoing: Vec<Vec<u8>>,
 }
 
 impl Read for Queue {
@@ -466,48 +466,60 @@ impl Session {
 
     /// Time left until libssl wants to retransmit its last flight, if a flight is pending.
     pub(super) fn retransmit_in(&self) -> Option<Duration> {
-        let mut tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 0,
-        };
-        // SAFETY: the `SSL` is live (owned by `self.stream`); for DTLS_CTRL_GET_TIMEOUT, libssl
-        // writes one `struct timeval` through the pointer, and `tv` is a properly aligned
-        // `libc::timeval` (the platform's `struct timeval`) that outlives the call.
-        let r = unsafe {
-            openssl_sys::SSL_ctrl(
-                self.stream.ssl().as_ptr(),
-                DTLS_CTRL_GET_TIMEOUT,
-                0,
-                (&mut tv as *mut libc::timeval).cast::<c_void>(),
-            )
-        };
-        if r <= 0 {
-            return None;
-        }
-        let secs = u64::try_from(tv.tv_sec).unwrap_or(0);
-        let micros = u64::try_from(tv.tv_usec).unwrap_or(0);
-        Some(Duration::from_secs(secs) + Duration::from_micros(micros))
+        retransmit_in(self.stream.ssl())
     }
 
     /// Lets libssl retransmit if its timer ran out. `Err` when it gave up (too many
     /// retransmissions).
     pub(super) fn handle_retransmit(&mut self) -> Result<(), ()> {
-        // SAFETY: the `SSL` is live (owned by `self.stream`); DTLS_CTRL_HANDLE_TIMEOUT takes
-        // no argument and ignores the null pointer.
-        let r = unsafe {
-            openssl_sys::SSL_ctrl(
-                self.stream.ssl().as_ptr(),
-                DTLS_CTRL_HANDLE_TIMEOUT,
-                0,
-                std::ptr::null_mut(),
-            )
-        };
-        if r < 0 {
-            drop(ErrorStack::get());
-            Err(())
-        } else {
-            Ok(())
-        }
+        handle_retransmit(self.stream.ssl())
+    }
+}
+
+/// Time left until libssl wants to retransmit `ssl`'s last flight, if a flight is pending
+/// (`DTLSv1_get_timeout`). Shared with the client side.
+pub(super) fn retransmit_in(ssl: &SslRef) -> Option<Duration> {
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    // SAFETY: `ssl` is a live `SSL` (a reference to it); for DTLS_CTRL_GET_TIMEOUT, libssl
+    // writes one `struct timeval` through the pointer, and `tv` is a properly aligned
+    // `libc::timeval` (the platform's `struct timeval`) that outlives the call.
+    let r = unsafe {
+        openssl_sys::SSL_ctrl(
+            ssl.as_ptr(),
+            DTLS_CTRL_GET_TIMEOUT,
+            0,
+            (&mut tv as *mut libc::timeval).cast::<c_void>(),
+        )
+    };
+    if r <= 0 {
+        return None;
+    }
+    let secs = u64::try_from(tv.tv_sec).unwrap_or(0);
+    let micros = u64::try_from(tv.tv_usec).unwrap_or(0);
+    Some(Duration::from_secs(secs) + Duration::from_micros(micros))
+}
+
+/// Lets libssl retransmit `ssl`'s last flight if its timer ran out
+/// (`DTLSv1_handle_timeout`). `Err` when it gave up (too many retransmissions).
+pub(super) fn handle_retransmit(ssl: &SslRef) -> Result<(), ()> {
+    // SAFETY: `ssl` is a live `SSL` (a reference to it); DTLS_CTRL_HANDLE_TIMEOUT takes no
+    // argument and ignores the null pointer.
+    let r = unsafe {
+        openssl_sys::SSL_ctrl(
+            ssl.as_ptr(),
+            DTLS_CTRL_HANDLE_TIMEOUT,
+            0,
+            std::ptr::null_mut(),
+        )
+    };
+    if r < 0 {
+        drop(ErrorStack::get());
+        Err(())
+    } else {
+        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use sn_codec::QoS;
 
-/// Act as an MQTT-SN v1.2 client (a "mote") over UDP: publish or subscribe through a gateway,
+/// Act as an MQTT-SN v1.2 client (a "mote") over UDP or DTLS: publish or subscribe through a gateway,
 /// drive many simulated motes to benchmark it, or simulate a radio dongle for it.
 #[derive(Debug, Parser)]
 #[command(name = "mqtt-sn", version)]
@@ -83,6 +83,10 @@ pub(crate) struct ConnectionArgs {
     /// Publish the Will retained.
     #[arg(long, requires = "will_topic")]
     pub(crate) will_retain: bool,
+
+    /// DTLS options.
+    #[command(flatten)]
+    pub(crate) dtls: crate::dtls::DtlsArgs,
 }
 
 /// Which topic to use: exactly one of the three forms MQTT-SN has.

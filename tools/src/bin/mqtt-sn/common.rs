@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 
 use sn_codec::QoS;
 
+use sn_transports::dtls::DtlsClient;
+
 use crate::cli::ConnectionArgs;
+use crate::dtls;
 use crate::error::ClientError;
 use crate::session::{ConnectOptions, Timing};
 
@@ -39,12 +42,44 @@ pub(crate) fn timing(args: &ConnectionArgs) -> Timing {
     }
 }
 
-/// CONNECT options from the command line; the client id defaults to one unique per process so
-/// two tools started side by side do not take over each other's session.
-pub(crate) fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions, ClientError> {
+/// The DTLS connection the options ask for (not started yet: its ClientHello waits) and the
+/// CONNECT options. Over DTLS the client id defaults to the identity (the PSK identity or the
+/// certificate's CN), the one client id the gateway lets that identity use by default.
+pub(crate) fn prepare(
+    args: &ConnectionArgs,
+) -> Result<(Option<DtlsClient>, ConnectOptions), ClientError> {
+    let Some(setup) = dtls::setup(&args.dtls).map_err(ClientError::Usage)? else {
+        return Ok((None, connect_options(args, None)?));
+    };
+    let now = std::time::Instant::now();
+    let started = if setup.psk_entries.is_empty() {
+        setup.context.connect(now)
+    } else {
+        let entry = setup
+            .entry_for(args.client_id.as_deref())
+            .map_err(ClientError::Usage)?;
+        let identity = entry.identity.clone();
+        let client = setup.context.connect_as(now, entry.clone());
+        return Ok((
+            Some(client.map_err(|e| ClientError::Usage(format!("DTLS: {e}")))?),
+            connect_options(args, Some(identity))?,
+        ));
+    };
+    let client = started.map_err(|e| ClientError::Usage(format!("DTLS: {e}")))?;
+    Ok((Some(client), connect_options(args, setup.identity)?))
+}
+
+/// CONNECT options from the command line; the client id defaults to the DTLS identity, else to
+/// one unique per process so two tools started side by side do not take over each other's
+/// session.
+fn connect_options(
+    args: &ConnectionArgs,
+    identity: Option<String>,
+) -> Result<ConnectOptions, ClientError> {
     let client_id = args
         .client_id
         .clone()
+        .or(identity)
         .unwrap_or_else(|| format!("mqtt-sn-{}", std::process::id()));
     if client_id.is_empty() {
         return Err(ClientError::Usage(

@@ -44,6 +44,15 @@ pub(crate) enum ClientError {
         source: io::Error,
     },
 
+    /// The DTLS handshake or connection failed.
+    #[error("DTLS with {gateway}: {reason}")]
+    Dtls {
+        /// The gateway.
+        gateway: SocketAddr,
+        /// What went wrong, and what to check.
+        reason: String,
+    },
+
     /// A request ran out of time and retransmissions.
     #[error("no {reply} from {gateway} within {}{hint}", format_duration(*within))]
     NoReply {

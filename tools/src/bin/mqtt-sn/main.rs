@@ -8,6 +8,7 @@ mod bench;
 mod cli;
 mod common;
 mod describe;
+mod dtls;
 mod error;
 mod output;
 mod publish;

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::cli::PubArgs;
-use crate::common::{connect_options, resolve_gateway, timing};
+use crate::common::{prepare, resolve_gateway, timing};
 use crate::error::ClientError;
 use crate::session::Session;
 
@@ -62,7 +62,8 @@ pub(crate) async fn run(args: PubArgs) -> Result<(), ClientError> {
         }
     };
     let gateway = resolve_gateway(&conn.gateway).await?;
-    let mut session = Session::open(gateway, timing(conn), false).await?;
+    let (dtls, options) = prepare(conn)?;
+    let mut session = Session::open(gateway, timing(conn), false, dtls).await?;
 
     if args.qos == QoS::MinusOne {
         if conn.will_topic.is_some() {
@@ -82,13 +83,15 @@ pub(crate) async fn run(args: PubArgs) -> Result<(), ClientError> {
             args: &args,
             budget: args.timeout,
         };
-        return publisher.publish_all(&mut session).await;
+        let published = publisher.publish_all(&mut session).await;
+        session.close_channel().await;
+        return published;
     }
 
     // Each exchange ends at --timeout, or sooner when --retry × (--retries + 1) has run out:
     // giving up after N_retry resends is what §6.13 asks of a client.
     let budget = args.timeout.min(timing(conn).budget());
-    session.connect(&connect_options(conn)?, budget).await?;
+    session.connect(&options, budget).await?;
     let topic = match topic {
         Topic::Name(name) => {
             let id = session.register(&name, budget).await?;

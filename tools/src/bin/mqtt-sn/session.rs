@@ -1,4 +1,5 @@
-//! One MQTT-SN v1.2 client session over a UDP socket connected to the gateway.
+//! One MQTT-SN v1.2 client session over a UDP socket connected to the gateway, in plain UDP
+//! or inside a DTLS connection (a [`Channel`] that encrypts and decrypts each datagram).
 //!
 //! The commands drive it with request/answer exchanges ([`Session::connect`],
 //! [`Session::register`], [`Session::publish`], ...) and with [`Session::poll`] while idle.
@@ -23,6 +24,7 @@ use tokio::time::Instant;
 use tracing::{debug, trace, warn};
 
 use crate::describe;
+use crate::dtls::{self, Channel};
 use crate::error::ClientError;
 
 /// The largest datagram MQTT-SN can carry (3-byte length form), so nothing is ever truncated.
@@ -75,6 +77,8 @@ pub(crate) struct Message {
 #[derive(Debug)]
 pub(crate) struct Session {
     socket: UdpSocket,
+    /// The DTLS connection, when the gateway is reached over DTLS.
+    channel: Option<Channel>,
     gateway: SocketAddr,
     timing: Timing,
     client: Client,
@@ -103,11 +107,13 @@ struct Exchange {
 }
 
 impl Session {
-    /// Opens a UDP socket connected to `gateway`, so that only its datagrams are received.
+    /// Opens a UDP socket connected to `gateway`, so that only its datagrams are received, and
+    /// with `dtls` runs the DTLS handshake on it.
     pub(crate) async fn open(
         gateway: SocketAddr,
         timing: Timing,
         collect: bool,
+        dtls: Option<sn_transports::dtls::DtlsClient>,
     ) -> Result<Self, ClientError> {
         let local: SocketAddr = if gateway.is_ipv6() {
             (Ipv6Addr::UNSPECIFIED, 0).into()
@@ -117,18 +123,38 @@ impl Session {
         let socket_error = |source| ClientError::Socket { gateway, source };
         let socket = UdpSocket::bind(local).await.map_err(socket_error)?;
         socket.connect(gateway).await.map_err(socket_error)?;
+        let mut recv_buf = vec![0; MAX_DATAGRAM];
+        let channel = match dtls {
+            None => None,
+            Some(client) => {
+                let started = Instant::now();
+                let channel = dtls::handshake(&socket, client, &mut recv_buf)
+                    .await
+                    .map_err(|e| ClientError::Dtls {
+                        gateway,
+                        reason: e.to_string(),
+                    })?;
+                debug!(
+                    "DTLS handshake with {gateway} done in {:?} ({})",
+                    started.elapsed(),
+                    channel.cipher
+                );
+                Some(channel)
+            }
+        };
         let mut config = ClientConfig::new(String::new());
         config.timing = sn_client::Timing::new(timing.retry, timing.retries);
         config.keep_alive_pings = true;
         config.unknown_topic_ids = UnknownTopicIds::Reject;
         Ok(Session {
             socket,
+            channel,
             gateway,
             timing,
             client: Client::new(config),
             collect,
             delivered: VecDeque::new(),
-            recv_buf: vec![0; MAX_DATAGRAM],
+            recv_buf,
             send_buf: Vec::with_capacity(256),
         })
     }
@@ -154,19 +180,37 @@ impl Session {
                 }
             }
             trace!("→ {bytes:02x?}");
-            match self.socket.send(bytes).await {
-                Ok(_) => {}
-                // An earlier datagram bounced; this one may still arrive. The timers decide.
-                Err(e) if is_refused(&e) => debug!("send to {}: {e}", self.gateway),
-                Err(source) => {
-                    return Err(ClientError::Io {
+            match &mut self.channel {
+                None => send(&self.socket, self.gateway, bytes).await?,
+                Some(channel) => {
+                    channel.seal(bytes).map_err(|reason| ClientError::Dtls {
                         gateway: self.gateway,
-                        source,
-                    })
+                        reason,
+                    })?;
+                    while let Some(record) = channel.next_transmit() {
+                        send(&self.socket, self.gateway, &record).await?;
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Feeds one received datagram to the machine (decrypted first over DTLS).
+    fn receive(&mut self, len: usize) -> Result<(), ClientError> {
+        let bytes = self.recv_buf.get(..len).unwrap_or_default();
+        let Some(channel) = &mut self.channel else {
+            feed(&mut self.client, bytes);
+            return Ok(());
+        };
+        let opened = channel.open(bytes);
+        while let Some(plaintext) = channel.take() {
+            feed(&mut self.client, &plaintext);
+        }
+        opened.map_err(|reason| ClientError::Dtls {
+            gateway: self.gateway,
+            reason,
+        })
     }
 
     /// Starts a request with `budget` as its timeout.
@@ -196,26 +240,7 @@ impl Session {
         let now = Instant::now().into_std();
         match received {
             None => self.client.handle_timeout(now),
-            Some(Ok(len)) => {
-                let bytes = self.recv_buf.get(..len).unwrap_or_default();
-                trace!("← {bytes:02x?}");
-                if tracing::enabled!(tracing::Level::DEBUG) {
-                    if let Ok(p) = Packet::decode(bytes) {
-                        debug!("← {}", describe::packet(&p));
-                    }
-                }
-                match self.client.handle_datagram(now, bytes) {
-                    Received::Undecodable => {
-                        debug!("← {len} bytes ignored, not an MQTT-SN v1.2 packet")
-                    }
-                    Received::Unexpected => {
-                        if let Ok(p) = Packet::decode(bytes) {
-                            debug!("ignoring unexpected {}", p.msg_type().name());
-                        }
-                    }
-                    Received::Consumed => {}
-                }
-            }
+            Some(Ok(len)) => self.receive(len)?,
             Some(Err(e)) if is_refused(&e) => {
                 debug!("{}: {e} (is the gateway running?)", self.gateway);
             }
@@ -482,6 +507,7 @@ impl Session {
                 budget,
             })
             .await;
+        self.close_channel().await;
         match outcome {
             Err(e @ ClientError::NoReply { .. }) => {
                 warn!("{e}; the gateway may publish the Will when it times the session out");
@@ -489,6 +515,17 @@ impl Session {
             }
             Err(e) => Err(e),
             Ok(_) => Ok(()),
+        }
+    }
+
+    /// Ends the DTLS connection with close_notify (best effort), so the gateway lets go of it
+    /// at once rather than at its idle timeout.
+    pub(crate) async fn close_channel(&mut self) {
+        if let Some(channel) = &mut self.channel {
+            channel.close();
+            while let Some(record) = channel.next_transmit() {
+                let _ = self.socket.send(&record).await;
+            }
         }
     }
 
@@ -509,6 +546,44 @@ impl Session {
             )
             .map_err(|e| machine_error("PUBLISH", e))?;
         self.flush().await
+    }
+}
+
+/// Sends one datagram; a bounce (nothing listening yet) is only logged: the timers decide.
+async fn send(socket: &UdpSocket, gateway: SocketAddr, bytes: &[u8]) -> Result<(), ClientError> {
+    match socket.send(bytes).await {
+        Ok(_) => Ok(()),
+        // An earlier datagram bounced; this one may still arrive. The timers decide.
+        Err(e) if is_refused(&e) => {
+            debug!("send to {gateway}: {e}");
+            Ok(())
+        }
+        Err(source) => Err(ClientError::Io { gateway, source }),
+    }
+}
+
+/// Feeds one MQTT-SN datagram from the gateway to the machine, logging what it was.
+fn feed(client: &mut Client, bytes: &[u8]) {
+    trace!("← {bytes:02x?}");
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        if let Ok(p) = Packet::decode(bytes) {
+            debug!("← {}", describe::packet(&p));
+        }
+    }
+    let now = Instant::now().into_std();
+    match client.handle_datagram(now, bytes) {
+        Received::Undecodable => {
+            debug!(
+                "← {} bytes ignored, not an MQTT-SN v1.2 packet",
+                bytes.len()
+            )
+        }
+        Received::Unexpected => {
+            if let Ok(p) = Packet::decode(bytes) {
+                debug!("ignoring unexpected {}", p.msg_type().name());
+            }
+        }
+        Received::Consumed => {}
     }
 }
 

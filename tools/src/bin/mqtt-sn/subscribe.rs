@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::cli::SubArgs;
-use crate::common::{connect_options, resolve_gateway, timing};
+use crate::common::{prepare, resolve_gateway, timing};
 use crate::describe::qos_number;
 use crate::error::ClientError;
 use crate::output::render;
@@ -45,7 +45,8 @@ pub(crate) async fn run(args: SubArgs) -> Result<(), ClientError> {
     let deadline = args.timeout.map(|t| started + t);
     let conn = &args.connection;
     let gateway = resolve_gateway(&conn.gateway).await?;
-    let mut session = Session::open(gateway, timing(conn), true).await?;
+    let (dtls, options) = prepare(conn)?;
+    let mut session = Session::open(gateway, timing(conn), true, dtls).await?;
     if let Some(p) = &args.topic.predefined {
         if let Some(name) = &p.name {
             session.name_predefined(p.id, name.clone());
@@ -71,7 +72,6 @@ pub(crate) async fn run(args: SubArgs) -> Result<(), ClientError> {
     // Setting up waits for the retransmission schedule, or less if --timeout ends sooner.
     let budget = timing(conn).budget();
     let connect_budget = args.timeout.map_or(budget, |t| budget.min(t));
-    let options = connect_options(conn)?;
     let setup = async {
         session.connect(&options, connect_budget).await?;
         let subscribe_budget = deadline.map_or(budget, |d| {

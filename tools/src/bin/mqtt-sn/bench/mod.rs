@@ -204,6 +204,8 @@ impl Control {
 pub(crate) struct Live {
     /// Motes with a CONNACK.
     pub(crate) connected: AtomicU64,
+    /// DTLS handshakes completed.
+    pub(crate) handshakes: AtomicU64,
     /// Motes set up (connected, registered or subscribed).
     pub(crate) ready: AtomicU64,
     /// Motes that could not be set up.
@@ -271,6 +273,10 @@ impl Ctx {
 pub(crate) struct MoteOutcome {
     /// Its id.
     pub(crate) id: u32,
+    /// DTLS handshake started (ClientHello), ns on the run clock.
+    pub(crate) handshake_started_ns: Option<u64>,
+    /// DTLS handshake completed, ns on the run clock.
+    pub(crate) handshake_done_ns: Option<u64>,
     /// First CONNECT sent, ns on the run clock.
     pub(crate) connect_started_ns: Option<u64>,
     /// CONNACK (accepted) received.

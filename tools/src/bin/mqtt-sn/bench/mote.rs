@@ -11,6 +11,10 @@
 //! same address and still be the peer the gateway knows: that is how one process holds more
 //! sessions than it may open sockets (waves).
 //!
+//! Over DTLS (`--dtls`) each mote handshakes on its socket before its CONNECT, and every
+//! datagram goes through its own DTLS connection; its socket is then never released (the
+//! connection lives in this process), so DTLS runs have no waves.
+//!
 //! Nothing the network sends can panic this code: undecodable datagrams are counted and
 //! dropped, unexpected packets are answered the way a client must (by the machine) or ignored.
 
@@ -31,6 +35,7 @@ use tokio::time::Instant;
 use super::options::{Direction, Plan, TopicPlan};
 use super::payload::{self, Stamp};
 use super::{Ctx, MoteOutcome, Phase};
+use crate::dtls::{self, Channel};
 
 /// Receive buffer: the gateway's default max_packet_size is 1024.
 const RX_BUFFER: usize = 2048;
@@ -69,6 +74,8 @@ pub(crate) enum MoteError {
     /// The machine would not start a request: a packet could not be encoded (cannot happen
     /// with checked options) or another request was still waiting.
     Client(ClientError),
+    /// The DTLS handshake or connection failed.
+    Dtls(String),
 }
 
 impl std::fmt::Display for MoteError {
@@ -79,6 +86,7 @@ impl std::fmt::Display for MoteError {
             MoteError::Refused(what, code) => write!(f, "{what} refused: {code:?}"),
             MoteError::Disconnected => write!(f, "gateway sent DISCONNECT"),
             MoteError::Client(e) => write!(f, "{e}"),
+            MoteError::Dtls(why) => write!(f, "DTLS: {why}"),
         }
     }
 }
@@ -125,6 +133,8 @@ fn machine(plan: &Plan, client_id: String) -> Client {
 struct Link {
     socket: UdpSocket,
     client: Client,
+    /// The mote's DTLS connection (`--dtls`).
+    channel: Option<Channel>,
     rx: Vec<u8>,
     /// The datagram being sent.
     tx: Vec<u8>,
@@ -140,34 +150,73 @@ impl Link {
         Ok(Link {
             socket: UdpSocket::from_std(socket)?,
             client,
+            channel: None,
             rx: vec![0; RX_BUFFER],
             tx: Vec::with_capacity(64),
             send_failures: 0,
         })
     }
 
+    /// Runs the DTLS handshake on the socket; every datagram goes through it from then on.
+    async fn secure(&mut self, client: sn_transports::dtls::DtlsClient) -> Result<(), MoteError> {
+        let channel = dtls::handshake(&self.socket, client, &mut self.rx)
+            .await
+            .map_err(|e| MoteError::Dtls(e.to_string()))?;
+        self.channel = Some(channel);
+        Ok(())
+    }
+
+    /// Ends the DTLS connection with close_notify (best effort).
+    async fn close_channel(&mut self) {
+        if let Some(channel) = &mut self.channel {
+            channel.close();
+            while let Some(record) = channel.next_transmit() {
+                let _ = self.socket.send(&record).await;
+            }
+        }
+        self.channel = None;
+    }
+
     /// Sends every datagram the machine has for the gateway.
-    async fn flush(&mut self) -> io::Result<()> {
+    async fn flush(&mut self) -> Result<(), MoteError> {
         while self.client.poll_transmit(&mut self.tx) {
-            match self.socket.send(&self.tx).await {
-                Ok(_) => {}
-                Err(e) if transient(&e) => self.send_failures += 1,
-                Err(e) => return Err(e),
+            match &mut self.channel {
+                None => send(&self.socket, &self.tx, &mut self.send_failures).await?,
+                Some(channel) => {
+                    channel.seal(&self.tx).map_err(MoteError::Dtls)?;
+                    while let Some(record) = channel.next_transmit() {
+                        send(&self.socket, &record, &mut self.send_failures).await?;
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// Feeds one received datagram to the machine.
-    fn feed(&mut self, len: usize) -> Received {
+    /// Feeds one received datagram to the machine (decrypted first over DTLS: what is then
+    /// not an application datagram, a stray handshake record, counts as unexpected).
+    fn feed(&mut self, len: usize) -> Result<Received, MoteError> {
         let bytes = self.rx.get(..len).unwrap_or_default();
-        self.client.handle_datagram(now(), bytes)
+        let Some(channel) = &mut self.channel else {
+            return Ok(self.client.handle_datagram(now(), bytes));
+        };
+        let opened = channel.open(bytes);
+        let mut received = Received::Unexpected;
+        while let Some(plaintext) = channel.take() {
+            received = match (self.client.handle_datagram(now(), &plaintext), received) {
+                (Received::Undecodable, _) | (_, Received::Undecodable) => Received::Undecodable,
+                (Received::Consumed, _) | (_, Received::Consumed) => Received::Consumed,
+                (Received::Unexpected, Received::Unexpected) => Received::Unexpected,
+            };
+        }
+        opened.map_err(MoteError::Dtls)?;
+        Ok(received)
     }
 
     /// The next datagram, fed to the machine; `None` once the machine's deadline has come
     /// (then [`Link::expire`] or [`Client::abandon`]). Without a deadline it waits for a
     /// datagram.
-    async fn turn(&mut self) -> io::Result<Option<Received>> {
+    async fn turn(&mut self) -> Result<Option<Received>, MoteError> {
         let deadline = self.client.poll_timeout().map(Instant::from_std);
         loop {
             let received = match deadline {
@@ -180,17 +229,19 @@ impl Link {
                 None => self.socket.recv(&mut self.rx).await,
             };
             match received {
-                Ok(len) => return Ok(Some(self.feed(len))),
+                Ok(len) => return self.feed(len).map(Some),
                 Err(e) if transient(&e) => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
     /// A datagram if one is waiting, fed to the machine, without waiting.
-    fn try_turn(&mut self) -> Option<Received> {
-        let len = self.socket.try_recv(&mut self.rx).ok()?;
-        Some(self.feed(len))
+    fn try_turn(&mut self) -> Result<Option<Received>, MoteError> {
+        match self.socket.try_recv(&mut self.rx) {
+            Ok(len) => self.feed(len).map(Some),
+            Err(_) => Ok(None),
+        }
     }
 
     /// The machine's deadline has come: resend or give up. Returns how many requests were
@@ -199,6 +250,18 @@ impl Link {
         let before = self.client.retransmits();
         self.client.handle_timeout(now());
         self.client.retransmits().saturating_sub(before)
+    }
+}
+
+/// Sends one datagram; a [`transient`] refusal is counted, the datagram lost.
+async fn send(socket: &UdpSocket, bytes: &[u8], failures: &mut u64) -> io::Result<()> {
+    match socket.send(bytes).await {
+        Ok(_) => Ok(()),
+        Err(e) if transient(&e) => {
+            *failures += 1;
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -251,20 +314,53 @@ pub(crate) async fn run(ctx: Arc<Ctx>, id: u32, permit: OwnedSemaphorePermit) ->
     out
 }
 
-/// The client id of mote `id`.
+/// The client id of mote `id`: its PSK identity when each mote has its own (--psk-file),
+/// else one unique to the run.
 fn client_id(ctx: &Ctx, id: u32) -> String {
-    format!("b{:08x}-{id}", ctx.run_id)
+    match ctx
+        .plan
+        .dtls
+        .as_ref()
+        .and_then(|d| d.psk_entries.get(id as usize))
+    {
+        Some(entry) => entry.identity.clone(),
+        None => format!("b{:08x}-{id}", ctx.run_id),
+    }
+}
+
+/// Mote `id`'s DTLS handshake on `link`, timed into `out`.
+async fn secure(
+    ctx: &Ctx,
+    id: u32,
+    link: &mut Link,
+    out: &mut MoteOutcome,
+) -> Result<(), MoteError> {
+    let Some(setup) = &ctx.plan.dtls else {
+        return Ok(());
+    };
+    let started = now();
+    out.handshake_started_ns = Some(ctx.clock.now_ns());
+    let client = match setup.psk_entries.get(id as usize) {
+        Some(entry) => setup.context.connect_as(started, entry.clone()),
+        None => setup.context.connect(started),
+    }
+    .map_err(|e| MoteError::Dtls(e.to_string()))?;
+    link.secure(client).await?;
+    out.handshake_done_ns = Some(ctx.clock.now_ns());
+    ctx.live.handshakes.fetch_add(1, Relaxed);
+    Ok(())
 }
 
 async fn lifecycle(ctx: &Ctx, id: u32, out: &mut MoteOutcome) -> Result<(), MoteError> {
     let plan = &ctx.plan;
     // The connect schedule: mote i starts i / connect_rate after the connect phase began.
     ctx.wait_connect_slot(id).await;
-    let link = Link::open(
+    let mut link = Link::open(
         address(id, ctx.mote_port),
         plan.gateway,
         machine(plan, client_id(ctx, id)),
     )?;
+    secure(ctx, id, &mut link, out).await?;
     let mut mote = Mote {
         ctx,
         id,
@@ -289,6 +385,7 @@ async fn lifecycle(ctx: &Ctx, id: u32, out: &mut MoteOutcome) -> Result<(), Mote
     if plan.waves() || plan.qos == QoS::MinusOne {
         // The session (if any) stays at the gateway; the sweep at the end checks it.
         mote.out.released = plan.qos != QoS::MinusOne;
+        mote.link.close_channel().await;
         return Ok(());
     }
     ctx.control.reached(Phase::Finish).await;
@@ -333,6 +430,7 @@ async fn finish(ctx: &Ctx, link: &mut Link) -> Result<(bool, bool), MoteError> {
                 Some(_) => {}
             }
         };
+        link.close_channel().await;
     }
     Ok((alive, disconnected))
 }
@@ -614,7 +712,7 @@ impl Mote<'_> {
     /// Answers whatever is waiting (QoS 0 motes get PUBACKs only when refused).
     async fn drain_incoming(&mut self) -> Result<(), MoteError> {
         for _ in 0..64 {
-            match self.link.try_turn() {
+            match self.link.try_turn()? {
                 None => return Ok(()),
                 Some(Received::Undecodable) => self.out.malformed += 1,
                 Some(Received::Consumed | Received::Unexpected) => {}

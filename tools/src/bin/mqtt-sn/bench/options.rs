@@ -178,6 +178,13 @@ pub(crate) struct BenchArgs {
     /// A label copied into the report (e.g. the scenario name).
     #[arg(long, value_name = "TEXT")]
     pub(crate) label: Option<String>,
+
+    /// DTLS: each mote handshakes on its own socket first (timed in the report's
+    /// `handshake` part). With --psk-identity or --cert every mote shares the identity, so
+    /// the gateway needs a [[mote]] entry letting it use the bench's client ids (client_id =
+    /// "b*"); with --psk-file mote i takes line i and connects with its identity as client id.
+    #[command(flatten)]
+    pub(crate) dtls: crate::dtls::DtlsArgs,
 }
 
 /// Which way the messages flow.
@@ -297,6 +304,8 @@ pub(crate) struct Plan {
     pub(crate) quiet: bool,
     /// Report label.
     pub(crate) label: Option<String>,
+    /// DTLS credentials and context; `None` for plain UDP.
+    pub(crate) dtls: Option<crate::dtls::DtlsSetup>,
 }
 
 impl Plan {
@@ -407,6 +416,19 @@ impl Plan {
                 )
             }
         };
+        let dtls = crate::dtls::setup(&args.dtls)?;
+        if let Some(setup) = &dtls {
+            if args.baseline {
+                return Err("--baseline runs MQTT clients against the broker: drop --dtls".into());
+            }
+            let entries = setup.psk_entries.len();
+            if entries > 0 && entries < args.motes as usize {
+                return Err(format!(
+                    "--psk-file holds {entries} keys for {} motes: each mote takes a line of                      its own (identity:hexkey); add lines or lower --motes",
+                    args.motes
+                ));
+            }
+        }
         let limit = crate::bench::procfs::open_file_limit().unwrap_or(1024);
         let default_sockets = limit.saturating_sub(RESERVED_FDS).max(16);
         let max_sockets = args.max_sockets.unwrap_or(default_sockets);
@@ -449,8 +471,17 @@ impl Plan {
             output: args.output,
             quiet: args.quiet,
             label: args.label,
+            dtls,
         };
         if plan.waves() {
+            if plan.dtls.is_some() {
+                return Err(format!(
+                    "--dtls keeps each mote's DTLS connection on its socket: at most {} motes \
+                     with the current open-file limit (raise `ulimit -n`, e.g. `ulimit -n {}`)",
+                    plan.max_sockets,
+                    u64::from(plan.motes) + RESERVED_FDS + 64
+                ));
+            }
             if plan.baseline {
                 return Err(format!(
                     "--baseline keeps one TCP connection per client open: at most {} \

@@ -407,6 +407,31 @@ impl Report {
             .filter(|&s| s > 0.0)
             .map(|s| connected as f64 / s);
 
+        // DTLS handshakes: the rate is completed handshakes over the span from the first
+        // ClientHello to the last completion (all motes at once without --connect-rate).
+        let mut handshake_latency = Histogram::default();
+        let (mut handshakes, mut handshake_first, mut handshake_last) =
+            (0u64, None::<u64>, None::<u64>);
+        for o in &outcomes {
+            if let (Some(start), Some(done)) = (o.handshake_started_ns, o.handshake_done_ns) {
+                handshakes += 1;
+                handshake_latency.record(done.saturating_sub(start));
+                handshake_first = Some(handshake_first.map_or(start, |f| f.min(start)));
+                handshake_last = Some(handshake_last.map_or(done, |l| l.max(done)));
+            }
+        }
+        let handshake_started = outcomes
+            .iter()
+            .filter(|o| o.handshake_started_ns.is_some())
+            .count() as u64;
+        let handshake_span = match (handshake_first, handshake_last) {
+            (Some(f), Some(l)) => Some(secs(l.saturating_sub(f))),
+            _ => None,
+        };
+        let handshake_rate = handshake_span
+            .filter(|&s| s > 0.0)
+            .map(|s| handshakes as f64 / s);
+
         // Messages.
         let load_s = secs(time.load_end.saturating_sub(time.load_start));
         let last_delivery = ctx.live.last_delivery_ns.load(Relaxed);
@@ -618,6 +643,18 @@ impl Report {
             .opt_f("rate_per_s", connect_rate)
             .raw("latency_ms", summary_json(connect_latency.summary()))
             .finish();
+        let handshake = if plan.dtls.is_some() {
+            Obj::new()
+                .u("started", handshake_started)
+                .u("completed", handshakes)
+                .u("failed", handshake_started - handshakes)
+                .opt_f("duration_s", handshake_span)
+                .opt_f("rate_per_s", handshake_rate)
+                .raw("latency_ms", summary_json(handshake_latency.summary()))
+                .finish()
+        } else {
+            "null".to_owned()
+        };
         let end = Obj::new()
             .u("checked", checked)
             .u("alive", alive)
@@ -645,6 +682,7 @@ impl Report {
             .u("unix_time", unix_time)
             .s("run_id", &format!("{:08x}", ctx.run_id))
             .raw("config", config)
+            .raw("dtls_handshake", handshake)
             .raw("connect", connect)
             .raw("messages", messages.finish())
             .raw("latency_ms", summary_json(latency))
@@ -677,6 +715,17 @@ impl Report {
                 .map_or(String::new(), |c| format!("{c} messages, ")),
             format_args!("at most {:.0} s", plan.duration.as_secs_f64()),
         );
+        if plan.dtls.is_some() {
+            let _ = writeln!(
+                summary,
+                "dtls      {handshakes}/{handshake_started} handshakes{}  latency {}",
+                match (handshake_span, handshake_rate) {
+                    (Some(span), Some(rate)) => format!(" in {span:.3} s ({rate:.0}/s)"),
+                    _ => String::new(),
+                },
+                summary_text(handshake_latency.summary())
+            );
+        }
         let _ = writeln!(
             summary,
             "connect   {connected}/{} connected{}  latency {}",
