@@ -119,6 +119,11 @@ pub(crate) struct Delivery {
     /// Transparent mode: the broker's delivery id on the mote's own connection, acknowledged
     /// once the mote has the message or it is stored (see `release_upstream`).
     pub(crate) upstream_ack: Option<super::broker::DeliveryId>,
+    /// The MsgId it was sent with in an exchange abandoned before the client acknowledged
+    /// it (the client slept, reconnected or was lost): it is sent again with that MsgId and
+    /// DUP set, as MQTT requires of a resumed session, so a client that did receive it
+    /// recognises a QoS 2 message it holds instead of delivering it twice.
+    pub(crate) sent_as: Option<u16>,
 }
 
 /// The client's QoS 1/2 PUBLISH being handled (one at a time, v1.2 §6.6).

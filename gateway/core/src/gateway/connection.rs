@@ -793,18 +793,38 @@ impl Gateway {
 }
 
 impl Session {
+    /// The QoS 1/2 PUBLISH in flight to the client that [`Session::abandon_in_flight`] would
+    /// put back in the queue: (1, its payload bytes), or (0, 0).
+    pub(crate) fn in_flight_publish(&self) -> (usize, usize) {
+        match &self.in_flight {
+            Some(InFlight {
+                what:
+                    Outgoing::Publish {
+                        delivery, stage, ..
+                    },
+                ..
+            }) if *stage != PublishStage::Released => (1, delivery.payload.len()),
+            _ => (0, 0),
+        }
+    }
+
     /// Drops the outstanding gateway message; a QoS 1/2 PUBLISH goes back to the front of the
     /// queue so it is delivered on the next connection or wake-up. One the client already
     /// acknowledged with PUBREC is not sent again: it has it, exactly once.
     pub(crate) fn abandon_in_flight(&mut self) {
         if let Some(InFlight {
-            what: Outgoing::Publish {
-                delivery, stage, ..
-            },
+            what:
+                Outgoing::Publish {
+                    mut delivery,
+                    stage,
+                    msg_id,
+                    ..
+                },
             ..
         }) = self.in_flight.take()
         {
             if stage != PublishStage::Released {
+                delivery.sent_as = Some(msg_id);
                 self.queue.push_front(delivery);
             }
         }

@@ -406,6 +406,7 @@ impl Gateway {
                 reregistered: false,
                 seq: Some(seq),
                 upstream_ack: None,
+                sent_as: None,
             };
             if let Some(session) = self.session_mut(idx) {
                 session.queue.push_back(delivery);
