@@ -74,6 +74,8 @@ pub struct Mote {
     pub act_token: u64,
     /// The calm phase: stay connected, publish nothing, collect what is owed.
     pub calm: bool,
+    /// Its client gave the gateway up (or was told DISCONNECT) while its radio was gone.
+    lost_while_silent: bool,
 }
 
 /// Filters motes subscribe to (names and wildcards); `{m}` is another mote.
@@ -100,6 +102,7 @@ impl Mote {
             armed: None,
             act_token: 0,
             calm: false,
+            lost_while_silent: false,
         }
     }
 
@@ -168,9 +171,15 @@ impl Mote {
                 None
             }
             Phase::Silent => {
-                // Back in range, perhaps from elsewhere; the session may have been lost.
+                // Back in range, perhaps from elsewhere. A client that gave the gateway up
+                // meanwhile connects again; one that did not carries on.
                 if rng.chance(0.5) {
                     self.move_address();
+                }
+                if std::mem::take(&mut self.lost_while_silent) {
+                    let clean = !self.calm && (rng.chance(0.1) != self.prefers_clean);
+                    self.connect(now, rng, oracle, clean);
+                    return None;
                 }
                 self.phase = Phase::Active;
                 Some(rng.secs(0, 5))
@@ -363,6 +372,9 @@ impl Mote {
                     }
                 }
                 Event::GatewayLost { .. } | Event::Disconnected { .. } => {
+                    if self.phase == Phase::Silent {
+                        self.lost_while_silent = true;
+                    }
                     if matches!(self.phase, Phase::Active | Phase::Waking | Phase::Connecting) {
                         self.go_off();
                         next = Some(rng.secs(1, 30));

@@ -46,6 +46,10 @@ pub enum Ev {
         from: Peer,
         /// Bytes.
         bytes: Vec<u8>,
+        /// A second copy the radio made.
+        copy: bool,
+        /// Its number among the datagrams sent this way, to tell when it was overtaken.
+        seq: u64,
     },
     /// A datagram reaches an address on the motes' side.
     ToMote {
@@ -53,6 +57,10 @@ pub enum Ev {
         addr: PeerAddr,
         /// Bytes.
         bytes: Vec<u8>,
+        /// A second copy the radio made.
+        copy: bool,
+        /// Its number among the datagrams sent this way, to tell when it was overtaken.
+        seq: u64,
     },
     /// A mote's client timer.
     MoteTimer(usize),

@@ -109,6 +109,10 @@ pub struct World {
     buf: BytesMut,
     /// `SIM_TRACE=all` or `SIM_TRACE=moteN`: print what happens (to debug a seed).
     trace: Option<String>,
+    /// Datagrams sent to (motes) or from (the gateway's side) each address, and the highest
+    /// number that arrived: one arriving below it was overtaken.
+    radio_sent: HashMap<PeerAddr, u64>,
+    radio_arrived: HashMap<(bool, PeerAddr), u64>,
 }
 
 impl World {
@@ -148,6 +152,8 @@ impl World {
             end,
             buf: BytesMut::with_capacity(2048),
             trace: std::env::var("SIM_TRACE").ok(),
+            radio_sent: HashMap::new(),
+            radio_arrived: HashMap::new(),
             cfg,
             rng,
             clock,
@@ -230,14 +236,22 @@ impl World {
             self.trace_ev(&ev);
         }
         match ev {
-            Ev::ToGateway { from, bytes } => {
+            Ev::ToGateway { from, bytes, copy, seq } => {
+                if self.overtaken(true, from.addr, seq) || copy {
+                    self.radio_copy(&bytes);
+                }
                 if let Some(gw) = self.gw.as_mut() {
                     self.datagrams += 1;
                     gw.handle_datagram(now, from, &bytes);
                     self.gw_turn();
                 }
             }
-            Ev::ToMote { addr, bytes } => self.to_mote(addr, &bytes),
+            Ev::ToMote { addr, bytes, copy, seq } => {
+                if self.overtaken(false, addr, seq) || copy {
+                    self.radio_copy(&bytes);
+                }
+                self.to_mote(addr, &bytes)
+            }
             Ev::MoteTimer(i) => {
                 if let Some(mote) = self.motes.get_mut(i) {
                     mote.armed = None;
@@ -337,8 +351,9 @@ impl World {
                         eprintln!("{:>10.3} LOST     <- gw {p} to {addr}", self.clock.elapsed().as_secs_f64());
                     }
                 }
-                for at in arrivals {
-                    self.schedule.push(at, Ev::ToMote { addr, bytes: bytes.clone() });
+                let seq = next_seq(&mut self.radio_sent, addr);
+                for (at, copy) in arrivals {
+                    self.schedule.push(at, Ev::ToMote { addr, bytes: bytes.clone(), copy, seq });
                 }
             }
         }
@@ -425,6 +440,28 @@ impl World {
         }
     }
 
+    /// Whether a datagram arriving now was overtaken by one sent after it (the same way).
+    fn overtaken(&mut self, to_gateway: bool, addr: PeerAddr, seq: u64) -> bool {
+        let highest = self.radio_arrived.entry((to_gateway, addr)).or_insert(0);
+        let overtaken = seq < *highest;
+        *highest = (*highest).max(seq);
+        overtaken
+    }
+
+    /// The radio delivered a second copy of a datagram, or one that was overtaken. A stale QoS 2
+    /// PUBLISH that arrives after its exchange ended is, by the spec, a new message: a
+    /// v1.2 receiver forgets the MsgId at PUBREL (the client) or takes DUP=0 as new (the
+    /// gateway). No receiver can tell, so the oracle allows one more receipt of it.
+    fn radio_copy(&mut self, bytes: &[u8]) {
+        if let Ok(sn_codec::v12::Packet::Publish(publish)) = sn_codec::v12::Packet::decode(bytes) {
+            if publish.qos == sn_codec::QoS::ExactlyOnce {
+                if let Some(uid) = uid_of(publish.data) {
+                    self.oracle.radio_copy(uid);
+                }
+            }
+        }
+    }
+
     // ----- motes -----
 
     fn schedule_act_at(&mut self, i: usize, at: Instant) {
@@ -465,8 +502,9 @@ impl World {
             if !on_air {
                 continue;
             }
-            for at in radio::arrivals(&mut self.rng, now, &self.uplink_faults) {
-                self.schedule.push(at, Ev::ToGateway { from: peer, bytes: buf.clone() });
+            let seq = next_seq(&mut self.radio_sent, peer.addr);
+            for (at, copy) in radio::arrivals(&mut self.rng, now, &self.uplink_faults) {
+                self.schedule.push(at, Ev::ToGateway { from: peer, bytes: buf.clone(), copy, seq });
             }
         }
         if let Some(at) = mote.client.poll_timeout() {
@@ -582,10 +620,10 @@ impl World {
             PeerAddr::Radio(_) => String::new(),
         };
         match ev {
-            Ev::ToGateway { from, bytes } => {
+            Ev::ToGateway { from, bytes, .. } => {
                 self.trace(&mote_at(&from.addr), || format!("-> gw  {} from {}", decode(bytes), from.addr))
             }
-            Ev::ToMote { addr, bytes } => self.trace(&mote_at(addr), || format!("<- gw  {} to {addr}", decode(bytes))),
+            Ev::ToMote { addr, bytes, .. } => self.trace(&mote_at(addr), || format!("<- gw  {} to {addr}", decode(bytes))),
             Ev::ToBroker(which, gen, command) => self.trace("", || format!("gw -> {which:?}#{gen} {command:?}")),
             Ev::FromBroker(which, gen, event) => self.trace("", || format!("{which:?}#{gen} -> gw {event:?}")),
             Ev::MoteTimer(_) | Ev::GwTimer | Ev::CloudPublish(_) => {}
@@ -595,6 +633,13 @@ impl World {
             other => self.trace("", || format!("{other:?}")),
         }
     }
+}
+
+/// The next number of a datagram sent to or from `addr`.
+fn next_seq(sent: &mut HashMap<PeerAddr, u64>, addr: PeerAddr) -> u64 {
+    let n = sent.entry(addr).or_insert(0);
+    *n += 1;
+    *n
 }
 
 /// The mote index of a client id `moteN`.
