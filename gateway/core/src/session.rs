@@ -198,6 +198,12 @@ pub(crate) struct Session {
     pub(crate) subscriptions: Vec<Subscription>,
     pub(crate) inbound: Inbound,
     pub(crate) in_flight: Option<InFlight>,
+    /// A QoS 2 delivery the client acknowledged with PUBREC whose PUBREL it has not
+    /// confirmed, from an exchange abandoned when it slept, reconnected or was lost: its
+    /// PUBREL goes out first when it is reachable again (MQTT resends PUBREL on a resumed
+    /// session), so the client releases the MsgId and never takes a later message with the
+    /// same MsgId for a repeat of this one.
+    pub(crate) release_pending: Option<Outgoing>,
     pub(crate) queue: DeliveryQueue,
     /// Messages for this client dropped at its queue limits, since the session began.
     pub(crate) dropped: u64,
@@ -239,6 +245,7 @@ impl Session {
             subscriptions: Vec::new(),
             inbound: Inbound::Idle { last: None },
             in_flight: None,
+            release_pending: None,
             queue: DeliveryQueue::default(),
             dropped: 0,
             undelivered: 0,

@@ -622,6 +622,7 @@ impl Gateway {
         let filters: Vec<Arc<str>> = session.subscriptions.drain(..).map(|s| s.filter).collect();
         session.topics.clear();
         session.will = None;
+        session.release_pending = None;
         let dropped = session.queue.drain();
         session.refused_topics.clear();
         let client_id = session.client_id.clone();
@@ -818,12 +819,19 @@ impl Session {
                     mut delivery,
                     stage,
                     msg_id,
-                    ..
+                    topic_id,
                 },
             ..
         }) = self.in_flight.take()
         {
-            if stage != PublishStage::Released {
+            if stage == PublishStage::Released {
+                self.release_pending = Some(Outgoing::Publish {
+                    delivery,
+                    topic_id,
+                    msg_id,
+                    stage,
+                });
+            } else {
                 delivery.sent_as = Some(msg_id);
                 self.queue.push_front(delivery);
             }

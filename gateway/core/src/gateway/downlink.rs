@@ -181,6 +181,9 @@ impl Gateway {
             if !session.reachable() || session.in_flight.is_some() {
                 return;
             }
+            if let Some(release) = session.release_pending.take() {
+                return self.start_in_flight(now, idx, release);
+            }
             let Some(front) = session.queue.front() else {
                 session.queue_full_reported = false;
                 if matches!(session.state, State::Awake { .. }) {
