@@ -200,9 +200,25 @@ impl Gateway {
         };
         session.epoch = epoch;
         session.abandon_in_flight();
-        session.inbound = Inbound::Idle { last: None };
+        // A resumed session keeps the client's QoS 1/2 exchange (MQTT keeps it in the
+        // session state): a PUBLISH the client resends with DUP after reconnecting, or a
+        // CONNECT repeated by the radio mid-exchange, must not be forwarded twice. The
+        // broker's acknowledgement of one being forwarded goes to this life of the session.
+        if !resumed {
+            session.inbound = Inbound::Idle { last: None };
+        }
+        let forwarding = match session.inbound {
+            Inbound::Forwarding { id, .. } => Some(id),
+            _ => None,
+        };
         session.clean_session = connect.clean_session;
         session.keep_alive = Duration::from_secs(u64::from(connect.duration));
+        if let Some(id) = forwarding {
+            self.outbox.retag_origin(id, (idx, epoch));
+        }
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
         session.last_seen = now;
         match &mut session.state {
             // Not to be evicted while its connection is being opened (transparent mode).
@@ -739,6 +755,13 @@ impl Gateway {
     /// Sends a message that expects a reply and starts its retransmission clock.
     pub(crate) fn start_in_flight(&mut self, now: Instant, idx: SessionIdx, what: Outgoing) {
         let deadline = now + self.config.retry_interval;
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
+        if session.reserve_msg_ids() {
+            // Stored before this MsgId leaves (the store gate holds the datagram).
+            self.persist(idx);
+        }
         let Some(session) = self.session_mut(idx) else {
             return;
         };

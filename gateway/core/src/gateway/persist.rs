@@ -107,6 +107,11 @@ pub struct SessionRecord {
     /// The identity an authenticated link proved when the client connected (DTLS); the
     /// session answers only to it after a restart too.
     pub identity: Option<Arc<str>>,
+    /// MsgIds the gateway has used towards the client are at most this (wrapping); after a
+    /// restart it continues from here, so a MsgId the client may still hold (a QoS 2
+    /// PUBLISH awaiting its PUBREL) is not reused for another message, which the client
+    /// would take for a repeat and drop. 0 in records written before it existed.
+    pub msg_id_mark: u16,
 }
 
 /// A message queued for a client.
@@ -224,6 +229,7 @@ impl Session {
                 })
                 .collect(),
             identity: self.identity.clone(),
+            msg_id_mark: self.msg_id_mark,
         }
     }
 }
@@ -436,6 +442,7 @@ impl Gateway {
         let epoch = self.next_epoch();
         let mut session = Session::new(record.client_id.clone(), now, epoch, grant);
         session.identity = record.identity.clone();
+        session.restore_msg_ids(record.msg_id_mark);
         session.clean_session = record.clean_session;
         session.keep_alive = Duration::from_secs(u64::from(record.keep_alive));
         session.state = match record.state {

@@ -28,5 +28,6 @@ mod fallback;
 mod forwarder;
 mod radio;
 mod sleep;
+mod sim_seeds;
 mod spool;
 mod transparent;
