@@ -151,7 +151,6 @@ impl World {
                 None => true,
             };
             if fresh {
-                self.oracle.broker_delivered(uid);
                 if let Some(d) = delivery {
                     let tick = self.published.get(&(which, uid)).copied().unwrap_or(self.oracle.tick);
                     self.deliveries.insert(
@@ -199,6 +198,13 @@ impl World {
                 }
             }
             _ => {}
+        }
+        // Each message the core is handed is a delivery it may pass on once (a QoS 1 resend
+        // is handed over again; a QoS 2 one is not, above).
+        if let BrokerEvent::Message { payload, .. } = &event {
+            if let Some(uid) = uid(payload) {
+                self.oracle.broker_delivered(uid);
+            }
         }
         if let Some(gw) = self.gw.as_mut() {
             gw.handle_broker(now, route(which), event);

@@ -238,7 +238,7 @@ impl World {
         match ev {
             Ev::ToGateway { from, bytes, copy, seq } => {
                 if self.overtaken(true, from.addr, seq) || copy {
-                    self.radio_copy(&bytes);
+                    self.radio_copy(None, &bytes);
                 }
                 if let Some(gw) = self.gw.as_mut() {
                     self.datagrams += 1;
@@ -247,10 +247,10 @@ impl World {
                 }
             }
             Ev::ToMote { addr, bytes, copy, seq } => {
-                if self.overtaken(false, addr, seq) || copy {
-                    self.radio_copy(&bytes);
-                }
-                self.to_mote(addr, &bytes)
+                let stale = self.overtaken(false, addr, seq) || copy;
+                self.oracle.stale_arrival = stale;
+                self.to_mote(addr, &bytes);
+                self.oracle.stale_arrival = false;
             }
             Ev::MoteTimer(i) => {
                 if let Some(mote) = self.motes.get_mut(i) {
@@ -452,11 +452,11 @@ impl World {
     /// PUBLISH that arrives after its exchange ended is, by the spec, a new message: a
     /// v1.2 receiver forgets the MsgId at PUBREL (the client) or takes DUP=0 as new (the
     /// gateway). No receiver can tell, so the oracle allows one more receipt of it.
-    fn radio_copy(&mut self, bytes: &[u8]) {
+    fn radio_copy(&mut self, to: Option<usize>, bytes: &[u8]) {
         if let Ok(sn_codec::v12::Packet::Publish(publish)) = sn_codec::v12::Packet::decode(bytes) {
             if publish.qos == sn_codec::QoS::ExactlyOnce {
                 if let Some(uid) = uid_of(publish.data) {
-                    self.oracle.radio_copy(uid);
+                    self.oracle.radio_copy(to, uid);
                 }
             }
         }
@@ -476,11 +476,16 @@ impl World {
         self.schedule_act_at(i, at);
     }
 
+    /// The mote an address belongs to (10.x.y.z: mote x.y.z), whatever its port.
+    fn mote_at(&self, addr: PeerAddr) -> Option<usize> {
+        let PeerAddr::Ip(sock) = addr else { return None };
+        let std::net::IpAddr::V4(ip) = sock.ip() else { return None };
+        usize::try_from(u32::from(ip) & 0x00FF_FFFF).ok()
+    }
+
     fn to_mote(&mut self, addr: PeerAddr, bytes: &[u8]) {
         let now = self.clock.now();
-        let PeerAddr::Ip(sock) = addr else { return };
-        let std::net::IpAddr::V4(ip) = sock.ip() else { return };
-        let i = usize::try_from(u32::from(ip) & 0x00FF_FFFF).unwrap_or(usize::MAX);
+        let Some(i) = self.mote_at(addr) else { return };
         let Some(mote) = self.motes.get_mut(i) else { return };
         // Nobody listens at an old address, nor on a radio that is off.
         if mote.addr != addr || !mote.listening() {
