@@ -28,6 +28,8 @@ struct MoteModel {
     /// The gateway reported this session asleep (a DISCONNECT to a sleep request can also be
     /// its answer to a peer it does not know, so the mote's view alone proves nothing).
     gw_asleep: bool,
+    /// When (tick) the mote last sent a CleanSession=1 CONNECT.
+    clean_connect: u64,
     /// Subscriptions confirmed by SUBACK in this session: filter, granted QoS, when.
     subs: Vec<(String, QoS, u64)>,
     /// Every message received (not a QoS 2 repeat the client filtered): receipts since the
@@ -68,6 +70,10 @@ pub struct Oracle {
     /// The datagram being handled is a stale radio copy (duplicated, or overtaken by a
     /// later one): see `radio_copy`.
     pub stale_arrival: bool,
+    /// Gateway restarts before the datagram being handled was sent.
+    pub arrival_epoch: Option<u64>,
+    /// When (tick) the datagram being handled was sent.
+    pub arrival_sent: u64,
     /// The first broken guarantee, with the simulated time.
     failure: Option<String>,
     /// Simulated time now (for messages).
@@ -173,6 +179,10 @@ impl Oracle {
     pub fn connect_sent(&mut self, i: usize, clean: bool) {
         if clean {
             self.end_session(i);
+            let tick = self.tick;
+            if let Some(m) = self.mote(i) {
+                m.clean_connect = tick;
+            }
         }
     }
 
@@ -229,17 +239,24 @@ impl Oracle {
         }
         self.stats.mote_received += 1;
         let deliveries = self.deliveries.get(&uid).copied().unwrap_or(0);
-        let crashes = self.crashes;
+        // Receipts are counted per gateway life: the one that sent the datagram.
+        let crashes = self.arrival_epoch.unwrap_or(self.crashes);
         let cloud = self.from_cloud(uid);
         let (stream, seq) = Self::stream(uid);
         let Some(m) = self.motes.get_mut(i) else {
             return;
         };
-        let entry = m.received.entry(uid).or_insert((0, crashes));
-        if entry.1 != crashes {
-            *entry = (0, crashes);
+        // Counted per gateway life and per session: a datagram for a session the mote has
+        // discarded can still be on its way (in the radio, or held by the store gate).
+        let life = crashes ^ (m.session << 32);
+        let entry = m.received.entry(uid).or_insert((0, life));
+        if entry.1 != life {
+            *entry = (0, life);
         }
-        if self.stale_arrival && qos == QoS::ExactlyOnce {
+        // A datagram the gateway sent for the session the mote has since discarded with a
+        // CleanSession=1 CONNECT is stale too: nothing in v1.2 names the session.
+        let old_session = self.arrival_sent < m.clean_connect;
+        if (self.stale_arrival || old_session) && qos == QoS::ExactlyOnce {
             // A stale radio copy of a QoS 2 PUBLISH (duplicated, or overtaken by later
             // datagrams) arriving after its exchange ended or was refused: v1.2 gives the
             // client no way to tell (see `World::radio_copy`). It counts as received, not
@@ -342,6 +359,11 @@ impl Oracle {
             }
             _ => {}
         }
+    }
+
+    /// Gateway restarts so far.
+    pub fn crashes(&self) -> u64 {
+        self.crashes
     }
 
     /// The gateway crashed; it is restarting from its store.

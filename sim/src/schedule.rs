@@ -61,6 +61,10 @@ pub enum Ev {
         copy: bool,
         /// Its number among the datagrams sent this way, to tell when it was overtaken.
         seq: u64,
+        /// Gateway restarts before it was sent (it may arrive after the next one).
+        epoch: u64,
+        /// The oracle's tick when it was sent.
+        sent: u64,
     },
     /// A mote's client timer.
     MoteTimer(usize),

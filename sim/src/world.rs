@@ -225,7 +225,7 @@ impl World {
     pub(crate) fn trace(&self, who: &str, what: impl FnOnce() -> String) {
         if let Some(filter) = &self.trace {
             if filter == "all" || who.is_empty() || filter == who {
-                eprintln!("{:>10.3} {who:>8} {}", self.clock.elapsed().as_secs_f64(), what());
+                eprintln!("{:>10.3} #{} {who:>8} {}", self.clock.elapsed().as_secs_f64(), self.oracle.tick, what());
             }
         }
     }
@@ -246,11 +246,14 @@ impl World {
                     self.gw_turn();
                 }
             }
-            Ev::ToMote { addr, bytes, copy, seq } => {
+            Ev::ToMote { addr, bytes, copy, seq, epoch, sent } => {
                 let stale = self.overtaken(false, addr, seq) || copy;
                 self.oracle.stale_arrival = stale;
+                self.oracle.arrival_sent = sent;
+                self.oracle.arrival_epoch = Some(epoch);
                 self.to_mote(addr, &bytes);
                 self.oracle.stale_arrival = false;
+                self.oracle.arrival_epoch = None;
             }
             Ev::MoteTimer(i) => {
                 if let Some(mote) = self.motes.get_mut(i) {
@@ -352,8 +355,10 @@ impl World {
                     }
                 }
                 let seq = next_seq(&mut self.radio_sent, addr);
+                let epoch = self.oracle.crashes();
+                let sent = self.oracle.tick;
                 for (at, copy) in arrivals {
-                    self.schedule.push(at, Ev::ToMote { addr, bytes: bytes.clone(), copy, seq });
+                    self.schedule.push(at, Ev::ToMote { addr, bytes: bytes.clone(), copy, seq, epoch, sent });
                 }
             }
         }
@@ -628,7 +633,7 @@ impl World {
             Ev::ToGateway { from, bytes, .. } => {
                 self.trace(&mote_at(&from.addr), || format!("-> gw  {} from {}", decode(bytes), from.addr))
             }
-            Ev::ToMote { addr, bytes, .. } => self.trace(&mote_at(addr), || format!("<- gw  {} to {addr}", decode(bytes))),
+            Ev::ToMote { addr, bytes, sent, .. } => self.trace(&mote_at(addr), || format!("<- gw  {} to {addr} sent #{sent}", decode(bytes))),
             Ev::ToBroker(which, gen, command) => self.trace("", || format!("gw -> {which:?}#{gen} {command:?}")),
             Ev::FromBroker(which, gen, event) => self.trace("", || format!("{which:?}#{gen} -> gw {event:?}")),
             Ev::MoteTimer(_) | Ev::GwTimer | Ev::CloudPublish(_) => {}

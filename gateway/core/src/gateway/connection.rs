@@ -192,6 +192,11 @@ impl Gateway {
         let resumed = existing.is_some() && !connect.clean_session;
         self.rebind(idx, addr);
         let epoch = self.next_epoch();
+        // The message in flight goes back to the queue first, so that a clean session
+        // discards it with the rest of the old one's (it must not reach the new session).
+        if let Some(session) = self.session_mut(idx) {
+            session.abandon_in_flight();
+        }
         if connect.clean_session {
             self.clear_session_state(idx);
         }
@@ -199,7 +204,6 @@ impl Gateway {
             return;
         };
         session.epoch = epoch;
-        session.abandon_in_flight();
         // A resumed session keeps the client's QoS 1/2 exchange (MQTT keeps it in the
         // session state): a PUBLISH the client resends with DUP after reconnecting, or a
         // CONNECT repeated by the radio mid-exchange, must not be forwarded twice. The

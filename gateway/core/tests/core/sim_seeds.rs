@@ -257,3 +257,21 @@ fn seed_53_an_acknowledgement_outlives_the_connection_that_lost_it() {
         assert_eq!(acked, session_present, "session_present {session_present}");
     }
 }
+
+#[test]
+fn seed_165_a_clean_session_does_not_get_the_old_sessions_message_in_flight() {
+    let mut h = Harness::new();
+    let m = peer(1000);
+    h.connect(m, "m1", false, 600);
+    subscribe(&mut h, m, "t", QoS::ExactlyOnce);
+    h.message("t", b"old", MqttQoS::ExactlyOnce, false);
+    assert_eq!(publishes(&packets(&mut h, m)).len(), 1, "in flight");
+    // The mote starts afresh: the old session, its message in flight included, is gone.
+    h.send(m, connect("m1", true));
+    let sent = collect(&mut h, m);
+    assert!(
+        publishes(&sent).is_empty(),
+        "the old session's message went to the clean one: {sent:?}"
+    );
+    assert_eq!(h.gw.session_info("m1").unwrap().queued, 0);
+}
