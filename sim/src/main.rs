@@ -57,9 +57,13 @@ fn main() -> ExitCode {
         let seed = if args.seed.is_some() { first.wrapping_add(n) } else if n == 0 { first } else { random_seed() };
         let t = Instant::now();
         let cfg = sim::SimConfig::from_seed(seed, args.motes, duration);
+        let single = args.seeds == 1;
         let result = sim::runner::run(cfg, |world| {
-            let s = world.summary();
-            eprintln!("  seed {seed}: {:.0} h simulated, {} events", s.simulated.as_secs_f64() / 3600.0, s.events);
+            // One seed: a line per simulated hour; many: a line per seed is enough.
+            if single {
+                let s = world.summary();
+                eprintln!("  seed {seed}: {:.0} h simulated, {} events", s.simulated.as_secs_f64() / 3600.0, s.events);
+            }
         });
         match result {
             Ok(summary) => {
