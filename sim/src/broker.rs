@@ -107,7 +107,9 @@ impl Broker {
             .collect();
         while let Some(message) = session.queued.pop_front() {
             self.next_delivery += 1;
-            session.in_flight.insert(self.next_delivery, message.clone());
+            session
+                .in_flight
+                .insert(self.next_delivery, message.clone());
             out.push((self.next_delivery, message));
         }
         (present, out)
@@ -182,7 +184,12 @@ impl Broker {
     /// A message is published on the broker: what goes to the gateway now (with its
     /// delivery id at QoS 1/2), if its session subscribes to the topic. While the gateway is
     /// away, QoS 1/2 messages are queued in its session and QoS 0 ones dropped.
-    pub fn publish(&mut self, topic: &Arc<str>, payload: &Bytes, qos: MqttQoS) -> Option<(Option<u64>, Outgoing)> {
+    pub fn publish(
+        &mut self,
+        topic: &Arc<str>,
+        payload: &Bytes,
+        qos: MqttQoS,
+    ) -> Option<(Option<u64>, Outgoing)> {
         let session = self.session.as_mut()?;
         let granted = session
             .subscriptions
@@ -205,7 +212,9 @@ impl Broker {
             return Some((None, message));
         }
         self.next_delivery += 1;
-        session.in_flight.insert(self.next_delivery, message.clone());
+        session
+            .in_flight
+            .insert(self.next_delivery, message.clone());
         Some((Some(self.next_delivery), message))
     }
 }

@@ -29,7 +29,9 @@ impl World {
 
     /// A connection attempt in `after`, unless one is scheduled.
     pub(crate) fn schedule_attempt(&mut self, which: Which, after: Duration) {
-        let Some(link) = self.links.get_mut(&which) else { return };
+        let Some(link) = self.links.get_mut(&which) else {
+            return;
+        };
         if link.attempt_pending {
             return;
         }
@@ -57,7 +59,9 @@ impl World {
             return;
         }
         let (present, resend) = self.broker(which).connect();
-        let Some(link) = self.links.get_mut(&which) else { return };
+        let Some(link) = self.links.get_mut(&which) else {
+            return;
+        };
         link.gen += 1;
         link.to_gw_at = now;
         link.to_broker_at = now;
@@ -66,7 +70,12 @@ impl World {
             link.qos2_passed.clear();
             link.qos2_acked.clear();
         }
-        self.to_gateway(which, BrokerEvent::Connected { session_present: present });
+        self.to_gateway(
+            which,
+            BrokerEvent::Connected {
+                session_present: present,
+            },
+        );
         for (delivery, message) in resend {
             self.deliver(which, Some(delivery), &message);
         }
@@ -75,12 +84,15 @@ impl World {
     /// The connection drops (broker side, network, or the broker going down).
     pub(crate) fn drop_connection(&mut self, which: Which) {
         self.broker(which).disconnect();
-        let Some(link) = self.links.get_mut(&which) else { return };
+        let Some(link) = self.links.get_mut(&which) else {
+            return;
+        };
         link.gen += 1;
         if link.gw_up && self.gw.is_some() {
             let gen = link.gen;
             let at = self.clock.now() + Duration::from_millis(1);
-            self.schedule.push(at, Ev::FromBroker(which, gen, BrokerEvent::Disconnected));
+            self.schedule
+                .push(at, Ev::FromBroker(which, gen, BrokerEvent::Disconnected));
         }
         let after = self.rng.secs(1, 5);
         self.schedule_attempt(which, after);
@@ -91,11 +103,15 @@ impl World {
         let now = self.clock.now();
         let slow = which == Which::Remote && now < self.slow_until;
         let delay = if slow {
-            self.rng.between(Duration::from_millis(500), Duration::from_secs(20))
+            self.rng
+                .between(Duration::from_millis(500), Duration::from_secs(20))
         } else {
-            self.rng.between(Duration::from_millis(1), Duration::from_millis(30))
+            self.rng
+                .between(Duration::from_millis(1), Duration::from_millis(30))
         };
-        let Some(link) = self.links.get_mut(&which) else { return };
+        let Some(link) = self.links.get_mut(&which) else {
+            return;
+        };
         let at = (now + delay).max(link.to_gw_at);
         link.to_gw_at = at;
         let gen = link.gen;
@@ -105,8 +121,12 @@ impl World {
     /// A command from the core leaves on the current connection.
     pub(crate) fn send_to_broker(&mut self, which: Which, command: BrokerCommand) {
         let now = self.clock.now();
-        let delay = self.rng.between(Duration::from_millis(1), Duration::from_millis(30));
-        let Some(link) = self.links.get_mut(&which) else { return };
+        let delay = self
+            .rng
+            .between(Duration::from_millis(1), Duration::from_millis(30));
+        let Some(link) = self.links.get_mut(&which) else {
+            return;
+        };
         let at = (now + delay).max(link.to_broker_at);
         link.to_broker_at = at;
         let gen = link.gen;
@@ -133,7 +153,13 @@ impl World {
     }
 
     /// A message is published on a broker; the gateway's session gets it if it subscribes.
-    pub(crate) fn broker_publish(&mut self, which: Which, topic: &Arc<str>, payload: &Bytes, qos: MqttQoS) {
+    pub(crate) fn broker_publish(
+        &mut self,
+        which: Which,
+        topic: &Arc<str>,
+        payload: &Bytes,
+        qos: MqttQoS,
+    ) {
         if let Some(uid) = uid(payload) {
             let tick = self.oracle.tick;
             self.published.entry((which, uid)).or_insert(tick);
@@ -152,7 +178,11 @@ impl World {
             };
             if fresh {
                 if let Some(d) = delivery {
-                    let tick = self.published.get(&(which, uid)).copied().unwrap_or(self.oracle.tick);
+                    let tick = self
+                        .published
+                        .get(&(which, uid))
+                        .copied()
+                        .unwrap_or(self.oracle.tick);
                     self.deliveries.insert(
                         (which, d),
                         DeliveryInfo {
@@ -170,7 +200,9 @@ impl World {
 
     pub(crate) fn from_broker(&mut self, which: Which, gen: u64, event: BrokerEvent) {
         let now = self.clock.now();
-        let Some(link) = self.links.get_mut(&which) else { return };
+        let Some(link) = self.links.get_mut(&which) else {
+            return;
+        };
         if link.gen != gen || self.gw.is_none() {
             return;
         }
@@ -192,7 +224,12 @@ impl World {
                     // A resend of a QoS 2 message the core has: never handed over twice;
                     // acknowledged again if the core already acknowledged it.
                     if link.qos2_acked.contains(&d) {
-                        self.send_to_broker(which, BrokerCommand::Ack { delivery: *delivery });
+                        self.send_to_broker(
+                            which,
+                            BrokerCommand::Ack {
+                                delivery: *delivery,
+                            },
+                        );
                     }
                     return;
                 }

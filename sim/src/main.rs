@@ -37,13 +37,18 @@ fn random_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    sim::rng::Rng::new(u64::try_from(nanos & u128::from(u64::MAX)).unwrap_or(0) ^ u64::from(std::process::id())).next_u64()
+    sim::rng::Rng::new(
+        u64::try_from(nanos & u128::from(u64::MAX)).unwrap_or(0) ^ u64::from(std::process::id()),
+    )
+    .next_u64()
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.motes == 0 || args.motes > 16_000_000 {
-        eprintln!("sim: --motes must be between 1 and 16000000 (each mote gets a 10.x.y.z address)");
+        eprintln!(
+            "sim: --motes must be between 1 and 16000000 (each mote gets a 10.x.y.z address)"
+        );
         return ExitCode::from(2);
     }
     let duration = Duration::from_secs(args.minutes * 60);
@@ -51,10 +56,19 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let (mut ok, mut mote_hours, mut failed) = (0u64, 0.0f64, Vec::new());
     for n in 0..args.seeds {
-        if args.wall_seconds.is_some_and(|w| started.elapsed() > Duration::from_secs(w)) {
+        if args
+            .wall_seconds
+            .is_some_and(|w| started.elapsed() > Duration::from_secs(w))
+        {
             break;
         }
-        let seed = if args.seed.is_some() { first.wrapping_add(n) } else if n == 0 { first } else { random_seed() };
+        let seed = if args.seed.is_some() {
+            first.wrapping_add(n)
+        } else if n == 0 {
+            first
+        } else {
+            random_seed()
+        };
         let t = Instant::now();
         let cfg = sim::SimConfig::from_seed(seed, args.motes, duration);
         let single = args.seeds == 1;
@@ -62,14 +76,22 @@ fn main() -> ExitCode {
             // One seed: a line per simulated hour; many: a line per seed is enough.
             if single {
                 let s = world.summary();
-                eprintln!("  seed {seed}: {:.0} h simulated, {} events", s.simulated.as_secs_f64() / 3600.0, s.events);
+                eprintln!(
+                    "  seed {seed}: {:.0} h simulated, {} events",
+                    s.simulated.as_secs_f64() / 3600.0,
+                    s.events
+                );
             }
         });
         match result {
             Ok(summary) => {
                 ok += 1;
                 mote_hours += summary.mote_hours();
-                println!("{} [{:.1} s wall]", summary.line(), t.elapsed().as_secs_f64());
+                println!(
+                    "{} [{:.1} s wall]",
+                    summary.line(),
+                    t.elapsed().as_secs_f64()
+                );
             }
             Err(failure) => {
                 println!("{failure}");
@@ -83,7 +105,10 @@ fn main() -> ExitCode {
         started.elapsed().as_secs_f64()
     );
     for failure in &failed {
-        println!("FAILED seed {}: replay with: {}", failure.seed, failure.replay);
+        println!(
+            "FAILED seed {}: replay with: {}",
+            failure.seed, failure.replay
+        );
     }
     if failed.is_empty() {
         ExitCode::SUCCESS

@@ -160,7 +160,13 @@ impl Mote {
 
     /// Its scheduled action is due: returns when the next one is, if any (otherwise an
     /// answer or a timeout moves it on).
-    pub fn act(&mut self, now: Instant, rng: &mut Rng, oracle: &mut Oracle, motes: usize) -> Option<Duration> {
+    pub fn act(
+        &mut self,
+        now: Instant,
+        rng: &mut Rng,
+        oracle: &mut Oracle,
+        motes: usize,
+    ) -> Option<Duration> {
         match self.phase {
             Phase::Off => {
                 let clean = !self.calm && (rng.chance(0.1) != self.prefers_clean);
@@ -199,14 +205,22 @@ impl Mote {
                 }
                 None
             }
-            Phase::Active if self.client.pending().is_none() => self.active_action(now, rng, oracle, motes),
+            Phase::Active if self.client.pending().is_none() => {
+                self.active_action(now, rng, oracle, motes)
+            }
             Phase::Active => Some(rng.secs(1, 5)),
             // Waiting for an answer.
             _ => None,
         }
     }
 
-    fn active_action(&mut self, now: Instant, rng: &mut Rng, oracle: &mut Oracle, motes: usize) -> Option<Duration> {
+    fn active_action(
+        &mut self,
+        now: Instant,
+        rng: &mut Rng,
+        oracle: &mut Oracle,
+        motes: usize,
+    ) -> Option<Duration> {
         if self.calm {
             return Some(rng.secs(20, 60));
         }
@@ -218,7 +232,10 @@ impl Mote {
                 let filter = FILTERS[rng.index(FILTERS.len())].replace("{m}", &other.to_string());
                 if !self.subscribed.contains(&filter) {
                     let qos = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][rng.index(3)];
-                    if let Ok(msg_id) = self.client.subscribe(now, SubscribeTopic::Name(filter.as_bytes()), qos) {
+                    if let Ok(msg_id) =
+                        self.client
+                            .subscribe(now, SubscribeTopic::Name(filter.as_bytes()), qos)
+                    {
                         self.pending = Some(Pending::Subscribe { msg_id, filter });
                         return None;
                     }
@@ -267,7 +284,13 @@ impl Mote {
         if qos == QoS::MinusOne {
             let uid = oracle.new_message(&format!("m{}", self.index), &topic);
             let payload = payload(uid, rng);
-            let _ = self.client.publish(now, PublishTopic::LongName(topic.as_bytes()), qos, false, &payload);
+            let _ = self.client.publish(
+                now,
+                PublishTopic::LongName(topic.as_bytes()),
+                qos,
+                false,
+                &payload,
+            );
             return Some(rng.secs(1, 30));
         }
         let Some(&id) = self.registered.get(&topic) else {
@@ -279,7 +302,10 @@ impl Mote {
         };
         let uid = oracle.new_message(&format!("m{}", self.index), &topic);
         let payload = payload(uid, rng);
-        match self.client.publish(now, PublishTopic::Normal(id), qos, false, &payload) {
+        match self
+            .client
+            .publish(now, PublishTopic::Normal(id), qos, false, &payload)
+        {
             Ok(msg_id) if qos != QoS::AtMostOnce => {
                 self.pending = Some(Pending::Publish { msg_id, uid });
                 None
@@ -290,7 +316,12 @@ impl Mote {
 
     /// Handles what the client machine reports; returns when to act next, if the answer
     /// calls for it.
-    pub fn drain_events(&mut self, now: Instant, rng: &mut Rng, oracle: &mut Oracle) -> Option<Duration> {
+    pub fn drain_events(
+        &mut self,
+        now: Instant,
+        rng: &mut Rng,
+        oracle: &mut Oracle,
+    ) -> Option<Duration> {
         let mut next = None;
         while let Some(event) = self.client.poll_event() {
             match event {
@@ -303,7 +334,11 @@ impl Mote {
                     self.go_off();
                     next = Some(rng.secs(5, 30));
                 }
-                Event::RegAck { msg_id, topic_id, code } => {
+                Event::RegAck {
+                    msg_id,
+                    topic_id,
+                    code,
+                } => {
                     if let Some(Pending::Register { msg_id: m, topic }) = self.pending.take() {
                         if m == msg_id && code == ReturnCode::Accepted {
                             self.registered.insert(topic, topic_id);
@@ -362,7 +397,11 @@ impl Mote {
                 Event::TimedOut(request) => {
                     self.pending = None;
                     match request {
-                        Request::Publish { .. } | Request::Register { .. } | Request::Subscribe { .. } | Request::PubRel { .. } | Request::Ping => {
+                        Request::Publish { .. }
+                        | Request::Register { .. }
+                        | Request::Subscribe { .. }
+                        | Request::PubRel { .. }
+                        | Request::Ping => {
                             next = Some(rng.secs(1, 10));
                         }
                         _ => {
@@ -375,7 +414,10 @@ impl Mote {
                     if self.phase == Phase::Silent {
                         self.lost_while_silent = true;
                     }
-                    if matches!(self.phase, Phase::Active | Phase::Waking | Phase::Connecting) {
+                    if matches!(
+                        self.phase,
+                        Phase::Active | Phase::Waking | Phase::Connecting
+                    ) {
                         self.go_off();
                         next = Some(rng.secs(1, 30));
                     }

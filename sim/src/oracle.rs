@@ -114,7 +114,10 @@ impl Oracle {
     /// Records a broken guarantee (the first one is kept).
     pub fn fail(&mut self, what: String) {
         if self.failure.is_none() {
-            self.failure = Some(format!("at {:.3} s simulated: {what}", self.now.as_secs_f64()));
+            self.failure = Some(format!(
+                "at {:.3} s simulated: {what}",
+                self.now.as_secs_f64()
+            ));
         }
     }
 
@@ -382,7 +385,9 @@ impl Oracle {
             }
             if m.durable {
                 let client = m.client_id.clone();
-                self.fail(format!("{client}: its durable session is gone after a restart"));
+                self.fail(format!(
+                    "{client}: its durable session is gone after a restart"
+                ));
             }
             self.end_session(i);
         }
@@ -457,7 +462,9 @@ impl Oracle {
         }
         let mut missing = Vec::new();
         for (i, uid, session) in &self.owed {
-            let Some(m) = self.motes.get(*i) else { continue };
+            let Some(m) = self.motes.get(*i) else {
+                continue;
+            };
             if m.session != *session || m.lossy || m.received.contains_key(uid) {
                 continue;
             }

@@ -20,7 +20,11 @@ pub struct Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "seed {} FAILED: {}\n  replay: {}", self.seed, self.what, self.replay)
+        write!(
+            f,
+            "seed {} FAILED: {}\n  replay: {}",
+            self.seed, self.what, self.replay
+        )
     }
 }
 

@@ -225,7 +225,12 @@ impl World {
     pub(crate) fn trace(&self, who: &str, what: impl FnOnce() -> String) {
         if let Some(filter) = &self.trace {
             if filter == "all" || who.is_empty() || filter == who {
-                eprintln!("{:>10.3} #{} {who:>8} {}", self.clock.elapsed().as_secs_f64(), self.oracle.tick, what());
+                eprintln!(
+                    "{:>10.3} #{} {who:>8} {}",
+                    self.clock.elapsed().as_secs_f64(),
+                    self.oracle.tick,
+                    what()
+                );
             }
         }
     }
@@ -236,7 +241,12 @@ impl World {
             self.trace_ev(&ev);
         }
         match ev {
-            Ev::ToGateway { from, bytes, copy, seq } => {
+            Ev::ToGateway {
+                from,
+                bytes,
+                copy,
+                seq,
+            } => {
                 if self.overtaken(true, from.addr, seq) || copy {
                     self.radio_copy(None, &bytes);
                 }
@@ -246,7 +256,14 @@ impl World {
                     self.gw_turn();
                 }
             }
-            Ev::ToMote { addr, bytes, copy, seq, epoch, sent } => {
+            Ev::ToMote {
+                addr,
+                bytes,
+                copy,
+                seq,
+                epoch,
+                sent,
+            } => {
                 let stale = self.overtaken(false, addr, seq) || copy;
                 self.oracle.stale_arrival = stale;
                 self.oracle.arrival_sent = sent;
@@ -264,7 +281,9 @@ impl World {
             }
             Ev::MoteAct(i, token) => {
                 let motes = self.motes.len();
-                let Some(mote) = self.motes.get_mut(i) else { return };
+                let Some(mote) = self.motes.get_mut(i) else {
+                    return;
+                };
                 if mote.act_token != token {
                     return;
                 }
@@ -325,7 +344,10 @@ impl World {
                         gw.handle_stored(upto);
                     }
                     Mode::Slow => {
-                        let done_at = now + self.rng.between(Duration::from_millis(50), Duration::from_secs(3));
+                        let done_at = now
+                            + self
+                                .rng
+                                .between(Duration::from_millis(50), Duration::from_secs(3));
                         self.store.writing = Some(Writing {
                             ops: std::mem::take(&mut self.store.unwritten),
                             upto,
@@ -349,16 +371,36 @@ impl World {
             if let Destination::Unicast(addr) = transmit.destination {
                 let arrivals = radio::arrivals(&mut self.rng, now, &self.downlink_faults);
                 if let Some(filter) = &self.trace {
-                    if arrivals.is_empty() && (filter == "all" || filter.strip_prefix("mote").is_some_and(|n| format!("{addr}").starts_with(&format!("10.0.0.{n}:")))) {
-                        let p = sn_codec::v12::Packet::decode(&bytes).map(|p| format!("{p:?}")).unwrap_or_default();
-                        eprintln!("{:>10.3} LOST     <- gw {p} to {addr}", self.clock.elapsed().as_secs_f64());
+                    if arrivals.is_empty()
+                        && (filter == "all"
+                            || filter.strip_prefix("mote").is_some_and(|n| {
+                                format!("{addr}").starts_with(&format!("10.0.0.{n}:"))
+                            }))
+                    {
+                        let p = sn_codec::v12::Packet::decode(&bytes)
+                            .map(|p| format!("{p:?}"))
+                            .unwrap_or_default();
+                        eprintln!(
+                            "{:>10.3} LOST     <- gw {p} to {addr}",
+                            self.clock.elapsed().as_secs_f64()
+                        );
                     }
                 }
                 let seq = next_seq(&mut self.radio_sent, addr);
                 let epoch = self.oracle.crashes();
                 let sent = self.oracle.tick;
                 for (at, copy) in arrivals {
-                    self.schedule.push(at, Ev::ToMote { addr, bytes: bytes.clone(), copy, seq, epoch, sent });
+                    self.schedule.push(
+                        at,
+                        Ev::ToMote {
+                            addr,
+                            bytes: bytes.clone(),
+                            copy,
+                            seq,
+                            epoch,
+                            sent,
+                        },
+                    );
                 }
             }
         }
@@ -387,7 +429,8 @@ impl World {
             };
             if let BrokerCommand::Ack { delivery } = &command {
                 if let Some(info) = self.deliveries.get(&(which, delivery.0)).cloned() {
-                    self.oracle.gateway_acked(info.uid, &info.topic, info.qos, info.tick);
+                    self.oracle
+                        .gateway_acked(info.uid, &info.topic, info.qos, info.tick);
                     if info.qos == MqttQoS::ExactlyOnce {
                         if let Some(link) = self.links.get_mut(&which) {
                             link.qos2_acked.insert(delivery.0);
@@ -400,7 +443,12 @@ impl World {
         for event in events {
             self.trace("", || format!("event {event:?}"));
             self.oracle.gateway_event(&event);
-            if let Event::Connected { client_id, resumed: false, .. } = &event {
+            if let Event::Connected {
+                client_id,
+                resumed: false,
+                ..
+            } = &event
+            {
                 if let Some(mote) = mote_index(client_id).and_then(|i| self.motes.get_mut(i)) {
                     mote.forget_session();
                 }
@@ -414,18 +462,33 @@ impl World {
         let core = &self.cfg.core;
         let mut broken = Vec::new();
         if gw.queued_bytes() > core.max_queued_bytes_total {
-            broken.push(format!("queued bytes {} > max_queued_bytes_total {}", gw.queued_bytes(), core.max_queued_bytes_total));
+            broken.push(format!(
+                "queued bytes {} > max_queued_bytes_total {}",
+                gw.queued_bytes(),
+                core.max_queued_bytes_total
+            ));
         }
         if gw.held_bytes() > core.max_state_bytes {
-            broken.push(format!("held bytes {} > max_state_bytes {}", gw.held_bytes(), core.max_state_bytes));
+            broken.push(format!(
+                "held bytes {} > max_state_bytes {}",
+                gw.held_bytes(),
+                core.max_state_bytes
+            ));
         }
         if gw.session_count() > core.max_sessions {
-            broken.push(format!("{} sessions > max_sessions {}", gw.session_count(), core.max_sessions));
+            broken.push(format!(
+                "{} sessions > max_sessions {}",
+                gw.session_count(),
+                core.max_sessions
+            ));
         }
         if self.turns % 64 == 0 {
             let gauges = gw.gauges();
             if gauges.spool_bytes > core.spool.max_bytes {
-                broken.push(format!("spool bytes {} > [spool] max_bytes {}", gauges.spool_bytes, core.spool.max_bytes));
+                broken.push(format!(
+                    "spool bytes {} > [spool] max_bytes {}",
+                    gauges.spool_bytes, core.spool.max_bytes
+                ));
             }
             for mote in &self.motes {
                 if let Some(info) = gw.session_info(&mote.client_id) {
@@ -483,15 +546,21 @@ impl World {
 
     /// The mote an address belongs to (10.x.y.z: mote x.y.z), whatever its port.
     fn mote_at(&self, addr: PeerAddr) -> Option<usize> {
-        let PeerAddr::Ip(sock) = addr else { return None };
-        let std::net::IpAddr::V4(ip) = sock.ip() else { return None };
+        let PeerAddr::Ip(sock) = addr else {
+            return None;
+        };
+        let std::net::IpAddr::V4(ip) = sock.ip() else {
+            return None;
+        };
         usize::try_from(u32::from(ip) & 0x00FF_FFFF).ok()
     }
 
     fn to_mote(&mut self, addr: PeerAddr, bytes: &[u8]) {
         let now = self.clock.now();
         let Some(i) = self.mote_at(addr) else { return };
-        let Some(mote) = self.motes.get_mut(i) else { return };
+        let Some(mote) = self.motes.get_mut(i) else {
+            return;
+        };
         // Nobody listens at an old address, nor on a radio that is off.
         if mote.addr != addr || !mote.listening() {
             return;
@@ -503,7 +572,9 @@ impl World {
     /// After a mote's client was fed: its answers, its datagrams, its timer.
     fn mote_io(&mut self, i: usize) {
         let now = self.clock.now();
-        let Some(mote) = self.motes.get_mut(i) else { return };
+        let Some(mote) = self.motes.get_mut(i) else {
+            return;
+        };
         let next = mote.drain_events(now, &mut self.rng, &mut self.oracle);
         let peer = mote.peer();
         let on_air = !matches!(mote.phase, Phase::Silent);
@@ -514,7 +585,15 @@ impl World {
             }
             let seq = next_seq(&mut self.radio_sent, peer.addr);
             for (at, copy) in radio::arrivals(&mut self.rng, now, &self.uplink_faults) {
-                self.schedule.push(at, Ev::ToGateway { from: peer, bytes: buf.clone(), copy, seq });
+                self.schedule.push(
+                    at,
+                    Ev::ToGateway {
+                        from: peer,
+                        bytes: buf.clone(),
+                        copy,
+                        seq,
+                    },
+                );
             }
         }
         if let Some(at) = mote.client.poll_timeout() {
@@ -551,8 +630,10 @@ impl World {
         self.remote.disconnect();
         // The embedded broker lives in the gateway's process: it is reborn empty.
         self.fallback = Broker::new();
-        self.deliveries.retain(|(which, _), _| *which == Which::Remote);
-        self.published.retain(|(which, _), _| *which == Which::Remote);
+        self.deliveries
+            .retain(|(which, _), _| *which == Which::Remote);
+        self.published
+            .retain(|(which, _), _| *which == Which::Remote);
         let at = self.clock.now() + self.rng.secs(1, 30);
         self.schedule.push(at, Ev::Restart);
     }
@@ -576,7 +657,11 @@ impl World {
             return;
         }
         let topic = format!("dn/{}", self.rng.index(3));
-        let qos = [MqttQoS::AtMostOnce, MqttQoS::AtLeastOnce, MqttQoS::ExactlyOnce][self.rng.index(3)];
+        let qos = [
+            MqttQoS::AtMostOnce,
+            MqttQoS::AtLeastOnce,
+            MqttQoS::ExactlyOnce,
+        ][self.rng.index(3)];
         let uid = self.oracle.new_message(&format!("c{p}"), &topic);
         let payload = bytes::Bytes::from(crate::mote::payload(uid, &mut self.rng));
         if self.remote.up {
@@ -605,7 +690,9 @@ impl World {
             self.schedule_attempt(which, Duration::from_secs(1));
         }
         for i in 0..self.motes.len() {
-            let Some(mote) = self.motes.get_mut(i) else { continue };
+            let Some(mote) = self.motes.get_mut(i) else {
+                continue;
+            };
             mote.calm_down();
             if matches!(mote.phase, Phase::Off | Phase::Sleeping | Phase::Silent) {
                 let after = self.rng.secs(1, 120);
@@ -630,12 +717,20 @@ impl World {
             PeerAddr::Radio(_) => String::new(),
         };
         match ev {
-            Ev::ToGateway { from, bytes, .. } => {
-                self.trace(&mote_at(&from.addr), || format!("-> gw  {} from {}", decode(bytes), from.addr))
+            Ev::ToGateway { from, bytes, .. } => self.trace(&mote_at(&from.addr), || {
+                format!("-> gw  {} from {}", decode(bytes), from.addr)
+            }),
+            Ev::ToMote {
+                addr, bytes, sent, ..
+            } => self.trace(&mote_at(addr), || {
+                format!("<- gw  {} to {addr} sent #{sent}", decode(bytes))
+            }),
+            Ev::ToBroker(which, gen, command) => {
+                self.trace("", || format!("gw -> {which:?}#{gen} {command:?}"))
             }
-            Ev::ToMote { addr, bytes, sent, .. } => self.trace(&mote_at(addr), || format!("<- gw  {} to {addr} sent #{sent}", decode(bytes))),
-            Ev::ToBroker(which, gen, command) => self.trace("", || format!("gw -> {which:?}#{gen} {command:?}")),
-            Ev::FromBroker(which, gen, event) => self.trace("", || format!("{which:?}#{gen} -> gw {event:?}")),
+            Ev::FromBroker(which, gen, event) => {
+                self.trace("", || format!("{which:?}#{gen} -> gw {event:?}"))
+            }
             Ev::MoteTimer(_) | Ev::GwTimer | Ev::CloudPublish(_) => {}
             Ev::MoteAct(i, _) => self.trace(&format!("mote{i}"), || {
                 format!("act in {:?}", self.motes.get(*i).map(|m| m.phase))

@@ -47,9 +47,25 @@ fn a_seed_replays_exactly() {
     let a = check(42);
     let b = check(42);
     assert_eq!(
-        (a.events, a.datagrams, a.stats.uplink_acked, a.stats.mote_received, a.stats.owed),
-        (b.events, b.datagrams, b.stats.uplink_acked, b.stats.mote_received, b.stats.owed),
+        (
+            a.events,
+            a.datagrams,
+            a.stats.uplink_acked,
+            a.stats.mote_received,
+            a.stats.owed
+        ),
+        (
+            b.events,
+            b.datagrams,
+            b.stats.uplink_acked,
+            b.stats.mote_received,
+            b.stats.owed
+        ),
         "the same seed must give the same run"
     );
-    assert!(a.stats.uplink_acked > 0 && a.stats.owed > 0 && a.stats.mote_received > 0, "a run that does nothing proves nothing: {}", a.line());
+    assert!(
+        a.stats.uplink_acked > 0 && a.stats.owed > 0 && a.stats.mote_received > 0,
+        "a run that does nothing proves nothing: {}",
+        a.line()
+    );
 }

@@ -333,7 +333,11 @@ pub(super) fn decode_session(bytes: &[u8]) -> Result<SessionRecord, Damaged> {
     } else {
         None
     };
-    let msg_id_mark = if version >= 3 { r.u16("msg id mark")? } else { 0 };
+    let msg_id_mark = if version >= 3 {
+        r.u16("msg id mark")?
+    } else {
+        0
+    };
     Ok(SessionRecord {
         client_id,
         addr,

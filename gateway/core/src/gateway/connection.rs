@@ -826,10 +826,9 @@ impl Session {
     pub(crate) fn in_flight_publish(&self) -> (usize, usize) {
         match &self.in_flight {
             Some(InFlight {
-                what:
-                    Outgoing::Publish {
-                        delivery, stage, ..
-                    },
+                what: Outgoing::Publish {
+                    delivery, stage, ..
+                },
                 ..
             }) if *stage != PublishStage::Released => (1, delivery.payload.len()),
             _ => (0, 0),

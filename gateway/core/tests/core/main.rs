@@ -27,7 +27,7 @@ mod edge;
 mod fallback;
 mod forwarder;
 mod radio;
-mod sleep;
 mod sim_seeds;
+mod sleep;
 mod spool;
 mod transparent;

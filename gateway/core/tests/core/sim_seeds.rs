@@ -2,7 +2,9 @@
 //! seed that found it (`cargo run -p sim --release -- --seed N --motes 10 --minutes 120`
 //! replays the run), reduced to the few packets that show it.
 
-use sn_codec::v12::{Connect, Disconnect, Packet, Publish, PublishTopic, Register, Subscribe, SubscribeTopic};
+use sn_codec::v12::{
+    Connect, Disconnect, Packet, Publish, PublishTopic, Register, Subscribe, SubscribeTopic,
+};
 use sn_codec::QoS;
 use sn_core::{BrokerCommand, BrokerEvent, CoreConfig, DeliveryId, MqttQoS, Peer};
 
@@ -101,12 +103,7 @@ fn seed_1_the_publish_in_flight_counts_against_the_queue_limit() {
     assert_eq!(publishes(&packets(&mut h, m)).len(), 1, "one in flight");
     // It goes to sleep before acknowledging: the message in flight goes back to the queue,
     // which must still hold no more than max_queued_per_session.
-    h.send(
-        m,
-        Packet::Disconnect(Disconnect {
-            duration: Some(60),
-        }),
-    );
+    h.send(m, Packet::Disconnect(Disconnect { duration: Some(60) }));
     h.drain();
     let info = h.gw.session_info("m1").unwrap();
     assert!(info.queued <= 2, "{} queued, limit 2", info.queued);
@@ -150,7 +147,11 @@ fn seed_15_an_unconfirmed_pubrel_goes_again_when_the_client_reconnects() {
     );
     h.send(m, Packet::PubComp { msg_id });
     h.message("t", b"y", MqttQoS::ExactlyOnce, false);
-    assert_eq!(publishes(&collect(&mut h, m)).len(), 1, "and the next message follows");
+    assert_eq!(
+        publishes(&collect(&mut h, m)).len(),
+        1,
+        "and the next message follows"
+    );
 }
 
 #[test]
@@ -246,11 +247,9 @@ fn seed_53_an_acknowledgement_outlives_the_connection_that_lost_it() {
         // The connection drops before the link took the acknowledgement.
         h.broker(BrokerEvent::Disconnected);
         h.broker(BrokerEvent::Connected { session_present });
-        let acked = h
-            .commands()
-            .contains(&BrokerCommand::Ack {
-                delivery: DeliveryId(7),
-            });
+        let acked = h.commands().contains(&BrokerCommand::Ack {
+            delivery: DeliveryId(7),
+        });
         // With the session kept, the broker waits for it (and a link that hands a resent
         // QoS 2 message over only once would never let the core acknowledge it again);
         // without, the broker has forgotten the message.
