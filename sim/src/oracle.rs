@@ -30,6 +30,8 @@ struct MoteModel {
     gw_asleep: bool,
     /// When (tick) the mote last sent a CleanSession=1 CONNECT.
     clean_connect: u64,
+    /// When (tick) the current session began, as far as the oracle knows.
+    started: u64,
     /// Subscriptions confirmed by SUBACK in this session: filter, granted QoS, when.
     subs: Vec<(String, QoS, u64)>,
     /// Every message received (not a QoS 2 repeat the client filtered): receipts since the
@@ -52,10 +54,14 @@ pub struct Oracle {
     stream_ids: HashMap<(String, String), u32>,
     /// Gateway restarts so far.
     crashes: u64,
-    /// Gateway restarts before each message was created.
-    born: HashMap<u64, u64>,
+    /// Gateway restarts before each message was created, and when (tick).
+    born: HashMap<u64, (u64, u64)>,
+    /// When (tick) the gateway last took a stale radio copy of a PUBLISH from each mote.
+    stale_from: HashMap<String, u64>,
     /// New deliveries of each message by a broker to the gateway.
     deliveries: HashMap<u64, u32>,
+    /// When (tick) a broker last delivered each message to the gateway.
+    delivered_at: HashMap<u64, u64>,
     /// QoS 1/2 uplink messages acknowledged to their mote.
     acked_uplink: Vec<(usize, u64)>,
     /// Messages the remote broker accepted: count, and the connection of the last one.
@@ -146,7 +152,7 @@ impl Oracle {
             None => 0,
         };
         let uid = (u64::from(stream) << 32) | u64::from(seq);
-        self.born.insert(uid, self.crashes);
+        self.born.insert(uid, (self.crashes, self.tick));
         uid
     }
 
@@ -165,8 +171,10 @@ impl Oracle {
     }
 
     fn end_session(&mut self, i: usize) {
+        let tick = self.tick;
         if let Some(m) = self.mote(i) {
             m.session += 1;
+            m.started = tick;
             m.durable = false;
             m.gw_asleep = false;
             m.lossy = false;
@@ -242,6 +250,7 @@ impl Oracle {
         }
         self.stats.mote_received += 1;
         let deliveries = self.deliveries.get(&uid).copied().unwrap_or(0);
+        let delivered_at = self.delivered_at.get(&uid).copied().unwrap_or(0);
         // Receipts are counted per gateway life: the one that sent the datagram.
         let crashes = self.arrival_epoch.unwrap_or(self.crashes);
         let cloud = self.from_cloud(uid);
@@ -258,8 +267,11 @@ impl Oracle {
         }
         // A datagram the gateway sent for the session the mote has since discarded with a
         // CleanSession=1 CONNECT is stale too: nothing in v1.2 names the session.
-        let old_session = self.arrival_sent < m.clean_connect;
-        if (self.stale_arrival || old_session) && qos == QoS::ExactlyOnce {
+        // So is a message the gateway took before this session began: it was queued for an
+        // earlier one (its datagram held by the store gate, or in the air) and is no part
+        // of this session's order.
+        let old_session = self.arrival_sent < m.clean_connect || delivered_at < m.started;
+        if old_session || (self.stale_arrival && qos == QoS::ExactlyOnce) {
             // A stale radio copy of a QoS 2 PUBLISH (duplicated, or overtaken by later
             // datagrams) arriving after its exchange ended or was refused: v1.2 gives the
             // client no way to tell (see `World::radio_copy`). It counts as received, not
@@ -296,6 +308,12 @@ impl Oracle {
     }
 
     // ----- what the gateway reports -----
+
+    /// The gateway took a stale radio copy of a PUBLISH from mote `i`.
+    pub fn stale_publish_from(&mut self, i: usize) {
+        let tick = self.tick;
+        self.stale_from.insert(format!("m{i}"), tick);
+    }
 
     /// The radio delivered a stale copy of a QoS 2 PUBLISH carrying `uid` to mote `to` (or,
     /// with `None`, to the gateway).
@@ -396,6 +414,7 @@ impl Oracle {
     /// A broker delivered a message to the gateway (a new delivery, not a resend).
     pub fn broker_delivered(&mut self, uid: u64) {
         *self.deliveries.entry(uid).or_insert(0) += 1;
+        self.delivered_at.insert(uid, self.tick);
     }
 
     /// The gateway acknowledged a QoS 1/2 message to a broker: it is owed to every session
@@ -424,8 +443,22 @@ impl Oracle {
         // The gateway's half of a client's QoS 2 exchange is not durable (persist.rs): a
         // client that resends its PUBLISH to a gateway restarted meanwhile has it forwarded
         // again, so QoS 2 is at least once across a crash.
-        let crashed_since = self.born.get(&uid).is_some_and(|b| *b < self.crashes);
-        let twice = qos == MqttQoS::ExactlyOnce && !first && entry.1 == conn && !crashed_since;
+        let (born_crashes, born_tick) = self.born.get(&uid).copied().unwrap_or((0, 0));
+        let crashed_since = born_crashes < self.crashes;
+        // A stale copy of an older PUBLISH from the same mote (DUP=0: new by the spec)
+        // takes the client's one exchange slot in the gateway, so the QoS 2 exchange it
+        // displaced is forwarded again when the client resends it.
+        let origin = self
+            .streams
+            .get(Self::stream(uid).0 as usize)
+            .map(|(o, _, _)| o.clone())
+            .unwrap_or_default();
+        let displaced = self.stale_from.get(&origin).is_some_and(|t| *t >= born_tick);
+        let twice = qos == MqttQoS::ExactlyOnce
+            && !first
+            && entry.1 == conn
+            && !crashed_since
+            && !displaced;
         *entry = (entry.0 + 1, conn);
         if twice && !self.excused_by_copy(None, uid) {
             self.fail(format!(

@@ -113,6 +113,8 @@ pub struct World {
     /// number that arrived: one arriving below it was overtaken.
     radio_sent: HashMap<PeerAddr, u64>,
     radio_arrived: HashMap<(bool, PeerAddr), u64>,
+    /// The mote whose datagram is being handled.
+    from_mote: Option<usize>,
 }
 
 impl World {
@@ -154,6 +156,7 @@ impl World {
             trace: std::env::var("SIM_TRACE").ok(),
             radio_sent: HashMap::new(),
             radio_arrived: HashMap::new(),
+            from_mote: None,
             cfg,
             rng,
             clock,
@@ -247,6 +250,7 @@ impl World {
                 copy,
                 seq,
             } => {
+                self.from_mote = self.mote_at(from.addr);
                 if self.overtaken(true, from.addr, seq) || copy {
                     self.radio_copy(None, &bytes);
                 }
@@ -521,6 +525,13 @@ impl World {
     /// v1.2 receiver forgets the MsgId at PUBREL (the client) or takes DUP=0 as new (the
     /// gateway). No receiver can tell, so the oracle allows one more receipt of it.
     fn radio_copy(&mut self, to: Option<usize>, bytes: &[u8]) {
+        if let Ok(sn_codec::v12::Packet::Publish(_)) = sn_codec::v12::Packet::decode(bytes) {
+            if to.is_none() {
+                if let Some(i) = self.from_mote {
+                    self.oracle.stale_publish_from(i);
+                }
+            }
+        }
         if let Ok(sn_codec::v12::Packet::Publish(publish)) = sn_codec::v12::Packet::decode(bytes) {
             if publish.qos == sn_codec::QoS::ExactlyOnce {
                 if let Some(uid) = uid_of(publish.data) {
