@@ -78,11 +78,11 @@ fn every(rng: &mut Rng, lo_s: u64, hi_s: u64, off: f64) -> Option<Duration> {
 
 fn radio(rng: &mut Rng) -> RadioFaults {
     // Up to 30 % loss each way; most seeds see around 20 %.
-    let loss = [0.0, 0.05, 0.1, 0.2, 0.2, 0.2, 0.3][rng.index(7)];
+    let loss = rng.pick(&[0.0, 0.05, 0.1, 0.2, 0.2, 0.2, 0.3], 0.0);
     RadioFaults {
         loss,
-        duplicate: [0.0, 0.02, 0.05, 0.1][rng.index(4)],
-        reorder: [0.0, 0.05, 0.1, 0.2][rng.index(4)],
+        duplicate: rng.pick(&[0.0, 0.02, 0.05, 0.1], 0.0),
+        reorder: rng.pick(&[0.0, 0.05, 0.1, 0.2], 0.0),
         delay: (Duration::from_millis(5), Duration::from_millis(200)),
         reorder_delay: Duration::from_millis(1500),
     }
@@ -112,24 +112,27 @@ impl SimConfig {
             // Room for every mote twice over: a session given way at max_sessions has no
             // event naming it, so the oracle could not tell it from a lost one.
             max_sessions: motes * 2 + 4,
-            max_queued_per_session: [5, 20, 100][rng.index(3)],
-            max_queued_bytes_per_session: [512, 4096, 64 * 1024][rng.index(3)],
+            max_queued_per_session: rng.pick(&[5, 20, 100], 5),
+            max_queued_bytes_per_session: rng.pick(&[512, 4096, 64 * 1024], 512),
             queue_overflow: if rng.chance(0.5) {
                 QueueOverflow::DropOldest
             } else {
                 QueueOverflow::DropNew
             },
-            max_queued_bytes_total: [4096 * motes.max(1), 64 * 1024 * 1024][rng.index(2)],
+            max_queued_bytes_total: rng.pick(
+                &[4096 * motes.max(1), 64 * 1024 * 1024],
+                4096 * motes.max(1),
+            ),
             max_state_bytes: 1024 * 1024,
             max_sleep_duration: Duration::from_secs(3600),
             // Motes come back from new addresses (NAT rebinding, NB-IoT).
             roaming: true,
             // A flood of reconnects after a crash must not be refused.
             connect_rate: 0,
-            max_pending_qos0: [10, 1000][rng.index(2)],
+            max_pending_qos0: rng.pick(&[10, 1000], 10),
             spool: SpoolConfig {
                 enabled: true,
-                max_bytes: [2048, 64 * 1024][rng.index(2)],
+                max_bytes: rng.pick(&[2048, 64 * 1024], 2048),
                 when_full: SpoolFull::Refuse,
                 qos0: rng.chance(0.3),
             },

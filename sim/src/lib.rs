@@ -52,16 +52,24 @@
 //!    messages on one topic come in the order the mote published them. At a mote, within
 //!    one session, the first arrivals of a cloud publisher's messages on one topic, delivered
 //!    at QoS 1/2, come in publication order; this covers a sleeping mote's buffered messages
-//!    on wake. QoS 0 is not ordered against QoS 1/2 (MQTT orders per QoS), and messages
-//!    that reached the gateway through different brokers (the fallback's copies, then the
-//!    remote's) have no order between them.
+//!    on wake. QoS 0 is not ordered against QoS 1/2 (MQTT orders per QoS); messages that
+//!    reached the gateway through different brokers (the fallback's copies, then the
+//!    remote's) have no order between them; and a message a broker sent again (its
+//!    acknowledgement lost with the connection) is a resend outside the order of first
+//!    deliveries (its first copy may have been dropped at a queue limit).
 //! 4. **QoS 2 exactly once, per hop.** A mote receives a QoS 2 message (not counting the
-//!    repeats its client filters by MsgId) at most once per new delivery of it by a broker
-//!    to the gateway, unless the gateway restarted in between: in-flight exchange state is
-//!    not durable by design, so across a crash QoS 2 degrades to at least once. The broker
-//!    receives a QoS 2 uplink message at most once per connection (a replay after a
-//!    reconnect may carry a new packet id, so across connections it may be duplicated;
-//!    see `BrokerEvent::PublishAcked`). The link here keeps MQTT's receiver state for QoS 2
+//!    repeats its client filters by MsgId) at most once per delivery of it the gateway
+//!    took from a broker, per session and per life of the gateway: in-flight exchange
+//!    state is not durable by design, so across a crash QoS 2 degrades to at least once.
+//!    The broker receives a QoS 2 uplink message at most once per connection (a replay
+//!    after a reconnect may carry a new packet id; see `BrokerEvent::PublishAcked`), and
+//!    across a crash at least once. What no v1.2 receiver can tell apart is not counted: a
+//!    stale radio copy of a QoS 2 PUBLISH (duplicated, or overtaken by later datagrams)
+//!    arriving after its exchange ended (v1.2 recognises a resend by DUP only, and a client
+//!    forgets the MsgId at PUBREL); a stale copy of an older PUBLISH that took the client's
+//!    one exchange slot in the gateway, displacing the QoS 2 exchange under way; and a
+//!    datagram for a session the mote has discarded (held by the store gate or in the air:
+//!    no packet names its session). The link here keeps MQTT's receiver state for QoS 2
 //!    deliveries (a resend of one already handed to the core is not handed over again, as
 //!    MQTT 4.3.3 requires of the receiver; the runtime's link has the same duty).
 //! 5. **Durable sessions survive.** A session the mote was told is durable (CONNACK to a

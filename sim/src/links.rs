@@ -70,7 +70,7 @@ impl World {
             link.qos2_passed.clear();
             link.qos2_acked.clear();
         }
-        self.to_gateway(
+        self.send_to_gateway(
             which,
             BrokerEvent::Connected {
                 session_present: present,
@@ -99,7 +99,7 @@ impl World {
     }
 
     /// Schedules an event for the gateway on the current connection, in order.
-    fn to_gateway(&mut self, which: Which, event: BrokerEvent) {
+    fn send_to_gateway(&mut self, which: Which, event: BrokerEvent) {
         let now = self.clock.now();
         let slow = which == Which::Remote && now < self.slow_until;
         let delay = if slow {
@@ -133,7 +133,7 @@ impl World {
         self.schedule.push(at, Ev::ToBroker(which, gen, command));
     }
 
-    pub(crate) fn to_broker(&mut self, which: Which, gen: u64, command: BrokerCommand) {
+    pub(crate) fn arrive_at_broker(&mut self, which: Which, gen: u64, command: BrokerCommand) {
         let live = self.links.get(&which).is_some_and(|l| l.gen == gen);
         if !live || !self.broker(which).connected {
             return;
@@ -148,7 +148,7 @@ impl World {
             self.broker_publish(which, &accepted.topic, &accepted.payload, accepted.qos);
         }
         for event in outcome.events {
-            self.to_gateway(which, event);
+            self.send_to_gateway(which, event);
         }
     }
 
@@ -195,10 +195,10 @@ impl World {
                 }
             }
         }
-        self.to_gateway(which, message_event(delivery, message));
+        self.send_to_gateway(which, message_event(delivery, message));
     }
 
-    pub(crate) fn from_broker(&mut self, which: Which, gen: u64, event: BrokerEvent) {
+    pub(crate) fn arrive_from_broker(&mut self, which: Which, gen: u64, event: BrokerEvent) {
         let now = self.clock.now();
         let Some(link) = self.links.get_mut(&which) else {
             return;

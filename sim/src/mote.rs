@@ -229,9 +229,14 @@ impl Mote {
             0..=44 => self.publish(now, rng, oracle),
             45..=54 => {
                 let other = rng.index(motes.max(1));
-                let filter = FILTERS[rng.index(FILTERS.len())].replace("{m}", &other.to_string());
+                let filter = rng
+                    .pick(&FILTERS, "dn/0")
+                    .replace("{m}", &other.to_string());
                 if !self.subscribed.contains(&filter) {
-                    let qos = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][rng.index(3)];
+                    let qos = rng.pick(
+                        &[QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce],
+                        QoS::AtMostOnce,
+                    );
                     if let Ok(msg_id) =
                         self.client
                             .subscribe(now, SubscribeTopic::Name(filter.as_bytes()), qos)

@@ -160,7 +160,7 @@ impl Oracle {
         ((uid >> 32) as u32, uid as u32)
     }
 
-    fn from_cloud(&self, uid: u64) -> bool {
+    fn is_cloud(&self, uid: u64) -> bool {
         self.streams
             .get(Self::stream(uid).0 as usize)
             .is_some_and(|(origin, _, _)| origin.starts_with('c'))
@@ -253,7 +253,7 @@ impl Oracle {
         let delivered_at = self.delivered_at.get(&uid).copied().unwrap_or(0);
         // Receipts are counted per gateway life: the one that sent the datagram.
         let crashes = self.arrival_epoch.unwrap_or(self.crashes);
-        let cloud = self.from_cloud(uid);
+        let cloud = self.is_cloud(uid);
         let (stream, seq) = Self::stream(uid);
         let Some(m) = self.motes.get_mut(i) else {
             return;
@@ -453,7 +453,10 @@ impl Oracle {
             .get(Self::stream(uid).0 as usize)
             .map(|(o, _, _)| o.clone())
             .unwrap_or_default();
-        let displaced = self.stale_from.get(&origin).is_some_and(|t| *t >= born_tick);
+        let displaced = self
+            .stale_from
+            .get(&origin)
+            .is_some_and(|t| *t >= born_tick);
         let twice = qos == MqttQoS::ExactlyOnce
             && !first
             && entry.1 == conn
@@ -465,7 +468,7 @@ impl Oracle {
                 "QoS 2 uplink message {uid:#x} reached the broker twice on one connection"
             ));
         }
-        if first && qos != MqttQoS::AtMostOnce && !self.from_cloud(uid) {
+        if first && qos != MqttQoS::AtMostOnce && !self.is_cloud(uid) {
             let (stream, seq) = Self::stream(uid);
             let last = self.remote_last_seq.entry(stream).or_insert(0);
             let behind = seq < *last;

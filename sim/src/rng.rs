@@ -37,6 +37,12 @@ impl Rng {
         usize::try_from(self.below(len as u64)).unwrap_or(0)
     }
 
+    /// One of `items`, or `default` if there are none.
+    pub fn pick<T: Copy>(&mut self, items: &[T], default: T) -> T {
+        let i = self.index(items.len());
+        items.get(i).copied().unwrap_or(default)
+    }
+
     /// True with probability `p` (0.0..=1.0).
     pub fn chance(&mut self, p: f64) -> bool {
         // 53 bits give a uniform f64 in [0, 1).

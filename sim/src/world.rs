@@ -272,7 +272,7 @@ impl World {
                 self.oracle.stale_arrival = stale;
                 self.oracle.arrival_sent = sent;
                 self.oracle.arrival_epoch = Some(epoch);
-                self.to_mote(addr, &bytes);
+                self.arrive_at_mote(addr, &bytes);
                 self.oracle.stale_arrival = false;
                 self.oracle.arrival_epoch = None;
             }
@@ -303,8 +303,8 @@ impl World {
                     self.gw_turn();
                 }
             }
-            Ev::ToBroker(which, gen, command) => self.to_broker(which, gen, command),
-            Ev::FromBroker(which, gen, event) => self.from_broker(which, gen, event),
+            Ev::ToBroker(which, gen, command) => self.arrive_at_broker(which, gen, command),
+            Ev::FromBroker(which, gen, event) => self.arrive_from_broker(which, gen, event),
             Ev::LinkAttempt(which) => self.link_attempt(which),
             Ev::StoreDone => {
                 if let Some(writing) = self.store.writing.take() {
@@ -486,7 +486,7 @@ impl World {
                 core.max_sessions
             ));
         }
-        if self.turns % 64 == 0 {
+        if self.turns.is_multiple_of(64) {
             let gauges = gw.gauges();
             if gauges.spool_bytes > core.spool.max_bytes {
                 broken.push(format!(
@@ -566,7 +566,7 @@ impl World {
         usize::try_from(u32::from(ip) & 0x00FF_FFFF).ok()
     }
 
-    fn to_mote(&mut self, addr: PeerAddr, bytes: &[u8]) {
+    fn arrive_at_mote(&mut self, addr: PeerAddr, bytes: &[u8]) {
         let now = self.clock.now();
         let Some(i) = self.mote_at(addr) else { return };
         let Some(mote) = self.motes.get_mut(i) else {
@@ -668,11 +668,14 @@ impl World {
             return;
         }
         let topic = format!("dn/{}", self.rng.index(3));
-        let qos = [
+        let qos = self.rng.pick(
+            &[
+                MqttQoS::AtMostOnce,
+                MqttQoS::AtLeastOnce,
+                MqttQoS::ExactlyOnce,
+            ],
             MqttQoS::AtMostOnce,
-            MqttQoS::AtLeastOnce,
-            MqttQoS::ExactlyOnce,
-        ][self.rng.index(3)];
+        );
         let uid = self.oracle.new_message(&format!("c{p}"), &topic);
         let payload = bytes::Bytes::from(crate::mote::payload(uid, &mut self.rng));
         if self.remote.up {
