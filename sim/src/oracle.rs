@@ -508,8 +508,14 @@ impl Oracle {
         }
         if let Some((client, uid)) = missing.first() {
             let n = missing.len();
+            let some: Vec<String> = missing
+                .iter()
+                .take(8)
+                .map(|(c, u)| format!("{c}:{u:#x}"))
+                .collect();
             self.fail(format!(
-                "lost downlink: message {uid:#x} was acknowledged to the broker but never reached {client}, whose session went on ({n} such)"
+                "lost downlink: message {uid:#x} was acknowledged to the broker but never reached {client}, whose session went on ({n} such: {})",
+                some.join(" ")
             ));
         }
     }
