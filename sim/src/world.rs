@@ -335,6 +335,11 @@ impl World {
         let Some(gw) = self.gw.as_mut() else { return };
         self.turns += 1;
         if let Some(batch) = gw.poll_store() {
+            if self.trace.is_some() {
+                for op in &batch.ops {
+                    eprintln!("{:>10.3} store {op:?}", self.clock.elapsed().as_secs_f64());
+                }
+            }
             self.store.unwritten.extend(batch.ops);
             self.store.unwritten_upto = Some(batch.id);
         }

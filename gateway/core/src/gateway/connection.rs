@@ -217,6 +217,10 @@ impl Gateway {
         };
         session.clean_session = connect.clean_session;
         session.keep_alive = Duration::from_secs(u64::from(connect.duration));
+        // A CleanSession=0 CONNECT can make a session durable that was not: what it has
+        // queued is stored now, in queue order, before anything that arrives later gets a
+        // later sequence number (the restore order).
+        self.persist_queue(idx);
         if let Some(id) = forwarding {
             self.outbox.retag_origin(id, (idx, epoch));
         }

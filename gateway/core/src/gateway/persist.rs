@@ -335,10 +335,8 @@ impl Gateway {
         // Stored now: what the broker waits for an acknowledgement of (transparent mode) is
         // held durably, so it is acknowledged.
         let mut acks = Vec::new();
-        session.queue.for_each_mut(|d| {
-            persistence.stamp(&client_id, d);
-            acks.extend(d.upstream_ack.take());
-        });
+        // Sequence numbers are the restore order: the message in flight is older than the
+        // queue, so it is numbered first.
         if let Some(InFlight {
             what: Outgoing::Publish { delivery, .. },
             ..
@@ -347,6 +345,10 @@ impl Gateway {
             persistence.stamp(&client_id, delivery);
             acks.extend(delivery.upstream_ack.take());
         }
+        session.queue.for_each_mut(|d| {
+            persistence.stamp(&client_id, d);
+            acks.extend(d.upstream_ack.take());
+        });
         for ack in acks {
             self.ack_on_mote_link(idx, ack);
         }

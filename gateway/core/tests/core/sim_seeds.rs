@@ -274,3 +274,56 @@ fn seed_165_a_clean_session_does_not_get_the_old_sessions_message_in_flight() {
     );
     assert_eq!(h.gw.session_info("m1").unwrap().queued, 0);
 }
+
+#[test]
+fn seed_10897174275170391839_queued_messages_keep_their_order_across_a_restart() {
+    let mut h = Harness::new();
+    let mut store = FakeStore::default();
+    let m = peer(1000);
+    // CleanSession=1: nothing is stored while it is connected.
+    h.connect(m, "m1", true, 600);
+    subscribe(&mut h, m, "t", QoS::AtLeastOnce);
+    h.message("t", b"A", MqttQoS::AtLeastOnce, false);
+    h.message("t", b"B", MqttQoS::AtLeastOnce, false);
+    h.drain();
+    // It connects again with CleanSession=0 (its session goes on, durable now), a third
+    // message arrives, and it goes to sleep without acknowledging anything.
+    h.send(m, connect("m1", false));
+    h.drain();
+    h.message("t", b"C", MqttQoS::AtLeastOnce, false);
+    h.send(
+        m,
+        Packet::Disconnect(Disconnect {
+            duration: Some(600),
+        }),
+    );
+    h.drain();
+    store.apply(&mut h);
+    // The gateway restarts; the mote reconnects and gets its messages in order.
+    let mut h2 = restart(&h, &store);
+    h2.drain();
+    h2.send(m, connect("m1", false));
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        let sent = collect(&mut h2, m);
+        let publishes = publishes(&sent);
+        if publishes.is_empty() {
+            break;
+        }
+        for p in publishes {
+            got.push(p.data.to_vec());
+            h2.send(
+                m,
+                Packet::PubAck(sn_codec::v12::PubAck {
+                    topic_id: match p.topic {
+                        PublishTopic::Normal(id) => id,
+                        _ => 0,
+                    },
+                    msg_id: p.msg_id,
+                    return_code: sn_codec::v12::ReturnCode::Accepted,
+                }),
+            );
+        }
+    }
+    assert_eq!(got, vec![b"A".to_vec(), b"B".to_vec(), b"C".to_vec()]);
+}
