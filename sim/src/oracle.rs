@@ -278,7 +278,11 @@ impl Oracle {
             // as one of the deliveries the exactly-once rule counts.
             return;
         }
-        entry.0 += 1;
+        // Only QoS 2 receipts count towards exactly once: a copy the gateway delivered at
+        // QoS 1 (through another subscription or broker) may come twice by QoS 1's rules.
+        if qos == QoS::ExactlyOnce {
+            entry.0 += 1;
+        }
         // Each new delivery by a broker may reach the mote once.
         let twice = qos == QoS::ExactlyOnce && entry.0 > deliveries;
         let receipts = entry.0;
