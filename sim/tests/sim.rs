@@ -9,10 +9,10 @@ use std::time::Duration;
 use sim::{run_seed, Summary};
 
 const MOTES: usize = 20;
-const SIX_HOURS: Duration = Duration::from_secs(6 * 3600);
+const HOURS: Duration = Duration::from_secs(12 * 3600);
 
 fn check(seed: u64) -> Summary {
-    match run_seed(seed, MOTES, SIX_HOURS) {
+    match run_seed(seed, MOTES, HOURS) {
         Ok(summary) => {
             println!("{}", summary.line());
             summary
@@ -36,7 +36,7 @@ fn random_seeds_run_clean() {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let mut rng = sim::rng::Rng::new(u64::try_from(nanos % u128::from(u64::MAX)).unwrap_or(7));
-    for _ in 0..6 {
+    for _ in 0..10 {
         let seed = rng.next_u64();
         println!("random seed {seed}");
         check(seed);
