@@ -126,6 +126,16 @@ impl Outbox {
         self.pending.get(&id)
     }
 
+    /// The client waiting for `id` reconnected to its session: the acknowledgement goes to
+    /// the session's new life (unless it was already delivered).
+    pub(crate) fn retag_origin(&mut self, id: PublishId, origin: (SessionIdx, u64)) {
+        if let Some(pending) = self.pending.get_mut(&id) {
+            if pending.origin.is_some() {
+                pending.origin = Some(origin);
+            }
+        }
+    }
+
     /// Takes the session waiting for `id`'s acknowledgement, if one still does.
     pub(crate) fn take_origin(&mut self, id: PublishId) -> Option<(SessionIdx, u64)> {
         self.pending.get_mut(&id)?.origin.take()

@@ -155,11 +155,24 @@ impl BrokerQueue {
         self.remote_qos0
     }
 
-    /// Forgets the remote broker's commands (its connection is gone); returns how many QoS 0
-    /// PUBLISHes were among them, which are lost with it.
+    /// Forgets the remote broker's commands (its connection is gone), except the
+    /// acknowledgements of its messages: the broker keeps those messages in the gateway's
+    /// session and, finding it again on the next connection, waits for them; a link that
+    /// (as MQTT asks of a receiver) does not hand the core a resent QoS 2 message twice
+    /// would otherwise leave it unacknowledged for good, holding a place of the broker's
+    /// in-flight window. Returns how many QoS 0 PUBLISHes were dropped, which are lost
+    /// with the connection.
     pub(crate) fn drop_remote(&mut self) -> usize {
-        self.remote.clear();
+        self.remote
+            .retain(|(_, command)| matches!(command, BrokerCommand::Ack { .. }));
         std::mem::take(&mut self.remote_qos0)
+    }
+
+    /// The broker did not keep the gateway's session: the acknowledgements still waiting
+    /// are for messages it no longer has.
+    pub(crate) fn drop_remote_acks(&mut self) {
+        self.remote
+            .retain(|(_, command)| !matches!(command, BrokerCommand::Ack { .. }));
     }
 }
 
@@ -236,10 +249,21 @@ mod tests {
         queue.push(BrokerRoute::Remote, qos0());
         queue.push(BrokerRoute::Fallback, ack(2));
         assert_eq!(queue.drop_remote(), 2);
-        assert_eq!(queue.remote_waiting(), 0);
+        // The acknowledgement stays for the next connection (the broker's session).
+        assert_eq!(queue.remote_waiting(), 1);
         assert_eq!(queue.remote_qos0(), 0);
         let mark = queue.mark();
         assert_eq!(queue.pop(mark, true), Some((BrokerRoute::Fallback, ack(2))));
+        assert_eq!(queue.pop(mark, true), Some((BrokerRoute::Remote, ack(1))));
+    }
+
+    #[test]
+    fn acknowledgements_are_dropped_when_the_broker_lost_the_session() {
+        let mut queue = BrokerQueue::default();
+        queue.push(BrokerRoute::Remote, ack(1));
+        assert_eq!(queue.drop_remote(), 0);
+        queue.drop_remote_acks();
+        assert_eq!(queue.remote_waiting(), 0);
     }
 
     #[test]

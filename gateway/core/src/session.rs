@@ -119,6 +119,11 @@ pub(crate) struct Delivery {
     /// Transparent mode: the broker's delivery id on the mote's own connection, acknowledged
     /// once the mote has the message or it is stored (see `release_upstream`).
     pub(crate) upstream_ack: Option<super::broker::DeliveryId>,
+    /// The MsgId it was sent with in an exchange abandoned before the client acknowledged
+    /// it (the client slept, reconnected or was lost): it is sent again with that MsgId and
+    /// DUP set, as MQTT requires of a resumed session, so a client that did receive it
+    /// recognises a QoS 2 message it holds instead of delivering it twice.
+    pub(crate) sent_as: Option<u16>,
 }
 
 /// The client's QoS 1/2 PUBLISH being handled (one at a time, v1.2 §6.6).
@@ -174,6 +179,10 @@ pub(crate) struct InFlight {
     pub(crate) deadline: Instant,
 }
 
+/// MsgIds reserved by one store write of a session record (see
+/// [`Session::reserve_msg_ids`]): one extra write per this many messages to a durable session.
+pub(crate) const MSG_ID_BLOCK: u16 = 256;
+
 /// A session.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -193,6 +202,12 @@ pub(crate) struct Session {
     pub(crate) subscriptions: Vec<Subscription>,
     pub(crate) inbound: Inbound,
     pub(crate) in_flight: Option<InFlight>,
+    /// A QoS 2 delivery the client acknowledged with PUBREC whose PUBREL it has not
+    /// confirmed, from an exchange abandoned when it slept, reconnected or was lost: its
+    /// PUBREL goes out first when it is reachable again (MQTT resends PUBREL on a resumed
+    /// session), so the client releases the MsgId and never takes a later message with the
+    /// same MsgId for a repeat of this one.
+    pub(crate) release_pending: Option<Outgoing>,
     pub(crate) queue: DeliveryQueue,
     /// Messages for this client dropped at its queue limits, since the session began.
     pub(crate) dropped: u64,
@@ -205,6 +220,10 @@ pub(crate) struct Session {
     /// per episode rather than once per dropped message.
     pub(crate) queue_full_reported: bool,
     next_msg_id: u16,
+    /// MsgIds handed out so far are at most this (wrapping), as the stored record says: a
+    /// restored session continues after it, so it never reuses a MsgId the client may still
+    /// hold from before the restart (a QoS 2 PUBLISH it received and awaits the PUBREL of).
+    pub(crate) msg_id_mark: u16,
     /// Transparent mode: the state of the mote's own broker connection.
     pub(crate) mote_link: MoteLink,
     /// Bumped every time the slot is reused or the client reconnects, so that late timers and
@@ -234,12 +253,14 @@ impl Session {
             subscriptions: Vec::new(),
             inbound: Inbound::Idle { last: None },
             in_flight: None,
+            release_pending: None,
             queue: DeliveryQueue::default(),
             dropped: 0,
             undelivered: 0,
             refused_topics: Vec::new(),
             queue_full_reported: false,
             next_msg_id: 0,
+            msg_id_mark: 0,
             mote_link: MoteLink::Closed,
             epoch,
             grant,
@@ -264,6 +285,24 @@ impl Session {
     pub(crate) fn next_msg_id(&mut self) -> u16 {
         self.next_msg_id = self.next_msg_id.checked_add(1).unwrap_or(1);
         self.next_msg_id
+    }
+
+    /// Whether the MsgId just handed out is past [`Session::msg_id_mark`]; if so, moves the
+    /// mark [`MSG_ID_BLOCK`] ahead, and the caller must have the record stored again
+    /// (before the MsgId leaves: the store gate sees to that).
+    pub(crate) fn reserve_msg_ids(&mut self) -> bool {
+        let ahead = self.msg_id_mark.wrapping_sub(self.next_msg_id);
+        if ahead != 0 && ahead <= MSG_ID_BLOCK {
+            return false;
+        }
+        self.msg_id_mark = self.next_msg_id.wrapping_add(MSG_ID_BLOCK);
+        true
+    }
+
+    /// Continues MsgIds after `mark` (a restored session).
+    pub(crate) fn restore_msg_ids(&mut self, mark: u16) {
+        self.next_msg_id = mark;
+        self.msg_id_mark = mark;
     }
 
     /// When the client is lost if it stays silent: 1.5 × its keep-alive or sleep duration

@@ -139,9 +139,13 @@ impl Upstream {
         Some(filter)
     }
 
-    /// Every filter held.
+    /// Every filter held, in sorted order: the same state gives the same commands in the
+    /// same order in every process (a hash map's order differs from run to run), so that a
+    /// simulated run replays exactly from its seed. Called on broker switches only.
     pub(crate) fn filters(&self) -> Vec<Arc<str>> {
-        self.filters.keys().cloned().collect()
+        let mut filters: Vec<Arc<str>> = self.filters.keys().cloned().collect();
+        filters.sort();
+        filters
     }
 
     /// After a (re)connect: a SUBSCRIBE of every filter, whether or not the broker kept the
@@ -161,6 +165,14 @@ impl Upstream {
                 });
             }
         }
+        // In sorted order, as `filters` (a reconnect's cost, not a message's).
+        commands.sort_by(|a, b| match (a, b) {
+            (
+                BrokerCommand::Subscribe { filter: a, .. },
+                BrokerCommand::Subscribe { filter: b, .. },
+            ) => a.cmp(b),
+            _ => std::cmp::Ordering::Equal,
+        });
         commands
     }
 

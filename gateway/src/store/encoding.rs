@@ -17,8 +17,9 @@ use crate::core::{
 const VERSION: u8 = 1;
 
 /// Layout version of session records written now: version 1 plus the authenticated identity
-/// at the end. Version 1 records are still read (no identity).
-const SESSION_VERSION: u8 = 2;
+/// (version 2) and the MsgId mark (version 3) at the end. Older records are still read
+/// (no identity; mark 0).
+const SESSION_VERSION: u8 = 3;
 
 /// Why a stored record cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -264,6 +265,7 @@ pub(super) fn encode_session(record: &SessionRecord) -> Vec<u8> {
         }
         None => w.bool(false),
     }
+    w.u16(record.msg_id_mark);
     w.0
 }
 
@@ -271,7 +273,7 @@ pub(super) fn encode_session(record: &SessionRecord) -> Vec<u8> {
 pub(super) fn decode_session(bytes: &[u8]) -> Result<SessionRecord, Damaged> {
     let mut r = Reader(bytes);
     let version = r.u8("version")?;
-    if version != VERSION && version != SESSION_VERSION {
+    if !(VERSION..=SESSION_VERSION).contains(&version) {
         return Err(Damaged("unknown version"));
     }
     let client_id = r.text("client id")?;
@@ -326,10 +328,15 @@ pub(super) fn decode_session(bytes: &[u8]) -> Result<SessionRecord, Damaged> {
             granted: r.qos("granted qos")?,
         });
     }
-    let identity = if version >= SESSION_VERSION && r.bool("identity flag")? {
+    let identity = if version >= 2 && r.bool("identity flag")? {
         Some(r.text("identity")?)
     } else {
         None
+    };
+    let msg_id_mark = if version >= 3 {
+        r.u16("msg id mark")?
+    } else {
+        0
     };
     Ok(SessionRecord {
         client_id,
@@ -342,6 +349,7 @@ pub(super) fn decode_session(bytes: &[u8]) -> Result<SessionRecord, Damaged> {
         topics,
         subscriptions,
         identity,
+        msg_id_mark,
     })
 }
 
@@ -478,6 +486,7 @@ mod tests {
                 },
             ],
             identity: Some("mote-7-psk".into()),
+            msg_id_mark: 513,
         }
     }
 
@@ -506,12 +515,26 @@ mod tests {
     fn version_1_sessions_are_still_read_without_an_identity() {
         let r = SessionRecord {
             identity: None,
+            msg_id_mark: 0,
             ..record()
         };
         let mut old = encode_session(&r);
-        // Version 1: the same layout without the identity flag at the end.
+        // Version 1: the same layout without the identity flag and the mark at the end.
         old[0] = VERSION;
-        old.pop();
+        old.truncate(old.len() - 3);
+        assert_eq!(decode_session(&old).unwrap(), r);
+    }
+
+    #[test]
+    fn version_2_sessions_are_still_read_with_mark_0() {
+        let r = SessionRecord {
+            msg_id_mark: 0,
+            ..record()
+        };
+        let mut old = encode_session(&r);
+        // Version 2: the same layout without the MsgId mark at the end.
+        old[0] = 2;
+        old.truncate(old.len() - 2);
         assert_eq!(decode_session(&old).unwrap(), r);
     }
 

@@ -243,6 +243,7 @@ mod tests {
             topics: vec![(1, "t".into(), true)],
             subscriptions: vec![],
             identity: None,
+            msg_id_mark: 7,
         }
     }
 

@@ -223,6 +223,12 @@ impl Client {
             self.ping = None;
             // Kept for the CONNACK: keep-alive starts once the gateway accepted.
             self.connect_keep_alive = options.keep_alive;
+            if options.clean_session {
+                // A clean session discards the old one's state (MQTT 3.1.2.4), QoS 2 MsgIds
+                // awaiting their PUBREL included: the gateway's new session numbers its
+                // messages afresh, and one of them must not be taken for a repeat.
+                self.inbound_qos2.clear();
+            }
         } else {
             self.will = None;
         }

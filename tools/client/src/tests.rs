@@ -822,3 +822,37 @@ fn publish_with_a_chosen_msg_id() {
         })
     );
 }
+
+/// Found by the gateway simulation (sim/, seed 144): a QoS 2 PUBLISH whose PUBREL never came
+/// (the gateway restarted) left its MsgId held; after a CleanSession=1 CONNECT the gateway's
+/// new session used that MsgId again, and the client dropped the new message as a repeat.
+#[test]
+fn seed_144_a_clean_session_forgets_msgids_awaiting_their_pubrel() {
+    let mut s = Script::new();
+    s.connect(60);
+    let qos2 = publish(PublishTopic::Short(*b"ab"), QoS::ExactlyOnce, 72, false);
+    s.give(0.1, &qos2);
+    s.sent();
+    s.events();
+    // No PUBREL: the gateway is gone. The client starts a clean session.
+    s.connect(60);
+    let other = Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: PublishTopic::Short(*b"ab"),
+        msg_id: 72,
+        data: b"new",
+    });
+    s.give(1.0, &other);
+    let messages: Vec<Message> = s
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages.len(), 1);
+    assert!(!messages[0].repeat, "a new message of the new session");
+}

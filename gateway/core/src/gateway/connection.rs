@@ -192,6 +192,11 @@ impl Gateway {
         let resumed = existing.is_some() && !connect.clean_session;
         self.rebind(idx, addr);
         let epoch = self.next_epoch();
+        // The message in flight goes back to the queue first, so that a clean session
+        // discards it with the rest of the old one's (it must not reach the new session).
+        if let Some(session) = self.session_mut(idx) {
+            session.abandon_in_flight();
+        }
         if connect.clean_session {
             self.clear_session_state(idx);
         }
@@ -199,10 +204,29 @@ impl Gateway {
             return;
         };
         session.epoch = epoch;
-        session.abandon_in_flight();
-        session.inbound = Inbound::Idle { last: None };
+        // A resumed session keeps the client's QoS 1/2 exchange (MQTT keeps it in the
+        // session state): a PUBLISH the client resends with DUP after reconnecting, or a
+        // CONNECT repeated by the radio mid-exchange, must not be forwarded twice. The
+        // broker's acknowledgement of one being forwarded goes to this life of the session.
+        if !resumed {
+            session.inbound = Inbound::Idle { last: None };
+        }
+        let forwarding = match session.inbound {
+            Inbound::Forwarding { id, .. } => Some(id),
+            _ => None,
+        };
         session.clean_session = connect.clean_session;
         session.keep_alive = Duration::from_secs(u64::from(connect.duration));
+        // A CleanSession=0 CONNECT can make a session durable that was not: what it has
+        // queued is stored now, in queue order, before anything that arrives later gets a
+        // later sequence number (the restore order).
+        self.persist_queue(idx);
+        if let Some(id) = forwarding {
+            self.outbox.retag_origin(id, (idx, epoch));
+        }
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
         session.last_seen = now;
         match &mut session.state {
             // Not to be evicted while its connection is being opened (transparent mode).
@@ -622,6 +646,7 @@ impl Gateway {
         let filters: Vec<Arc<str>> = session.subscriptions.drain(..).map(|s| s.filter).collect();
         session.topics.clear();
         session.will = None;
+        session.release_pending = None;
         let dropped = session.queue.drain();
         session.refused_topics.clear();
         let client_id = session.client_id.clone();
@@ -741,6 +766,13 @@ impl Gateway {
         let Some(session) = self.session_mut(idx) else {
             return;
         };
+        if session.reserve_msg_ids() {
+            // Stored before this MsgId leaves (the store gate holds the datagram).
+            self.persist(idx);
+        }
+        let Some(session) = self.session_mut(idx) else {
+            return;
+        };
         session.in_flight = Some(InFlight {
             what,
             sends: 1,
@@ -793,18 +825,44 @@ impl Gateway {
 }
 
 impl Session {
+    /// The QoS 1/2 PUBLISH in flight to the client that [`Session::abandon_in_flight`] would
+    /// put back in the queue: (1, its payload bytes), or (0, 0).
+    pub(crate) fn in_flight_publish(&self) -> (usize, usize) {
+        match &self.in_flight {
+            Some(InFlight {
+                what: Outgoing::Publish {
+                    delivery, stage, ..
+                },
+                ..
+            }) if *stage != PublishStage::Released => (1, delivery.payload.len()),
+            _ => (0, 0),
+        }
+    }
+
     /// Drops the outstanding gateway message; a QoS 1/2 PUBLISH goes back to the front of the
     /// queue so it is delivered on the next connection or wake-up. One the client already
     /// acknowledged with PUBREC is not sent again: it has it, exactly once.
     pub(crate) fn abandon_in_flight(&mut self) {
         if let Some(InFlight {
-            what: Outgoing::Publish {
-                delivery, stage, ..
-            },
+            what:
+                Outgoing::Publish {
+                    mut delivery,
+                    stage,
+                    msg_id,
+                    topic_id,
+                },
             ..
         }) = self.in_flight.take()
         {
-            if stage != PublishStage::Released {
+            if stage == PublishStage::Released {
+                self.release_pending = Some(Outgoing::Publish {
+                    delivery,
+                    topic_id,
+                    msg_id,
+                    stage,
+                });
+            } else {
+                delivery.sent_as = Some(msg_id);
                 self.queue.push_front(delivery);
             }
         }

@@ -43,6 +43,7 @@ impl Gateway {
                     reregistered: false,
                     seq: None,
                     upstream_ack: None,
+                    sent_as: None,
                 },
             );
             self.pump(now, target.idx);
@@ -76,8 +77,13 @@ impl Gateway {
         }
         let mut dropped = 0u64;
         let mut victims = Vec::new();
+        // The message in flight to the client waits for it too: it goes back to the front
+        // of the queue if the exchange is abandoned (the client sleeps, disconnects or is
+        // lost), so it counts against the limits, or the queue would then hold one more
+        // than they allow.
+        let (held_len, held_bytes) = session.in_flight_publish();
         let full = |q: &DeliveryQueue, incoming: usize| {
-            q.len() + 1 > max_len || q.bytes() + incoming > max_bytes
+            q.len() + held_len + 1 > max_len || q.bytes() + held_bytes + incoming > max_bytes
         };
         let incoming = delivery.payload.len();
         // All queues together stay within max_queued_bytes_total (sessions the open policy
@@ -94,7 +100,7 @@ impl Gateway {
                 "max_queued_bytes_total",
                 if open { max_total / 2 } else { max_total },
             )
-        } else if session.queue.len() >= max_len {
+        } else if session.queue.len() + held_len >= max_len {
             ("max_queued_per_session", max_len)
         } else {
             ("max_queued_bytes_per_session", max_bytes)
@@ -174,6 +180,9 @@ impl Gateway {
             };
             if !session.reachable() || session.in_flight.is_some() {
                 return;
+            }
+            if let Some(release) = session.release_pending.take() {
+                return self.start_in_flight(now, idx, release);
             }
             let Some(front) = session.queue.front() else {
                 session.queue_full_reported = false;
@@ -268,7 +277,11 @@ impl Gateway {
                 self.forget(idx, &delivery);
                 continue;
             }
-            let msg_id = session.next_msg_id();
+            // A resend of an abandoned exchange keeps its MsgId (and goes with DUP).
+            let msg_id = match delivery.sent_as {
+                Some(msg_id) => msg_id,
+                None => session.next_msg_id(),
+            };
             let stage = PublishStage::Published;
             // Too big for the client's link: dropped (v1.2 §6.10) and counted.
             let publish = Packet::Publish(Publish {
@@ -369,7 +382,7 @@ impl Gateway {
                         self.send_to_session(
                             idx,
                             Packet::Publish(Publish {
-                                dup: retransmission,
+                                dup: retransmission || delivery.sent_as == Some(*msg_id),
                                 qos: delivery.qos.to_sn(),
                                 retain: delivery.retain,
                                 topic,
@@ -455,6 +468,8 @@ impl Gateway {
                 session.topics.mark_unknown(topic_id);
                 session.queue.push_front(Delivery {
                     reregistered: true,
+                    // The client refused it: a new exchange.
+                    sent_as: None,
                     ..delivery
                 });
             }

@@ -584,8 +584,9 @@ impl Gateway {
     }
 
     /// Forgets the remote broker's commands not yet polled (the connection they were for is
-    /// gone). QoS 1/2 messages and subscriptions are sent again after the reconnect; QoS 0
-    /// messages are lost with the connection and counted in `publish_broker_down`.
+    /// gone). QoS 1/2 messages and subscriptions are sent again after the reconnect, and
+    /// acknowledgements of the broker's messages are kept for it; QoS 0 messages are lost
+    /// with the connection and counted in `publish_broker_down`.
     pub(crate) fn drop_broker_commands(&mut self) {
         // Only QoS 0 publishes are shed here (the rest stay in the outbox for the replay).
         let lost = u64::try_from(self.broker_queue.drop_remote()).unwrap_or(u64::MAX);

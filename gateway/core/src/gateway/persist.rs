@@ -107,6 +107,11 @@ pub struct SessionRecord {
     /// The identity an authenticated link proved when the client connected (DTLS); the
     /// session answers only to it after a restart too.
     pub identity: Option<Arc<str>>,
+    /// MsgIds the gateway has used towards the client are at most this (wrapping); after a
+    /// restart it continues from here, so a MsgId the client may still hold (a QoS 2
+    /// PUBLISH awaiting its PUBREL) is not reused for another message, which the client
+    /// would take for a repeat and drop. 0 in records written before it existed.
+    pub msg_id_mark: u16,
 }
 
 /// A message queued for a client.
@@ -224,6 +229,7 @@ impl Session {
                 })
                 .collect(),
             identity: self.identity.clone(),
+            msg_id_mark: self.msg_id_mark,
         }
     }
 }
@@ -329,10 +335,8 @@ impl Gateway {
         // Stored now: what the broker waits for an acknowledgement of (transparent mode) is
         // held durably, so it is acknowledged.
         let mut acks = Vec::new();
-        session.queue.for_each_mut(|d| {
-            persistence.stamp(&client_id, d);
-            acks.extend(d.upstream_ack.take());
-        });
+        // Sequence numbers are the restore order: the message in flight is older than the
+        // queue, so it is numbered first.
         if let Some(InFlight {
             what: Outgoing::Publish { delivery, .. },
             ..
@@ -341,6 +345,10 @@ impl Gateway {
             persistence.stamp(&client_id, delivery);
             acks.extend(delivery.upstream_ack.take());
         }
+        session.queue.for_each_mut(|d| {
+            persistence.stamp(&client_id, d);
+            acks.extend(d.upstream_ack.take());
+        });
         for ack in acks {
             self.ack_on_mote_link(idx, ack);
         }
@@ -406,6 +414,7 @@ impl Gateway {
                 reregistered: false,
                 seq: Some(seq),
                 upstream_ack: None,
+                sent_as: None,
             };
             if let Some(session) = self.session_mut(idx) {
                 session.queue.push_back(delivery);
@@ -435,6 +444,7 @@ impl Gateway {
         let epoch = self.next_epoch();
         let mut session = Session::new(record.client_id.clone(), now, epoch, grant);
         session.identity = record.identity.clone();
+        session.restore_msg_ids(record.msg_id_mark);
         session.clean_session = record.clean_session;
         session.keep_alive = Duration::from_secs(u64::from(record.keep_alive));
         session.state = match record.state {

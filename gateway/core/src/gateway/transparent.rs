@@ -259,6 +259,7 @@ impl Gateway {
                 reregistered: false,
                 seq: None,
                 upstream_ack: delivery,
+                sent_as: None,
             },
         );
         self.pump(now, idx);

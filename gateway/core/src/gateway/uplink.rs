@@ -444,8 +444,11 @@ impl Gateway {
 
     /// The broker connection is up: subscriptions first, then every unacknowledged publish
     /// in the order it was accepted, then an ADVERTISE so waiting clients find the gateway.
-    pub(crate) fn on_broker_connected(&mut self, now: Instant, _session_present: bool) {
+    pub(crate) fn on_broker_connected(&mut self, now: Instant, session_present: bool) {
         self.broker_up = true;
+        if !session_present {
+            self.broker_queue.drop_remote_acks();
+        }
         self.switch_back_from_fallback();
         self.resubscribe_all();
         let replays: Vec<UplinkPublish> = self

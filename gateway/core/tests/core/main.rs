@@ -28,6 +28,7 @@ mod edge;
 mod fallback;
 mod forwarder;
 mod radio;
+mod sim_seeds;
 mod sleep;
 mod spool;
 mod transparent;

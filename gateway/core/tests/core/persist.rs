@@ -90,7 +90,7 @@ fn subscribe(h: &mut Harness, m: Peer, filter: &str) -> u16 {
 }
 
 /// A gateway rebuilt from `store`, its broker link up.
-fn restart(h: &Harness, store: &FakeStore) -> Harness {
+pub fn restart(h: &Harness, store: &FakeStore) -> Harness {
     let mut gw = Gateway::new(CoreConfig::default());
     gw.restore(h.now, store.restored());
     let mut h2 = Harness::from_gateway(gw, h.now);
