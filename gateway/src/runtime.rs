@@ -117,6 +117,8 @@ enum Inbound {
     },
     /// A DTLS link lost its connection with `from` (an alert, the idle timeout).
     PeerLost { link: LinkId, from: SocketAddr },
+    /// The peer `from` closed its DTLS connection (close_notify).
+    PeerClosed { link: LinkId, from: SocketAddr },
     /// A DTLS link's session (Connection ID) follows its peer from `from` to `to`.
     PeerMoved {
         link: LinkId,
@@ -722,6 +724,13 @@ impl Runtime {
                     addr: PeerAddr::Ip(from),
                 };
                 self.core.handle_peer_lost(now, peer);
+            }
+            Inbound::PeerClosed { link, from } => {
+                let peer = Peer {
+                    link,
+                    addr: PeerAddr::Ip(from),
+                };
+                self.core.handle_peer_closed(now, peer);
             }
             Inbound::PeerMoved {
                 link,

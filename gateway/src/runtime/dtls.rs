@@ -451,10 +451,14 @@ impl LinkTask {
                     debug!(link = %self.name, peer = %from, %identity, "DTLS handshake completed");
                     continue;
                 }
-                // A clean close follows a clean DISCONNECT, which has ended the session.
+                // After a clean DISCONNECT this changes nothing; a connected mote that closes
+                // without one is lost (the core decides, from the session's state).
                 DtlsEvent::Closed { from, identity } => {
                     debug!(link = %self.name, peer = %from, %identity, "DTLS connection closed");
-                    continue;
+                    Inbound::PeerClosed {
+                        link: self.id,
+                        from,
+                    }
                 }
                 // Counted in the stats; anyone can cause these, so never above debug.
                 DtlsEvent::Refused { from, reason } => {

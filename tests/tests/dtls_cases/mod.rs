@@ -606,3 +606,83 @@ async fn a_reloaded_psk_file_admits_a_new_mote_and_keeps_the_connected_one() {
     first.expect(&[7, 0x0D, b's', b'c', 0, 1, 0x00]).await;
     assert_eq!(gateway.dtls_stats().connections, 2);
 }
+
+/// An s_client mote that CONNECTs with a Will on `topic` ("mote gone"). Without `-quiet`
+/// (which implies `-ign_eof`), it sends close_notify when its stdin closes; `-nocommands`
+/// keeps it from reading a `Q` or `R` in the bytes as a command.
+async fn s_client_will_mote(gateway: &Gateway, identity: &str, topic: &str) -> Client {
+    let port = gateway.dtls_addr().port().to_string();
+    let connect = format!("127.0.0.1:{port}");
+    let mut command = Command::new("openssl");
+    command.args([
+        "s_client",
+        "-dtls1_2",
+        "-connect",
+        &connect,
+        "-mtu",
+        "1200",
+        "-nocommands",
+        "-psk",
+        KEY,
+        "-psk_identity",
+        identity,
+        "-cipher",
+        "PSK-AES128-CCM8",
+    ]);
+    let mut client = Client::spawn(command);
+    let mut connect = vec![0, 0x04, 0x0C, 0x01, 0, 60];
+    connect.extend_from_slice(identity.as_bytes());
+    connect[0] = u8::try_from(connect.len()).unwrap();
+    let before = gateway.dtls_stats().endpoint.handshakes_completed;
+    wait_for("the handshake", || {
+        gateway.dtls_stats().endpoint.handshakes_completed > before
+    })
+    .await;
+    client.write(&connect);
+    client.expect(&[2, 0x06]).await;
+    let mut will_topic = vec![0, 0x07, 0x20];
+    will_topic.extend_from_slice(topic.as_bytes());
+    will_topic[0] = u8::try_from(will_topic.len()).unwrap();
+    client.write(&will_topic);
+    client.expect(&[2, 0x08]).await;
+    let mut will_message = vec![0, 0x09];
+    will_message.extend_from_slice(b"mote gone");
+    will_message[0] = u8::try_from(will_message.len()).unwrap();
+    client.write(&will_message);
+    client.expect(&[3, 0x05, 0x00]).await;
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_notify_without_disconnect_is_a_lost_mote_and_after_disconnect_is_not() {
+    require_openssl();
+    let broker = Mosquitto::running().await;
+    let dir = TempDir::new("close");
+    let psk = write_psk(&dir, &format!("{ID}:{KEY}\nclean-mote:{KEY}\n"));
+    let gateway = dtls_gateway(&broker, psk_link(psk)).await;
+    let mut subscriber = MqttClient::connect(broker.port(), "dtls-close-sub").await;
+    subscriber.subscribe("dtls/close/#", 1).await;
+
+    // A clean DISCONNECT, then close_notify: no Will.
+    let mut clean = s_client_will_mote(&gateway, "clean-mote", "dtls/close/clean").await;
+    clean.write(&[2, 0x18]);
+    clean.expect(&[2, 0x18]).await;
+    drop(clean.stdin.take());
+    wait_for("the first close_notify", || {
+        gateway.dtls_stats().endpoint.closed == 1
+    })
+    .await;
+
+    // close_notify without a DISCONNECT: the mote is lost at once (its keep-alive of 60 s and
+    // the link's idle timeout are far off), and its Will goes out.
+    let mut gone = s_client_will_mote(&gateway, ID, "dtls/close/gone").await;
+    drop(gone.stdin.take());
+    let will = subscriber.recv_within(Duration::from_secs(5)).await;
+    assert_eq!(
+        will.topic, "dtls/close/gone",
+        "the clean mote's Will went out"
+    );
+    assert_eq!(will.text(), "mote gone");
+    let stats = gateway.dtls_stats().endpoint;
+    assert_eq!((stats.closed, stats.idle_timeouts), (2, 0));
+}

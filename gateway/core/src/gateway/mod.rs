@@ -180,6 +180,27 @@ impl Gateway {
         self.end_session(now, idx, connection::Ending::Lost(LostReason::LinkLost));
     }
 
+    /// The link's secure channel with `peer` was closed by the peer (a DTLS close_notify).
+    /// After a DISCONNECT the session is already over and this does nothing; a connected
+    /// mote that closes without one has gone without a word, so its session ends as lost
+    /// and its Will goes out, as the MQTT-SN keep-alive would find later. A sleeping mote
+    /// keeps its session: it may close its channel to sleep and handshake again to wake.
+    pub fn handle_peer_closed(&mut self, now: Instant, peer: Peer) {
+        let addr = ClientAddr { peer, node: None };
+        let Some(idx) = self.sessions.at(&addr) else {
+            return;
+        };
+        let connected = self.session(idx).is_some_and(|s| {
+            matches!(
+                s.state,
+                crate::session::State::Active | crate::session::State::Handshake { .. }
+            )
+        });
+        if connected {
+            self.end_session(now, idx, connection::Ending::Lost(LostReason::LinkLost));
+        }
+    }
+
     /// The link moved its authenticated connection from `from` to `to` (DTLS Connection ID:
     /// the mote's NAT rebound its port, and a record it authenticated came from the new
     /// address). The session bound to `from` moves with it, if `identity` opened it: the mote

@@ -178,3 +178,36 @@ fn a_moved_dtls_connection_takes_the_session_its_identity_opened_along() {
     h.send_as(at(1), "m", Packet::PingReq { client_id: b"" });
     h.expect(at(1), &[Packet::Disconnect(Disconnect { duration: None })]);
 }
+
+#[test]
+fn a_close_notify_loses_a_connected_mote_but_not_a_sleeping_one() {
+    let mut h = Harness::new();
+    // Connected, closed without a DISCONNECT: lost at once.
+    h.send_as(at(1), "m", connect("m", true, false));
+    h.expect(at(1), &[ACCEPTED]);
+    h.events();
+    h.gw.handle_peer_closed(h.now, at(1));
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        Event::Lost {
+            reason: LostReason::LinkLost,
+            ..
+        }
+    )));
+    assert!(h.gw.session_info("m").is_none());
+    // Asleep, then closed: the mote may handshake again to wake, so the session stays.
+    h.send_as(at(2), "s", connect("s", true, false));
+    h.expect(at(2), &[ACCEPTED]);
+    h.send_as(
+        at(2),
+        "s",
+        Packet::Disconnect(Disconnect {
+            duration: Some(600),
+        }),
+    );
+    h.drain();
+    h.events();
+    h.gw.handle_peer_closed(h.now, at(2));
+    assert!(!h.events().iter().any(|e| matches!(e, Event::Lost { .. })));
+    assert!(h.gw.session_info("s").is_some());
+}
