@@ -101,10 +101,11 @@ pub fn check_password_files(config: &Config) {
     }
 }
 
-/// The broker link's TLS files (`ca_file`, `client_cert`, `client_key`, in `[broker]` and
-/// `[[credentials]]`) are read once, when the gateway starts (the links build their TLS
-/// configuration from them then): when any is configured, SIGHUP says that a changed file
-/// needs a restart, since the file's content can change without the configuration changing.
+/// The broker's TLS files (`ca_file`, `client_cert`, `client_key`): the aggregating link reads
+/// `[broker]`'s again before each connection, so a renewed certificate or key is used from
+/// its next connection; transparent mode's per-mote connections build their TLS
+/// configuration (from `[broker]` and `[[credentials]]`) once, at start. SIGHUP says which
+/// applies, since a file's content can change without the configuration changing.
 pub fn note_tls_files(config: &Config) {
     let broker = config
         .broker
@@ -114,10 +115,17 @@ pub fn note_tls_files(config: &Config) {
         .credentials
         .iter()
         .any(|c| c.client_cert.is_some() || c.client_key.is_some());
-    if broker || motes {
+    let transparent = config.core.mode == sn_config::BrokerMode::Transparent;
+    if transparent && (broker || motes) {
         info!(
-            "SIGHUP: the broker's TLS files (ca_file, client_cert, client_key) are read only at \
-             start: a changed certificate or key takes effect at the next restart"
+            "SIGHUP: in transparent mode the TLS files (ca_file, client_cert, client_key) are \
+             read only at start: a changed certificate or key takes effect at the next restart"
+        );
+    } else if broker {
+        info!(
+            "SIGHUP: the broker's TLS files (ca_file, client_cert, client_key) are read again \
+             at each connection: a changed certificate or key is used from the next one; the \
+             connection up now stays"
         );
     }
 }

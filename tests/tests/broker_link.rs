@@ -342,6 +342,63 @@ async fn tls_with_a_client_certificate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_client_certificate_is_used_at_the_next_connection_without_a_restart() {
+    let dir = temp_dir("tls-renew");
+    make_certificates(&dir);
+    // A certificate the broker does not trust (self-signed) is the one in place at start.
+    run(
+        &dir,
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "live.key",
+            "-out",
+            "live.crt",
+            "-subj",
+            "/CN=stale",
+            "-days",
+            "2",
+        ],
+    );
+    let broker = CustomBroker::start(
+        dir.clone(),
+        &format!(
+            "allow_anonymous true\ncafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n\
+             require_certificate true\nuse_identity_as_username true",
+            d = dir.display()
+        ),
+    )
+    .await;
+    let mut collector = MqttClient::connect(broker.plain_port, "renew-collector").await;
+    assert_eq!(collector.subscribe("tls/renewed", 1).await, 1);
+
+    let mut builder = GatewayBuilder::new(broker.secure_port);
+    {
+        let b = builder.config_mut().broker.as_mut().unwrap();
+        b.tls = true;
+        b.ca_file = Some(dir.join("ca.crt"));
+        b.client_cert = Some(dir.join("live.crt"));
+        b.client_key = Some(dir.join("live.key"));
+        b.reconnect_min = Duration::from_millis(100);
+        b.reconnect_max = Duration::from_millis(300);
+    }
+    let gateway = builder.start().await;
+    // Refused with the stale certificate; the renewed one, put in place of the files, is
+    // read at the next attempt: the gateway connects without a restart.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::copy(dir.join("client.key"), dir.join("live.key")).unwrap();
+    std::fs::copy(dir.join("client.crt"), dir.join("live.crt")).unwrap();
+    one_message_through(&gateway, &mut collector, "tls/renewed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn username_and_password() {
     let dir = temp_dir("auth");
     run(

@@ -198,8 +198,9 @@ fn read(
     })
 }
 
-/// Reads the TLS files once, at start, and builds the TLS client configuration, so that a
-/// wrong path or a file without certificates is reported before anything runs.
+/// Reads the TLS files and builds the TLS client configuration: at start, so that a wrong
+/// path or a file without certificates is reported before anything runs, and again before
+/// each connection ([`Link::reload_tls`]).
 fn tls_connector(tls: Option<&TlsFiles>) -> Result<Option<TlsConnector>, BrokerLinkError> {
     let Some(tls) = tls else {
         return Ok(None);
@@ -346,9 +347,27 @@ async fn run(
 }
 
 impl Link {
+    /// Reads the TLS files again before each connection, so that a renewed CA, certificate or
+    /// key (announced with SIGHUP, or not) is used from the next connection on, as the
+    /// password file is. Files that cannot be used now (being rewritten, say) leave the
+    /// configuration read before, with a warning naming the file.
+    fn reload_tls(&mut self) {
+        if self.tls.is_none() {
+            return;
+        }
+        match tls_connector(self.config.tls.as_ref()) {
+            Ok(Some(connector)) => self.tls = Some(connector),
+            Ok(None) => {}
+            Err(error) => {
+                warn!(%error, "cannot use the broker's TLS files now: connecting with the ones read before");
+            }
+        }
+    }
+
     /// One connection: TCP (and TLS), CONNECT and CONNACK within `connect_timeout`, then the
     /// connection until it ends.
     async fn attempt(&mut self) -> Attempt {
+        self.reload_tls();
         let options = &self.config.options;
         let timeout = options
             .connect_timeout
