@@ -108,6 +108,9 @@ pub struct Client {
     predefined: HashMap<u16, String>,
     /// QoS 2 PUBLISHes received and PUBREC'd, until their PUBREL.
     inbound_qos2: VecDeque<u16>,
+    /// Whether the last CONNECT asked for CleanSession=1: that session's state lasts only
+    /// as long as it does, so the next CONNECT starts without it whatever its flag.
+    session_clean: bool,
     retransmits: u64,
 }
 
@@ -132,6 +135,7 @@ impl Client {
             topics: HashMap::new(),
             predefined: HashMap::new(),
             inbound_qos2: VecDeque::new(),
+            session_clean: false,
             retransmits: 0,
         }
     }
@@ -223,12 +227,15 @@ impl Client {
             self.ping = None;
             // Kept for the CONNACK: keep-alive starts once the gateway accepted.
             self.connect_keep_alive = options.keep_alive;
-            if options.clean_session {
+            if options.clean_session || self.session_clean {
                 // A clean session discards the old one's state (MQTT 3.1.2.4), QoS 2 MsgIds
                 // awaiting their PUBREL included: the gateway's new session numbers its
-                // messages afresh, and one of them must not be taken for a repeat.
+                // messages afresh, and one of them must not be taken for a repeat. The state
+                // of a CleanSession=1 session is not reused by any later session either, a
+                // CleanSession=0 one included: the gateway has no session to resume then.
                 self.inbound_qos2.clear();
             }
+            self.session_clean = options.clean_session;
         } else {
             self.will = None;
         }
