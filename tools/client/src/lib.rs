@@ -109,7 +109,7 @@ pub struct Client {
     /// QoS 2 PUBLISHes received and PUBREC'd, until their PUBREL.
     inbound_qos2: VecDeque<u16>,
     /// Whether the last CONNECT asked for CleanSession=1: that session's state lasts only
-    /// as long as it does, so the next CONNECT starts without it whatever its flag.
+    /// as long as the session (asleep included), and is forgotten when it ends.
     session_clean: bool,
     retransmits: u64,
 }
@@ -227,12 +227,10 @@ impl Client {
             self.ping = None;
             // Kept for the CONNACK: keep-alive starts once the gateway accepted.
             self.connect_keep_alive = options.keep_alive;
-            if options.clean_session || self.session_clean {
+            if options.clean_session {
                 // A clean session discards the old one's state (MQTT 3.1.2.4), QoS 2 MsgIds
                 // awaiting their PUBREL included: the gateway's new session numbers its
-                // messages afresh, and one of them must not be taken for a repeat. The state
-                // of a CleanSession=1 session is not reused by any later session either, a
-                // CleanSession=0 one included: the gateway has no session to resume then.
+                // messages afresh, and one of them must not be taken for a repeat.
                 self.inbound_qos2.clear();
             }
             self.session_clean = options.clean_session;
@@ -679,6 +677,9 @@ impl Client {
                 self.finish(Event::PingResp);
             }
             (Request::Disconnect | Request::Sleep, Packet::Disconnect(_)) => {
+                if request == Request::Disconnect {
+                    self.end_session();
+                }
                 self.finish(Event::DisconnectAck);
             }
             (Request::WillTopicUpdate, Packet::WillTopicResp { return_code }) => {
@@ -704,6 +705,11 @@ impl Client {
                 self.reply(now, &Packet::PubComp { msg_id: *msg_id });
             }
             Packet::Disconnect(d) => {
+                // The gateway ends an active connection (a sleeping client's, or a stale copy
+                // of the answer to a sleep, would not have keep-alive running).
+                if self.keep_alive.is_some() {
+                    self.end_session();
+                }
                 self.events.push_back(Event::Disconnected {
                     duration: d.duration,
                 });
@@ -840,6 +846,17 @@ impl Client {
             self.keep_alive
         } else {
             None
+        }
+    }
+
+    /// The session ended (DISCONNECT either way, not a sleep): a CleanSession=1 session's
+    /// state goes with it (MQTT 3.1.2.4: not reused by any later session). A later
+    /// CleanSession=0 CONNECT finds no session at the gateway, whose new one numbers its
+    /// messages afresh: a QoS 2 MsgId still held from the old one would drop a new message
+    /// as a repeat. A CleanSession=0 session's state stays for its resumption.
+    fn end_session(&mut self) {
+        if self.session_clean {
+            self.inbound_qos2.clear();
         }
     }
 
