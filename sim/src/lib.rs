@@ -47,7 +47,9 @@
 //!    for a non-durable session (an active CleanSession=1 one: in-flight and queued state
 //!    of such sessions is not durable by design), or the gateway dropped messages of that
 //!    session at a queue limit (reported per session as `QueueFull`, not per message, so
-//!    from then on nothing more is owed to it; the limit itself is checked, rule 6).
+//!    from then on nothing more is owed to it until the gateway's session ends, which a
+//!    CleanSession=1 CONNECT lost on the radio does not do; the limit itself is checked,
+//!    rule 6).
 //! 3. **Order per mote and topic.** At the broker, the first arrivals of a mote's QoS 1/2
 //!    messages on one topic come in the order the mote published them. At a mote, within
 //!    one session, the first arrivals of a cloud publisher's messages on one topic, delivered

@@ -170,6 +170,19 @@ impl Oracle {
         self.motes.get_mut(i)
     }
 
+    /// The gateway's session for mote `i` ended (it said so, or it came back from a
+    /// restart without it): the next one starts with no messages dropped at a limit.
+    /// Only the gateway's word counts here, not the mote's: a CleanSession=1 CONNECT lost
+    /// on the radio ends the session for the mote ([`Oracle::end_session`]), but the
+    /// gateway's goes on and is resumed by the mote's next CleanSession=0 CONNECT, with the
+    /// drops it already reported (`QueueFull` is reported once per overflow, not per message).
+    fn gateway_ended(&mut self, i: usize) {
+        self.end_session(i);
+        if let Some(m) = self.mote(i) {
+            m.lossy = false;
+        }
+    }
+
     fn end_session(&mut self, i: usize) {
         let tick = self.tick;
         if let Some(m) = self.mote(i) {
@@ -177,7 +190,6 @@ impl Oracle {
             m.started = tick;
             m.durable = false;
             m.gw_asleep = false;
-            m.lossy = false;
             m.subs.clear();
             m.seen_in_session.clear();
             m.last_seq.clear();
@@ -355,7 +367,7 @@ impl Oracle {
                             "{client_id}: its CleanSession=0 session was not resumed, though nothing ended it"
                         ));
                     }
-                    self.end_session(i);
+                    self.gateway_ended(i);
                 }
                 if let Some(m) = self.mote(i) {
                     m.clean = *clean_session;
@@ -364,7 +376,7 @@ impl Oracle {
             Event::Lost { client_id, .. } | Event::Disconnected { client_id } => {
                 if let Some(&i) = self.by_client.get(client_id) {
                     if self.motes.get(i).is_some_and(|m| m.clean) {
-                        self.end_session(i);
+                        self.gateway_ended(i);
                     }
                 }
             }
@@ -411,7 +423,7 @@ impl Oracle {
                     "{client}: its durable session is gone after a restart"
                 ));
             }
-            self.end_session(i);
+            self.gateway_ended(i);
         }
     }
 

@@ -187,6 +187,90 @@ struct Delivery {
     qos: QoS,
 }
 
+/// What the gateway, as MQTT's receiver, keeps of the broker's QoS 1/2 messages. It
+/// outlives a connection: the broker's session does, when the next CONNACK says so.
+#[derive(Default)]
+pub(super) struct Inbound {
+    /// The last delivery id given to a broker message; never reused, so that a late
+    /// acknowledgement for an earlier connection's message cannot acknowledge another.
+    next_delivery: u64,
+    /// Broker QoS 1/2 messages the core has not yet said it holds, by delivery id.
+    deliveries: HashMap<u64, Delivery>,
+    /// QoS 2 packet ids received and not yet released by PUBREL (MQTT 3.1.1 4.3.3, method
+    /// B): the delivery handed to the core while it does not hold the message yet, `None`
+    /// once PUBREC went. A PUBLISH resent with one of these ids is the same message: not
+    /// handed to the core again. At most one entry per packet id.
+    qos2: HashMap<u16, Option<u64>>,
+}
+
+impl Inbound {
+    /// A new connection is up. Without the broker's session, its packet ids mean nothing
+    /// more and it resends nothing: all is forgotten (an acknowledgement the core still
+    /// sends for an old delivery is dropped). With it, the QoS 2 exchanges go on: the
+    /// broker resends the PUBLISH (DUP) of those without PUBREC and the PUBREL of the
+    /// others, and the core's acknowledgement of a delivery it was handed before sends the
+    /// PUBREC on this connection. QoS 1 deliveries of the old connection are forgotten as
+    /// before (the broker resends them; a duplicate is QoS 1's right).
+    pub(super) fn connected(&mut self, session_present: bool) {
+        if !session_present {
+            self.deliveries.clear();
+            self.qos2.clear();
+            return;
+        }
+        let qos2 = &self.qos2;
+        self.deliveries.retain(|id, delivery| {
+            delivery.qos == QoS::ExactlyOnce && qos2.get(&delivery.pkid) == Some(&Some(*id))
+        });
+    }
+
+    /// A QoS 1/2 PUBLISH arrived with `pkid`: the delivery id to hand the core, or `None`
+    /// when it is a resend of a QoS 2 message already handed over (answered with PUBREC
+    /// again when the core already holds it: `resend_pubrec`).
+    fn receive(&mut self, pkid: u16, qos: QoS) -> Received {
+        if qos == QoS::ExactlyOnce {
+            match self.qos2.get(&pkid) {
+                Some(Some(_)) => return Received::Repeat { pubrec: false },
+                Some(None) => return Received::Repeat { pubrec: true },
+                None => {}
+            }
+        }
+        self.next_delivery += 1;
+        let id = self.next_delivery;
+        self.deliveries.insert(id, Delivery { pkid, qos });
+        if qos == QoS::ExactlyOnce {
+            self.qos2.insert(pkid, Some(id));
+        }
+        Received::New(DeliveryId(id))
+    }
+
+    /// The core holds delivery `id`: the packet to answer with, if it is still known.
+    fn acknowledge(&mut self, id: u64) -> Option<Packet> {
+        let delivery = self.deliveries.remove(&id)?;
+        if delivery.qos == QoS::ExactlyOnce {
+            if let Some(entry) = self.qos2.get_mut(&delivery.pkid) {
+                *entry = None;
+            }
+            Some(Packet::PubRec(PubRec::new(delivery.pkid)))
+        } else {
+            Some(Packet::PubAck(PubAck::new(delivery.pkid)))
+        }
+    }
+
+    /// PUBREL for `pkid`: the exchange is over, the id free for a new message.
+    fn release(&mut self, pkid: u16) {
+        self.qos2.remove(&pkid);
+    }
+}
+
+/// What a QoS 1/2 PUBLISH from the broker is to the receiver.
+enum Received {
+    /// A message to hand the core, with its delivery id.
+    New(DeliveryId),
+    /// The same QoS 2 message again (DUP, same packet id, before PUBREL): not handed over;
+    /// PUBREC again if the core already holds it.
+    Repeat { pubrec: bool },
+}
+
 /// One live connection: the socket's buffers, the packet ids in flight and what they stand
 /// for, and the two timers (keep-alive and the acknowledgement watchdog).
 pub(super) struct Connection {
@@ -204,8 +288,6 @@ pub(super) struct Connection {
     subscribes: HashMap<u16, Arc<str>>,
     /// Packet ids of UNSUBSCRIBEs awaiting UNSUBACK.
     unsubscribes: HashMap<u16, ()>,
-    /// Broker QoS 1/2 messages the core has not yet said it holds, by delivery id.
-    deliveries: HashMap<u64, Delivery>,
     /// Most QoS 1/2 publishes outstanding at once (broker.max_inflight).
     window: usize,
     /// A command taken from the channel that cannot go out yet (the window is full, or no
@@ -246,7 +328,6 @@ impl Connection {
             releasing: HashMap::new(),
             subscribes: HashMap::new(),
             unsubscribes: HashMap::new(),
-            deliveries: HashMap::new(),
             window: usize::from(config.options.max_inflight.max(1)),
             pending: None,
             last_progress: Instant::now(),
@@ -292,13 +373,13 @@ impl Connection {
         commands: &mut mpsc::UnboundedReceiver<BrokerCommand>,
         events: &mpsc::Sender<BrokerEvent>,
         queued: &AtomicUsize,
-        next_delivery: &mut u64,
+        inbound: &mut Inbound,
     ) -> End
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         // Whatever came behind CONNACK.
-        if let Err(end) = self.handle_input(events, next_delivery).await {
+        if let Err(end) = self.handle_input(events, inbound).await {
             return end;
         }
         let ping = tokio::time::sleep(self.keep_alive);
@@ -307,7 +388,7 @@ impl Connection {
         tokio::pin!(watchdog);
         let mut flushed = true;
         loop {
-            if let Err(end) = self.take_commands(commands, queued) {
+            if let Err(end) = self.take_commands(commands, queued, inbound) {
                 return end;
             }
             let can_take = self.pending.is_none() && self.out.len() < WRITE_BATCH;
@@ -318,7 +399,7 @@ impl Connection {
                 turn = poll_fn(|cx| io_turn(cx, &mut stream, out, &mut flushed, input)) => match turn {
                     Ok(turn) => {
                         if turn.read > 0 {
-                            if let Err(end) = self.handle_input(events, next_delivery).await {
+                            if let Err(end) = self.handle_input(events, inbound).await {
                                 return end;
                             }
                         }
@@ -370,6 +451,7 @@ impl Connection {
         &mut self,
         commands: &mut mpsc::UnboundedReceiver<BrokerCommand>,
         queued: &AtomicUsize,
+        inbound: &mut Inbound,
     ) -> Result<(), End> {
         while self.out.len() < WRITE_BATCH {
             let command = match self.pending.take() {
@@ -379,7 +461,7 @@ impl Connection {
                     None => return Ok(()),
                 },
             };
-            if let Err(command) = self.start(command) {
+            if let Err(command) = self.start(command, inbound) {
                 self.pending = Some(command);
                 return Ok(());
             }
@@ -388,7 +470,11 @@ impl Connection {
     }
 
     /// Encodes one command into the write buffer; gives it back when it must wait.
-    fn start(&mut self, command: BrokerCommand) -> Result<(), BrokerCommand> {
+    fn start(
+        &mut self,
+        command: BrokerCommand,
+        inbound: &mut Inbound,
+    ) -> Result<(), BrokerCommand> {
         if !valid_request(&command) {
             // The broker would close the connection over it, and the core's replay would
             // send it again after every reconnect. The core refuses such names before they
@@ -444,15 +530,13 @@ impl Connection {
                 self.encode(&Packet::Unsubscribe(packet));
                 self.unsubscribes.insert(pkid, ());
             }
-            BrokerCommand::Ack { delivery } => match self.deliveries.remove(&delivery.0) {
-                Some(Delivery {
-                    pkid,
-                    qos: QoS::ExactlyOnce,
-                }) => self.encode(&Packet::PubRec(PubRec::new(pkid))),
-                Some(Delivery { pkid, .. }) => self.encode(&Packet::PubAck(PubAck::new(pkid))),
-                // From an earlier connection: the broker redelivers it if it must.
-                None => {}
-            },
+            BrokerCommand::Ack { delivery } => {
+                // Unknown: from an earlier connection without the broker's session; the
+                // broker redelivers it if it must.
+                if let Some(answer) = inbound.acknowledge(delivery.0) {
+                    self.encode(&answer);
+                }
+            }
             // The connection's own lifecycle is the runtime's (it opens and closes the
             // link); the core sends these only on a mote's route, where the runtime carries
             // them out before they could reach an open connection.
@@ -469,7 +553,7 @@ impl Connection {
     async fn handle_input(
         &mut self,
         events: &mpsc::Sender<BrokerEvent>,
-        next_delivery: &mut u64,
+        inbound: &mut Inbound,
     ) -> Result<(), End> {
         let mut acked = false;
         loop {
@@ -534,6 +618,7 @@ impl Connection {
                     None
                 }
                 Packet::PubRel(rel) => {
+                    inbound.release(rel.pkid);
                     self.encode(&Packet::PubComp(PubComp::new(rel.pkid)));
                     None
                 }
@@ -545,15 +630,20 @@ impl Connection {
                     let delivery = if publish.qos == QoS::AtMostOnce {
                         None
                     } else {
-                        *next_delivery += 1;
-                        self.deliveries.insert(
-                            *next_delivery,
-                            Delivery {
-                                pkid: publish.pkid,
-                                qos: publish.qos,
-                            },
-                        );
-                        Some(DeliveryId(*next_delivery))
+                        match inbound.receive(publish.pkid, publish.qos) {
+                            Received::New(id) => Some(id),
+                            Received::Repeat { pubrec } => {
+                                debug!(
+                                    pkid = publish.pkid,
+                                    dup = publish.dup,
+                                    "QoS 2 PUBLISH resent by the broker: not delivered again"
+                                );
+                                if pubrec {
+                                    self.encode(&Packet::PubRec(PubRec::new(publish.pkid)));
+                                }
+                                continue;
+                            }
+                        }
                     };
                     // The payload stays a slice of the read buffer: measured with 100 000
                     // sleeping motes, copying it out costs more memory (a shared allocation
@@ -762,9 +852,9 @@ mod tests {
             .unwrap();
         }
         let task = tokio::spawn(async move {
-            let mut next = 0;
+            let mut inbound = Inbound::default();
             Connection::new(&config, BytesMut::new())
-                .run(stream, &mut rx, &events, &queued, &mut next)
+                .run(stream, &mut rx, &events, &queued, &mut inbound)
                 .await
         });
         let mut input = BytesMut::new();
@@ -789,6 +879,146 @@ mod tests {
             .all(|p| p.topic == "t/x" && p.payload.len() == 20));
         drop(tx);
         assert!(matches!(task.await.unwrap(), End::Shutdown));
+    }
+
+    /// Reads packets from the gateway until `want` of them came.
+    async fn read_packets(
+        broker: &mut DuplexStream,
+        input: &mut BytesMut,
+        want: usize,
+    ) -> Vec<Packet> {
+        let mut packets = Vec::new();
+        while packets.len() < want {
+            while let Ok(packet) = Packet::read(input, MAX_MQTT_PACKET) {
+                packets.push(packet);
+            }
+            if packets.len() < want {
+                broker.read_buf(input).await.unwrap();
+            }
+        }
+        packets
+    }
+
+    /// Writes `packets` as the broker.
+    async fn write_packets(broker: &mut DuplexStream, packets: &[Packet]) {
+        let mut out = BytesMut::new();
+        for packet in packets {
+            packet.write(&mut out, MAX_MQTT_PACKET).unwrap();
+        }
+        tokio::io::AsyncWriteExt::write_all(broker, &out)
+            .await
+            .unwrap();
+    }
+
+    fn qos2(pkid: u16, dup: bool, payload: &'static [u8]) -> Packet {
+        let mut publish = Publish::new("t/q2", QoS::ExactlyOnce, payload);
+        publish.pkid = pkid;
+        publish.dup = dup;
+        Packet::Publish(publish)
+    }
+
+    /// A QoS 2 PUBLISH the broker resends with DUP and the same packet id before PUBREL is
+    /// the same message (MQTT 3.1.1 4.3.3, method B): handed to the core once, answered
+    /// with PUBREC again once the core holds it, and the id is new only after PUBREL. Across
+    /// a reconnect that finds the broker's session too.
+    #[tokio::test]
+    async fn a_resent_qos2_publish_reaches_the_core_once() {
+        let config = BrokerLinkConfig {
+            options: BrokerConfig::plain(([127, 0, 0, 1], 1883).into()),
+            tls: None,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (events, mut events_rx) = mpsc::channel(16);
+        let (ours, mut broker) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(async move {
+            let queued = AtomicUsize::new(0);
+            let mut inbound = Inbound::default();
+            let first = Connection::new(&config, BytesMut::new())
+                .run(ours, &mut rx, &events, &queued, &mut inbound)
+                .await;
+            (first, rx, events, config, inbound)
+        });
+        let mut input = BytesMut::new();
+        // Sent twice before the core answered: one message for the core.
+        write_packets(&mut broker, &[qos2(7, false, b"a"), qos2(7, true, b"a")]).await;
+        let Some(BrokerEvent::Message {
+            delivery: Some(first),
+            payload,
+            ..
+        }) = events_rx.recv().await
+        else {
+            panic!("no message");
+        };
+        assert_eq!(&payload[..], b"a");
+        // The core holds it: PUBREC. The broker resends the PUBLISH again (it did not see
+        // the PUBREC, say): PUBREC again, nothing for the core.
+        tx.send(BrokerCommand::Ack { delivery: first }).unwrap();
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRec(PubRec::new(7))]
+        );
+        write_packets(&mut broker, &[qos2(7, true, b"a")]).await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRec(PubRec::new(7))]
+        );
+        // PUBREL ends it: the id then carries a new message.
+        write_packets(
+            &mut broker,
+            &[Packet::PubRel(PubRel::new(7)), qos2(7, false, b"b")],
+        )
+        .await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubComp(PubComp::new(7))]
+        );
+        let Some(BrokerEvent::Message {
+            delivery: Some(second),
+            payload,
+            ..
+        }) = events_rx.recv().await
+        else {
+            panic!("no second message");
+        };
+        assert_ne!(second, first);
+        assert_eq!(&payload[..], b"b");
+        // The connection drops before the core answers; the next one finds the session and
+        // the broker resends the PUBLISH with DUP: not for the core again, and the core's
+        // acknowledgement of the first delivery sends the PUBREC on the new connection.
+        drop(broker);
+        let (end, mut rx, events, config, mut inbound) = task.await.unwrap();
+        assert!(matches!(end, End::Reconnect));
+        inbound.connected(true);
+        let (ours, mut broker) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(async move {
+            let queued = AtomicUsize::new(0);
+            Connection::new(&config, BytesMut::new())
+                .run(ours, &mut rx, &events, &queued, &mut inbound)
+                .await
+        });
+        let mut input = BytesMut::new();
+        let mut other = Publish::new("t/q1", QoS::AtLeastOnce, &b"c"[..]);
+        other.pkid = 8;
+        write_packets(&mut broker, &[qos2(7, true, b"b"), Packet::Publish(other)]).await;
+        // What the core gets next is the message behind the resend, not the resend.
+        let Some(BrokerEvent::Message { payload, .. }) = events_rx.recv().await else {
+            panic!("no message behind the resend");
+        };
+        assert_eq!(&payload[..], b"c", "the resend reached the core");
+        tx.send(BrokerCommand::Ack { delivery: second }).unwrap();
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRec(PubRec::new(7))]
+        );
+        write_packets(&mut broker, &[Packet::PubRel(PubRel::new(7))]).await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubComp(PubComp::new(7))]
+        );
+        drop(tx);
+        assert!(matches!(task.await.unwrap(), End::Shutdown));
+        // Nothing more reached the core.
+        assert!(events_rx.try_recv().is_err(), "a resend reached the core");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::connection::{handshake, ConnectFailure, Connection};
+use super::connection::{handshake, ConnectFailure, Connection, Inbound};
 use super::Backoff;
 use crate::core::{BrokerCommand, BrokerEvent};
 
@@ -273,9 +273,8 @@ struct Link {
     /// Failed attempts since the last connection that worked.
     failures: u64,
     backoff: Backoff,
-    /// The last delivery id given to a broker message; never reused, so that a late
-    /// acknowledgement for an earlier connection's message cannot acknowledge another.
-    next_delivery: u64,
+    /// The receiver's state of the broker's QoS 1/2 messages, across connections.
+    inbound: Inbound,
 }
 
 async fn run(
@@ -305,7 +304,7 @@ async fn run(
         endpoint,
         failures: 0,
         backoff,
-        next_delivery: 0,
+        inbound: Inbound::default(),
     };
     loop {
         match link.attempt().await {
@@ -433,6 +432,7 @@ impl Link {
         if self.events.send(connected).await.is_err() {
             return Attempt::Ran(End::Shutdown);
         }
+        self.inbound.connected(ack.session_present);
         let mut connection = Connection::new(&self.config, input);
         if let Some(topic) = self.config.status_topic() {
             connection.announce(&topic);
@@ -443,7 +443,7 @@ impl Link {
                 &mut self.commands,
                 &self.events,
                 &self.queued,
-                &mut self.next_delivery,
+                &mut self.inbound,
             )
             .await;
         // On shutdown too: the stream is dropped without DISCONNECT, so the broker

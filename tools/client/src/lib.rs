@@ -108,6 +108,9 @@ pub struct Client {
     predefined: HashMap<u16, String>,
     /// QoS 2 PUBLISHes received and PUBREC'd, until their PUBREL.
     inbound_qos2: VecDeque<u16>,
+    /// Whether the last CONNECT asked for CleanSession=1: that session's state lasts only
+    /// as long as the session (asleep included), and is forgotten when it ends.
+    session_clean: bool,
     retransmits: u64,
 }
 
@@ -132,6 +135,7 @@ impl Client {
             topics: HashMap::new(),
             predefined: HashMap::new(),
             inbound_qos2: VecDeque::new(),
+            session_clean: false,
             retransmits: 0,
         }
     }
@@ -229,6 +233,7 @@ impl Client {
                 // messages afresh, and one of them must not be taken for a repeat.
                 self.inbound_qos2.clear();
             }
+            self.session_clean = options.clean_session;
         } else {
             self.will = None;
         }
@@ -672,6 +677,9 @@ impl Client {
                 self.finish(Event::PingResp);
             }
             (Request::Disconnect | Request::Sleep, Packet::Disconnect(_)) => {
+                if request == Request::Disconnect {
+                    self.end_session();
+                }
                 self.finish(Event::DisconnectAck);
             }
             (Request::WillTopicUpdate, Packet::WillTopicResp { return_code }) => {
@@ -697,6 +705,11 @@ impl Client {
                 self.reply(now, &Packet::PubComp { msg_id: *msg_id });
             }
             Packet::Disconnect(d) => {
+                // The gateway ends an active connection (a sleeping client's, or a stale copy
+                // of the answer to a sleep, would not have keep-alive running).
+                if self.keep_alive.is_some() {
+                    self.end_session();
+                }
                 self.events.push_back(Event::Disconnected {
                     duration: d.duration,
                 });
@@ -833,6 +846,17 @@ impl Client {
             self.keep_alive
         } else {
             None
+        }
+    }
+
+    /// The session ended (DISCONNECT either way, not a sleep): a CleanSession=1 session's
+    /// state goes with it (MQTT 3.1.2.4: not reused by any later session). A later
+    /// CleanSession=0 CONNECT finds no session at the gateway, whose new one numbers its
+    /// messages afresh: a QoS 2 MsgId still held from the old one would drop a new message
+    /// as a repeat. A CleanSession=0 session's state stays for its resumption.
+    fn end_session(&mut self) {
+        if self.session_clean {
+            self.inbound_qos2.clear();
         }
     }
 

@@ -76,9 +76,17 @@ impl Script {
     }
 
     fn connect(&mut self, keep_alive: u16) {
+        self.connect_with(keep_alive, true);
+    }
+
+    fn connect_keeping_session(&mut self, keep_alive: u16) {
+        self.connect_with(keep_alive, false);
+    }
+
+    fn connect_with(&mut self, keep_alive: u16, clean_session: bool) {
         let options = ConnectOptions {
             keep_alive,
-            clean_session: true,
+            clean_session,
             will: None,
         };
         self.client.connect(self.at(0.0), &options).unwrap();
@@ -855,4 +863,84 @@ fn seed_144_a_clean_session_forgets_msgids_awaiting_their_pubrel() {
         .collect();
     assert_eq!(messages.len(), 1);
     assert!(!messages[0].repeat, "a new message of the new session");
+}
+
+/// Found by the gateway simulation (sim/, seed 14000856284022276952): a QoS 2 PUBLISH of a
+/// CleanSession=1 session, PUBREC'd, whose PUBREL never came (the gateway gave the mote up
+/// and discarded the session, with DISCONNECT) left its MsgId held; the mote then connected with
+/// CleanSession=0, the gateway began a new session (there was none to resume) numbering its
+/// messages from 1, and the client dropped a new message with that MsgId as a repeat.
+#[test]
+fn seed_14000856284022276952_a_clean_sessions_msgids_do_not_outlive_it() {
+    let mut s = Script::new();
+    s.connect(60);
+    let qos2 = publish(PublishTopic::Short(*b"ab"), QoS::ExactlyOnce, 3, false);
+    s.give(0.1, &qos2);
+    s.sent();
+    s.events();
+    // No PUBREL: the gateway gave up and said so. The client comes back asking to keep
+    // its session.
+    s.give(
+        0.2,
+        &Packet::Disconnect(sn_codec::v12::Disconnect { duration: None }),
+    );
+    s.events();
+    s.connect_keeping_session(60);
+    let other = Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: PublishTopic::Short(*b"ab"),
+        msg_id: 3,
+        data: b"new",
+    });
+    s.give(1.0, &other);
+    let messages: Vec<Message> = s
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages.len(), 1);
+    assert!(!messages[0].repeat, "a new message of the new session");
+}
+
+/// The other side of seed 14000856284022276952: a CleanSession=1 session that sleeps is still
+/// the session (the gateway resumes it at a CleanSession=0 CONNECT), so its QoS 2 MsgIds
+/// awaiting PUBREL stay: the gateway's resend of such a PUBLISH is a repeat.
+#[test]
+fn a_sleeping_clean_session_keeps_msgids_awaiting_their_pubrel() {
+    let mut s = Script::new();
+    s.connect(60);
+    let qos2 = publish(PublishTopic::Short(*b"ab"), QoS::ExactlyOnce, 3, false);
+    s.give(0.1, &qos2);
+    s.sent();
+    s.events();
+    s.client.sleep(s.at(0.2), 100).unwrap();
+    s.sent();
+    s.give(
+        0.3,
+        &Packet::Disconnect(sn_codec::v12::Disconnect { duration: None }),
+    );
+    s.events();
+    s.connect_keeping_session(60);
+    s.give(
+        1.0,
+        &publish(PublishTopic::Short(*b"ab"), QoS::ExactlyOnce, 3, true),
+    );
+    let repeats: Vec<bool> = s
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.repeat),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        repeats,
+        vec![true],
+        "the resend of the message taken before the sleep"
+    );
 }

@@ -420,6 +420,20 @@ impl Gateway {
                 session.queue.push_back(delivery);
             }
         }
+        // A connected client's queue goes out now: nothing else would start it until the
+        // next message for it arrives (a client that only pings would wait for good). A
+        // sleeping client's waits for its PINGREQ, an offline one's for its CONNECT.
+        let active: Vec<Arc<str>> = self
+            .sessions
+            .iter()
+            .filter(|s| matches!(s.state, State::Active) && s.queue.len() > 0)
+            .map(|s| s.client_id.clone())
+            .collect();
+        for client_id in active {
+            if let Some(idx) = self.sessions.find(&client_id) {
+                self.pump(now, idx);
+            }
+        }
     }
 
     fn restore_session(&mut self, now: Instant, record: SessionRecord) {

@@ -6,7 +6,7 @@ use sn_codec::v12::{
     Connect, Disconnect, Packet, Publish, PublishTopic, Register, Subscribe, SubscribeTopic,
 };
 use sn_codec::QoS;
-use sn_core::{BrokerCommand, BrokerEvent, CoreConfig, DeliveryId, MqttQoS, Peer};
+use sn_core::{BrokerCommand, BrokerEvent, CoreConfig, DeliveryId, Destination, MqttQoS, Peer};
 
 use crate::harness::{peer, Harness};
 use crate::persist::{restart, FakeStore};
@@ -326,4 +326,58 @@ fn seed_10897174275170391839_queued_messages_keep_their_order_across_a_restart()
         }
     }
     assert_eq!(got, vec![b"A".to_vec(), b"B".to_vec(), b"C".to_vec()]);
+}
+
+/// Found with seed 15458902360647533030: the gateway restarted while a connected
+/// CleanSession=0 mote had messages queued. Restored as connected, the session got nothing:
+/// its queue started moving only when the next message for it arrived, and in a quiet spell
+/// the mote (which only pinged) never got what was owed.
+#[test]
+fn seed_15458902360647533030_a_connected_clients_queue_moves_after_a_restart() {
+    let mut h = Harness::new();
+    let mut store = FakeStore::default();
+    let m = peer(1000);
+    h.connect(m, "m1", false, 600);
+    subscribe(&mut h, m, "t", QoS::AtLeastOnce);
+    h.message("t", b"A", MqttQoS::AtLeastOnce, false);
+    h.message("t", b"B", MqttQoS::AtLeastOnce, false);
+    // The first goes out (and is lost on the radio); the gateway dies.
+    collect(&mut h, m);
+    store.apply(&mut h);
+    let mut h2 = restart(&h, &store);
+    // The restarted gateway's own announcements aside, what it sends is for the mote.
+    let mut sent: Vec<Packet<'static>> = h2
+        .transmits()
+        .into_iter()
+        .filter(|t| t.destination == Destination::Unicast(m.addr))
+        .map(|t| {
+            let leaked: &'static [u8] = Box::leak(t.datagram.to_vec().into_boxed_slice());
+            Packet::decode(leaked).unwrap()
+        })
+        .collect();
+    // No new message, only the mote's keep-alive: what it is owed goes out all the same.
+    h2.send(m, Packet::PingReq { client_id: b"" });
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        sent.extend(collect(&mut h2, m));
+        let publishes = publishes(&std::mem::take(&mut sent));
+        for p in &publishes {
+            got.push(p.data.to_vec());
+            h2.send(
+                m,
+                Packet::PubAck(sn_codec::v12::PubAck {
+                    topic_id: match p.topic {
+                        PublishTopic::Normal(id) => id,
+                        _ => 0,
+                    },
+                    msg_id: p.msg_id,
+                    return_code: sn_codec::v12::ReturnCode::Accepted,
+                }),
+            );
+        }
+        if publishes.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(got, vec![b"A".to_vec(), b"B".to_vec()]);
 }
