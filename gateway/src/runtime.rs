@@ -481,6 +481,18 @@ impl Runtime {
             .collect()
     }
 
+    /// The receive buffer (SO_RCVBUF) of each DTLS link's socket as the kernel reports it
+    /// (twice what it granted, on Linux), in config order; `None` where it cannot be read.
+    pub fn dtls_recv_buffers(&self) -> Vec<Option<usize>> {
+        self.links
+            .iter()
+            .filter_map(|l| match l {
+                Link::Dtls(link) => Some(link.socket.socket_recv_buffer().ok()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The counters of each DTLS link, in config order, kept current by the links' tasks.
     pub fn dtls_stats(&self) -> Vec<DtlsStatsWatch> {
         self.links
