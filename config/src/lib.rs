@@ -419,6 +419,12 @@ pub struct DtlsConfig {
     /// A connection silent this long is lost (the mote's Will goes out), 1 s to 30 days.
     /// Default 24 h: longer than a mote sleeps, so a sleeping mote wakes on its session.
     pub idle_timeout: Duration,
+    /// `recv_buffer`: the socket receive buffer (SO_RCVBUF) to ask the kernel for, in bytes,
+    /// as `[[udp]] recv_buffer` (the same default and range, and the same socket code): a
+    /// fleet's handshakes and publishes arrive in bursts, and what does not fit while the
+    /// link is busy decrypting is dropped by the kernel (and counted). Default 4 MiB
+    /// ([`DEFAULT_UDP_RECV_BUFFER`]), 4 KiB to 1 GiB.
+    pub recv_buffer: u32,
 }
 
 /// The certificate files of a `[[dtls]]` link.
@@ -452,6 +458,7 @@ impl DtlsConfig {
             max_handshakes_per_ip: 8,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(24 * 3600),
+            recv_buffer: DEFAULT_UDP_RECV_BUFFER,
         }
     }
 

@@ -110,6 +110,7 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "max_handshakes_per_ip",
             "handshake_timeout",
             "idle_timeout",
+            "recv_buffer",
         ],
     ),
     (
@@ -214,6 +215,7 @@ const COMMENTED_DEFAULTS: &[(&str, &[&str])] = &[
             "max_handshakes_per_ip",
             "handshake_timeout",
             "idle_timeout",
+            "recv_buffer",
         ],
     ),
     (

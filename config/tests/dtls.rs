@@ -30,6 +30,7 @@ fn a_psk_link_with_the_defaults() {
     assert_eq!(link.max_handshakes_per_ip, 8);
     assert_eq!(link.handshake_timeout, Duration::from_secs(10));
     assert_eq!(link.idle_timeout, Duration::from_secs(24 * 3600));
+    assert_eq!(link.recv_buffer, 4 << 20, "as a [[udp]] link's");
     assert_eq!(link.name(), "dtls:0.0.0.0:8883");
     assert_eq!(link.engine, None, "the build's default engine");
     assert!(!link.connection_id);
@@ -44,7 +45,8 @@ fn every_option() {
         "[[dtls]]\nbind = \"[::]:8883\"\ncert = \"gw.pem\"\nkey = \"gw.key\"\n\
          ca_file = \"ca.pem\"\ncipher_suites = [\"ECDHE-ECDSA-AES128-CCM8\"]\nmtu = 512\n\
          max_handshakes = 10\nmax_handshakes_per_ip = 2\nhandshake_timeout = \"2s\"\n\
-         idle_timeout = \"1h\"\ndiscovery = \"off\"\n",
+         idle_timeout = \"1h\"\ndiscovery = \"off\"\n\
+         recv_buffer = 1048576\n",
     );
     let mut want = DtlsConfig::new("[::]:8883".parse().unwrap());
     want.certificates = Some(DtlsCertificates {
@@ -58,6 +60,7 @@ fn every_option() {
     want.max_handshakes_per_ip = 2;
     want.handshake_timeout = Duration::from_secs(2);
     want.idle_timeout = Duration::from_secs(3600);
+    want.recv_buffer = 1 << 20;
     assert_eq!(c.dtls, [want]);
 }
 
@@ -91,6 +94,7 @@ fn wrong_values_are_reported_at_their_line() {
     };
     at("mtu = 100", "dtls[0].mtu", "256");
     at("max_handshakes = 0", "dtls[0].max_handshakes", "1");
+    at("recv_buffer = 100", "dtls[0].recv_buffer", "4096");
     at(
         "handshake_timeout = \"1ms\"",
         "dtls[0].handshake_timeout",

@@ -292,16 +292,6 @@ impl Runtime {
             receivers.push(tokio::spawn(receive(id, link.clone(), tx.clone())));
             links.push(Link::Udp(link));
         }
-        let udp_links: Vec<Arc<UdpLink>> = links
-            .iter()
-            .filter_map(|l| match l {
-                Link::Udp(link) => Some(link.clone()),
-                Link::Serial(_) | Link::Dtls(_) => None,
-            })
-            .collect();
-        if !udp_links.is_empty() {
-            receivers.push(tokio::spawn(watch_kernel_drops(udp_links)));
-        }
         for config in &settings.serial {
             let id = link_id(links.len());
             let handle = SerialHandle::start(id, config, tx.clone())?;
@@ -316,6 +306,18 @@ impl Runtime {
                 DtlsHandle::start(link_id(links.len()), config, tx.clone()).await?;
             receivers.push(task);
             links.push(Link::Dtls(handle));
+        }
+        // Every UDP socket, the DTLS links' too: a burst overflows either the same way.
+        let sockets: Vec<Arc<UdpLink>> = links
+            .iter()
+            .filter_map(|l| match l {
+                Link::Udp(link) => Some(link.clone()),
+                Link::Dtls(link) => Some(link.socket.clone()),
+                Link::Serial(_) => None,
+            })
+            .collect();
+        if !sockets.is_empty() {
+            receivers.push(tokio::spawn(watch_kernel_drops(sockets)));
         }
         // Before the link builds a TLS client for an mqtts:// broker.
         install_crypto_provider();
@@ -474,6 +476,18 @@ impl Runtime {
             .iter()
             .filter_map(|l| match l {
                 Link::Dtls(link) => Some(link.local_addr),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The receive buffer (SO_RCVBUF) of each DTLS link's socket as the kernel reports it
+    /// (twice what it granted, on Linux), in config order; `None` where it cannot be read.
+    pub fn dtls_recv_buffers(&self) -> Vec<Option<usize>> {
+        self.links
+            .iter()
+            .filter_map(|l| match l {
+                Link::Dtls(link) => Some(link.socket.socket_recv_buffer().ok()),
                 _ => None,
             })
             .collect()
@@ -1047,14 +1061,15 @@ impl Runtime {
         );
     }
 
-    /// Datagrams the kernel dropped at the UDP links' sockets since they were bound (full
-    /// receive buffers), summed; a link whose count cannot be read (no /proc) adds 0.
+    /// Datagrams the kernel dropped at the UDP and DTLS links' sockets since they were bound
+    /// (full receive buffers), summed; a link whose count cannot be read (no /proc) adds 0.
     fn kernel_dropped(&self) -> u64 {
         self.links
             .iter()
             .filter_map(|l| match l {
                 Link::Udp(link) => link.kernel_drops(),
-                Link::Serial(_) | Link::Dtls(_) => None,
+                Link::Dtls(link) => link.socket.kernel_drops(),
+                Link::Serial(_) => None,
             })
             .sum()
     }
@@ -1251,7 +1266,7 @@ async fn watch_kernel_drops(links: Vec<Arc<UdpLink>>) {
                 links = %overflowed.join(", "),
                 "UDP receive buffer overflowed: {new} datagrams dropped by the kernel since the \
                  last check {since} s ago; the gateway cannot keep up — raise \
-                 net.core.rmem_max / [[udp]] recv_buffer or reduce the load"
+                 net.core.rmem_max / recv_buffer of [[udp]] or [[dtls]] or reduce the load"
             );
         }
     }

@@ -169,6 +169,7 @@ impl GatewayBuilder {
         let embedded_addr = runtime.embedded_broker_addr();
         let metrics = runtime.metrics_watch();
         let dtls_addrs = runtime.dtls_addrs();
+        let dtls_recv_buffers = runtime.dtls_recv_buffers();
         let dtls_stats = runtime.dtls_stats();
         let psk_reloader = runtime.psk_reloader();
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -180,6 +181,7 @@ impl GatewayBuilder {
             embedded_addr,
             metrics,
             dtls_addrs,
+            dtls_recv_buffers,
             dtls_stats,
             psk_reloader,
             config: self.config,
@@ -197,6 +199,7 @@ pub struct Gateway {
     embedded_addr: Option<SocketAddr>,
     metrics: tokio::sync::watch::Receiver<mqtt_sn_gateway::core::Metrics>,
     dtls_addrs: Vec<SocketAddr>,
+    dtls_recv_buffers: Vec<Option<usize>>,
     dtls_stats: Vec<mqtt_sn_gateway::runtime::DtlsStatsWatch>,
     psk_reloader: mqtt_sn_gateway::runtime::PskReloader,
     config: Config,
@@ -235,6 +238,16 @@ impl Gateway {
             .dtls_addrs
             .first()
             .expect("the gateway has a DTLS link")
+    }
+
+    /// The first DTLS link's socket receive buffer as the kernel reported it at start
+    /// (SO_RCVBUF: twice the granted size on Linux).
+    pub fn dtls_recv_buffer(&self) -> usize {
+        self.dtls_recv_buffers
+            .first()
+            .copied()
+            .flatten()
+            .expect("the gateway has a DTLS link whose SO_RCVBUF can be read")
     }
 
     /// The counters of the first DTLS link, as its task last published them.

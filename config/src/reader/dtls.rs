@@ -11,7 +11,7 @@ use crate::values::parse_socket_addr;
 use crate::{DtlsCertificates, DtlsConfig, DtlsEngineName};
 
 /// The options of each `[[dtls]]`.
-pub(crate) const DTLS_KEYS: [&str; 13] = [
+pub(crate) const DTLS_KEYS: [&str; 14] = [
     "bind",
     "engine",
     "connection_id",
@@ -25,6 +25,7 @@ pub(crate) const DTLS_KEYS: [&str; 13] = [
     "max_handshakes_per_ip",
     "handshake_timeout",
     "idle_timeout",
+    "recv_buffer",
 ];
 
 const HANDSHAKE_TIMEOUT_LIMITS: Limits = Limits {
@@ -191,6 +192,15 @@ impl Reader<'_> {
                 "idle_timeout" => set(
                     &mut link.idle_timeout,
                     self.duration(v, &f, IDLE_TIMEOUT_LIMITS),
+                ),
+                "recv_buffer" => set(
+                    &mut link.recv_buffer,
+                    self.int(
+                        v,
+                        &f,
+                        crate::MIN_UDP_RECV_BUFFER,
+                        crate::MAX_UDP_RECV_BUFFER,
+                    ),
                 ),
                 "discovery" => {
                     // "off" is what a [[dtls]] link does anyway: accept it from a copied

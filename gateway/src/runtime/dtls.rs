@@ -8,9 +8,15 @@
 //! it (the MQTT-SN retries recover what mattered). A transmit for a peer without an
 //! established connection (it went away between the datagram and the answer) is counted and
 //! dropped: there is no key to encrypt it with.
+//!
+//! The socket is a [`UdpLink`], the plain UDP link's: the same receive buffer sizing
+//! (`recv_buffer`, 4 MiB by default), the same kernel drop counter, and the same batched
+//! I/O: every datagram waiting is read in one `recvmmsg`, fed to the endpoint, and what the
+//! endpoint answers to the whole batch leaves in one `sendmmsg`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +25,7 @@ use sn_transports::dtls::{
     CertificateFiles, DtlsConfig as EndpointConfig, DtlsEndpoint, DtlsEngine, DtlsError, DtlsEvent,
     DtlsStats, PskTable,
 };
-use tokio::net::UdpSocket;
+use sn_transports::udp::{UdpLink, UdpLinkConfig, UdpLinkError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -31,8 +37,9 @@ use crate::core::{Destination, LinkId, PeerAddr};
 /// makes them, so this only absorbs a turn's burst.
 const OUTGOING_QUEUE: usize = 4096;
 
-/// Larger than any UDP datagram, so no record is cut short.
-const RECV_BUFFER: usize = 65_536;
+/// The largest UDP payload: a record is never refused as too long before the endpoint
+/// sees it (it counts what it cannot use).
+const MAX_DATAGRAM: usize = 65_535;
 
 /// Why a DTLS link could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +73,14 @@ pub enum DtlsStartError {
         source: std::io::Error,
         /// How to fix it, when the error says.
         hint: &'static str,
+    },
+    /// The socket could not be set up (an option refused, the runtime unavailable).
+    #[error("[[dtls]] {link}: {source}")]
+    Socket {
+        /// The link's name.
+        link: String,
+        /// What failed.
+        source: UdpLinkError,
     },
 }
 
@@ -110,6 +125,8 @@ impl DtlsLinkStats {
 pub(super) struct DtlsHandle {
     pub(super) name: String,
     pub(super) local_addr: SocketAddr,
+    /// The socket, shared with the task, for the kernel drop counter.
+    pub(super) socket: Arc<UdpLink>,
     outgoing: mpsc::Sender<Outgoing>,
     /// Where a reloaded PSK file goes (the task applies the latest).
     psk: watch::Sender<PskTable>,
@@ -163,25 +180,20 @@ impl DtlsHandle {
             link: name.clone(),
             source,
         })?;
-        let socket = UdpSocket::bind(config.bind)
-            .await
-            .map_err(|source| DtlsStartError::Bind {
-                link: name.clone(),
+        let udp = UdpLinkConfig {
+            options: sn_config::UdpConfig {
                 bind: config.bind,
-                hint: match source.kind() {
-                    std::io::ErrorKind::AddrInUse => {
-                        "; another program (or another link) uses the port: choose another bind"
-                    }
-                    std::io::ErrorKind::AddrNotAvailable => {
-                        "; the address is not one of this machine's"
-                    }
-                    std::io::ErrorKind::PermissionDenied => {
-                        "; ports below 1024 need CAP_NET_BIND_SERVICE"
-                    }
-                    _ => "",
-                },
-                source,
-            })?;
+                discovery: None,
+                recv_buffer: config.recv_buffer,
+                ..sn_config::UdpConfig::default()
+            },
+            max_datagram: MAX_DATAGRAM,
+        };
+        let socket = UdpLink::bind(udp)
+            .await
+            .map_err(|error| bind_error(&name, config.bind, error))?
+            .named(name.clone());
+        let socket = Arc::new(socket);
         let local_addr = socket.local_addr().unwrap_or(config.bind);
         info!(
             link = %name,
@@ -198,7 +210,7 @@ impl DtlsHandle {
             LinkTask {
                 id,
                 name: name.clone(),
-                socket,
+                socket: socket.clone(),
                 endpoint,
                 inbound,
                 stats: stats_tx,
@@ -211,6 +223,7 @@ impl DtlsHandle {
             DtlsHandle {
                 name,
                 local_addr,
+                socket,
                 outgoing: tx,
                 psk: psk_tx,
                 psk_file: config.psk_file.clone(),
@@ -321,6 +334,35 @@ impl PskReloader {
     }
 }
 
+/// A bind failure in the words of a `[[dtls]]` link (the UDP link's own say `[[udp]]`).
+fn bind_error(link: &str, bind: SocketAddr, error: UdpLinkError) -> DtlsStartError {
+    let (source, hint) = match error {
+        UdpLinkError::AddressInUse { error, .. } => (
+            error,
+            "; another program (or another link) uses the port: choose another bind",
+        ),
+        UdpLinkError::AddressNotAvailable { error, .. } => {
+            (error, "; the address is not one of this machine's")
+        }
+        UdpLinkError::PermissionDenied { error, .. } => {
+            (error, "; ports below 1024 need CAP_NET_BIND_SERVICE")
+        }
+        UdpLinkError::Bind { error, .. } => (error, ""),
+        other => {
+            return DtlsStartError::Socket {
+                link: link.to_owned(),
+                source: other,
+            }
+        }
+    };
+    DtlsStartError::Bind {
+        link: link.to_owned(),
+        bind,
+        source,
+        hint,
+    }
+}
+
 /// Reads a PSK file, warning when group or others may read or write it.
 fn load_psk(link: &str, path: &std::path::Path) -> Result<PskTable, DtlsError> {
     let loaded = PskTable::load(path)?;
@@ -334,7 +376,7 @@ fn load_psk(link: &str, path: &std::path::Path) -> Result<PskTable, DtlsError> {
 struct LinkTask {
     id: LinkId,
     name: String,
-    socket: UdpSocket,
+    socket: Arc<UdpLink>,
     endpoint: DtlsEndpoint,
     inbound: mpsc::Sender<Inbound>,
     stats: watch::Sender<DtlsLinkStats>,
@@ -348,7 +390,9 @@ async fn run(
     mut outgoing: mpsc::Receiver<Outgoing>,
     mut psk: watch::Receiver<PskTable>,
 ) {
-    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut batch = task.socket.recv_batch_buffer();
+    // The endpoint's datagrams of one turn, sent together; reused from turn to turn.
+    let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
     // The table the endpoint started with is not news.
     psk.borrow_and_update();
     loop {
@@ -359,15 +403,21 @@ async fn run(
             at.saturating_duration_since(std::time::Instant::now())
         });
         tokio::select! {
-            received = task.socket.recv_from(&mut buf) => match received {
-                Ok((n, from)) => {
-                    let datagram = buf.get(..n).unwrap_or(&[]);
-                    task.endpoint.handle(std::time::Instant::now(), from, datagram);
+            // Every datagram waiting, in one system call; cancel-safe (a batch read is
+            // returned in the same poll), so a transmit or a deadline loses nothing.
+            received = task.socket.recv_batch(&mut batch) => match received {
+                Ok(_) => {
+                    let now = std::time::Instant::now();
+                    for (datagram, from) in batch.iter() {
+                        task.endpoint.handle(now, from, datagram);
+                    }
                 }
                 Err(error) => {
-                    // ICMP port unreachable from a peer that went away shows up here on
-                    // some systems: not a reason to stop the link.
-                    debug!(link = %task.name, %error, "DTLS receive failed");
+                    // The socket itself is broken (transient errors, such as an ICMP port
+                    // unreachable from a peer that went away, are skipped and counted by
+                    // the UDP link): wait rather than spin.
+                    warn!(link = %task.name, %error, "DTLS receive failed; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
             command = outgoing.recv() => match command {
@@ -393,7 +443,7 @@ async fn run(
         if !task.report().await {
             return;
         }
-        task.transmit().await;
+        task.transmit(&mut out).await;
         task.publish_stats();
     }
 }
@@ -473,12 +523,18 @@ impl LinkTask {
         true
     }
 
-    async fn transmit(&mut self) {
-        while let Some(t) = self.endpoint.poll_transmit() {
-            if let Err(error) = self.socket.send_to(&t.data, t.to).await {
-                debug!(link = %self.name, peer = %t.to, %error, "DTLS send failed");
-            }
+    /// Sends the endpoint's datagrams in as few system calls as the OS allows
+    /// (`sendmmsg`); a datagram the OS refuses is counted by the UDP link and logged.
+    async fn transmit(&mut self, out: &mut Vec<(Vec<u8>, SocketAddr)>) {
+        out.extend(std::iter::from_fn(|| self.endpoint.poll_transmit()).map(|t| (t.data, t.to)));
+        if out.is_empty() {
+            return;
         }
+        let accepted = self.socket.send_batch(out).await;
+        if accepted < out.len() {
+            debug!(link = %self.name, refused = out.len() - accepted, "DTLS sends failed");
+        }
+        out.clear();
     }
 
     fn publish_stats(&self) {

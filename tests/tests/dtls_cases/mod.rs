@@ -331,6 +331,41 @@ async fn python_mbedtls_psk_mote_publishes_qos1_to_a_mosquitto_subscriber() {
     assert_eq!(stats.not_connected, 0, "{stats:?}");
 }
 
+/// The `[[dtls]]` socket asks for `recv_buffer` as a `[[udp]]` link does (the kernel's own
+/// default, about 208 KiB, overflowed when 10 000 motes sent at once), and still serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dtls_socket_gets_the_configured_receive_buffer() {
+    require_mbedtls();
+    let broker = Mosquitto::running().await;
+    let dir = TempDir::new("rcvbuf");
+    let mut link = psk_link(write_psk(&dir, &format!("{ID}:{KEY}\n")));
+    // Below the kernel's default and any rmem_max, so the kernel grants it as it is.
+    link.recv_buffer = 64 << 10;
+    let gateway = dtls_gateway(&broker, link).await;
+    let reported = gateway.dtls_recv_buffer();
+    if cfg!(target_os = "linux") {
+        // Linux reports twice what it granted (the other half is its bookkeeping).
+        assert_eq!(reported, 2 * (64 << 10), "SO_RCVBUF of the DTLS socket");
+    } else {
+        assert_eq!(reported, 64 << 10, "SO_RCVBUF of the DTLS socket");
+    }
+    let mut mote = mbedtls_mote(
+        &dir,
+        gateway.dtls_addr(),
+        Args {
+            identity: ID,
+            key: KEY,
+            client_id: ID,
+            scenario: "publish",
+            extra: vec![("topic", "dtls/rcvbuf"), ("payload", "x")],
+        },
+    );
+    assert_eq!(mote.line("connack").await, "connack 0");
+    assert_eq!(mote.line("regack").await, "regack 0");
+    assert_eq!(mote.line("puback").await, "puback 0");
+    mote.line("done").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_id_other_than_the_identity_gets_connack_0x03() {
     require_mbedtls();

@@ -284,6 +284,14 @@ impl UdpLink {
         &self.name
     }
 
+    /// The same link under another name in its logs and warnings: a DTLS link runs on a
+    /// `UdpLink` (for its buffer sizing, batched I/O and drop counters) and is called
+    /// `dtls:ADDR`, so a warning about its socket names the link the user configured.
+    pub fn named(mut self, name: String) -> UdpLink {
+        self.name = name;
+        self
+    }
+
     fn count_send(&self, result: io::Result<usize>, to: SocketAddr) -> io::Result<()> {
         match result {
             // UDP sends a datagram whole or not at all, so the length is the datagram's.
