@@ -429,6 +429,7 @@ impl Runtime {
                     stats: crate::metrics::LinkCounters::Dtls(
                         Box::new(dtls.stats.borrow().clone()),
                         dtls.dropped,
+                        dtls.socket.kernel_drops(),
                     ),
                 },
             })
