@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sn_tests::custom_broker::temp_dir;
-use sn_tests::process::GatewayProcess;
+use sn_tests::process::{socket_drops, GatewayProcess};
 use sn_tests::{Mosquitto, Mote, MqttClient, QoS, ReturnCode, Topic};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
