@@ -170,7 +170,6 @@ async fn a_broker_that_stops_reading_makes_the_gateway_drop_and_count_qos0_not_q
     gateway.shutdown().await;
 }
 
-
 /// A `kB` field of /proc/self/status (VmRSS: resident now, VmHWM: peak resident).
 fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");

@@ -277,7 +277,8 @@ impl DtlsHandle {
         }
         // One allocation of the batch's exact size; `batch` keeps its capacity for the next
         // turn.
-        let taken: Outgoing = batch.drain(..).collect();
+        let mut taken: Outgoing = Vec::with_capacity(batch.len());
+        taken.append(batch);
         self.queued.fetch_add(taken.len(), Ordering::AcqRel);
         // The task stops only with the runtime: nothing is waiting for these then.
         let _ = self.outgoing.send(taken);

@@ -86,7 +86,11 @@ impl MbedtlsAes for AesNi {
         Ok(())
     }
 
-    fn encrypt(&self, memory: &mut WorkAreaMemory, block: &mut AesBlock) -> Result<(), MbedtlsError> {
+    fn encrypt(
+        &self,
+        memory: &mut WorkAreaMemory,
+        block: &mut AesBlock,
+    ) -> Result<(), MbedtlsError> {
         match state(memory) {
             State::Ni(keys) => {
                 keys.encrypt(block);
@@ -97,7 +101,11 @@ impl MbedtlsAes for AesNi {
         }
     }
 
-    fn decrypt(&self, memory: &mut WorkAreaMemory, block: &mut AesBlock) -> Result<(), MbedtlsError> {
+    fn decrypt(
+        &self,
+        memory: &mut WorkAreaMemory,
+        block: &mut AesBlock,
+    ) -> Result<(), MbedtlsError> {
         match state(memory) {
             State::Soft(soft) => soft.decrypt(block),
             // An encryption key cannot decrypt (as in Mbed TLS's own code).
@@ -111,8 +119,8 @@ impl MbedtlsAes for AesNi {
 mod ni {
     use std::arch::x86_64::{
         __m128i, _mm_aesenc_si128, _mm_aesenclast_si128, _mm_aeskeygenassist_si128,
-        _mm_loadu_si128, _mm_setzero_si128, _mm_shuffle_epi32, _mm_slli_si128,
-        _mm_storeu_si128, _mm_xor_si128,
+        _mm_loadu_si128, _mm_setzero_si128, _mm_shuffle_epi32, _mm_slli_si128, _mm_storeu_si128,
+        _mm_xor_si128,
     };
 
     /// Whether this CPU has the AES instructions (and SSE2, which every x86-64 has).
@@ -308,7 +316,10 @@ mod tests {
     fn encrypts_the_fips_197_examples() {
         let plain = hex("00112233445566778899aabbccddeeff");
         for (key, cipher) in [
-            ("000102030405060708090a0b0c0d0e0f", "69c4e0d86a7b0430d8cdb78070b4c55a"),
+            (
+                "000102030405060708090a0b0c0d0e0f",
+                "69c4e0d86a7b0430d8cdb78070b4c55a",
+            ),
             (
                 "000102030405060708090a0b0c0d0e0f1011121314151617",
                 "dda97ca4864cdfe06eaf70a0ec0d7191",
