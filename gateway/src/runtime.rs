@@ -42,7 +42,8 @@ pub use transparent::TransparentLinks;
 const DATAGRAM_QUEUE: usize = 4096;
 
 /// A UDP link's outgoing datagrams are sent together (`sendmmsg`) at the end of a turn, or
-/// as soon as this many are waiting, which bounds the memory and the delay a large turn adds.
+/// as soon as this many are waiting, which bounds the memory and the delay a large turn adds;
+/// a DTLS link's go to its task in batches of at most this many, for the same reasons.
 const UDP_SEND_BATCH: usize = 256;
 
 /// The turn's outgoing datagrams are written into one buffer of this size; a turn that writes
@@ -158,8 +159,8 @@ pub struct Runtime {
     takeover_warned: Option<Instant>,
     /// Which policy refusals get a log line: once a minute per peer.
     denied_logged: log_limit::PerPeerLimit,
-    /// Per link (same index as `links`), the UDP datagrams of this turn not yet sent; empty
-    /// for serial links.
+    /// Per link (same index as `links`), the UDP and DTLS datagrams of this turn not yet sent
+    /// (a DTLS link's go to its task as one batch); empty for serial links.
     udp_out: Vec<Vec<(Bytes, SocketAddr)>>,
     /// Where the core writes the turn's datagrams (see [`Gateway::poll_transmit`]).
     out_buf: BytesMut,
@@ -429,6 +430,7 @@ impl Runtime {
                     stats: crate::metrics::LinkCounters::Dtls(
                         Box::new(dtls.stats.borrow().clone()),
                         dtls.dropped,
+                        dtls.socket.kernel_drops(),
                     ),
                 },
             })
@@ -782,8 +784,11 @@ impl Runtime {
                     serial.send(transmit.destination, datagram);
                     continue;
                 }
-                (Some(Link::Dtls(dtls)), _) => {
-                    dtls.send(transmit.destination, datagram);
+                (Some(Link::Dtls(dtls)), Some(out)) => {
+                    dtls.push(out, transmit.destination, datagram);
+                    if out.len() >= UDP_SEND_BATCH {
+                        dtls.send_batch(out);
+                    }
                     continue;
                 }
                 _ => continue,
@@ -807,9 +812,12 @@ impl Runtime {
                 }
             }
         }
-        for (link, out) in self.links.iter().zip(self.udp_out.iter_mut()) {
-            if let Link::Udp(link) = link {
-                send_udp(link, out).await;
+        for (link, out) in self.links.iter_mut().zip(self.udp_out.iter_mut()) {
+            match link {
+                Link::Udp(link) => send_udp(link, out).await,
+                // The turn's datagrams for the DTLS link's peers reach its task in one piece.
+                Link::Dtls(dtls) => dtls.send_batch(out),
+                Link::Serial(_) => {}
             }
         }
         // One drain for every broker route. The remote link gets commands only as fast as it

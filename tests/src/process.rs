@@ -110,3 +110,18 @@ impl Drop for GatewayProcess {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The kernel's drop counter of the UDP socket bound to 127.0.0.1:`port` (/proc/net/udp,
+/// last column): datagrams that arrived while its receive buffer was full.
+pub fn socket_drops(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").expect("read /proc/net/udp");
+    let local = format!("0100007F:{port:04X}");
+    let line = table
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        .unwrap_or_else(|| panic!("no UDP socket on 127.0.0.1:{port} in /proc/net/udp"));
+    line.split_whitespace()
+        .nth(12)
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no drop counter in /proc/net/udp line {line:?}"))
+}

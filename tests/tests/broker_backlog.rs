@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use mqtt_sn_gateway::core::Metrics;
 use sn_codec::v12::{Packet, Publish, PublishTopic};
+use sn_tests::process::socket_drops;
 use sn_tests::{wait_until, Gateway, Mote, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
@@ -167,21 +168,6 @@ async fn a_broker_that_stops_reading_makes_the_gateway_drop_and_count_qos0_not_q
     // The gateway still answers its motes.
     mote.ping().await;
     gateway.shutdown().await;
-}
-
-/// The kernel's drop counter of the UDP socket bound to 127.0.0.1:`port` (/proc/net/udp,
-/// last column): datagrams that arrived while its receive buffer was full.
-fn socket_drops(port: u16) -> u64 {
-    let table = std::fs::read_to_string("/proc/net/udp").expect("read /proc/net/udp");
-    let local = format!("0100007F:{port:04X}");
-    let line = table
-        .lines()
-        .find(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
-        .unwrap_or_else(|| panic!("no UDP socket on 127.0.0.1:{port} in /proc/net/udp"));
-    line.split_whitespace()
-        .nth(12)
-        .and_then(|d| d.parse().ok())
-        .unwrap_or_else(|| panic!("no drop counter in /proc/net/udp line {line:?}"))
 }
 
 /// A `kB` field of /proc/self/status (VmRSS: resident now, VmHWM: peak resident).

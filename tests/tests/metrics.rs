@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sn_tests::custom_broker::temp_dir;
-use sn_tests::process::GatewayProcess;
+use sn_tests::process::{socket_drops, GatewayProcess};
 use sn_tests::{Mosquitto, Mote, MqttClient, QoS, ReturnCode, Topic};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -199,5 +199,79 @@ async fn a_serial_links_counters_are_in_metrics_with_its_label() {
             "{family}:\n{body}"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to the process `pid` with kill(1).
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill(1)");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+/// A DTLS link's kernel receive-queue drops reach `/metrics` in the family the UDP links'
+/// are in, with the DTLS link's label: the gateway is stopped (SIGSTOP) while datagrams
+/// flood its `[[dtls]]` socket, whose receive buffer is the smallest allowed, so the kernel
+/// drops most of them; once it runs again, `/metrics` shows exactly the count /proc/net/udp
+/// has for that socket. (Before, only the stats line counted them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dtls_links_kernel_drops_are_in_metrics() {
+    let dir = temp_dir("metrics-dtls");
+    let psk = dir.join("motes.psk");
+    std::fs::write(&psk, "mote-1:00112233445566778899aabbccddeeff\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let metrics_addr: SocketAddr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gateway = GatewayProcess::start(
+        temp_dir("metrics-dtls-gw"),
+        &format!(
+            "[[dtls]]\nbind = \"127.0.0.1:{port}\"\npsk_file = \"{}\"\nrecv_buffer = 4096\n\
+             [embedded_broker]\nlisten = \"off\"\n[metrics]\nlisten = \"{metrics_addr}\"\n",
+            psk.display()
+        ),
+    );
+    let family = format!("mqttsn_link_kernel_dropped_total{{link=\"dtls:127.0.0.1:{port}\"}}");
+    // Scraped before the flood: the DTLS link is in the family, at 0.
+    scrape_until(metrics_addr, &family, 0).await;
+
+    let pid = gateway.child.id();
+    signal(pid, "-STOP");
+    let flood = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..500u32 {
+        // Garbage to DTLS (not a ClientHello): the gateway counts and drops what it reads.
+        let _ = flood.send_to(&i.to_be_bytes().repeat(50), ("127.0.0.1", port));
+    }
+    let dropped = socket_drops(port);
+    signal(pid, "-CONT");
+    assert!(
+        dropped > 0,
+        "500 datagrams into a 4 KiB buffer of a stopped process: none dropped?"
+    );
+    let body = scrape_until(metrics_addr, &family, dropped).await;
+    // The UDP link's own socket dropped nothing: the count is the DTLS link's alone.
+    assert_eq!(
+        sample(
+            &body,
+            &format!(
+                "mqttsn_link_kernel_dropped_total{{link=\"udp:{}\"}}",
+                gateway.addr
+            )
+        ),
+        Some(0),
+        "{body}"
+    );
+    drop(gateway);
     let _ = std::fs::remove_dir_all(&dir);
 }

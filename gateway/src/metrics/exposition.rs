@@ -35,9 +35,10 @@ pub enum LinkCounters {
     /// A serial link: its counters (the link's, its framer's, the XBee transmit statuses')
     /// when the runtime can read them, and the datagrams dropped at its full send queue.
     Serial(Option<Box<SerialCounters>>, u64),
-    /// A DTLS link: its endpoint's counters and gauges, and the datagrams dropped at its full
-    /// send queue.
-    Dtls(Box<DtlsLinkStats>, u64),
+    /// A DTLS link: its endpoint's counters and gauges, the datagrams dropped at its full
+    /// send queue, and the datagrams the kernel dropped at its socket (when /proc says), as
+    /// for a UDP link: the DTLS link's socket overflows the same way.
+    Dtls(Box<DtlsLinkStats>, u64, Option<u64>),
 }
 
 /// Writes `# HELP` and `# TYPE` lines.
@@ -314,7 +315,7 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
         ),
         (
             "link_kernel_dropped",
-            "Datagrams the kernel dropped at a UDP link's full receive buffer.",
+            "Datagrams the kernel dropped at a UDP or DTLS link's full receive buffer.",
             |c| match c {
                 // DTLS links are read by dtls_field.
                 LinkCounters::Dtls(..) => None,
@@ -369,7 +370,9 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
             .iter()
             .filter_map(|l| {
                 let value = match &l.stats {
-                    LinkCounters::Dtls(d, dropped) => dtls_field(field, d, *dropped),
+                    LinkCounters::Dtls(d, dropped, kernel) => {
+                        dtls_field(field, d, *dropped, *kernel)
+                    }
                     other => read(other),
                 };
                 value.map(|v| (label(&l.name), v))
@@ -386,9 +389,10 @@ fn links(out: &mut String, links: &[LinkSnapshot]) {
 }
 
 /// The per-link counters a DTLS link has, by the names the other links use.
-fn dtls_field(field: &str, d: &DtlsLinkStats, dropped: u64) -> Option<u64> {
+fn dtls_field(field: &str, d: &DtlsLinkStats, dropped: u64, kernel: Option<u64>) -> Option<u64> {
     let e = &d.endpoint;
     match field {
+        "link_kernel_dropped" => kernel,
         "link_datagrams_received" => Some(e.datagrams_received),
         "link_datagrams_sent" => Some(e.datagrams_sent),
         "link_queue_dropped" => Some(dropped),
@@ -438,7 +442,7 @@ fn dtls(out: &mut String, links: &[LinkSnapshot]) {
     let dtls: Vec<(String, &DtlsLinkStats)> = links
         .iter()
         .filter_map(|l| match &l.stats {
-            LinkCounters::Dtls(d, _) => Some((label(&l.name), &**d)),
+            LinkCounters::Dtls(d, ..) => Some((label(&l.name), &**d)),
             _ => None,
         })
         .collect();
@@ -685,7 +689,7 @@ mod tests {
         let text = render(&Snapshot {
             links: vec![LinkSnapshot {
                 name: "dtls:[::]:5684".into(),
-                stats: LinkCounters::Dtls(Box::new(dtls), 0),
+                stats: LinkCounters::Dtls(Box::new(dtls), 0, Some(3)),
             }],
             ..Snapshot::default()
         });
@@ -693,6 +697,8 @@ mod tests {
             "mqttsn_dtls_handshakes_total{link=\"dtls:[::]:5684\"} 2",
             "mqttsn_dtls_refused_total{link=\"dtls:[::]:5684\",reason=\"psk_mismatch\"} 1",
             "mqttsn_dtls_connections{link=\"dtls:[::]:5684\"} 2",
+            // Its socket's kernel drops, in the family the UDP links' are in.
+            "mqttsn_link_kernel_dropped_total{link=\"dtls:[::]:5684\"} 3",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

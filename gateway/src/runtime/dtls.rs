@@ -4,10 +4,12 @@
 //!
 //! The task owns the endpoint because every datagram in either direction changes its state
 //! (records, replay windows, retransmission timers): the core's transmits reach it through a
-//! bounded queue, as they reach a serial link, and a full queue drops the datagram and counts
-//! it (the MQTT-SN retries recover what mattered). A transmit for a peer without an
-//! established connection (it went away between the datagram and the answer) is counted and
-//! dropped: there is no key to encrypt it with.
+//! queue bounded in datagrams, and a full queue drops the datagram and counts it (the MQTT-SN
+//! retries recover what mattered). The runtime hands over a turn's datagrams for the link as
+//! one batch, not one by one: the task wakes once per turn, encrypts the batch and sends it
+//! in one `sendmmsg`. A transmit for a peer without an established connection (it went away
+//! between the datagram and the answer) is counted and dropped: there is no key to encrypt it
+//! with.
 //!
 //! The socket is a [`UdpLink`], the plain UDP link's: the same receive buffer sizing
 //! (`recv_buffer`, 4 MiB by default), the same kernel drop counter, and the same batched
@@ -16,6 +18,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,8 +36,8 @@ use tracing::{debug, info, warn};
 use super::Inbound;
 use crate::core::{Destination, LinkId, PeerAddr};
 
-/// Datagrams waiting for one DTLS link's task; the task encrypts them as fast as the core
-/// makes them, so this only absorbs a turn's burst.
+/// Datagrams waiting for one DTLS link's task, all batches together; the task encrypts them
+/// as fast as the core makes them, so this only absorbs a turn's burst.
 const OUTGOING_QUEUE: usize = 4096;
 
 /// The largest UDP payload: a record is never refused as too long before the endpoint
@@ -84,12 +87,9 @@ pub enum DtlsStartError {
     },
 }
 
-/// What the core asks of a DTLS link's task.
-#[derive(Debug)]
-struct Outgoing {
-    to: SocketAddr,
-    datagram: Bytes,
-}
+/// What the core asks of a DTLS link's task: one turn's datagrams for the link's peers, in
+/// the order the core made them.
+type Outgoing = Vec<(Bytes, SocketAddr)>;
 
 /// The counters of one DTLS link, for the stats line and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -127,7 +127,10 @@ pub(super) struct DtlsHandle {
     pub(super) local_addr: SocketAddr,
     /// The socket, shared with the task, for the kernel drop counter.
     pub(super) socket: Arc<UdpLink>,
-    outgoing: mpsc::Sender<Outgoing>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
+    /// Datagrams handed to the task and not yet taken by it: the queue's bound
+    /// ([`OUTGOING_QUEUE`]) counts these, not batches.
+    queued: Arc<AtomicUsize>,
     /// Where a reloaded PSK file goes (the task applies the latest).
     psk: watch::Sender<PskTable>,
     psk_file: Option<PathBuf>,
@@ -203,7 +206,8 @@ impl DtlsHandle {
             connection_id = config.connection_id,
             "listening for MQTT-SN over DTLS"
         );
-        let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let (psk_tx, psk_rx) = watch::channel(psk);
         let (stats_tx, stats_rx) = watch::channel(DtlsLinkStats::default());
         let task = tokio::spawn(run(
@@ -215,6 +219,7 @@ impl DtlsHandle {
                 inbound,
                 stats: stats_tx,
                 not_connected: 0,
+                queued: queued.clone(),
             },
             rx,
             psk_rx,
@@ -225,6 +230,7 @@ impl DtlsHandle {
                 local_addr,
                 socket,
                 outgoing: tx,
+                queued,
                 psk: psk_tx,
                 psk_file: config.psk_file.clone(),
                 stats: stats_rx,
@@ -234,21 +240,48 @@ impl DtlsHandle {
         ))
     }
 
-    /// Queues one of the core's datagrams for encryption; a full queue drops it (counted).
-    pub(super) fn send(&mut self, destination: Destination, datagram: Bytes) {
-        let to = match destination {
-            Destination::Unicast(PeerAddr::Ip(addr)) => addr,
+    /// Adds one of the core's datagrams to the turn's `batch` for this link (sent with
+    /// [`send_batch`](Self::send_batch)); a destination that is not a DTLS peer is dropped.
+    pub(super) fn push(
+        &self,
+        batch: &mut Vec<(Bytes, SocketAddr)>,
+        destination: Destination,
+        datagram: Bytes,
+    ) {
+        match destination {
+            Destination::Unicast(PeerAddr::Ip(addr)) => batch.push((datagram, addr)),
             // The core advertises only on links declared for discovery, which a DTLS link
             // never is; and a DTLS peer is always an IP address.
             other => {
                 debug!(link = %self.name, destination = ?other, "not a DTLS peer: datagram dropped");
+            }
+        }
+    }
+
+    /// Hands the turn's datagrams to the link's task in one piece (one wake-up for the task,
+    /// one `sendmmsg` for the batch) and empties `batch`. What does not fit in the queue
+    /// ([`OUTGOING_QUEUE`] datagrams waiting) is dropped, newest first, and counted.
+    pub(super) fn send_batch(&mut self, batch: &mut Vec<(Bytes, SocketAddr)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let room = OUTGOING_QUEUE.saturating_sub(self.queued.load(Ordering::Acquire));
+        if batch.len() > room {
+            let excess = batch.len() - room;
+            batch.truncate(room);
+            self.dropped = self.dropped.saturating_add(excess as u64);
+            debug!(link = %self.name, dropped = excess, "DTLS link queue full: datagrams dropped");
+            if batch.is_empty() {
                 return;
             }
-        };
-        if self.outgoing.try_send(Outgoing { to, datagram }).is_err() {
-            self.dropped = self.dropped.saturating_add(1);
-            debug!(link = %self.name, "DTLS link queue full: datagram dropped");
         }
+        // One allocation of the batch's exact size; `batch` keeps its capacity for the next
+        // turn.
+        let mut taken: Outgoing = Vec::with_capacity(batch.len());
+        taken.append(batch);
+        self.queued.fetch_add(taken.len(), Ordering::AcqRel);
+        // The task stops only with the runtime: nothing is waiting for these then.
+        let _ = self.outgoing.send(taken);
     }
 
     /// What a reload needs to hand the link a fresh PSK table.
@@ -381,13 +414,16 @@ struct LinkTask {
     inbound: mpsc::Sender<Inbound>,
     stats: watch::Sender<DtlsLinkStats>,
     not_connected: u64,
+    /// The runtime's count of datagrams handed over and not yet taken (see
+    /// [`DtlsHandle::send_batch`]).
+    queued: Arc<AtomicUsize>,
 }
 
 /// The link's loop: one input (a datagram, a transmit, a deadline, new keys), then the
 /// endpoint's events to the core and its datagrams to the socket.
 async fn run(
     mut task: LinkTask,
-    mut outgoing: mpsc::Receiver<Outgoing>,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
     mut psk: watch::Receiver<PskTable>,
 ) {
     let mut batch = task.socket.recv_batch_buffer();
@@ -395,13 +431,23 @@ async fn run(
     let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
     // The table the endpoint started with is not news.
     psk.borrow_and_update();
+    // One timer for the endpoint's deadline, moved only when the deadline moves: a fresh
+    // timer every turn would be registered with tokio's timer and removed again each time.
+    let timer = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(timer);
+    let mut armed: Option<Option<std::time::Instant>> = None;
     loop {
         // libssl times its retransmissions by the real clock, so the endpoint's deadlines
-        // are real-clock instants too (std, not tokio's clock, which tests may pause).
+        // are real-clock instants too (std, not tokio's clock, which tests may pause): the
+        // timer waits for as long as is left of it by the real clock.
         let deadline = task.endpoint.poll_timeout();
-        let wait = deadline.map_or(Duration::from_secs(3600), |at| {
-            at.saturating_duration_since(std::time::Instant::now())
-        });
+        if armed != Some(deadline) {
+            let wait = deadline.map_or(Duration::from_secs(3600), |at| {
+                at.saturating_duration_since(std::time::Instant::now())
+            });
+            timer.as_mut().reset(tokio::time::Instant::now() + wait);
+            armed = Some(deadline);
+        }
         tokio::select! {
             // Every datagram waiting, in one system call; cancel-safe (a batch read is
             // returned in the same poll), so a transmit or a deadline loses nothing.
@@ -421,7 +467,7 @@ async fn run(
                 }
             },
             command = outgoing.recv() => match command {
-                Some(out) => task.encrypt(out),
+                Some(batch) => task.encrypt(batch),
                 None => return,
             },
             changed = psk.changed() => {
@@ -431,14 +477,16 @@ async fn run(
                 let table = psk.borrow_and_update().clone();
                 task.endpoint.set_psk(table);
             }
-            () = tokio::time::sleep(wait) => {
+            () = &mut timer => {
                 task.endpoint.handle_timeout(std::time::Instant::now());
+                // Armed again for the endpoint's next deadline, even if it did not move.
+                armed = None;
             }
         }
-        // Take what else the core queued before answering, so a turn's datagrams leave
+        // Take what else the core queued before answering, so the turns' datagrams leave
         // together.
-        while let Ok(out) = outgoing.try_recv() {
-            task.encrypt(out);
+        while let Ok(batch) = outgoing.try_recv() {
+            task.encrypt(batch);
         }
         if !task.report().await {
             return;
@@ -449,15 +497,19 @@ async fn run(
 }
 
 impl LinkTask {
-    fn encrypt(&mut self, out: Outgoing) {
-        match self.endpoint.send(out.to, &out.datagram) {
-            Ok(()) => {}
-            Err(DtlsError::NotConnected(peer)) => {
-                self.not_connected = self.not_connected.saturating_add(1);
-                debug!(link = %self.name, %peer, "no DTLS connection with the peer: datagram dropped");
+    /// Encrypts a batch of the core's datagrams (the endpoint queues the records).
+    fn encrypt(&mut self, batch: Outgoing) {
+        self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        for (datagram, to) in batch {
+            match self.endpoint.send(to, &datagram) {
+                Ok(()) => {}
+                Err(DtlsError::NotConnected(peer)) => {
+                    self.not_connected = self.not_connected.saturating_add(1);
+                    debug!(link = %self.name, %peer, "no DTLS connection with the peer: datagram dropped");
+                }
+                // The endpoint has dropped the connection and queued a Lost event for it.
+                Err(error) => debug!(link = %self.name, %error, "DTLS send failed"),
             }
-            // The endpoint has dropped the connection and queued a Lost event for it.
-            Err(error) => debug!(link = %self.name, %error, "DTLS send failed"),
         }
     }
 

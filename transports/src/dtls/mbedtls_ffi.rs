@@ -1,7 +1,7 @@
 //! The safe wrapper around the Mbed TLS 3.6 C API (`mbedtls-rs-sys`) that the `mbedtls`
 //! engine uses: one [`Config`] per endpoint (what every context of it shares: suites, keys,
 //! certificates, callbacks), one [`Context`] per peer (and the listener). All `unsafe` of the
-//! engine is here.
+//! engine is here, but for the AES instructions' (`mbedtls_aes.rs`).
 //!
 //! Soundness rests on three rules that every function below keeps:
 //! - **Ownership.** Each C object is allocated once (`Box::into_raw`), initialised before
@@ -11,7 +11,7 @@
 //!   object that points to it (it is a field of the same owner, dropped after the C object is
 //!   freed).
 //! - **One caller at a time.** This build of Mbed TLS has no threading support, and its PSA
-//!   key store is global: every call into it takes [`LOCK`], a process-wide mutex, so
+//!   key store is global: every call into it takes [`lock`], a process-wide mutex, so
 //!   endpoints on different threads never run Mbed TLS at once. Callbacks run inside such a
 //!   call and never take the lock themselves.
 //! - **Interior mutability only** for what callbacks reach (`Mutex`, `RefCell`): Rust code
@@ -29,11 +29,35 @@ use mbedtls_rs_sys as m;
 
 use super::{CertificateFiles, DtlsError, PskTable};
 
-/// Serialises every call into Mbed TLS (see the module's rules).
-static LOCK: Mutex<()> = Mutex::new(());
+/// Serialises every call into Mbed TLS (see the module's rules): held, the process-wide
+/// critical section of the `critical-section` crate (a global mutex on a host, reentrant on
+/// the thread that holds it). mbedtls-rs-sys enters that same critical section inside Mbed
+/// TLS for each hooked primitive (every AES block of every record, the clocks): under this
+/// lock those entries are nested ones, a thread-local check, where a lock of our own would
+/// leave each of them to take the global mutex again.
+struct Lock {
+    state: critical_section::RestoreState,
+    /// Released on the thread that acquired it: not `Send`.
+    _thread: std::marker::PhantomData<*const ()>,
+}
 
-fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // SAFETY: `state` is what `critical_section::acquire` returned for this guard, on
+        // this thread (the guard is not `Send`); it is released once, here. The guards are
+        // locals of this file's functions and never outlive a guard taken after them, so
+        // acquisitions and releases nest as the crate requires.
+        unsafe { critical_section::release(self.state) };
+    }
+}
+
+/// Enters the lock of every Mbed TLS call (see [`Lock`]).
+fn lock() -> Lock {
+    Lock {
+        // SAFETY: released by the returned guard's Drop (see there).
+        state: unsafe { critical_section::acquire() },
+        _thread: std::marker::PhantomData,
+    }
 }
 
 /// `MBEDTLS_ERR_SSL_UNKNOWN_IDENTITY`: the PSK callback did not know the identity.
@@ -143,7 +167,7 @@ static CLOCK: m::hook::backend::std::timer::StdTimer = m::hook::backend::std::ti
 static WALL_CLOCK: m::hook::backend::std::wall_clock::StdWallClock =
     m::hook::backend::std::wall_clock::StdWallClock;
 
-/// PSA crypto and the clocks, once per process. The wall clock makes certificate validation
+/// PSA crypto, the clocks and the AES instructions, once per process. The wall clock makes certificate validation
 /// check notBefore/notAfter (without it Mbed TLS would accept an expired certificate).
 fn init() -> Result<(), DtlsError> {
     static DONE: OnceLock<i32> = OnceLock::new();
@@ -155,6 +179,8 @@ fn init() -> Result<(), DtlsError> {
         unsafe {
             m::hook::timer::hook_timer(Some(&CLOCK));
             m::hook::wall_clock::hook_wall_clock(Some(&WALL_CLOCK));
+            // The CPU's AES instructions where it has them (see mbedtls_aes.rs).
+            m::hook::aes::hook_aes(super::mbedtls_aes::hook());
             m::psa_crypto_init()
         }
     });
@@ -211,11 +237,11 @@ pub(super) struct Config {
 }
 
 // SAFETY: the raw pointers are owned by the `Config` (freed in its Drop) and reached only
-// through Mbed TLS calls made under `LOCK`, so moving the `Config` to another thread or
+// through Mbed TLS calls made under [`lock`], so moving the `Config` to another thread or
 // sharing it (through the `Arc` its contexts hold) never lets two threads touch them at once;
 // `Callbacks` is made of mutexes.
 unsafe impl Send for Config {}
-// SAFETY: as above: every access to the C objects is serialised by `LOCK`.
+// SAFETY: as above: every access to the C objects is serialised by [`lock`].
 unsafe impl Sync for Config {}
 
 impl Config {
@@ -765,7 +791,7 @@ pub(super) struct Context {
 }
 
 // SAFETY: `ssl` is owned by the `Context` (freed in its Drop) and used only through Mbed TLS
-// calls under `LOCK`; the `Io` it points to is owned by the same `Context` and moves with it
+// calls under [`lock`]; the `Io` it points to is owned by the same `Context` and moves with it
 // (its address does not change: it is boxed). Nothing here is tied to a thread.
 unsafe impl Send for Context {}
 

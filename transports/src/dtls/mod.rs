@@ -37,6 +37,8 @@ mod engine;
 #[cfg(feature = "dtls-mbedtls")]
 mod mbedtls;
 #[cfg(feature = "dtls-mbedtls")]
+mod mbedtls_aes;
+#[cfg(feature = "dtls-mbedtls")]
 mod mbedtls_ffi;
 mod openssl;
 
@@ -729,7 +731,13 @@ impl DtlsEndpoint {
 
         let mut expired = Vec::new();
         let mut retransmit = Vec::new();
-        for (addr, peer) in &self.peers {
+        // Only handshakes have these deadlines: with none in progress, no peer is visited.
+        let peers = if self.handshakes > 0 {
+            Some(&self.peers)
+        } else {
+            None
+        };
+        for (addr, peer) in peers.into_iter().flatten() {
             if let Phase::Handshake {
                 started,
                 retransmit_at,
@@ -805,6 +813,11 @@ impl DtlsEndpoint {
         let mut next = self.next_rotation;
         if self.connections() > 0 {
             next = next.min(self.next_sweep);
+        }
+        // Called before every wait of the link's loop: with established connections only (the
+        // steady state), the deadlines are the two above, and no peer need be visited.
+        if self.handshakes == 0 {
+            return Some(next);
         }
         for peer in self.peers.values() {
             if let Phase::Handshake {
