@@ -111,6 +111,14 @@ impl MqttClient {
         }
     }
 
+    /// Connects (CleanSession=1) and subscribes to `filter` at QoS 1; fails the test unless
+    /// the broker grants QoS 1. The collector of most tests.
+    pub async fn subscribed(port: u16, client_id: &str, filter: &str) -> MqttClient {
+        let mut client = MqttClient::connect(port, client_id).await;
+        assert_eq!(client.subscribe(filter, 1).await, 1);
+        client
+    }
+
     /// Subscribes and waits for the SUBACK; returns the granted QoS (fails the test on a
     /// refusal).
     pub async fn subscribe(&mut self, filter: &str, qos_level: u8) -> u8 {

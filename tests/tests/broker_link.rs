@@ -297,6 +297,33 @@ fn make_certificates(dir: &Path) {
     }
 }
 
+/// mosquitto whose TLS listener uses the certificates `make_certificates` left in `dir`,
+/// requires a client certificate signed by its CA, and takes the certificate's CN as the
+/// user name.
+async fn tls_broker(dir: &Path) -> CustomBroker {
+    CustomBroker::start(
+        dir.to_path_buf(),
+        &format!(
+            "allow_anonymous true\ncafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n\
+             require_certificate true\nuse_identity_as_username true",
+            d = dir.display()
+        ),
+    )
+    .await
+}
+
+/// A gateway for `broker`'s TLS listener that trusts `ca.crt` in `dir` and presents the
+/// client certificate `cert` with its key `key` (file names in `dir`).
+fn tls_gateway(broker: &CustomBroker, dir: &Path, cert: &str, key: &str) -> GatewayBuilder {
+    let mut builder = GatewayBuilder::new(broker.secure_port);
+    let b = builder.config_mut().broker.as_mut().unwrap();
+    b.tls = true;
+    b.ca_file = Some(dir.join("ca.crt"));
+    b.client_cert = Some(dir.join(cert));
+    b.client_key = Some(dir.join(key));
+    builder
+}
+
 /// Publishes one QoS 1 message through `gateway` and checks it reaches `collector`.
 async fn one_message_through(gateway: &Gateway, collector: &mut MqttClient, topic: &str) {
     let mut mote = Mote::connected(gateway.addr(), "secure-mote").await;
@@ -317,27 +344,12 @@ async fn one_message_through(gateway: &Gateway, collector: &mut MqttClient, topi
 async fn tls_with_a_client_certificate() {
     let dir = temp_dir("tls");
     make_certificates(&dir);
-    let broker = CustomBroker::start(
-        dir.clone(),
-        &format!(
-            "allow_anonymous true\ncafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n\
-             require_certificate true\nuse_identity_as_username true",
-            d = dir.display()
-        ),
-    )
-    .await;
-    let mut collector = MqttClient::connect(broker.plain_port, "tls-collector").await;
-    assert_eq!(collector.subscribe("tls/t", 1).await, 1);
+    let broker = tls_broker(&dir).await;
+    let mut collector = MqttClient::subscribed(broker.plain_port, "tls-collector", "tls/t").await;
 
-    let mut builder = GatewayBuilder::new(broker.secure_port);
-    {
-        let b = builder.config_mut().broker.as_mut().unwrap();
-        b.tls = true;
-        b.ca_file = Some(dir.join("ca.crt"));
-        b.client_cert = Some(dir.join("client.crt"));
-        b.client_key = Some(dir.join("client.key"));
-    }
-    let gateway = builder.start().await;
+    let gateway = tls_gateway(&broker, &dir, "client.crt", "client.key")
+        .start()
+        .await;
     one_message_through(&gateway, &mut collector, "tls/t").await;
 }
 
@@ -367,25 +379,13 @@ async fn a_renewed_client_certificate_is_used_at_the_next_connection_without_a_r
             "2",
         ],
     );
-    let broker = CustomBroker::start(
-        dir.clone(),
-        &format!(
-            "allow_anonymous true\ncafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n\
-             require_certificate true\nuse_identity_as_username true",
-            d = dir.display()
-        ),
-    )
-    .await;
-    let mut collector = MqttClient::connect(broker.plain_port, "renew-collector").await;
-    assert_eq!(collector.subscribe("tls/renewed", 1).await, 1);
+    let broker = tls_broker(&dir).await;
+    let mut collector =
+        MqttClient::subscribed(broker.plain_port, "renew-collector", "tls/renewed").await;
 
-    let mut builder = GatewayBuilder::new(broker.secure_port);
+    let mut builder = tls_gateway(&broker, &dir, "live.crt", "live.key");
     {
         let b = builder.config_mut().broker.as_mut().unwrap();
-        b.tls = true;
-        b.ca_file = Some(dir.join("ca.crt"));
-        b.client_cert = Some(dir.join("live.crt"));
-        b.client_key = Some(dir.join("live.key"));
         b.reconnect_min = Duration::from_millis(100);
         b.reconnect_max = Duration::from_millis(300);
     }
@@ -414,8 +414,7 @@ async fn username_and_password() {
         ),
     )
     .await;
-    let mut collector = MqttClient::connect(broker.plain_port, "auth-collector").await;
-    assert_eq!(collector.subscribe("auth/t", 1).await, 1);
+    let mut collector = MqttClient::subscribed(broker.plain_port, "auth-collector", "auth/t").await;
 
     // Wrong password: the broker refuses, the gateway keeps retrying, motes get congestion.
     let mut wrong = GatewayBuilder::new(broker.secure_port);

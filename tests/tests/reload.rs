@@ -100,6 +100,35 @@ async fn register(mote: &mut Mote, name: &str) -> Result<u16, ReturnCode> {
     }
 }
 
+/// Checks that the next message on `topic` at `collector` (within 10 s) carries `payload`.
+async fn assert_received(collector: &mut MqttClient, topic: &str, payload: &[u8]) {
+    assert_eq!(
+        collector
+            .recv_on(topic, Duration::from_secs(10))
+            .await
+            .payload,
+        payload
+    );
+}
+
+/// `mote` publishes `payload` at QoS 1 on `topic` (registered as `id`): the gateway accepts it
+/// (`what` says which publish failed if not) and `watcher` receives it.
+async fn publish_accepted(
+    mote: &mut Mote,
+    watcher: &mut MqttClient,
+    (id, topic): (u16, &str),
+    payload: &[u8],
+    what: &str,
+) {
+    assert_eq!(
+        mote.publish(Topic::Normal(id), QoS::AtLeastOnce, false, payload)
+            .await,
+        ReturnCode::Accepted,
+        "{what}"
+    );
+    assert_received(watcher, topic, payload).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_changes_the_policy_for_connected_motes_without_dropping_the_others() {
     let broker = Mosquitto::running().await;
@@ -108,8 +137,7 @@ async fn sighup_changes_the_policy_for_connected_motes_without_dropping_the_othe
         temp_dir("reload-policy"),
         &base(port, &listed(Some(ONLY_A))),
     );
-    let mut watcher = MqttClient::connect(port, "reload-watcher").await;
-    assert_eq!(watcher.subscribe("#", 1).await, 1);
+    let mut watcher = MqttClient::subscribed(port, "reload-watcher", "#").await;
     let mut a = Mote::new(gateway.addr, "reload-a").await;
     a.connect().await;
     let mut b = Mote::new(gateway.addr, "reload-b").await;
@@ -117,18 +145,8 @@ async fn sighup_changes_the_policy_for_connected_motes_without_dropping_the_othe
 
     // The first policy: A reaches a/ but not b/.
     let a_x = register(&mut a, "a/x").await.unwrap();
-    assert_eq!(
-        a.publish(Topic::Normal(a_x), QoS::AtLeastOnce, false, b"1")
-            .await,
-        ReturnCode::Accepted
-    );
-    assert_eq!(
-        watcher
-            .recv_on("a/x", Duration::from_secs(10))
-            .await
-            .payload,
-        b"1"
-    );
+    let first = "A's publish to a/x under the first policy";
+    publish_accepted(&mut a, &mut watcher, (a_x, "a/x"), b"1", first).await;
     assert_eq!(
         register(&mut a, "b/x").await,
         Err(ReturnCode::NotSupported),
@@ -147,18 +165,8 @@ async fn sighup_changes_the_policy_for_connected_motes_without_dropping_the_othe
         ],
     );
     let b_x = register(&mut a, "b/x").await.expect("b/x after the reload");
-    assert_eq!(
-        a.publish(Topic::Normal(b_x), QoS::AtLeastOnce, false, b"2")
-            .await,
-        ReturnCode::Accepted
-    );
-    assert_eq!(
-        watcher
-            .recv_on("b/x", Duration::from_secs(10))
-            .await
-            .payload,
-        b"2"
-    );
+    let reloaded = "A's publish to b/x after the reload";
+    publish_accepted(&mut a, &mut watcher, (b_x, "b/x"), b"2", reloaded).await;
 
     // A file that does not parse: the error says how to fix it, the policy stays.
     write_config(
@@ -173,19 +181,8 @@ async fn sighup_changes_the_policy_for_connected_motes_without_dropping_the_othe
         &["configuration not reloaded", "check-config"],
     );
     at = wait_for(&gateway, at, &["admission"]);
-    assert_eq!(
-        a.publish(Topic::Normal(b_x), QoS::AtLeastOnce, false, b"3")
-            .await,
-        ReturnCode::Accepted,
-        "the policy in force after a broken file"
-    );
-    assert_eq!(
-        watcher
-            .recv_on("b/x", Duration::from_secs(10))
-            .await
-            .payload,
-        b"3"
-    );
+    let kept = "the policy in force after a broken file";
+    publish_accepted(&mut a, &mut watcher, (b_x, "b/x"), b"3", kept).await;
 
     // SIGHUP with A no longer listed: it is told (DISCONNECT) and refused when it comes
     // back (CONNACK 0x03); B stays connected throughout.
@@ -226,18 +223,8 @@ async fn sighup_changes_the_policy_for_connected_motes_without_dropping_the_othe
     );
     // B did not reconnect: its session and topic id are the ones from before.
     let b_y = register(&mut b, "b/y").await.unwrap();
-    assert_eq!(
-        b.publish(Topic::Normal(b_y), QoS::AtLeastOnce, false, b"4")
-            .await,
-        ReturnCode::Accepted
-    );
-    assert_eq!(
-        watcher
-            .recv_on("b/y", Duration::from_secs(10))
-            .await
-            .payload,
-        b"4"
-    );
+    let stayed = "B's publish with the topic id from before";
+    publish_accepted(&mut b, &mut watcher, (b_y, "b/y"), b"4", stayed).await;
     b.ping().await;
     assert!(
         b.try_expect(Duration::from_millis(300), |p| matches!(
@@ -279,20 +266,13 @@ async fn a_changed_broker_password_file_is_used_at_the_next_reconnection() {
         ),
     );
     let mut at = wait_for(&gateway, 0, &["connected to broker"]);
-    let mut collector = MqttClient::connect(broker.plain_port, "pass-collector").await;
-    assert_eq!(collector.subscribe("pass/#", 1).await, 1);
+    let mut collector = MqttClient::subscribed(broker.plain_port, "pass-collector", "pass/#").await;
     let mut mote = Mote::new(gateway.addr, "pass-mote").await;
     mote.connect().await;
     let topic = register(&mut mote, "pass/t").await.unwrap();
     mote.publish_reliably(Topic::Normal(topic), QoS::AtLeastOnce, false, b"old")
         .await;
-    assert_eq!(
-        collector
-            .recv_on("pass/t", Duration::from_secs(10))
-            .await
-            .payload,
-        b"old"
-    );
+    assert_received(&mut collector, "pass/t", b"old").await;
 
     // The password changes at both ends: mosquitto's file (read when it starts again) and
     // the gateway's (read at its next connection; SIGHUP checks it and says so).
@@ -314,13 +294,7 @@ async fn a_changed_broker_password_file_is_used_at_the_next_reconnection() {
     // The connection up now stays up.
     mote.publish_reliably(Topic::Normal(topic), QoS::AtLeastOnce, false, b"kept")
         .await;
-    assert_eq!(
-        collector
-            .recv_on("pass/t", Duration::from_secs(10))
-            .await
-            .payload,
-        b"kept"
-    );
+    assert_received(&mut collector, "pass/t", b"kept").await;
     assert!(
         !gateway.log()[at..].contains("broker connection lost"),
         "the reload dropped the broker connection:\n{}",
@@ -331,15 +305,9 @@ async fn a_changed_broker_password_file_is_used_at_the_next_reconnection() {
     broker.restart().await;
     wait_for(&gateway, at, &["broker connection lost"]);
     wait_for(&gateway, at, &["connected to broker"]);
-    let mut collector = MqttClient::connect(broker.plain_port, "pass-collector-2").await;
-    assert_eq!(collector.subscribe("pass/#", 1).await, 1);
+    let mut collector =
+        MqttClient::subscribed(broker.plain_port, "pass-collector-2", "pass/#").await;
     mote.publish_reliably(Topic::Normal(topic), QoS::AtLeastOnce, false, b"new")
         .await;
-    assert_eq!(
-        collector
-            .recv_on("pass/t", Duration::from_secs(10))
-            .await
-            .payload,
-        b"new"
-    );
+    assert_received(&mut collector, "pass/t", b"new").await;
 }

@@ -1,7 +1,6 @@
 //! The cases of `tests/dtls.rs`, run once per engine (`super::ENGINE`).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
@@ -49,8 +48,36 @@ async fn dtls_gateway(broker: &Mosquitto, link: DtlsConfig) -> Gateway {
     GatewayBuilder::new(broker.port()).dtls(link).start().await
 }
 
+/// A mosquitto, and a gateway on it whose link lists the one mote `ID` (its PSK file in
+/// `dir`), with what `tune` changes in the link first.
+async fn one_mote_gateway(
+    dir: &TempDir,
+    tune: impl FnOnce(&mut DtlsConfig),
+) -> (Mosquitto, Gateway) {
+    let broker = Mosquitto::running().await;
+    let mut link = psk_link(write_psk(dir, &format!("{ID}:{KEY}\n")));
+    tune(&mut link);
+    let gateway = dtls_gateway(&broker, link).await;
+    (broker, gateway)
+}
+
 async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     sn_tests::wait_until(what, WAIT, &mut check).await;
+}
+
+/// Waits until the gateway has completed `count` DTLS handshakes in all.
+async fn wait_for_handshakes(gateway: &Gateway, what: &str, count: u64) {
+    wait_for(what, || {
+        gateway.dtls_stats().endpoint.handshakes_completed >= count
+    })
+    .await;
+}
+
+/// A mosquitto client subscribed to `filter` at QoS 1.
+async fn subscriber(broker: &Mosquitto, client_id: &str, filter: &str) -> MqttClient {
+    let mut subscriber = MqttClient::connect(broker.port(), client_id).await;
+    subscriber.subscribe(filter, 1).await;
+    subscriber
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,13 +280,13 @@ except Exception:
     pass
 "#;
 
-fn mbedtls_mote(dir: &TempDir, gateway: SocketAddr, args: Args) -> Client {
+fn mbedtls_mote(dir: &TempDir, gateway: &Gateway, args: Args) -> Client {
     let script = dir.path("mote.py");
     std::fs::write(&script, MBEDTLS_MOTE).unwrap();
     let mut command = Command::new("python3");
     command
         .arg(&script)
-        .arg(args.json(gateway.port()))
+        .arg(args.json(gateway.dtls_addr().port()))
         .env("PYTHONUNBUFFERED", "1");
     Client::spawn(command)
 }
@@ -273,7 +300,18 @@ struct Args<'a> {
     extra: Vec<(&'a str, &'a str)>,
 }
 
-impl Args<'_> {
+impl<'a> Args<'a> {
+    /// The mote `ID`, with its own key and its identity as client id, playing `scenario`.
+    fn mote(scenario: &'a str, extra: Vec<(&'a str, &'a str)>) -> Self {
+        Args {
+            identity: ID,
+            key: KEY,
+            client_id: ID,
+            scenario,
+            extra,
+        }
+    }
+
     fn json(&self, port: u16) -> String {
         let mut fields = vec![
             ("host".to_string(), "\"127.0.0.1\"".to_string()),
@@ -298,29 +336,23 @@ impl Args<'_> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_mbedtls_psk_mote_publishes_qos1_to_a_mosquitto_subscriber() {
-    require_mbedtls();
-    let broker = Mosquitto::running().await;
-    let dir = TempDir::new("publish");
-    let gateway = dtls_gateway(&broker, psk_link(write_psk(&dir, &format!("{ID}:{KEY}\n")))).await;
-    let mut subscriber = MqttClient::connect(broker.port(), "dtls-sub").await;
-    subscriber.subscribe("dtls/#", 1).await;
-
-    let mut mote = mbedtls_mote(
-        &dir,
-        gateway.dtls_addr(),
-        Args {
-            identity: ID,
-            key: KEY,
-            client_id: ID,
-            scenario: "publish",
-            extra: vec![("topic", "dtls/temperature"), ("payload", "21.5 over dtls")],
-        },
-    );
+/// The `publish` scenario's three answers, each accepted: CONNACK, REGACK, PUBACK.
+async fn expect_publish_accepted(mote: &mut Client) {
     assert_eq!(mote.line("connack").await, "connack 0");
     assert_eq!(mote.line("regack").await, "regack 0");
     assert_eq!(mote.line("puback").await, "puback 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_mbedtls_psk_mote_publishes_qos1_to_a_mosquitto_subscriber() {
+    require_mbedtls();
+    let dir = TempDir::new("publish");
+    let (broker, gateway) = one_mote_gateway(&dir, |_| {}).await;
+    let mut subscriber = subscriber(&broker, "dtls-sub", "dtls/#").await;
+
+    let extra = vec![("topic", "dtls/temperature"), ("payload", "21.5 over dtls")];
+    let mut mote = mbedtls_mote(&dir, &gateway, Args::mote("publish", extra));
+    expect_publish_accepted(&mut mote).await;
     let message = subscriber
         .recv_on("dtls/temperature", Duration::from_secs(10))
         .await;
@@ -336,12 +368,9 @@ async fn python_mbedtls_psk_mote_publishes_qos1_to_a_mosquitto_subscriber() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dtls_socket_gets_the_configured_receive_buffer() {
     require_mbedtls();
-    let broker = Mosquitto::running().await;
     let dir = TempDir::new("rcvbuf");
-    let mut link = psk_link(write_psk(&dir, &format!("{ID}:{KEY}\n")));
     // Below the kernel's default and any rmem_max, so the kernel grants it as it is.
-    link.recv_buffer = 64 << 10;
-    let gateway = dtls_gateway(&broker, link).await;
+    let (_broker, gateway) = one_mote_gateway(&dir, |link| link.recv_buffer = 64 << 10).await;
     let reported = gateway.dtls_recv_buffer();
     if cfg!(target_os = "linux") {
         // Linux reports twice what it granted (the other half is its bookkeeping).
@@ -349,40 +378,22 @@ async fn the_dtls_socket_gets_the_configured_receive_buffer() {
     } else {
         assert_eq!(reported, 64 << 10, "SO_RCVBUF of the DTLS socket");
     }
-    let mut mote = mbedtls_mote(
-        &dir,
-        gateway.dtls_addr(),
-        Args {
-            identity: ID,
-            key: KEY,
-            client_id: ID,
-            scenario: "publish",
-            extra: vec![("topic", "dtls/rcvbuf"), ("payload", "x")],
-        },
-    );
-    assert_eq!(mote.line("connack").await, "connack 0");
-    assert_eq!(mote.line("regack").await, "regack 0");
-    assert_eq!(mote.line("puback").await, "puback 0");
+    let extra = vec![("topic", "dtls/rcvbuf"), ("payload", "x")];
+    let mut mote = mbedtls_mote(&dir, &gateway, Args::mote("publish", extra));
+    expect_publish_accepted(&mut mote).await;
     mote.line("done").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_id_other_than_the_identity_gets_connack_0x03() {
     require_mbedtls();
-    let broker = Mosquitto::running().await;
     let dir = TempDir::new("mismatch");
-    let gateway = dtls_gateway(&broker, psk_link(write_psk(&dir, &format!("{ID}:{KEY}\n")))).await;
-    let mut mote = mbedtls_mote(
-        &dir,
-        gateway.dtls_addr(),
-        Args {
-            identity: ID,
-            key: KEY,
-            client_id: "someone-else",
-            scenario: "publish",
-            extra: vec![("topic", "dtls/x"), ("payload", "x")],
-        },
-    );
+    let (_broker, gateway) = one_mote_gateway(&dir, |_| {}).await;
+    let args = Args {
+        client_id: "someone-else",
+        ..Args::mote("publish", vec![("topic", "dtls/x"), ("payload", "x")])
+    };
+    let mut mote = mbedtls_mote(&dir, &gateway, args);
     mote.line("handshake done").await;
     assert_eq!(mote.line("connack").await, "connack 3");
     // The handshake succeeded: it is the client id the identity may not use.
@@ -392,22 +403,16 @@ async fn a_client_id_other_than_the_identity_gets_connack_0x03() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_key_gets_no_session_and_is_counted() {
     require_mbedtls();
-    let broker = Mosquitto::running().await;
     let dir = TempDir::new("wrongkey");
-    let mut link = psk_link(write_psk(&dir, &format!("{ID}:{KEY}\n")));
-    link.handshake_timeout = Duration::from_secs(1);
-    let gateway = dtls_gateway(&broker, link).await;
-    let _mote = mbedtls_mote(
-        &dir,
-        gateway.dtls_addr(),
-        Args {
-            identity: ID,
-            key: "ffffffffffffffffffffffffffffffff",
-            client_id: ID,
-            scenario: "publish",
-            extra: vec![("topic", "dtls/x"), ("payload", "x")],
-        },
-    );
+    let (_broker, gateway) = one_mote_gateway(&dir, |link| {
+        link.handshake_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let args = Args {
+        key: "ffffffffffffffffffffffffffffffff",
+        ..Args::mote("publish", vec![("topic", "dtls/x"), ("payload", "x")])
+    };
+    let _mote = mbedtls_mote(&dir, &gateway, args);
     // The client's Finished fails to decrypt: libssl drops it without a word and the
     // handshake times out, Mbed TLS fails it at once; either way, since it named a known
     // identity, it is counted as a wrong key.
@@ -424,21 +429,11 @@ async fn a_wrong_key_gets_no_session_and_is_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sleeping_mote_wakes_on_the_same_dtls_session() {
     require_mbedtls();
-    let broker = Mosquitto::running().await;
     let dir = TempDir::new("sleep");
-    let gateway = dtls_gateway(&broker, psk_link(write_psk(&dir, &format!("{ID}:{KEY}\n")))).await;
+    let (broker, gateway) = one_mote_gateway(&dir, |_| {}).await;
     let mut publisher = MqttClient::connect(broker.port(), "dtls-publisher").await;
-    let mut mote = mbedtls_mote(
-        &dir,
-        gateway.dtls_addr(),
-        Args {
-            identity: ID,
-            key: KEY,
-            client_id: ID,
-            scenario: "sleep",
-            extra: vec![("topic", "dtls/cmd")],
-        },
-    );
+    let extra = vec![("topic", "dtls/cmd")];
+    let mut mote = mbedtls_mote(&dir, &gateway, Args::mote("sleep", extra));
     assert_eq!(mote.line("connack").await, "connack 0");
     assert_eq!(mote.line("suback").await, "suback 0");
     mote.line("asleep").await;
@@ -463,27 +458,17 @@ async fn a_sleeping_mote_wakes_on_the_same_dtls_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mote_that_goes_silent_is_lost_and_its_will_published() {
     require_mbedtls();
-    let broker = Mosquitto::running().await;
     let dir = TempDir::new("will");
-    let mut link = psk_link(write_psk(&dir, &format!("{ID}:{KEY}\n")));
-    link.idle_timeout = Duration::from_secs(2);
-    let gateway = dtls_gateway(&broker, link).await;
-    let mut subscriber = MqttClient::connect(broker.port(), "dtls-will-sub").await;
-    subscriber.subscribe("dtls/will/#", 1).await;
-    let mut mote = mbedtls_mote(
-        &dir,
-        gateway.dtls_addr(),
-        Args {
-            identity: ID,
-            key: KEY,
-            client_id: ID,
-            scenario: "will",
-            extra: vec![
-                ("will_topic", "dtls/will/dtls-mote-1"),
-                ("will_message", "mote gone"),
-            ],
-        },
-    );
+    let (broker, gateway) = one_mote_gateway(&dir, |link| {
+        link.idle_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let mut subscriber = subscriber(&broker, "dtls-will-sub", "dtls/will/#").await;
+    let extra = vec![
+        ("will_topic", "dtls/will/dtls-mote-1"),
+        ("will_message", "mote gone"),
+    ];
+    let mut mote = mbedtls_mote(&dir, &gateway, Args::mote("will", extra));
     assert_eq!(mote.line("connack").await, "connack 0");
     mote.line("vanishing").await;
     // Silent past the idle timeout (its keep-alive of 60 s is far off): the DTLS link
@@ -498,47 +483,71 @@ async fn a_mote_that_goes_silent_is_lost_and_its_will_published() {
 // ---------------------------------------------------------------------------------------------
 // openssl s_client, fed MQTT-SN bytes
 
-fn s_client(port: u16, extra: &[&str]) -> Client {
-    let connect = format!("127.0.0.1:{port}");
+/// s_client reads its stdin as bytes to send, never as commands, and stays up at its end.
+const QUIET: &[&str] = &["-quiet", "-ign_eof"];
+
+/// `openssl s_client -dtls1_2` to the gateway's DTLS link: `input` says how it treats its
+/// stdin, `auth` how it authenticates.
+fn s_client(gateway: &Gateway, input: &[&str], auth: &[&str]) -> Client {
+    let connect = format!("127.0.0.1:{}", gateway.dtls_addr().port());
     let mut command = Command::new("openssl");
     command
-        .args([
-            "s_client", "-dtls1_2", "-connect", &connect, "-mtu", "1200", "-quiet", "-ign_eof",
-        ])
-        .args(extra);
+        .args(["s_client", "-dtls1_2", "-connect", &connect, "-mtu", "1200"])
+        .args(input)
+        .args(auth);
     Client::spawn(command)
 }
 
-/// MQTT-SN CONNECT (clean session, keep-alive 60 s) for `client_id`.
-fn connect_packet(client_id: &str) -> Vec<u8> {
-    let mut p = vec![0, 0x04, 0x04, 0x01, 0, 60];
-    p.extend_from_slice(client_id.as_bytes());
+/// s_client's options for the PSK `KEY` under `identity`.
+fn psk_auth(identity: &str) -> [&str; 6] {
+    [
+        "-psk",
+        KEY,
+        "-psk_identity",
+        identity,
+        "-cipher",
+        "PSK-AES128-CCM8",
+    ]
+}
+
+/// An MQTT-SN packet of the one-byte length form: length, `kind`, `body`.
+fn packet(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![0, kind];
+    p.extend_from_slice(body);
     p[0] = u8::try_from(p.len()).unwrap();
     p
+}
+
+/// MQTT-SN CONNECT (clean session, keep-alive 60 s) for `client_id`, with the Will flag if
+/// `will`.
+fn connect_packet(client_id: &str, will: bool) -> Vec<u8> {
+    let flags = if will { 0x0C } else { 0x04 };
+    packet(
+        0x04,
+        &[&[flags, 0x01, 0, 60], client_id.as_bytes()].concat(),
+    )
 }
 
 /// A QoS 1 PUBLISH to the short topic `ab` with message id 1.
 fn short_publish(topic: [u8; 2], payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0, 0x0C, 0x22, topic[0], topic[1], 0, 1];
-    p.extend_from_slice(payload);
-    p[0] = u8::try_from(p.len()).unwrap();
-    p
+    packet(0x0C, &[&[0x22, topic[0], topic[1], 0, 1], payload].concat())
 }
+
+/// CONNACK, accepted.
+const CONNACK_ACCEPTED: &[u8] = &[3, 0x05, 0x00];
+/// PUBACK, accepted, of `short_publish(*b"sc", ..)`.
+const PUBACK_SC: &[u8] = &[7, 0x0D, b's', b'c', 0, 1, 0x00];
 
 /// CONNECT, CONNACK 0x00, a QoS 1 PUBLISH on a short topic, PUBACK 0x00, and the message
 /// at a mosquitto subscriber.
 async fn s_client_publishes(gateway: &Gateway, broker: &Mosquitto, client: &mut Client, id: &str) {
-    let mut subscriber = MqttClient::connect(broker.port(), "s-client-sub").await;
-    subscriber.subscribe("sc", 1).await;
-    wait_for("the handshake", || {
-        gateway.dtls_stats().endpoint.handshakes_completed >= 1
-    })
-    .await;
+    let mut subscriber = subscriber(broker, "s-client-sub", "sc").await;
+    wait_for_handshakes(gateway, "the handshake", 1).await;
     // Each write reaches s_client as one read, and so leaves as one DTLS record.
-    client.write(&connect_packet(id));
-    client.expect(&[3, 0x05, 0x00]).await;
+    client.write(&connect_packet(id, false));
+    client.expect(CONNACK_ACCEPTED).await;
     client.write(&short_publish(*b"sc", b"from s_client"));
-    client.expect(&[7, 0x0D, b's', b'c', 0, 1, 0x00]).await;
+    client.expect(PUBACK_SC).await;
     let message = subscriber.recv_on("sc", Duration::from_secs(10)).await;
     assert_eq!(message.text(), "from s_client");
 }
@@ -546,20 +555,9 @@ async fn s_client_publishes(gateway: &Gateway, broker: &Mosquitto, client: &mut 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s_client_with_a_psk_connects_and_publishes() {
     require_openssl();
-    let broker = Mosquitto::running().await;
     let dir = TempDir::new("sclient-psk");
-    let gateway = dtls_gateway(&broker, psk_link(write_psk(&dir, &format!("{ID}:{KEY}\n")))).await;
-    let mut client = s_client(
-        gateway.dtls_addr().port(),
-        &[
-            "-psk",
-            KEY,
-            "-psk_identity",
-            ID,
-            "-cipher",
-            "PSK-AES128-CCM8",
-        ],
-    );
+    let (broker, gateway) = one_mote_gateway(&dir, |_| {}).await;
+    let mut client = s_client(&gateway, QUIET, &psk_auth(ID));
     s_client_publishes(&gateway, &broker, &mut client, ID).await;
 }
 
@@ -580,7 +578,8 @@ async fn s_client_with_a_certificate_connects_and_publishes() {
     let key = dir.path("mote-42.key");
     let ca = dir.path("ca.pem");
     let mut client = s_client(
-        gateway.dtls_addr().port(),
+        &gateway,
+        QUIET,
         &[
             "-cert",
             cert.to_str().unwrap(),
@@ -604,41 +603,18 @@ async fn a_reloaded_psk_file_admits_a_new_mote_and_keeps_the_connected_one() {
     let dir = TempDir::new("reload");
     let psk = write_psk(&dir, &format!("{ID}:{KEY}\n"));
     let gateway = dtls_gateway(&broker, psk_link(psk.clone())).await;
-    let mut first = s_client(
-        gateway.dtls_addr().port(),
-        &[
-            "-psk",
-            KEY,
-            "-psk_identity",
-            ID,
-            "-cipher",
-            "PSK-AES128-CCM8",
-        ],
-    );
+    let mut first = s_client(&gateway, QUIET, &psk_auth(ID));
     s_client_publishes(&gateway, &broker, &mut first, ID).await;
 
     std::fs::write(&psk, format!("{ID}:{KEY}\nnew-mote:{KEY}\n")).unwrap();
     gateway.reload_psk_files();
-    let mut second = s_client(
-        gateway.dtls_addr().port(),
-        &[
-            "-psk",
-            KEY,
-            "-psk_identity",
-            "new-mote",
-            "-cipher",
-            "PSK-AES128-CCM8",
-        ],
-    );
-    wait_for("the new mote's handshake", || {
-        gateway.dtls_stats().endpoint.handshakes_completed >= 2
-    })
-    .await;
-    second.write(&connect_packet("new-mote"));
-    second.expect(&[3, 0x05, 0x00]).await;
+    let mut second = s_client(&gateway, QUIET, &psk_auth("new-mote"));
+    wait_for_handshakes(&gateway, "the new mote's handshake", 2).await;
+    second.write(&connect_packet("new-mote", false));
+    second.expect(CONNACK_ACCEPTED).await;
     // The first mote's DTLS session and MQTT-SN session survived the reload.
     first.write(&short_publish(*b"sc", b"still here"));
-    first.expect(&[7, 0x0D, b's', b'c', 0, 1, 0x00]).await;
+    first.expect(PUBACK_SC).await;
     assert_eq!(gateway.dtls_stats().connections, 2);
 }
 
@@ -646,45 +622,15 @@ async fn a_reloaded_psk_file_admits_a_new_mote_and_keeps_the_connected_one() {
 /// (which implies `-ign_eof`), it sends close_notify when its stdin closes; `-nocommands`
 /// keeps it from reading a `Q` or `R` in the bytes as a command.
 async fn s_client_will_mote(gateway: &Gateway, identity: &str, topic: &str) -> Client {
-    let port = gateway.dtls_addr().port().to_string();
-    let connect = format!("127.0.0.1:{port}");
-    let mut command = Command::new("openssl");
-    command.args([
-        "s_client",
-        "-dtls1_2",
-        "-connect",
-        &connect,
-        "-mtu",
-        "1200",
-        "-nocommands",
-        "-psk",
-        KEY,
-        "-psk_identity",
-        identity,
-        "-cipher",
-        "PSK-AES128-CCM8",
-    ]);
-    let mut client = Client::spawn(command);
-    let mut connect = vec![0, 0x04, 0x0C, 0x01, 0, 60];
-    connect.extend_from_slice(identity.as_bytes());
-    connect[0] = u8::try_from(connect.len()).unwrap();
+    let mut client = s_client(gateway, &["-nocommands"], &psk_auth(identity));
     let before = gateway.dtls_stats().endpoint.handshakes_completed;
-    wait_for("the handshake", || {
-        gateway.dtls_stats().endpoint.handshakes_completed > before
-    })
-    .await;
-    client.write(&connect);
+    wait_for_handshakes(gateway, "the handshake", before + 1).await;
+    client.write(&connect_packet(identity, true));
     client.expect(&[2, 0x06]).await;
-    let mut will_topic = vec![0, 0x07, 0x20];
-    will_topic.extend_from_slice(topic.as_bytes());
-    will_topic[0] = u8::try_from(will_topic.len()).unwrap();
-    client.write(&will_topic);
+    client.write(&packet(0x07, &[&[0x20], topic.as_bytes()].concat()));
     client.expect(&[2, 0x08]).await;
-    let mut will_message = vec![0, 0x09];
-    will_message.extend_from_slice(b"mote gone");
-    will_message[0] = u8::try_from(will_message.len()).unwrap();
-    client.write(&will_message);
-    client.expect(&[3, 0x05, 0x00]).await;
+    client.write(&packet(0x09, b"mote gone"));
+    client.expect(CONNACK_ACCEPTED).await;
     client
 }
 
@@ -695,8 +641,7 @@ async fn a_close_notify_without_disconnect_is_a_lost_mote_and_after_disconnect_i
     let dir = TempDir::new("close");
     let psk = write_psk(&dir, &format!("{ID}:{KEY}\nclean-mote:{KEY}\n"));
     let gateway = dtls_gateway(&broker, psk_link(psk)).await;
-    let mut subscriber = MqttClient::connect(broker.port(), "dtls-close-sub").await;
-    subscriber.subscribe("dtls/close/#", 1).await;
+    let mut subscriber = subscriber(&broker, "dtls-close-sub", "dtls/close/#").await;
 
     // A clean DISCONNECT, then close_notify: no Will.
     let mut clean = s_client_will_mote(&gateway, "clean-mote", "dtls/close/clean").await;

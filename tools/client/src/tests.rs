@@ -60,6 +60,43 @@ impl Script {
         std::iter::from_fn(|| self.client.poll_event()).collect()
     }
 
+    /// The messages among the events, in order (the other events are dropped).
+    fn messages(&mut self) -> Vec<Message> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Message(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// At 0.1 s the gateway sends a QoS 2 PUBLISH with `msg_id` on the short topic `ab`; the
+    /// client PUBRECs it and reports it. No PUBREL follows.
+    fn take_qos2_without_pubrel(&mut self, msg_id: u16) {
+        let qos2 = publish(PublishTopic::Short(*b"ab"), QoS::ExactlyOnce, msg_id, false);
+        self.give(0.1, &qos2);
+        self.sent();
+        self.events();
+    }
+
+    /// At 1 s the gateway's new session sends a QoS 2 message with `msg_id` on `ab`: the
+    /// client takes it as a new message, not as a repeat of the one it held.
+    fn expect_a_new_message_with(&mut self, msg_id: u16) {
+        let other = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            topic: PublishTopic::Short(*b"ab"),
+            msg_id,
+            data: b"new",
+        });
+        self.give(1.0, &other);
+        let messages = self.messages();
+        assert_eq!(messages.len(), 1);
+        assert!(!messages[0].repeat, "a new message of the new session");
+    }
+
     fn feed(&mut self, secs: f64, packet: &Packet<'_>) -> Received {
         let now = self.at(secs);
         self.client.handle_datagram(now, &bytes(packet))
@@ -565,14 +602,7 @@ fn received_publishes_are_acknowledged_at_their_qos() {
     assert_eq!(s.sent(), vec![pubrec.clone(), pubrec]);
     s.give(0.3, &Packet::PubRel { msg_id: 9 });
     assert_eq!(s.sent(), vec![bytes(&Packet::PubComp { msg_id: 9 })]);
-    let messages: Vec<Message> = s
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Message(m) => Some(m),
-            _ => None,
-        })
-        .collect();
+    let messages = s.messages();
     assert_eq!(messages.len(), 3);
     assert_eq!(messages[0].topic_name.as_deref(), Some("pre/one"));
     assert_eq!(messages[1].topic_name.as_deref(), Some("ab"));
@@ -838,31 +868,10 @@ fn publish_with_a_chosen_msg_id() {
 fn seed_144_a_clean_session_forgets_msgids_awaiting_their_pubrel() {
     let mut s = Script::new();
     s.connect(60);
-    let qos2 = publish(PublishTopic::Short(*b"ab"), QoS::ExactlyOnce, 72, false);
-    s.give(0.1, &qos2);
-    s.sent();
-    s.events();
+    s.take_qos2_without_pubrel(72);
     // No PUBREL: the gateway is gone. The client starts a clean session.
     s.connect(60);
-    let other = Packet::Publish(Publish {
-        dup: false,
-        qos: QoS::ExactlyOnce,
-        retain: false,
-        topic: PublishTopic::Short(*b"ab"),
-        msg_id: 72,
-        data: b"new",
-    });
-    s.give(1.0, &other);
-    let messages: Vec<Message> = s
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Message(m) => Some(m),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(messages.len(), 1);
-    assert!(!messages[0].repeat, "a new message of the new session");
+    s.expect_a_new_message_with(72);
 }
 
 /// Found by the gateway simulation (sim/, seed 14000856284022276952): a QoS 2 PUBLISH of a
@@ -874,37 +883,13 @@ fn seed_144_a_clean_session_forgets_msgids_awaiting_their_pubrel() {
 fn seed_14000856284022276952_a_clean_sessions_msgids_do_not_outlive_it() {
     let mut s = Script::new();
     s.connect(60);
-    let qos2 = publish(PublishTopic::Short(*b"ab"), QoS::ExactlyOnce, 3, false);
-    s.give(0.1, &qos2);
-    s.sent();
-    s.events();
+    s.take_qos2_without_pubrel(3);
     // No PUBREL: the gateway gave up and said so. The client comes back asking to keep
     // its session.
-    s.give(
-        0.2,
-        &Packet::Disconnect(sn_codec::v12::Disconnect { duration: None }),
-    );
+    s.give(0.2, &Packet::Disconnect(Disconnect { duration: None }));
     s.events();
     s.connect_keeping_session(60);
-    let other = Packet::Publish(Publish {
-        dup: false,
-        qos: QoS::ExactlyOnce,
-        retain: false,
-        topic: PublishTopic::Short(*b"ab"),
-        msg_id: 3,
-        data: b"new",
-    });
-    s.give(1.0, &other);
-    let messages: Vec<Message> = s
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Message(m) => Some(m),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(messages.len(), 1);
-    assert!(!messages[0].repeat, "a new message of the new session");
+    s.expect_a_new_message_with(3);
 }
 
 /// The other side of seed 14000856284022276952: a CleanSession=1 session that sleeps is still
@@ -914,30 +899,17 @@ fn seed_14000856284022276952_a_clean_sessions_msgids_do_not_outlive_it() {
 fn a_sleeping_clean_session_keeps_msgids_awaiting_their_pubrel() {
     let mut s = Script::new();
     s.connect(60);
-    let qos2 = publish(PublishTopic::Short(*b"ab"), QoS::ExactlyOnce, 3, false);
-    s.give(0.1, &qos2);
-    s.sent();
-    s.events();
+    s.take_qos2_without_pubrel(3);
     s.client.sleep(s.at(0.2), 100).unwrap();
     s.sent();
-    s.give(
-        0.3,
-        &Packet::Disconnect(sn_codec::v12::Disconnect { duration: None }),
-    );
+    s.give(0.3, &Packet::Disconnect(Disconnect { duration: None }));
     s.events();
     s.connect_keeping_session(60);
     s.give(
         1.0,
         &publish(PublishTopic::Short(*b"ab"), QoS::ExactlyOnce, 3, true),
     );
-    let repeats: Vec<bool> = s
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Message(m) => Some(m.repeat),
-            _ => None,
-        })
-        .collect();
+    let repeats: Vec<bool> = s.messages().iter().map(|m| m.repeat).collect();
     assert_eq!(
         repeats,
         vec![true],
