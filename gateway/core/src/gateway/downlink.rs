@@ -114,7 +114,15 @@ impl Gateway {
                 (Some(index), _) => Some(index),
                 // The arriving QoS 0 message is the cheapest loss.
                 (None, _) if delivery.qos == MqttQoS::AtMostOnce => None,
-                (None, QueueOverflow::DropOldest) => Some(0),
+                // The oldest not yet sent: a message already sent (its exchange abandoned
+                // when the client slept, reconnected or was lost, so it waits at the front
+                // to go again with its MsgId and DUP) may still reach the client, from the
+                // radio or the store gate. Dropping it and sending the next ones would let
+                // that copy arrive after them, out of order; it keeps its place as the
+                // message in flight does. With nothing else queued, the arriving one goes.
+                (None, QueueOverflow::DropOldest) => {
+                    session.queue.iter().position(|d| d.sent_as.is_none())
+                }
                 (None, QueueOverflow::DropNew) => None,
             };
             match victim.and_then(|index| session.queue.remove(index)) {
