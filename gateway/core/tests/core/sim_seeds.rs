@@ -489,3 +489,45 @@ fn seed_2784978412893464590_drop_oldest_keeps_a_message_sent_to_a_lost_client() 
     assert_eq!(order[0].1, first[0].msg_id, "A with its MsgId");
     assert!(order[0].2, "and DUP");
 }
+
+#[test]
+fn seed_2_a_qos2_publish_refused_for_its_topic_id_goes_again_with_its_msgid() {
+    // `--seed 2 --motes 2000 --minutes 120`: the mote subscribed to a topic name; the
+    // gateway gave the topic an id in the SUBACK and sent a QoS 2 message with it. The
+    // radio lost that PUBLISH and delivered its retransmission before the SUBACK: the mote
+    // answered PUBACK "invalid topic ID". A second retransmission, already sent, arrived
+    // after the SUBACK and was taken (PUBREC). The gateway registered the topic and sent the
+    // message as a new exchange, new MsgId, no DUP: the mote delivered it twice.
+    let mut h = Harness::new();
+    let m = peer(1000);
+    h.connect(m, "m1", false, 600);
+    subscribe(&mut h, m, "t", QoS::ExactlyOnce);
+    h.message("t", b"x", MqttQoS::ExactlyOnce, false);
+    let first = publishes(&packets(&mut h, m));
+    assert_eq!(first.len(), 1);
+    let (msg_id, topic_id) = match first[0].topic {
+        PublishTopic::Normal(id) => (first[0].msg_id, id),
+        other => panic!("{other:?}"),
+    };
+    // The retransmission goes out before the refusal of the first copy arrives.
+    h.advance(std::time::Duration::from_secs(11));
+    let again = publishes(&packets(&mut h, m));
+    assert_eq!(again.len(), 1, "retransmitted");
+    h.send(
+        m,
+        Packet::PubAck(sn_codec::v12::PubAck {
+            topic_id,
+            msg_id,
+            return_code: sn_codec::v12::ReturnCode::InvalidTopicId,
+        }),
+    );
+    // The retransmission was taken.
+    h.send(m, Packet::PubRec { msg_id });
+    let resent = publishes(&collect(&mut h, m));
+    assert_eq!(resent.len(), 1, "sent again after the REGISTER");
+    assert_eq!(resent[0].msg_id, msg_id, "with its MsgId");
+    assert!(
+        resent[0].dup,
+        "and DUP: a repeat to a client that took a copy"
+    );
+}
