@@ -123,7 +123,12 @@ impl SimConfig {
                 &[4096 * motes.max(1), 64 * 1024 * 1024],
                 4096 * motes.max(1),
             ),
-            max_state_bytes: 1024 * 1024,
+            // At least 5 KiB a mote (half of it for the open policy's sessions): what
+            // every run up to 200 motes had (1 MiB) and never reached. A topic id refused at
+            // this limit drops the delivery that needed it, counted (`state_full`) but not
+            // reported per session, so the oracle could not tell it from a loss; the limit
+            // itself is still checked after every turn (rule 6).
+            max_state_bytes: (motes * 5 * 1024).max(1024 * 1024),
             max_sleep_duration: Duration::from_secs(3600),
             // Motes come back from new addresses (NAT rebinding, NB-IoT).
             roaming: true,

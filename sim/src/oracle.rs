@@ -70,6 +70,8 @@ pub struct Oracle {
     remote_last_seq: HashMap<u32, u32>,
     /// Messages owed to motes: (mote, uid, session).
     owed: Vec<(usize, u64, u64)>,
+    /// When `owed` is next pruned of what can no longer be missing (its length then).
+    prune_owed_at: usize,
     /// Extra QoS 2 receipts at the broker allowed because the radio delivered a stale copy
     /// of the mote's PUBLISH.
     copies: HashMap<(Option<usize>, u64), u32>,
@@ -449,6 +451,24 @@ impl Oracle {
                 self.stats.owed += 1;
             }
         }
+        if self.owed.len() >= self.prune_owed_at {
+            self.prune_owed();
+        }
+    }
+
+    /// Drops from `owed` what `final_check` would skip whatever happens later: a message
+    /// the mote received (receipts are never forgotten), or one owed to a session that has
+    /// ended (session numbers only grow) or lost messages at a limit (that lasts until the
+    /// session ends). A 5,000-mote run owes millions of messages; kept whole they were most
+    /// of its memory.
+    fn prune_owed(&mut self) {
+        let motes = &self.motes;
+        self.owed.retain(|(i, uid, session)| {
+            motes
+                .get(*i)
+                .is_some_and(|m| m.session == *session && !m.lossy && !m.received.contains_key(uid))
+        });
+        self.prune_owed_at = (self.owed.len() * 2).max(1 << 16);
     }
 
     /// The remote broker accepted a message from the gateway on connection `conn`.

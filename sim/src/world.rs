@@ -380,18 +380,21 @@ impl World {
             if let Destination::Unicast(addr) = transmit.destination {
                 let arrivals = radio::arrivals(&mut self.rng, now, &self.downlink_faults);
                 if let Some(filter) = &self.trace {
-                    if arrivals.is_empty()
-                        && (filter == "all"
-                            || filter.strip_prefix("mote").is_some_and(|n| {
-                                format!("{addr}").starts_with(&format!("10.0.0.{n}:"))
-                            }))
-                    {
+                    // Every datagram when it leaves the gateway (the store gate has let it
+                    // out), with how many copies the radio will deliver: arrivals alone
+                    // hide what was sent when, and what was lost.
+                    let who = mote_of(addr)
+                        .map(|i| format!("mote{i}"))
+                        .unwrap_or_default();
+                    if filter == "all" || *filter == who {
                         let p = sn_codec::v12::Packet::decode(&bytes)
                             .map(|p| format!("{p:?}"))
                             .unwrap_or_default();
                         eprintln!(
-                            "{:>10.3} LOST     <- gw {p} to {addr}",
-                            self.clock.elapsed().as_secs_f64()
+                            "{:>10.3} #{} {who:>8}    gw=> {p} to {addr}, {} copies",
+                            self.clock.elapsed().as_secs_f64(),
+                            self.oracle.tick,
+                            arrivals.len()
                         );
                     }
                 }
@@ -562,13 +565,7 @@ impl World {
 
     /// The mote an address belongs to (10.x.y.z: mote x.y.z), whatever its port.
     fn mote_at(&self, addr: PeerAddr) -> Option<usize> {
-        let PeerAddr::Ip(sock) = addr else {
-            return None;
-        };
-        let std::net::IpAddr::V4(ip) = sock.ip() else {
-            return None;
-        };
-        usize::try_from(u32::from(ip) & 0x00FF_FFFF).ok()
+        mote_of(addr)
     }
 
     fn arrive_at_mote(&mut self, addr: PeerAddr, bytes: &[u8]) {
@@ -764,6 +761,17 @@ fn next_seq(sent: &mut HashMap<PeerAddr, u64>, addr: PeerAddr) -> u64 {
     let n = sent.entry(addr).or_insert(0);
     *n += 1;
     *n
+}
+
+/// The mote an address belongs to (10.x.y.z: mote x.y.z), whatever its port.
+fn mote_of(addr: PeerAddr) -> Option<usize> {
+    let PeerAddr::Ip(sock) = addr else {
+        return None;
+    };
+    let std::net::IpAddr::V4(ip) = sock.ip() else {
+        return None;
+    };
+    usize::try_from(u32::from(ip) & 0x00FF_FFFF).ok()
 }
 
 /// The mote index of a client id `moteN`.

@@ -130,7 +130,10 @@ impl Default for CoreConfig {
 /// or `"drop-new"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueOverflow {
-    /// Drop the oldest queued message: the client gets the newest data.
+    /// Drop the oldest queued message: the client gets the newest data. A message already
+    /// sent to the client and waiting to go again (its exchange abandoned by a sleep or a
+    /// reconnection) is not dropped: a copy of it may still reach the client, and must not
+    /// arrive after the messages that follow it.
     DropOldest,
     /// Drop the arriving message: the client gets an unbroken run from when it stopped
     /// receiving.

@@ -114,7 +114,15 @@ impl Gateway {
                 (Some(index), _) => Some(index),
                 // The arriving QoS 0 message is the cheapest loss.
                 (None, _) if delivery.qos == MqttQoS::AtMostOnce => None,
-                (None, QueueOverflow::DropOldest) => Some(0),
+                // The oldest not yet sent: a message already sent (its exchange abandoned
+                // when the client slept, reconnected or was lost, so it waits at the front
+                // to go again with its MsgId and DUP) may still reach the client, from the
+                // radio or the store gate. Dropping it and sending the next ones would let
+                // that copy arrive after them, out of order; it keeps its place as the
+                // message in flight does. With nothing else queued, the arriving one goes.
+                (None, QueueOverflow::DropOldest) => {
+                    session.queue.iter().position(|d| d.sent_as.is_none())
+                }
                 (None, QueueOverflow::DropNew) => None,
             };
             match victim.and_then(|index| session.queue.remove(index)) {
@@ -436,7 +444,7 @@ impl Gateway {
             return;
         };
         let in_flight = session.in_flight.take();
-        let (delivery, topic_id) = match in_flight {
+        let (delivery, topic_id, msg_id) = match in_flight {
             // An error PUBACK ends a QoS 2 exchange too (v1.2 §6.7).
             Some(crate::session::InFlight {
                 what:
@@ -447,7 +455,7 @@ impl Gateway {
                         stage: PublishStage::Published,
                     },
                 ..
-            }) if msg_id == puback.msg_id => (delivery, topic_id),
+            }) if msg_id == puback.msg_id => (delivery, topic_id, msg_id),
             other => {
                 session.in_flight = other;
                 // An error PUBACK for a QoS 0 PUBLISH: the client has forgotten the id.
@@ -468,8 +476,13 @@ impl Gateway {
                 session.topics.mark_unknown(topic_id);
                 session.queue.push_front(Delivery {
                     reregistered: true,
-                    // The client refused it: a new exchange.
-                    sent_as: None,
+                    // Sent again with its MsgId and DUP: the refusal answers one copy, and a
+                    // retransmission sent before it arrived may have reached the client
+                    // after it learnt the id (from a SUBACK the radio delivered late) and
+                    // been taken. A client holding that QoS 2 MsgId then sees a repeat, not
+                    // a new message to deliver twice; one that refused every copy sees a
+                    // message it does not hold, and takes it once.
+                    sent_as: Some(msg_id),
                     ..delivery
                 });
             }

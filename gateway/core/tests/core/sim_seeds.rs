@@ -6,7 +6,9 @@ use sn_codec::v12::{
     Connect, Disconnect, Packet, Publish, PublishTopic, Register, Subscribe, SubscribeTopic,
 };
 use sn_codec::QoS;
-use sn_core::{BrokerCommand, BrokerEvent, CoreConfig, DeliveryId, Destination, MqttQoS, Peer};
+use sn_core::{
+    BrokerCommand, BrokerEvent, CoreConfig, DeliveryId, Destination, MqttQoS, Peer, QueueOverflow,
+};
 
 use crate::harness::{peer, Harness};
 use crate::persist::{restart, FakeStore};
@@ -380,4 +382,152 @@ fn seed_15458902360647533030_a_connected_clients_queue_moves_after_a_restart() {
         }
     }
     assert_eq!(got, vec![b"A".to_vec(), b"B".to_vec()]);
+}
+
+/// Wakes or reconnects `m` and then acknowledges every PUBLISH the gateway sends, answering
+/// its REGISTERs: what it delivered, in order, with MsgId and DUP.
+fn drain_publishes(h: &mut Harness, m: Peer, wake: Packet<'_>) -> Vec<(Vec<u8>, u16, bool)> {
+    h.send(m, wake);
+    let mut order = Vec::new();
+    loop {
+        let sent = publishes(&collect(h, m));
+        let Some(p) = sent.first() else {
+            return order;
+        };
+        order.push((p.data.to_vec(), p.msg_id, p.dup));
+        h.send(
+            m,
+            Packet::PubAck(sn_codec::v12::PubAck {
+                topic_id: match p.topic {
+                    PublishTopic::Normal(id) | PublishTopic::Predefined(id) => id,
+                    _ => 0,
+                },
+                msg_id: p.msg_id,
+                return_code: sn_codec::v12::ReturnCode::Accepted,
+            }),
+        );
+    }
+}
+
+#[test]
+fn seed_5774334240319897551_drop_oldest_keeps_a_message_already_sent() {
+    // The mote was sent message A, and then went to sleep (or was lost, or reconnected)
+    // before acknowledging it: A went back to the front of the queue, to go again with its
+    // MsgId and DUP. Its datagram may still be on the way (in the radio, or held by the
+    // store gate while writes fail, as in the seed's run). Messages B and C then overflow
+    // the queue. Dropping A (the oldest) and sending B and C would let the late copy of A
+    // reach the mote after B: out of order on one topic in one session. A keeps its place
+    // as a message in flight does; B (the oldest not yet sent) gives way.
+    let mut h = Harness::with_config(CoreConfig {
+        max_queued_per_session: 2,
+        queue_overflow: QueueOverflow::DropOldest,
+        ..CoreConfig::default()
+    });
+    let m = peer(1000);
+    h.connect(m, "m1", false, 600);
+    subscribe(&mut h, m, "t", QoS::AtLeastOnce);
+    h.message("t", b"A", MqttQoS::AtLeastOnce, false);
+    let first = publishes(&collect(&mut h, m));
+    assert_eq!(first.len(), 1, "A in flight");
+    assert_eq!(first[0].data, b"A");
+    h.send(m, Packet::Disconnect(Disconnect { duration: Some(60) }));
+    h.drain();
+    for payload in [&b"B"[..], b"C"] {
+        h.message("t", payload, MqttQoS::AtLeastOnce, false);
+    }
+    assert_eq!(h.gw.session_info("m1").unwrap().queued, 2);
+    // Waking: A goes first, as the same message (MsgId, DUP), then C.
+    let order = drain_publishes(&mut h, m, Packet::PingReq { client_id: b"m1" });
+    let payloads: Vec<&[u8]> = order.iter().map(|(d, _, _)| d.as_slice()).collect();
+    assert_eq!(
+        payloads,
+        vec![&b"A"[..], b"C"],
+        "A kept and first, B dropped"
+    );
+    assert_eq!(order[0].1, first[0].msg_id, "A with its MsgId");
+    assert!(order[0].2, "and DUP");
+}
+
+#[test]
+fn seed_2784978412893464590_drop_oldest_keeps_a_message_sent_to_a_lost_client() {
+    // The run's path: the mote woke, the gateway sent it A, and (its datagrams held while
+    // store writes failed) ran out of retries and declared it lost. A waits at the front
+    // of the offline session's queue; B and C overflow it; the mote reconnects. The copies
+    // of A sent before it was lost may still arrive, so A must go before C, not be dropped.
+    let mut h = Harness::with_config(CoreConfig {
+        max_queued_per_session: 2,
+        queue_overflow: QueueOverflow::DropOldest,
+        ..CoreConfig::default()
+    });
+    let m = peer(1000);
+    h.connect(m, "m1", false, 600);
+    subscribe(&mut h, m, "t", QoS::AtLeastOnce);
+    h.message("t", b"A", MqttQoS::AtLeastOnce, false);
+    let first = publishes(&collect(&mut h, m));
+    assert_eq!(first.len(), 1, "A in flight");
+    // No answer: retransmissions, then the client is lost.
+    for _ in 0..40 {
+        h.advance(std::time::Duration::from_secs(30));
+    }
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| matches!(e, sn_core::Event::Lost { .. })),
+        "the client is lost"
+    );
+    h.drain();
+    for payload in [&b"B"[..], b"C"] {
+        h.message("t", payload, MqttQoS::AtLeastOnce, false);
+    }
+    let order = drain_publishes(&mut h, m, connect("m1", false));
+    let payloads: Vec<&[u8]> = order.iter().map(|(d, _, _)| d.as_slice()).collect();
+    assert_eq!(
+        payloads,
+        vec![&b"A"[..], b"C"],
+        "A kept and first, B dropped"
+    );
+    assert_eq!(order[0].1, first[0].msg_id, "A with its MsgId");
+    assert!(order[0].2, "and DUP");
+}
+
+#[test]
+fn seed_2_a_qos2_publish_refused_for_its_topic_id_goes_again_with_its_msgid() {
+    // `--seed 2 --motes 2000 --minutes 120`: the mote subscribed to a topic name; the
+    // gateway gave the topic an id in the SUBACK and sent a QoS 2 message with it. The
+    // radio lost that PUBLISH and delivered its retransmission before the SUBACK: the mote
+    // answered PUBACK "invalid topic ID". A second retransmission, already sent, arrived
+    // after the SUBACK and was taken (PUBREC). The gateway registered the topic and sent the
+    // message as a new exchange, new MsgId, no DUP: the mote delivered it twice.
+    let mut h = Harness::new();
+    let m = peer(1000);
+    h.connect(m, "m1", false, 600);
+    subscribe(&mut h, m, "t", QoS::ExactlyOnce);
+    h.message("t", b"x", MqttQoS::ExactlyOnce, false);
+    let first = publishes(&packets(&mut h, m));
+    assert_eq!(first.len(), 1);
+    let (msg_id, topic_id) = match first[0].topic {
+        PublishTopic::Normal(id) => (first[0].msg_id, id),
+        other => panic!("{other:?}"),
+    };
+    // The retransmission goes out before the refusal of the first copy arrives.
+    h.advance(std::time::Duration::from_secs(11));
+    let again = publishes(&packets(&mut h, m));
+    assert_eq!(again.len(), 1, "retransmitted");
+    h.send(
+        m,
+        Packet::PubAck(sn_codec::v12::PubAck {
+            topic_id,
+            msg_id,
+            return_code: sn_codec::v12::ReturnCode::InvalidTopicId,
+        }),
+    );
+    // The retransmission was taken.
+    h.send(m, Packet::PubRec { msg_id });
+    let resent = publishes(&collect(&mut h, m));
+    assert_eq!(resent.len(), 1, "sent again after the REGISTER");
+    assert_eq!(resent[0].msg_id, msg_id, "with its MsgId");
+    assert!(
+        resent[0].dup,
+        "and DUP: a repeat to a client that took a copy"
+    );
 }
