@@ -985,6 +985,8 @@ mod tests {
     use sn_config::BrokerConfig;
     use tokio::io::{AsyncReadExt, DuplexStream, ReadBuf};
 
+    use crate::core::UplinkPublish;
+
     /// A stream that counts the writes that took bytes.
     struct Counting {
         inner: DuplexStream,
@@ -1246,6 +1248,260 @@ mod tests {
         assert!(matches!(task.await.unwrap(), End::Shutdown));
         // Nothing more reached the core.
         assert!(events_rx.try_recv().is_err(), "a resend reached the core");
+    }
+
+    /// What a link keeps across its connections, moved into a connection's task and back.
+    struct LinkState {
+        rx: mpsc::UnboundedReceiver<BrokerCommand>,
+        events: mpsc::Sender<BrokerEvent>,
+        config: BrokerLinkConfig,
+        inbound: Inbound,
+        outbound: Outbound,
+    }
+
+    /// Runs one connection over a new in-memory stream; the other end is the broker's.
+    fn connect(mut link: LinkState) -> (DuplexStream, tokio::task::JoinHandle<(End, LinkState)>) {
+        let (ours, broker) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(async move {
+            let queued = AtomicUsize::new(0);
+            let connection = Connection::new(&link.config, BytesMut::new(), &link.outbound);
+            let end = connection
+                .run(
+                    ours,
+                    &mut link.rx,
+                    &link.events,
+                    &queued,
+                    &mut link.inbound,
+                    &mut link.outbound,
+                )
+                .await;
+            (end, link)
+        });
+        (broker, task)
+    }
+
+    /// A link with `max_inflight_qos2` = `qos2`, its command sender and its event receiver.
+    fn link_state(
+        qos2: u16,
+    ) -> (
+        LinkState,
+        mpsc::UnboundedSender<BrokerCommand>,
+        mpsc::Receiver<BrokerEvent>,
+    ) {
+        let mut options = BrokerConfig::plain(([127, 0, 0, 1], 1883).into());
+        options.max_inflight_qos2 = qos2;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (events, events_rx) = mpsc::channel(64);
+        let link = LinkState {
+            rx,
+            events,
+            config: BrokerLinkConfig { options, tls: None },
+            inbound: Inbound::default(),
+            outbound: Outbound::default(),
+        };
+        (link, tx, events_rx)
+    }
+
+    /// The core's QoS 2 publish `id` (a replay when `replay`), payload "m<id>".
+    fn core_qos2(id: u64, replay: bool) -> BrokerCommand {
+        BrokerCommand::Publish(UplinkPublish {
+            id: Some(PublishId(id)),
+            topic: Arc::from("t/up"),
+            payload: Bytes::from(format!("m{id}")),
+            qos: MqttQoS::ExactlyOnce,
+            retain: false,
+            replay,
+        })
+    }
+
+    /// The packet id, DUP flag and payload of a PUBLISH; panics on anything else.
+    fn published(packet: &Packet) -> (u16, bool, Vec<u8>) {
+        match packet {
+            Packet::Publish(p) => (p.pkid, p.dup, p.payload.to_vec()),
+            other => panic!("expected a PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Nothing more is written for a while.
+    async fn nothing_written(broker: &mut DuplexStream, input: &mut BytesMut) {
+        let read = tokio::time::timeout(Duration::from_millis(300), broker.read_buf(input)).await;
+        assert!(
+            read.is_err() && input.is_empty(),
+            "unexpected bytes from the gateway: {:?}",
+            Packet::read(input, MAX_MQTT_PACKET)
+        );
+    }
+
+    /// The core is told `id` is complete, and of nothing else.
+    async fn completed(events_rx: &mut mpsc::Receiver<BrokerEvent>, id: u64) {
+        let event = tokio::time::timeout(Duration::from_secs(5), events_rx.recv())
+            .await
+            .unwrap();
+        assert_eq!(event, Some(BrokerEvent::PublishAcked { id: PublishId(id) }));
+    }
+
+    /// broker.max_inflight_qos2 bounds QoS 2 publishes between PUBLISH and PUBCOMP (issue
+    /// 18: mosquitto discards one beyond its own limit after answering PUBREC): a third
+    /// one waits for a PUBCOMP, a PUBREC is not enough.
+    #[tokio::test]
+    async fn qos2_publishes_beyond_the_quota_wait_for_pubcomp() {
+        let (link, tx, mut events_rx) = link_state(2);
+        for id in 1..=3 {
+            tx.send(core_qos2(id, false)).unwrap();
+        }
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let first = read_packets(&mut broker, &mut input, 2).await;
+        assert_eq!(first.len(), 2);
+        assert_eq!(published(&first[0]), (1, false, b"m1".to_vec()));
+        assert_eq!(published(&first[1]), (2, false, b"m2".to_vec()));
+        nothing_written(&mut broker, &mut input).await;
+        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(1))]).await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRel(PubRel::new(1))]
+        );
+        nothing_written(&mut broker, &mut input).await;
+        write_packets(&mut broker, &[Packet::PubComp(PubComp::new(1))]).await;
+        let third = read_packets(&mut broker, &mut input, 1).await;
+        assert_eq!(third.len(), 1);
+        assert_eq!(published(&third[0]), (3, false, b"m3".to_vec()));
+        completed(&mut events_rx, 1).await;
+        drop(tx);
+        assert!(matches!(task.await.unwrap().0, End::Shutdown));
+    }
+
+    /// PUBREC came, the connection dropped before PUBCOMP, the broker kept the session
+    /// (MQTT 3.1.1 §4.4): PUBREL with the same id goes first, the core's replay of the
+    /// message is not published again (the broker would deliver it twice), and PUBCOMP
+    /// completes it for the core. The id is not given to another message meanwhile.
+    #[tokio::test]
+    async fn a_released_qos2_publish_is_finished_with_pubrel_after_a_reconnect() {
+        let (link, tx, mut events_rx) = link_state(10);
+        tx.send(core_qos2(5, false)).unwrap();
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let sent = read_packets(&mut broker, &mut input, 1).await;
+        assert_eq!(published(&sent[0]), (1, false, b"m5".to_vec()));
+        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(1))]).await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRel(PubRel::new(1))]
+        );
+        drop(broker);
+        let (end, mut link) = task.await.unwrap();
+        assert!(matches!(end, End::Reconnect));
+
+        link.outbound.connected(true);
+        // The core replays what is incomplete, then goes on with a new message.
+        tx.send(core_qos2(5, true)).unwrap();
+        tx.send(core_qos2(6, false)).unwrap();
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let resumed = read_packets(&mut broker, &mut input, 2).await;
+        assert_eq!(resumed.len(), 2, "{resumed:?}");
+        assert_eq!(resumed[0], Packet::PubRel(PubRel::new(1)));
+        assert_eq!(published(&resumed[1]), (2, false, b"m6".to_vec()));
+        nothing_written(&mut broker, &mut input).await;
+        write_packets(&mut broker, &[Packet::PubComp(PubComp::new(1))]).await;
+        completed(&mut events_rx, 5).await;
+        drop(tx);
+        assert!(matches!(task.await.unwrap().0, End::Shutdown));
+        assert!(events_rx.try_recv().is_err());
+    }
+
+    /// A QoS 2 publish awaiting PUBREC when the connection dropped, the broker kept the
+    /// session: the core's replay goes out with the same packet id and DUP, and a new
+    /// message does not get that id.
+    #[tokio::test]
+    async fn an_unanswered_qos2_publish_is_resent_with_its_id_and_dup() {
+        let (link, tx, mut events_rx) = link_state(10);
+        tx.send(core_qos2(5, false)).unwrap();
+        tx.send(core_qos2(6, false)).unwrap();
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let sent = read_packets(&mut broker, &mut input, 2).await;
+        assert_eq!(published(&sent[0]), (1, false, b"m5".to_vec()));
+        assert_eq!(published(&sent[1]), (2, false, b"m6".to_vec()));
+        // 6 completes; 5 is still unanswered at the drop.
+        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(2))]).await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRel(PubRel::new(2))]
+        );
+        write_packets(&mut broker, &[Packet::PubComp(PubComp::new(2))]).await;
+        completed(&mut events_rx, 6).await;
+        drop(broker);
+        let (end, mut link) = task.await.unwrap();
+        assert!(matches!(end, End::Reconnect));
+
+        link.outbound.connected(true);
+        tx.send(core_qos2(5, true)).unwrap();
+        tx.send(core_qos2(7, false)).unwrap();
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let resumed = read_packets(&mut broker, &mut input, 2).await;
+        assert_eq!(resumed.len(), 2, "{resumed:?}");
+        assert_eq!(published(&resumed[0]), (1, true, b"m5".to_vec()));
+        assert_eq!(published(&resumed[1]), (2, false, b"m7".to_vec()));
+        write_packets(
+            &mut broker,
+            &[
+                Packet::PubRec(PubRec::new(1)),
+                Packet::PubComp(PubComp::new(1)),
+            ],
+        )
+        .await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRel(PubRel::new(1))]
+        );
+        completed(&mut events_rx, 5).await;
+        drop(tx);
+        assert!(matches!(task.await.unwrap().0, End::Shutdown));
+    }
+
+    /// The broker did not keep the session: it holds nothing of the old exchanges, so no
+    /// PUBREL goes out and the core's replays are new messages with new ids.
+    #[tokio::test]
+    async fn without_the_session_replays_are_new_messages() {
+        let (link, tx, mut events_rx) = link_state(10);
+        for id in [5, 6, 7] {
+            tx.send(core_qos2(id, false)).unwrap();
+        }
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let sent = read_packets(&mut broker, &mut input, 3).await;
+        assert_eq!(published(&sent[2]), (3, false, b"m7".to_vec()));
+        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(2))]).await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRel(PubRel::new(2))]
+        );
+        drop(broker);
+        let (end, mut link) = task.await.unwrap();
+        assert!(matches!(end, End::Reconnect));
+
+        link.outbound.connected(false);
+        for id in [6, 5, 7] {
+            tx.send(core_qos2(id, true)).unwrap();
+        }
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let resumed = read_packets(&mut broker, &mut input, 3).await;
+        assert_eq!(resumed.len(), 3, "{resumed:?}");
+        assert_eq!(published(&resumed[0]), (1, false, b"m6".to_vec()));
+        assert_eq!(published(&resumed[1]), (2, false, b"m5".to_vec()));
+        assert_eq!(published(&resumed[2]), (3, false, b"m7".to_vec()));
+        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(1))]).await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRel(PubRel::new(1))]
+        );
+        write_packets(&mut broker, &[Packet::PubComp(PubComp::new(1))]).await;
+        completed(&mut events_rx, 6).await;
+        drop(tx);
+        assert!(matches!(task.await.unwrap().0, End::Shutdown));
     }
 
     #[test]
