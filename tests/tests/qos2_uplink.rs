@@ -75,6 +75,12 @@ async fn every_qos2_message_of_fifty_motes_arrives_once() {
          {received} received",
         seen.len()
     );
-    assert_eq!(lost, 0, "{lost} of {total} acknowledged QoS 2 messages lost");
-    assert!(repeated.is_empty(), "delivered more than once: {repeated:?}");
+    assert_eq!(
+        lost, 0,
+        "{lost} of {total} acknowledged QoS 2 messages lost"
+    );
+    assert!(
+        repeated.is_empty(),
+        "delivered more than once: {repeated:?}"
+    );
 }

@@ -975,7 +975,7 @@ fn from_codec(qos: QoS) -> MqttQoS {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
