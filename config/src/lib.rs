@@ -507,6 +507,10 @@ pub struct BrokerConfig {
     pub reconnect_max: Duration,
     /// Unacknowledged upstream QoS 1/2 publishes at once, 1 to 65535. Default 100.
     pub max_inflight: u16,
+    /// Of those, QoS 2 publishes between PUBLISH and PUBCOMP at once, 1 to 65535, used up to
+    /// `max_inflight`. Default 10: below mosquitto's 20 (`max_inflight_messages`), beyond
+    /// which a broker discards a QoS 2 message it answered with PUBREC.
+    pub max_inflight_qos2: u16,
     /// PEM CA bundle to verify the broker (TLS only); `None` uses the system roots.
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate (TLS only); set together with `client_key`.
@@ -582,6 +586,7 @@ impl BrokerConfig {
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
             max_inflight: 100,
+            max_inflight_qos2: 10,
             ca_file: None,
             client_cert: None,
             client_key: None,
@@ -620,6 +625,7 @@ impl fmt::Debug for BrokerConfig {
             .field("reconnect_min", &self.reconnect_min)
             .field("reconnect_max", &self.reconnect_max)
             .field("max_inflight", &self.max_inflight)
+            .field("max_inflight_qos2", &self.max_inflight_qos2)
             .field("ca_file", &self.ca_file)
             .field("client_cert", &self.client_cert)
             .field("client_key", &self.client_key)

@@ -89,7 +89,7 @@ pub(crate) const UDP_KEYS: [&str; 5] = [
     "recv_buffer",
 ];
 /// The options of `[broker]`.
-pub(crate) const BROKER_KEYS: [&str; 19] = [
+pub(crate) const BROKER_KEYS: [&str; 20] = [
     "url",
     "client_id",
     "username",
@@ -101,6 +101,7 @@ pub(crate) const BROKER_KEYS: [&str; 19] = [
     "reconnect_min",
     "reconnect_max",
     "max_inflight",
+    "max_inflight_qos2",
     "ca_file",
     "client_cert",
     "client_key",
@@ -1123,6 +1124,9 @@ impl<'s> Reader<'s> {
                     reconnect_max = Some(v.span());
                 }
                 "max_inflight" => set(&mut b.max_inflight, self.int(v, &f, 1, u16::MAX)),
+                "max_inflight_qos2" => {
+                    set(&mut b.max_inflight_qos2, self.int(v, &f, 1, u16::MAX));
+                }
                 "mode" => {
                     let expected = BROKER_MODE_NAMES;
                     if let Some(text) = self.string(v, &f, expected) {

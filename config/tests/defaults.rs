@@ -127,6 +127,7 @@ const OPTIONS: &[(&str, &[&str])] = &[
             "reconnect_min",
             "reconnect_max",
             "max_inflight",
+            "max_inflight_qos2",
             "ca_file",
             "client_cert",
             "client_key",
@@ -488,6 +489,7 @@ connect_timeout = "3s"
 reconnect_min = "1s"
 reconnect_max = "5m"
 max_inflight = 65535
+max_inflight_qos2 = 20
 ca_file = "/etc/ssl/ca.pem"
 client_cert = "certs/gw.crt"
 client_key = "certs/gw.key"
@@ -601,6 +603,7 @@ stats_interval = "30s"
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(300),
             max_inflight: 65535,
+            max_inflight_qos2: 20,
             ca_file: Some(PathBuf::from("/etc/ssl/ca.pem")),
             client_cert: Some(PathBuf::from("certs/gw.crt")),
             client_key: Some(PathBuf::from("certs/gw.key")),

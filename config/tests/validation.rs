@@ -565,6 +565,18 @@ fn max_inflight() {
         "broker.max_inflight",
         "from 1 to 65535",
     );
+    one(
+        &b("max_inflight_qos2 = 0"),
+        3,
+        "broker.max_inflight_qos2",
+        "from 1 to 65535",
+    );
+    one(
+        &b("max_inflight_qos2 = 65536"),
+        3,
+        "broker.max_inflight_qos2",
+        "from 1 to 65535",
+    );
 }
 
 // ---- [log] ----

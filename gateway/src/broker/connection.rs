@@ -13,7 +13,7 @@
 //! one future that reports what it did, and a command is taken from the channel only when the
 //! connection can keep it ([`Connection::pending`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
 use super::link::{took, BrokerLinkConfig, End, MAX_MQTT_PACKET, STATUS_OFFLINE, STATUS_ONLINE};
-use crate::core::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId};
+use crate::core::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId, UplinkPublish};
 
 /// Bytes of encoded packets one turn collects before it writes them; commands beyond wait in
 /// the channel for the next turn. Not a limit anything is dropped at: it bounds the write
@@ -169,6 +169,21 @@ impl PacketIds {
         }
     }
 
+    /// Marks `id` in use (an exchange of an earlier connection the broker may still hold), so
+    /// [`PacketIds::take`] never hands it out; nothing happens for 0 or an id in use.
+    fn reserve(&mut self, id: u16) {
+        let (word, bit) = Self::slot(id);
+        if id == 0 {
+            return;
+        }
+        if let Some(w) = self.used.get_mut(word) {
+            if *w & bit == 0 {
+                *w |= bit;
+                self.in_use += 1;
+            }
+        }
+    }
+
     /// Frees `id`; nothing happens for an id not in use.
     fn free(&mut self, id: u16) {
         let (word, bit) = Self::slot(id);
@@ -262,6 +277,104 @@ impl Inbound {
     }
 }
 
+/// Where one QoS 2 uplink exchange stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// PUBLISH written on this connection, awaiting PUBREC.
+    Sent,
+    /// PUBLISH written on an earlier connection whose session the broker kept, awaiting
+    /// PUBREC; it goes out again (same id, DUP) when the core's replay of it comes.
+    Carried,
+    /// PUBREC came and PUBREL went: awaiting PUBCOMP.
+    Released,
+}
+
+/// One QoS 2 uplink exchange: the core's id for it (`None` for a publish that is not the
+/// core's) and its stage.
+#[derive(Debug, Clone, Copy)]
+struct Exchange {
+    id: Option<PublishId>,
+    stage: Stage,
+}
+
+/// What the gateway, as MQTT's sender, keeps of its QoS 2 publishes (PUBLISH written, no
+/// PUBCOMP yet). It outlives a connection: when the next CONNACK says the broker kept the
+/// session, MQTT 3.1.1 §4.4 wants each of them finished with its ORIGINAL packet id. A
+/// replay under a new id is a second message to the broker, and the old id, half-done in
+/// the broker's session, would make it take a later message given that id for a resend
+/// of the old one and drop it.
+#[derive(Default)]
+pub(super) struct Outbound {
+    /// Exchanges in progress, by packet id; each counts against `broker.max_inflight_qos2`
+    /// (the broker counts them against its own quota, carried over or not).
+    exchanges: HashMap<u16, Exchange>,
+    /// Exchanges of an earlier connection whose replay by the core has not come yet: the
+    /// core's id → packet id. The replay of one is not a new message: it goes out again
+    /// with its old id when it still awaits PUBREC, and not at all once released.
+    carried: HashMap<PublishId, u16>,
+    /// Core ids whose carried exchange ended (PUBCOMP) before the core's replay of it came:
+    /// the core was told, and the replay still on its way is not sent. Emptied at each
+    /// connection (the core replays only what is incomplete).
+    finished: HashSet<PublishId>,
+    /// Packet ids of carried exchanges awaiting PUBREC that no replay claimed while
+    /// nothing else could free a slot of the QoS 2 quota (see [`Outbound::unblock`]). Kept
+    /// out of use, since the broker may hold a message under them, until the exchange
+    /// ends or a connection without the session: at most the 16-bit id space.
+    orphans: HashSet<u16>,
+}
+
+impl Outbound {
+    /// A new connection is up. Without the broker's session there is nothing to finish:
+    /// all is forgotten and the core's replays are new messages. With it, every exchange
+    /// is carried over, awaiting its replay (see [`Outbound::carried`]).
+    pub(super) fn connected(&mut self, session_present: bool) {
+        self.finished.clear();
+        if !session_present {
+            self.exchanges.clear();
+            self.carried.clear();
+            self.orphans.clear();
+            return;
+        }
+        for (&pkid, exchange) in &mut self.exchanges {
+            if exchange.stage == Stage::Sent {
+                exchange.stage = Stage::Carried;
+            }
+            if let Some(id) = exchange.id {
+                self.carried.insert(id, pkid);
+            }
+        }
+    }
+
+    /// QoS 2 publishes outstanding, for the quota.
+    fn outstanding(&self) -> usize {
+        self.exchanges.len()
+    }
+
+    /// The quota is full and a new QoS 2 publish waits: when only carried exchanges no
+    /// replay has claimed fill it, nothing on this connection can free a slot (the
+    /// replays that would are behind the waiting publish, or will never come: the core
+    /// dropped them). Their ids are kept out of use (`orphans`) but no longer counted,
+    /// and a later replay of one is sent as a new message: a possible duplicate, never a
+    /// loss or a stall. The core replays in the order it accepted the messages, so
+    /// carried ones normally come first and this does not happen.
+    fn unblock(&mut self) -> bool {
+        if self.exchanges.values().any(|e| e.stage != Stage::Carried) {
+            return false;
+        }
+        for (pkid, exchange) in self.exchanges.drain() {
+            if let Some(id) = exchange.id {
+                self.carried.remove(&id);
+            }
+            self.orphans.insert(pkid);
+        }
+        warn!(
+            orphans = self.orphans.len(),
+            "QoS 2 publishes of the previous connection were not replayed; their packet ids stay reserved"
+        );
+        true
+    }
+}
+
 /// What a QoS 1/2 PUBLISH from the broker is to the receiver.
 enum Received {
     /// A message to hand the core, with its delivery id.
@@ -279,17 +392,19 @@ pub(super) struct Connection {
     /// Bytes read and not yet parsed (a packet split across reads waits here).
     input: BytesMut,
     ids: PacketIds,
-    /// Packet id → core id of publishes awaiting PUBACK (QoS 1) or PUBREC (QoS 2); `None`
-    /// for the gateway's own status publish.
+    /// Packet id → core id of QoS 1 publishes awaiting PUBACK; `None` for the gateway's
+    /// own status publish. QoS 2 ones are in [`Outbound`], which outlives the connection.
     unacked: HashMap<u16, Option<PublishId>>,
-    /// Packet id → core id of QoS 2 publishes between PUBREC and PUBCOMP.
-    releasing: HashMap<u16, Option<PublishId>>,
     /// Packet id → filter of SUBSCRIBEs awaiting SUBACK.
     subscribes: HashMap<u16, Arc<str>>,
     /// Packet ids of UNSUBSCRIBEs awaiting UNSUBACK.
     unsubscribes: HashMap<u16, ()>,
     /// Most QoS 1/2 publishes outstanding at once (broker.max_inflight).
     window: usize,
+    /// Most QoS 2 publishes outstanding at once (broker.max_inflight_qos2, at most `window`).
+    window_qos2: usize,
+    /// QoS 2 publishes outstanding ([`Outbound::outstanding`]) when last looked at.
+    outstanding_qos2: usize,
     /// A command taken from the channel that cannot go out yet (the window is full, or no
     /// packet id is free); the channel is not read until it has.
     pending: Option<BrokerCommand>,
@@ -319,16 +434,20 @@ fn try_take(
 
 impl Connection {
     /// A connection whose handshake is done; `input` holds what was read after CONNACK.
-    pub(super) fn new(config: &BrokerLinkConfig, input: BytesMut) -> Self {
-        Connection {
+    /// `outbound` was told of the CONNACK ([`Outbound::connected`]): the packet ids of its
+    /// exchanges are kept out of use, and a PUBREL for each released one is written first.
+    pub(super) fn new(config: &BrokerLinkConfig, input: BytesMut, outbound: &Outbound) -> Self {
+        let window = usize::from(config.options.max_inflight.max(1));
+        let mut connection = Connection {
             out: BytesMut::with_capacity(WRITE_BATCH),
             input,
             ids: PacketIds::new(),
             unacked: HashMap::new(),
-            releasing: HashMap::new(),
             subscribes: HashMap::new(),
             unsubscribes: HashMap::new(),
-            window: usize::from(config.options.max_inflight.max(1)),
+            window,
+            window_qos2: usize::from(config.options.max_inflight_qos2.max(1)).min(window),
+            outstanding_qos2: outbound.outstanding(),
             pending: None,
             last_progress: Instant::now(),
             // Long enough for a slow broker, short enough that a wedged connection is
@@ -336,12 +455,28 @@ impl Connection {
             stall_timeout: (config.options.keep_alive * 2).max(Duration::from_secs(10)),
             keep_alive: config.options.keep_alive.max(Duration::from_secs(1)),
             ping_outstanding: false,
+        };
+        let mut released: Vec<u16> = Vec::new();
+        for (&pkid, exchange) in &outbound.exchanges {
+            connection.ids.reserve(pkid);
+            if exchange.stage == Stage::Released {
+                released.push(pkid);
+            }
         }
+        for &pkid in &outbound.orphans {
+            connection.ids.reserve(pkid);
+        }
+        // In id order, which is the order they were sent in (until ids wrap).
+        released.sort_unstable();
+        for pkid in released {
+            connection.encode(&Packet::PubRel(PubRel::new(pkid)));
+        }
+        connection
     }
 
-    /// QoS 1/2 publishes written and not yet complete.
+    /// QoS 1/2 publishes written and not yet complete (QoS 2 ones carried over included).
     fn outstanding(&self) -> usize {
-        self.unacked.len() + self.releasing.len()
+        self.unacked.len() + self.outstanding_qos2
     }
 
     /// Queues the gateway's retained "online" status, first on the new connection (its Will
@@ -374,12 +509,13 @@ impl Connection {
         events: &mpsc::Sender<BrokerEvent>,
         queued: &AtomicUsize,
         inbound: &mut Inbound,
+        outbound: &mut Outbound,
     ) -> End
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         // Whatever came behind CONNACK.
-        if let Err(end) = self.handle_input(events, inbound).await {
+        if let Err(end) = self.handle_input(events, inbound, outbound).await {
             return end;
         }
         let ping = tokio::time::sleep(self.keep_alive);
@@ -388,7 +524,7 @@ impl Connection {
         tokio::pin!(watchdog);
         let mut flushed = true;
         loop {
-            if let Err(end) = self.take_commands(commands, queued, inbound) {
+            if let Err(end) = self.take_commands(commands, queued, inbound, outbound) {
                 return end;
             }
             let can_take = self.pending.is_none() && self.out.len() < WRITE_BATCH;
@@ -399,7 +535,7 @@ impl Connection {
                 turn = poll_fn(|cx| io_turn(cx, &mut stream, out, &mut flushed, input)) => match turn {
                     Ok(turn) => {
                         if turn.read > 0 {
-                            if let Err(end) = self.handle_input(events, inbound).await {
+                            if let Err(end) = self.handle_input(events, inbound, outbound).await {
                                 return end;
                             }
                         }
@@ -427,14 +563,16 @@ impl Connection {
                 }
                 () = &mut watchdog => {
                     let now = Instant::now();
-                    if self.outstanding() == 0 {
+                    // Carried exchanges not yet resent are not on this connection's wire.
+                    let waiting = outbound.exchanges.values().filter(|e| e.stage != Stage::Carried).count();
+                    if self.unacked.len() + waiting == 0 {
                         self.last_progress = now;
                     }
                     let stall_at = self.last_progress + self.stall_timeout;
                     if stall_at <= now {
                         warn!(
                             timeout = ?self.stall_timeout,
-                            unacked = self.outstanding(),
+                            unacked = self.unacked.len() + waiting,
                             "broker acknowledged nothing for too long; reconnecting"
                         );
                         return End::Reconnect;
@@ -452,6 +590,7 @@ impl Connection {
         commands: &mut mpsc::UnboundedReceiver<BrokerCommand>,
         queued: &AtomicUsize,
         inbound: &mut Inbound,
+        outbound: &mut Outbound,
     ) -> Result<(), End> {
         while self.out.len() < WRITE_BATCH {
             let command = match self.pending.take() {
@@ -461,7 +600,7 @@ impl Connection {
                     None => return Ok(()),
                 },
             };
-            if let Err(command) = self.start(command, inbound) {
+            if let Err(command) = self.start(command, inbound, outbound) {
                 self.pending = Some(command);
                 return Ok(());
             }
@@ -474,6 +613,7 @@ impl Connection {
         &mut self,
         command: BrokerCommand,
         inbound: &mut Inbound,
+        outbound: &mut Outbound,
     ) -> Result<(), BrokerCommand> {
         if !valid_request(&command) {
             // The broker would close the connection over it, and the core's replay would
@@ -491,7 +631,26 @@ impl Connection {
                     self.encode(&Packet::Publish(packet));
                     return Ok(());
                 }
-                if publish.id.is_some() && self.outstanding() >= self.window {
+                let qos2 = publish.qos == MqttQoS::ExactlyOnce;
+                if qos2 {
+                    if let Some(id) = publish.id {
+                        if outbound.finished.remove(&id) {
+                            // Its carried exchange ended and the core was told.
+                            return Ok(());
+                        }
+                        if let Some(pkid) = outbound.carried.remove(&id) {
+                            self.resume(pkid, &publish, outbound);
+                            return Ok(());
+                        }
+                    }
+                    if self.outstanding_qos2 >= self.window_qos2 && outbound.unblock() {
+                        self.outstanding_qos2 = outbound.outstanding();
+                    }
+                }
+                if publish.id.is_some()
+                    && (self.outstanding() >= self.window
+                        || (qos2 && self.outstanding_qos2 >= self.window_qos2))
+                {
                     return Err(BrokerCommand::Publish(publish));
                 }
                 let Some(pkid) = self.ids.take() else {
@@ -510,7 +669,16 @@ impl Connection {
                 packet.retain = publish.retain;
                 packet.pkid = pkid;
                 self.encode(&Packet::Publish(packet));
-                self.unacked.insert(pkid, publish.id);
+                if qos2 {
+                    let exchange = Exchange {
+                        id: publish.id,
+                        stage: Stage::Sent,
+                    };
+                    outbound.exchanges.insert(pkid, exchange);
+                    self.outstanding_qos2 = outbound.outstanding();
+                } else {
+                    self.unacked.insert(pkid, publish.id);
+                }
             }
             BrokerCommand::Subscribe { filter, qos } => {
                 let Some(pkid) = self.ids.take() else {
@@ -547,6 +715,29 @@ impl Connection {
         Ok(())
     }
 
+    /// The core's replay of a QoS 2 publish whose exchange an earlier connection began under
+    /// `pkid` (MQTT 3.1.1 §4.4): still awaiting PUBREC, it goes out again with that id and
+    /// DUP; released (PUBREL already written at the start), nothing goes out: PUBCOMP
+    /// completes it for the core.
+    fn resume(&mut self, pkid: u16, publish: &UplinkPublish, outbound: &mut Outbound) {
+        let Some(exchange) = outbound.exchanges.get_mut(&pkid) else {
+            return;
+        };
+        if exchange.stage != Stage::Carried {
+            return;
+        }
+        exchange.stage = Stage::Sent;
+        if self.outstanding() == 0 {
+            self.last_progress = Instant::now();
+        }
+        let mut packet =
+            Publish::from_bytes(&*publish.topic, QoS::ExactlyOnce, publish.payload.clone());
+        packet.retain = publish.retain;
+        packet.pkid = pkid;
+        packet.dup = true;
+        self.encode(&Packet::Publish(packet));
+    }
+
     /// Handles every complete packet in the read buffer, in order, sending the core its
     /// events (waiting for room: a full event queue stops the connection, which stops
     /// reading from the broker) and queueing the answers the broker expects.
@@ -554,6 +745,7 @@ impl Connection {
         &mut self,
         events: &mpsc::Sender<BrokerEvent>,
         inbound: &mut Inbound,
+        outbound: &mut Outbound,
     ) -> Result<(), End> {
         let mut acked = false;
         loop {
@@ -574,8 +766,10 @@ impl Connection {
                 }
                 Packet::PubRec(rec) => {
                     acked = true;
-                    if let Some(id) = self.unacked.remove(&rec.pkid) {
-                        self.releasing.insert(rec.pkid, id);
+                    if let Some(exchange) = outbound.exchanges.get_mut(&rec.pkid) {
+                        // A carried one too (the broker answered a PUBLISH it had): its
+                        // replay then sends nothing.
+                        exchange.stage = Stage::Released;
                     }
                     // Answered whether or not it is known: the broker waits for it.
                     self.encode(&Packet::PubRel(PubRel::new(rec.pkid)));
@@ -585,9 +779,23 @@ impl Connection {
                 // PUBREC and PUBCOMP, replaying it risks a duplicate, never a loss.
                 Packet::PubComp(comp) => {
                     acked = true;
-                    self.releasing
-                        .remove(&comp.pkid)
-                        .inspect(|_| self.ids.free(comp.pkid))
+                    if outbound.orphans.remove(&comp.pkid) {
+                        self.ids.free(comp.pkid);
+                    }
+                    match outbound.exchanges.remove(&comp.pkid) {
+                        Some(exchange) => {
+                            self.ids.free(comp.pkid);
+                            self.outstanding_qos2 = outbound.outstanding();
+                            if let Some(id) = exchange.id {
+                                if outbound.carried.remove(&id).is_some() {
+                                    // Done before the core's replay of it came.
+                                    outbound.finished.insert(id);
+                                }
+                            }
+                            Some(exchange.id)
+                        }
+                        None => None,
+                    }
                 }
                 Packet::SubAck(ack) => {
                     acked = true;
@@ -767,7 +975,7 @@ fn from_codec(qos: QoS) -> MqttQoS {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
@@ -853,8 +1061,15 @@ mod tests {
         }
         let task = tokio::spawn(async move {
             let mut inbound = Inbound::default();
-            Connection::new(&config, BytesMut::new())
-                .run(stream, &mut rx, &events, &queued, &mut inbound)
+            Connection::new(&config, BytesMut::new(), &Outbound::default())
+                .run(
+                    stream,
+                    &mut rx,
+                    &events,
+                    &queued,
+                    &mut inbound,
+                    &mut Outbound::default(),
+                )
                 .await
         });
         let mut input = BytesMut::new();
@@ -933,8 +1148,15 @@ mod tests {
         let task = tokio::spawn(async move {
             let queued = AtomicUsize::new(0);
             let mut inbound = Inbound::default();
-            let first = Connection::new(&config, BytesMut::new())
-                .run(ours, &mut rx, &events, &queued, &mut inbound)
+            let first = Connection::new(&config, BytesMut::new(), &Outbound::default())
+                .run(
+                    ours,
+                    &mut rx,
+                    &events,
+                    &queued,
+                    &mut inbound,
+                    &mut Outbound::default(),
+                )
                 .await;
             (first, rx, events, config, inbound)
         });
@@ -992,8 +1214,15 @@ mod tests {
         let (ours, mut broker) = tokio::io::duplex(1 << 16);
         let task = tokio::spawn(async move {
             let queued = AtomicUsize::new(0);
-            Connection::new(&config, BytesMut::new())
-                .run(ours, &mut rx, &events, &queued, &mut inbound)
+            Connection::new(&config, BytesMut::new(), &Outbound::default())
+                .run(
+                    ours,
+                    &mut rx,
+                    &events,
+                    &queued,
+                    &mut inbound,
+                    &mut Outbound::default(),
+                )
                 .await
         });
         let mut input = BytesMut::new();
@@ -1019,6 +1248,260 @@ mod tests {
         assert!(matches!(task.await.unwrap(), End::Shutdown));
         // Nothing more reached the core.
         assert!(events_rx.try_recv().is_err(), "a resend reached the core");
+    }
+
+    /// What a link keeps across its connections, moved into a connection's task and back.
+    struct LinkState {
+        rx: mpsc::UnboundedReceiver<BrokerCommand>,
+        events: mpsc::Sender<BrokerEvent>,
+        config: BrokerLinkConfig,
+        inbound: Inbound,
+        outbound: Outbound,
+    }
+
+    /// Runs one connection over a new in-memory stream; the other end is the broker's.
+    fn connect(mut link: LinkState) -> (DuplexStream, tokio::task::JoinHandle<(End, LinkState)>) {
+        let (ours, broker) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(async move {
+            let queued = AtomicUsize::new(0);
+            let connection = Connection::new(&link.config, BytesMut::new(), &link.outbound);
+            let end = connection
+                .run(
+                    ours,
+                    &mut link.rx,
+                    &link.events,
+                    &queued,
+                    &mut link.inbound,
+                    &mut link.outbound,
+                )
+                .await;
+            (end, link)
+        });
+        (broker, task)
+    }
+
+    /// A link with `max_inflight_qos2` = `qos2`, its command sender and its event receiver.
+    fn link_state(
+        qos2: u16,
+    ) -> (
+        LinkState,
+        mpsc::UnboundedSender<BrokerCommand>,
+        mpsc::Receiver<BrokerEvent>,
+    ) {
+        let mut options = BrokerConfig::plain(([127, 0, 0, 1], 1883).into());
+        options.max_inflight_qos2 = qos2;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (events, events_rx) = mpsc::channel(64);
+        let link = LinkState {
+            rx,
+            events,
+            config: BrokerLinkConfig { options, tls: None },
+            inbound: Inbound::default(),
+            outbound: Outbound::default(),
+        };
+        (link, tx, events_rx)
+    }
+
+    /// The core's QoS 2 publish `id` (a replay when `replay`), payload "m<id>".
+    fn core_qos2(id: u64, replay: bool) -> BrokerCommand {
+        BrokerCommand::Publish(UplinkPublish {
+            id: Some(PublishId(id)),
+            topic: Arc::from("t/up"),
+            payload: Bytes::from(format!("m{id}")),
+            qos: MqttQoS::ExactlyOnce,
+            retain: false,
+            replay,
+        })
+    }
+
+    /// The packet id, DUP flag and payload of a PUBLISH; panics on anything else.
+    fn published(packet: &Packet) -> (u16, bool, Vec<u8>) {
+        match packet {
+            Packet::Publish(p) => (p.pkid, p.dup, p.payload.to_vec()),
+            other => panic!("expected a PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Nothing more is written for a while.
+    async fn nothing_written(broker: &mut DuplexStream, input: &mut BytesMut) {
+        let read = tokio::time::timeout(Duration::from_millis(300), broker.read_buf(input)).await;
+        assert!(
+            read.is_err() && input.is_empty(),
+            "unexpected bytes from the gateway: {:?}",
+            Packet::read(input, MAX_MQTT_PACKET)
+        );
+    }
+
+    /// The core is told `id` is complete, and of nothing else.
+    async fn completed(events_rx: &mut mpsc::Receiver<BrokerEvent>, id: u64) {
+        let event = tokio::time::timeout(Duration::from_secs(5), events_rx.recv())
+            .await
+            .unwrap();
+        assert_eq!(event, Some(BrokerEvent::PublishAcked { id: PublishId(id) }));
+    }
+
+    /// broker.max_inflight_qos2 bounds QoS 2 publishes between PUBLISH and PUBCOMP (issue
+    /// 18: mosquitto discards one beyond its own limit after answering PUBREC): a third
+    /// one waits for a PUBCOMP, a PUBREC is not enough.
+    #[tokio::test]
+    async fn qos2_publishes_beyond_the_quota_wait_for_pubcomp() {
+        let (link, tx, mut events_rx) = link_state(2);
+        for id in 1..=3 {
+            tx.send(core_qos2(id, false)).unwrap();
+        }
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let first = read_packets(&mut broker, &mut input, 2).await;
+        assert_eq!(first.len(), 2);
+        assert_eq!(published(&first[0]), (1, false, b"m1".to_vec()));
+        assert_eq!(published(&first[1]), (2, false, b"m2".to_vec()));
+        nothing_written(&mut broker, &mut input).await;
+        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(1))]).await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRel(PubRel::new(1))]
+        );
+        nothing_written(&mut broker, &mut input).await;
+        write_packets(&mut broker, &[Packet::PubComp(PubComp::new(1))]).await;
+        let third = read_packets(&mut broker, &mut input, 1).await;
+        assert_eq!(third.len(), 1);
+        assert_eq!(published(&third[0]), (3, false, b"m3".to_vec()));
+        completed(&mut events_rx, 1).await;
+        drop(tx);
+        assert!(matches!(task.await.unwrap().0, End::Shutdown));
+    }
+
+    /// PUBREC came, the connection dropped before PUBCOMP, the broker kept the session
+    /// (MQTT 3.1.1 §4.4): PUBREL with the same id goes first, the core's replay of the
+    /// message is not published again (the broker would deliver it twice), and PUBCOMP
+    /// completes it for the core. The id is not given to another message meanwhile.
+    #[tokio::test]
+    async fn a_released_qos2_publish_is_finished_with_pubrel_after_a_reconnect() {
+        let (link, tx, mut events_rx) = link_state(10);
+        tx.send(core_qos2(5, false)).unwrap();
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let sent = read_packets(&mut broker, &mut input, 1).await;
+        assert_eq!(published(&sent[0]), (1, false, b"m5".to_vec()));
+        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(1))]).await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRel(PubRel::new(1))]
+        );
+        drop(broker);
+        let (end, mut link) = task.await.unwrap();
+        assert!(matches!(end, End::Reconnect));
+
+        link.outbound.connected(true);
+        // The core replays what is incomplete, then goes on with a new message.
+        tx.send(core_qos2(5, true)).unwrap();
+        tx.send(core_qos2(6, false)).unwrap();
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let resumed = read_packets(&mut broker, &mut input, 2).await;
+        assert_eq!(resumed.len(), 2, "{resumed:?}");
+        assert_eq!(resumed[0], Packet::PubRel(PubRel::new(1)));
+        assert_eq!(published(&resumed[1]), (2, false, b"m6".to_vec()));
+        nothing_written(&mut broker, &mut input).await;
+        write_packets(&mut broker, &[Packet::PubComp(PubComp::new(1))]).await;
+        completed(&mut events_rx, 5).await;
+        drop(tx);
+        assert!(matches!(task.await.unwrap().0, End::Shutdown));
+        assert!(events_rx.try_recv().is_err());
+    }
+
+    /// A QoS 2 publish awaiting PUBREC when the connection dropped, the broker kept the
+    /// session: the core's replay goes out with the same packet id and DUP, and a new
+    /// message does not get that id.
+    #[tokio::test]
+    async fn an_unanswered_qos2_publish_is_resent_with_its_id_and_dup() {
+        let (link, tx, mut events_rx) = link_state(10);
+        tx.send(core_qos2(5, false)).unwrap();
+        tx.send(core_qos2(6, false)).unwrap();
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let sent = read_packets(&mut broker, &mut input, 2).await;
+        assert_eq!(published(&sent[0]), (1, false, b"m5".to_vec()));
+        assert_eq!(published(&sent[1]), (2, false, b"m6".to_vec()));
+        // 6 completes; 5 is still unanswered at the drop.
+        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(2))]).await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRel(PubRel::new(2))]
+        );
+        write_packets(&mut broker, &[Packet::PubComp(PubComp::new(2))]).await;
+        completed(&mut events_rx, 6).await;
+        drop(broker);
+        let (end, mut link) = task.await.unwrap();
+        assert!(matches!(end, End::Reconnect));
+
+        link.outbound.connected(true);
+        tx.send(core_qos2(5, true)).unwrap();
+        tx.send(core_qos2(7, false)).unwrap();
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let resumed = read_packets(&mut broker, &mut input, 2).await;
+        assert_eq!(resumed.len(), 2, "{resumed:?}");
+        assert_eq!(published(&resumed[0]), (1, true, b"m5".to_vec()));
+        assert_eq!(published(&resumed[1]), (2, false, b"m7".to_vec()));
+        write_packets(
+            &mut broker,
+            &[
+                Packet::PubRec(PubRec::new(1)),
+                Packet::PubComp(PubComp::new(1)),
+            ],
+        )
+        .await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRel(PubRel::new(1))]
+        );
+        completed(&mut events_rx, 5).await;
+        drop(tx);
+        assert!(matches!(task.await.unwrap().0, End::Shutdown));
+    }
+
+    /// The broker did not keep the session: it holds nothing of the old exchanges, so no
+    /// PUBREL goes out and the core's replays are new messages with new ids.
+    #[tokio::test]
+    async fn without_the_session_replays_are_new_messages() {
+        let (link, tx, mut events_rx) = link_state(10);
+        for id in [5, 6, 7] {
+            tx.send(core_qos2(id, false)).unwrap();
+        }
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let sent = read_packets(&mut broker, &mut input, 3).await;
+        assert_eq!(published(&sent[2]), (3, false, b"m7".to_vec()));
+        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(2))]).await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRel(PubRel::new(2))]
+        );
+        drop(broker);
+        let (end, mut link) = task.await.unwrap();
+        assert!(matches!(end, End::Reconnect));
+
+        link.outbound.connected(false);
+        for id in [6, 5, 7] {
+            tx.send(core_qos2(id, true)).unwrap();
+        }
+        let (mut broker, task) = connect(link);
+        let mut input = BytesMut::new();
+        let resumed = read_packets(&mut broker, &mut input, 3).await;
+        assert_eq!(resumed.len(), 3, "{resumed:?}");
+        assert_eq!(published(&resumed[0]), (1, false, b"m6".to_vec()));
+        assert_eq!(published(&resumed[1]), (2, false, b"m5".to_vec()));
+        assert_eq!(published(&resumed[2]), (3, false, b"m7".to_vec()));
+        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(1))]).await;
+        assert_eq!(
+            read_packets(&mut broker, &mut input, 1).await,
+            vec![Packet::PubRel(PubRel::new(1))]
+        );
+        write_packets(&mut broker, &[Packet::PubComp(PubComp::new(1))]).await;
+        completed(&mut events_rx, 6).await;
+        drop(tx);
+        assert!(matches!(task.await.unwrap().0, End::Shutdown));
     }
 
     #[test]

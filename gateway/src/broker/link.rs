@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::connection::{handshake, ConnectFailure, Connection, Inbound};
+use super::connection::{handshake, ConnectFailure, Connection, Inbound, Outbound};
 use super::Backoff;
 use crate::core::{BrokerCommand, BrokerEvent};
 
@@ -275,6 +275,8 @@ struct Link {
     backoff: Backoff,
     /// The receiver's state of the broker's QoS 1/2 messages, across connections.
     inbound: Inbound,
+    /// The sender's state of the gateway's QoS 2 publishes, across connections.
+    outbound: Outbound,
 }
 
 async fn run(
@@ -305,6 +307,7 @@ async fn run(
         failures: 0,
         backoff,
         inbound: Inbound::default(),
+        outbound: Outbound::default(),
     };
     loop {
         match link.attempt().await {
@@ -433,7 +436,8 @@ impl Link {
             return Attempt::Ran(End::Shutdown);
         }
         self.inbound.connected(ack.session_present);
-        let mut connection = Connection::new(&self.config, input);
+        self.outbound.connected(ack.session_present);
+        let mut connection = Connection::new(&self.config, input, &self.outbound);
         if let Some(topic) = self.config.status_topic() {
             connection.announce(&topic);
         }
@@ -444,6 +448,7 @@ impl Link {
                 &self.events,
                 &self.queued,
                 &mut self.inbound,
+                &mut self.outbound,
             )
             .await;
         // On shutdown too: the stream is dropped without DISCONNECT, so the broker
