@@ -357,8 +357,11 @@ impl Mote {
                             match code {
                                 ReturnCode::Accepted => oracle.uplink_accepted(self.index, uid),
                                 // A session the gateway no longer knows: register again.
-                                ReturnCode::InvalidTopicId => self.registered.clear(),
-                                _ => {}
+                                ReturnCode::InvalidTopicId => {
+                                    oracle.uplink_refused(self.index, uid);
+                                    self.registered.clear();
+                                }
+                                _ => oracle.uplink_refused(self.index, uid),
                             }
                         }
                     }

@@ -68,6 +68,9 @@ pub struct Oracle {
     at_remote: HashMap<u64, (u32, u64)>,
     /// Per mote stream, the highest sequence number the remote broker got (QoS 1/2).
     remote_last_seq: HashMap<u32, u32>,
+    /// QoS 1/2 uplink messages the gateway refused to their mote (a PUBACK with an error
+    /// code): not owed, and outside the order of the stream's accepted messages.
+    refused_uplink: HashSet<u64>,
     /// Messages owed to motes: (mote, uid, session).
     owed: Vec<(usize, u64, u64)>,
     /// When `owed` is next pruned of what can no longer be missing (its length then).
@@ -255,6 +258,17 @@ impl Oracle {
     pub fn uplink_accepted(&mut self, i: usize, uid: u64) {
         self.stats.uplink_acked += 1;
         self.acked_uplink.push((i, uid));
+    }
+
+    /// Mote `i`'s QoS 1/2 PUBLISH was refused (a PUBACK with an error code). The mote moves
+    /// on to its next message; a delayed radio copy of the refused PUBLISH (DUP) may still
+    /// reach the gateway after it, and v1.2 gives the gateway no way to tell that copy from
+    /// a new message (it remembers only the last exchange it completed), so it may forward
+    /// it after the later one. The order kept per stream is that of the messages the
+    /// gateway accepted; a refused one that arrives anyway is an extra, not owed (seed
+    /// 10893562971496880071).
+    pub fn uplink_refused(&mut self, _i: usize, uid: u64) {
+        self.refused_uplink.insert(uid);
     }
 
     /// Mote `i` received a message (already acknowledged by its client).
@@ -504,7 +518,11 @@ impl Oracle {
                 "QoS 2 uplink message {uid:#x} reached the broker twice on one connection"
             ));
         }
-        if first && qos != MqttQoS::AtMostOnce && !self.is_cloud(uid) {
+        if first
+            && qos != MqttQoS::AtMostOnce
+            && !self.is_cloud(uid)
+            && !self.refused_uplink.contains(&uid)
+        {
             let (stream, seq) = Self::stream(uid);
             let last = self.remote_last_seq.entry(stream).or_insert(0);
             let behind = seq < *last;
