@@ -1332,6 +1332,31 @@ mod tests {
         );
     }
 
+    /// The broker answers `pkid` with PUBREC; the gateway's PUBREL follows.
+    async fn pubrec_answered_with_pubrel(
+        broker: &mut DuplexStream,
+        input: &mut BytesMut,
+        pkid: u16,
+    ) {
+        write_packets(broker, &[Packet::PubRec(PubRec::new(pkid))]).await;
+        assert_eq!(
+            read_packets(broker, input, 1).await,
+            vec![Packet::PubRel(PubRel::new(pkid))]
+        );
+    }
+
+    /// The broker drops the connection: the connection ends for a reconnect and hands back
+    /// the link's state.
+    async fn dropped(
+        broker: DuplexStream,
+        task: tokio::task::JoinHandle<(End, LinkState)>,
+    ) -> LinkState {
+        drop(broker);
+        let (end, link) = task.await.unwrap();
+        assert!(matches!(end, End::Reconnect));
+        link
+    }
+
     /// The core is told `id` is complete, and of nothing else.
     async fn completed(events_rx: &mut mpsc::Receiver<BrokerEvent>, id: u64) {
         let event = tokio::time::timeout(Duration::from_secs(5), events_rx.recv())
@@ -1356,11 +1381,7 @@ mod tests {
         assert_eq!(published(&first[0]), (1, false, b"m1".to_vec()));
         assert_eq!(published(&first[1]), (2, false, b"m2".to_vec()));
         nothing_written(&mut broker, &mut input).await;
-        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(1))]).await;
-        assert_eq!(
-            read_packets(&mut broker, &mut input, 1).await,
-            vec![Packet::PubRel(PubRel::new(1))]
-        );
+        pubrec_answered_with_pubrel(&mut broker, &mut input, 1).await;
         nothing_written(&mut broker, &mut input).await;
         write_packets(&mut broker, &[Packet::PubComp(PubComp::new(1))]).await;
         let third = read_packets(&mut broker, &mut input, 1).await;
@@ -1383,14 +1404,8 @@ mod tests {
         let mut input = BytesMut::new();
         let sent = read_packets(&mut broker, &mut input, 1).await;
         assert_eq!(published(&sent[0]), (1, false, b"m5".to_vec()));
-        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(1))]).await;
-        assert_eq!(
-            read_packets(&mut broker, &mut input, 1).await,
-            vec![Packet::PubRel(PubRel::new(1))]
-        );
-        drop(broker);
-        let (end, mut link) = task.await.unwrap();
-        assert!(matches!(end, End::Reconnect));
+        pubrec_answered_with_pubrel(&mut broker, &mut input, 1).await;
+        let mut link = dropped(broker, task).await;
 
         link.outbound.connected(true);
         // The core replays what is incomplete, then goes on with a new message.
@@ -1424,16 +1439,10 @@ mod tests {
         assert_eq!(published(&sent[0]), (1, false, b"m5".to_vec()));
         assert_eq!(published(&sent[1]), (2, false, b"m6".to_vec()));
         // 6 completes; 5 is still unanswered at the drop.
-        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(2))]).await;
-        assert_eq!(
-            read_packets(&mut broker, &mut input, 1).await,
-            vec![Packet::PubRel(PubRel::new(2))]
-        );
+        pubrec_answered_with_pubrel(&mut broker, &mut input, 2).await;
         write_packets(&mut broker, &[Packet::PubComp(PubComp::new(2))]).await;
         completed(&mut events_rx, 6).await;
-        drop(broker);
-        let (end, mut link) = task.await.unwrap();
-        assert!(matches!(end, End::Reconnect));
+        let mut link = dropped(broker, task).await;
 
         link.outbound.connected(true);
         tx.send(core_qos2(5, true)).unwrap();
@@ -1473,14 +1482,8 @@ mod tests {
         let mut input = BytesMut::new();
         let sent = read_packets(&mut broker, &mut input, 3).await;
         assert_eq!(published(&sent[2]), (3, false, b"m7".to_vec()));
-        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(2))]).await;
-        assert_eq!(
-            read_packets(&mut broker, &mut input, 1).await,
-            vec![Packet::PubRel(PubRel::new(2))]
-        );
-        drop(broker);
-        let (end, mut link) = task.await.unwrap();
-        assert!(matches!(end, End::Reconnect));
+        pubrec_answered_with_pubrel(&mut broker, &mut input, 2).await;
+        let mut link = dropped(broker, task).await;
 
         link.outbound.connected(false);
         for id in [6, 5, 7] {
@@ -1493,11 +1496,7 @@ mod tests {
         assert_eq!(published(&resumed[0]), (1, false, b"m6".to_vec()));
         assert_eq!(published(&resumed[1]), (2, false, b"m5".to_vec()));
         assert_eq!(published(&resumed[2]), (3, false, b"m7".to_vec()));
-        write_packets(&mut broker, &[Packet::PubRec(PubRec::new(1))]).await;
-        assert_eq!(
-            read_packets(&mut broker, &mut input, 1).await,
-            vec![Packet::PubRel(PubRel::new(1))]
-        );
+        pubrec_answered_with_pubrel(&mut broker, &mut input, 1).await;
         write_packets(&mut broker, &[Packet::PubComp(PubComp::new(1))]).await;
         completed(&mut events_rx, 6).await;
         drop(tx);
