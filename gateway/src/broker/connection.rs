@@ -34,7 +34,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
-use super::link::{took, BrokerLinkConfig, End, MAX_MQTT_PACKET, STATUS_OFFLINE, STATUS_ONLINE};
+use super::link::{
+    took, valid_request, BrokerLinkConfig, End, MAX_MQTT_PACKET, STATUS_OFFLINE, STATUS_ONLINE,
+};
 use crate::core::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId, UplinkPublish};
 
 /// Bytes of encoded packets one turn collects before it writes them; commands beyond wait in
@@ -942,19 +944,6 @@ where
         Poll::Ready(Ok(IoTurn { read }))
     } else {
         Poll::Pending
-    }
-}
-
-/// Whether the request's topic or filter is valid MQTT.
-fn valid_request(command: &BrokerCommand) -> bool {
-    match command {
-        BrokerCommand::Publish(publish) => rumqttc::valid_topic(&publish.topic),
-        BrokerCommand::Subscribe { filter, .. } | BrokerCommand::Unsubscribe { filter } => {
-            rumqttc::valid_filter(filter)
-        }
-        BrokerCommand::Ack { .. } | BrokerCommand::Connect { .. } | BrokerCommand::Close { .. } => {
-            true
-        }
     }
 }
 

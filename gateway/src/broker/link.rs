@@ -486,6 +486,20 @@ pub(super) fn refused(code: ConnectReturnCode) -> &'static str {
     }
 }
 
+/// Whether the request's topic or filter is valid MQTT (as rumqttc's codec checks it), for
+/// both the aggregating connection and transparent mode's.
+pub(super) fn valid_request(command: &BrokerCommand) -> bool {
+    match command {
+        BrokerCommand::Publish(publish) => rumqttc::valid_topic(&publish.topic),
+        BrokerCommand::Subscribe { filter, .. } | BrokerCommand::Unsubscribe { filter } => {
+            rumqttc::valid_filter(filter)
+        }
+        BrokerCommand::Ack { .. } | BrokerCommand::Connect { .. } | BrokerCommand::Close { .. } => {
+            true
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,9 @@
 //! client per mote, `mote_link`), and the embedded broker it
 //! connects to when no remote broker is configured.
 //! The link turns the core's [`BrokerCommand`](crate::core::BrokerCommand)s into MQTT and
-//! MQTT back into [`BrokerEvent`](crate::core::BrokerEvent)s, and holds no protocol state of
-//! its own beyond one connection: reliability lives in the core.
+//! MQTT back into [`BrokerEvent`](crate::core::BrokerEvent)s. Reliability lives in the core;
+//! the link keeps only what MQTT's own QoS 2 exchanges need across a reconnect to a session
+//! the broker kept (their packet ids and stage, MQTT 3.1.1 §4.4).
 
 mod backoff;
 mod connection;

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
-use super::link::End;
+use super::link::{valid_request, End};
 use crate::core::{BrokerCommand, BrokerEvent, DeliveryId, MqttQoS, PublishId};
 
 pub(super) fn to_rumqttc(qos: MqttQoS) -> QoS {
@@ -348,19 +348,6 @@ impl Connection {
 
     fn progress(&mut self) {
         self.last_progress = Instant::now();
-    }
-}
-
-/// Whether rumqttc takes the request's topic or filter as valid MQTT.
-fn valid_request(command: &BrokerCommand) -> bool {
-    match command {
-        BrokerCommand::Publish(publish) => rumqttc::valid_topic(&publish.topic),
-        BrokerCommand::Subscribe { filter, .. } | BrokerCommand::Unsubscribe { filter } => {
-            rumqttc::valid_filter(filter)
-        }
-        BrokerCommand::Ack { .. } | BrokerCommand::Connect { .. } | BrokerCommand::Close { .. } => {
-            true
-        }
     }
 }
 
