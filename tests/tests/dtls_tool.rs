@@ -157,11 +157,25 @@ async fn pub_over_dtls_with_a_psk_reaches_a_mosquitto_subscriber() {
         &["--psk-file", &file, "--client-id", "bench-3"],
     )
     .await;
+    // And on the tool's Mbed TLS client.
+    publish_reaches_mosquitto(
+        &setup,
+        "dtls/mbedtls",
+        &[
+            "--psk-identity",
+            ID,
+            "--psk-key",
+            KEY,
+            "--dtls-engine",
+            "mbedtls",
+        ],
+    )
+    .await;
     // After DISCONNECT the tool closed its DTLS connection (close_notify): the gateway ended
-    // both cleanly, none as lost.
+    // all three cleanly, none as lost.
     let gateway = &setup.gateway;
-    sn_tests::wait_until("both DTLS connections closed", WAIT, || {
-        gateway.log().matches("DTLS connection closed").count() == 2
+    sn_tests::wait_until("the three DTLS connections closed", WAIT, || {
+        gateway.log().matches("DTLS connection closed").count() == 3
     })
     .await;
     let log = gateway.log();
@@ -334,11 +348,52 @@ fn dtls_without_credentials_is_a_clear_error() {
         "{}",
         text(&out)
     );
+    // The Mbed TLS client speaks PSK only: a certificate with it is refused up front.
+    let out = Command::new(tool_binary())
+        .args([
+            "pub",
+            "--dtls",
+            "--dtls-engine",
+            "mbedtls",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--ca",
+            "ca.pem",
+            "-t",
+            "a",
+            "-m",
+            "x",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--dtls-engine mbedtls speaks PSK only"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_over_dtls_runs_each_mote_on_its_own_session_with_nothing_lost() {
     let setup = Setup::start("bench").await;
+    bench_loses_nothing(&setup, "openssl").await;
+}
+
+/// The bench's motes on the tool's other DTLS library (`--dtls-engine mbedtls`, what the
+/// DTLS benchmarks of docs/benchmarks.md run): the same sessions, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_over_dtls_on_mbedtls_motes_loses_nothing() {
+    let setup = Setup::start("bench-mbedtls").await;
+    bench_loses_nothing(&setup, "mbedtls").await;
+}
+
+/// Runs `bench --dtls` with `BENCH_MOTES` PSK motes on `engine` for 2 s and checks every mote
+/// handshook, connected and stayed alive, and nothing acknowledged was lost.
+async fn bench_loses_nothing(setup: &Setup, engine: &'static str) {
     let report = setup.pki.path("report.json");
     let file = setup.file("motes.psk");
     let out = tokio::task::spawn_blocking({
@@ -349,7 +404,7 @@ async fn bench_over_dtls_runs_each_mote_on_its_own_session_with_nothing_lost() {
         move || {
             Command::new(tool)
                 .args(["bench", "--gateway", &dtls, "--broker", &broker])
-                .args(["--dtls", "--psk-file", &file])
+                .args(["--dtls", "--psk-file", &file, "--dtls-engine", engine])
                 .args(["--motes", &BENCH_MOTES.to_string(), "-q", "1"])
                 .args(["--duration", "2s", "--quiet", "--output"])
                 .arg(&report)

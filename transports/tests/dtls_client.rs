@@ -468,3 +468,78 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// The same client on Mbed TLS (`ClientEngine::MbedTls`, what `mqtt-sn bench --dtls-engine
+/// mbedtls` uses): it handshakes with both gateway engines through a lost ClientHello,
+/// exchanges datagrams both ways, sees the gateway's close_notify as `Closed`, and fails
+/// with a wrong key.
+#[cfg(feature = "dtls-mbedtls")]
+#[test]
+fn the_mbedtls_client_engine_connects_exchanges_is_closed_and_fails_a_wrong_key() {
+    use sn_transports::dtls::ClientEngine;
+    let mbedtls = |key: &str| {
+        let mut config = psk_client(key);
+        config.engine = ClientEngine::MbedTls;
+        config.handshake_timeout = Duration::from_secs(5);
+        config
+    };
+    for engine in [DtlsEngine::MbedTls, DtlsEngine::OpenSsl] {
+        let server = DtlsConfig {
+            engine,
+            ..DtlsConfig::default()
+        };
+        let mut pair = Pair::new(&mbedtls(KEY), server, psk_table());
+        pair.run(
+            Duration::from_secs(10),
+            |up, n| up && n == 0,
+            Pair::connected,
+        );
+        assert!(
+            pair.connected(),
+            "{engine:?}: {:?} {:?}",
+            pair.client_events,
+            pair.server_events
+        );
+        assert!(pair.sent[0] >= 4, "the lost ClientHello was not sent again");
+        assert_eq!(
+            pair.client_events[0],
+            ClientEvent::Connected {
+                cipher: "PSK-AES128-CCM8".into()
+            }
+        );
+        pair.exchange();
+        let from = pair.from;
+        pair.server.close(from);
+        pair.run(
+            Duration::from_secs(5),
+            |_, _| false,
+            |p| p.client_events.contains(&ClientEvent::Closed),
+        );
+        assert!(
+            pair.client_events.contains(&ClientEvent::Closed),
+            "{engine:?}"
+        );
+        assert!(pair.client.is_ended());
+        assert!(pair.client.send(b"x").is_err());
+    }
+
+    let mut pair = Pair::new(
+        &mbedtls("ffffffffffffffffffffffffffffffff"),
+        DtlsConfig::default(),
+        psk_table(),
+    );
+    pair.run(
+        Duration::from_secs(10),
+        |_, _| false,
+        |p| p.failure().is_some(),
+    );
+    assert!(
+        matches!(pair.failure(), Some(ClientFailure::Handshake(_))),
+        "{:?}",
+        pair.failure()
+    );
+    assert!(!pair
+        .server_events
+        .iter()
+        .any(|e| matches!(e, DtlsEvent::Connected { .. })));
+}

@@ -27,6 +27,8 @@ use ::openssl::ssl::{
 };
 use ::openssl::x509::{X509VerifyResult, X509};
 
+#[cfg(feature = "dtls-mbedtls")]
+use super::mbedtls::MbedtlsClient;
 use super::openssl::{handle_retransmit, retransmit_in, Queue};
 use super::{DtlsError, PskTable, DEFAULT_CIPHER_SUITES, MAX_IDENTITY_LEN, MAX_PSK_LEN};
 
@@ -134,6 +136,19 @@ pub struct DtlsClientConfig {
     pub mtu: u32,
     /// A handshake not finished this long after it started fails.
     pub handshake_timeout: Duration,
+    /// The library each PSK connection runs on (certificate connections always use libssl).
+    pub engine: ClientEngine,
+}
+
+/// The DTLS library of a client's PSK connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientEngine {
+    /// libssl (the default).
+    #[default]
+    OpenSsl,
+    /// Mbed TLS 3.6, built into this program (feature `dtls-mbedtls`): the same engine as the
+    /// gateway's default, with AES instructions; PSK only.
+    MbedTls,
 }
 
 impl DtlsClientConfig {
@@ -147,6 +162,7 @@ impl DtlsClientConfig {
             cipher_suites: Vec::new(),
             mtu: 1200,
             handshake_timeout: Duration::from_secs(10),
+            engine: ClientEngine::OpenSsl,
         }
     }
 
@@ -204,6 +220,9 @@ pub enum DtlsClientError {
     /// Any other libssl failure (out of memory, a broken installation).
     #[error("libssl: {0}")]
     OpenSsl(#[from] ErrorStack),
+    /// Mbed TLS refused the PSK configuration, or this build has no Mbed TLS.
+    #[error("mbedtls: {0}")]
+    MbedTls(String),
     /// `send` before the handshake completed or after the connection ended.
     #[error("the DTLS connection is not established")]
     NotConnected,
@@ -286,6 +305,10 @@ pub struct DtlsClientContext {
     server_name: Option<String>,
     mtu: u32,
     handshake_timeout: Duration,
+    engine: ClientEngine,
+    /// The suites offered, for the Mbed TLS connections.
+    #[cfg_attr(not(feature = "dtls-mbedtls"), allow(dead_code))]
+    suites: Vec<String>,
 }
 
 impl std::fmt::Debug for DtlsClientContext {
@@ -397,6 +420,8 @@ impl DtlsClientContext {
             server_name: config.server_name.clone(),
             mtu: config.mtu,
             handshake_timeout: config.handshake_timeout,
+            engine: config.engine,
+            suites: config.suites(),
         })
     }
 
@@ -413,6 +438,14 @@ impl DtlsClientContext {
     }
 
     fn start(&self, now: Instant, psk: Option<ClientPsk>) -> Result<DtlsClient, DtlsClientError> {
+        let state = State::Handshake {
+            deadline: now + self.handshake_timeout,
+            retransmit_at: None,
+            answered: false,
+        };
+        if let (ClientEngine::MbedTls, Some(psk)) = (self.engine, &psk) {
+            return self.start_mbedtls(now, psk, state);
+        }
         let mut ssl = Ssl::new(&self.context)?;
         ssl.set_mtu(self.mtu)?;
         if let Some(psk) = psk {
@@ -431,12 +464,8 @@ impl DtlsClientContext {
         ssl.set_connect_state();
         let stream = SslStream::new(ssl, Queue::default())?;
         let mut client = DtlsClient {
-            stream,
-            state: State::Handshake {
-                deadline: now + self.handshake_timeout,
-                retransmit_at: None,
-                answered: false,
-            },
+            backend: Backend::OpenSsl(Box::new(stream)),
+            state,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             read_buf: vec![0u8; 18 * 1024],
@@ -444,6 +473,48 @@ impl DtlsClientContext {
         client.drive(now);
         Ok(client)
     }
+
+    #[cfg(feature = "dtls-mbedtls")]
+    fn start_mbedtls(
+        &self,
+        now: Instant,
+        psk: &ClientPsk,
+        state: State,
+    ) -> Result<DtlsClient, DtlsClientError> {
+        let mbed = |e: DtlsError| DtlsClientError::MbedTls(e.to_string());
+        let mtu = u16::try_from(self.mtu).unwrap_or(u16::MAX);
+        let mut client =
+            MbedtlsClient::psk(&psk.identity, &psk.key, &self.suites, false, mtu).map_err(mbed)?;
+        client.start(now).map_err(mbed)?;
+        let mut client = DtlsClient {
+            backend: Backend::MbedTls(Box::new(client)),
+            state,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            read_buf: Vec::new(),
+        };
+        client.after_mbedtls(now, Ok(()));
+        Ok(client)
+    }
+
+    #[cfg(not(feature = "dtls-mbedtls"))]
+    fn start_mbedtls(
+        &self,
+        _now: Instant,
+        _psk: &ClientPsk,
+        _state: State,
+    ) -> Result<DtlsClient, DtlsClientError> {
+        Err(DtlsClientError::MbedTls(
+            "this build has no Mbed TLS (built without the dtls-mbedtls feature)".into(),
+        ))
+    }
+}
+
+/// The library under one connection.
+enum Backend {
+    OpenSsl(Box<SslStream<Queue>>),
+    #[cfg(feature = "dtls-mbedtls")]
+    MbedTls(Box<MbedtlsClient>),
 }
 
 enum State {
@@ -460,7 +531,7 @@ enum State {
 ///
 /// `now` must follow the real clock: libssl times its flight retransmissions itself.
 pub struct DtlsClient {
-    stream: SslStream<Queue>,
+    backend: Backend,
     state: State,
     transmits: VecDeque<Vec<u8>>,
     events: VecDeque<ClientEvent>,
@@ -497,11 +568,20 @@ impl DtlsClient {
         if matches!(self.state, State::Ended) {
             return;
         }
-        self.stream.get_mut().incoming.push_back(datagram.to_vec());
-        self.drive(now);
+        match &mut self.backend {
+            Backend::OpenSsl(stream) => {
+                stream.get_mut().incoming.push_back(datagram.to_vec());
+                self.drive(now);
+            }
+            #[cfg(feature = "dtls-mbedtls")]
+            Backend::MbedTls(client) => {
+                let result = client.handle(now, datagram);
+                self.after_mbedtls(now, result);
+            }
+        }
     }
 
-    /// Acts on the deadlines: the handshake timeout and libssl's retransmissions.
+    /// Acts on the deadlines: the handshake timeout and the library's retransmissions.
     pub fn handle_timeout(&mut self, now: Instant) {
         let State::Handshake {
             deadline,
@@ -514,11 +594,20 @@ impl DtlsClient {
         if now >= deadline {
             self.fail(ClientFailure::HandshakeTimeout { answered });
         } else if retransmit_at.is_some_and(|at| now >= at) {
-            if handle_retransmit(self.stream.ssl()).is_err() {
-                self.fail(ClientFailure::HandshakeTimeout { answered });
-            } else {
-                self.flush();
-                self.schedule_retransmit(now);
+            match &mut self.backend {
+                Backend::OpenSsl(stream) => {
+                    if handle_retransmit(stream.ssl()).is_err() {
+                        self.fail(ClientFailure::HandshakeTimeout { answered });
+                    } else {
+                        self.flush();
+                        self.schedule_retransmit(now);
+                    }
+                }
+                #[cfg(feature = "dtls-mbedtls")]
+                Backend::MbedTls(client) => {
+                    let result = client.handle_timeout(now);
+                    self.after_mbedtls(now, result);
+                }
             }
         }
     }
@@ -551,14 +640,20 @@ impl DtlsClient {
         if !self.is_established() {
             return Err(DtlsClientError::NotConnected);
         }
-        match self.stream.ssl_write(plaintext) {
-            Ok(_) => {
+        let written = match &mut self.backend {
+            Backend::OpenSsl(stream) => stream.ssl_write(plaintext).map(drop).map_err(|e| {
+                drop(ErrorStack::get());
+                e.to_string()
+            }),
+            #[cfg(feature = "dtls-mbedtls")]
+            Backend::MbedTls(client) => client.send(plaintext).map_err(|e| e.to_string()),
+        };
+        match written {
+            Ok(()) => {
                 self.flush();
                 Ok(())
             }
-            Err(e) => {
-                drop(ErrorStack::get());
-                let why = e.to_string();
+            Err(why) => {
                 self.fail(ClientFailure::Connection(why.clone()));
                 Err(DtlsClientError::Write(why))
             }
@@ -567,8 +662,16 @@ impl DtlsClient {
 
     /// Sends close_notify (best effort) and ends the connection. No event follows.
     pub fn close(&mut self) {
-        if self.is_established() && self.stream.shutdown().is_err() {
-            drop(ErrorStack::get());
+        if self.is_established() {
+            match &mut self.backend {
+                Backend::OpenSsl(stream) => {
+                    if stream.shutdown().is_err() {
+                        drop(ErrorStack::get());
+                    }
+                }
+                #[cfg(feature = "dtls-mbedtls")]
+                Backend::MbedTls(client) => client.close(),
+            }
         }
         self.flush();
         self.state = State::Ended;
@@ -581,24 +684,84 @@ impl DtlsClient {
     }
 
     fn flush(&mut self) {
-        self.transmits
-            .extend(self.stream.get_mut().outgoing.drain(..));
+        match &mut self.backend {
+            Backend::OpenSsl(stream) => self.transmits.extend(stream.get_mut().outgoing.drain(..)),
+            #[cfg(feature = "dtls-mbedtls")]
+            Backend::MbedTls(client) => self.transmits.extend(client.take_transmits()),
+        }
     }
 
     fn schedule_retransmit(&mut self, now: Instant) {
-        let left = retransmit_in(self.stream.ssl());
+        let left = match &self.backend {
+            Backend::OpenSsl(stream) => retransmit_in(stream.ssl()),
+            #[cfg(feature = "dtls-mbedtls")]
+            Backend::MbedTls(client) => client.poll_timeout(),
+        };
         if let State::Handshake { retransmit_at, .. } = &mut self.state {
             *retransmit_at = left.map(|d| now + d);
         }
     }
 
-    /// Runs the state machine on what was fed: the handshake, then every queued record.
+    /// What a call into the Mbed TLS client did, turned into this connection's state,
+    /// events and datagrams.
+    #[cfg(feature = "dtls-mbedtls")]
+    fn after_mbedtls(&mut self, now: Instant, result: Result<(), DtlsError>) {
+        let Backend::MbedTls(client) = &mut self.backend else {
+            return;
+        };
+        let established = client.is_established();
+        let cipher = client.cipher().unwrap_or_default().to_owned();
+        let closed = client.is_closed();
+        let received = client.take_received();
+        if let State::Handshake { .. } = self.state {
+            match (&result, established) {
+                (Err(e), _) => {
+                    let text = e.to_string();
+                    // Mbed TLS does not say which alert ended it: only a Finished of the
+                    // gateway's that failed to authenticate here is known to be the key.
+                    self.fail(if text.starts_with("invalid MAC") {
+                        ClientFailure::KeyRefused(text)
+                    } else {
+                        ClientFailure::Handshake(text)
+                    });
+                    return;
+                }
+                (Ok(()), true) => {
+                    self.state = State::Established;
+                    self.events.push_back(ClientEvent::Connected { cipher });
+                }
+                (Ok(()), false) => {
+                    self.flush();
+                    self.schedule_retransmit(now);
+                    return;
+                }
+            }
+        }
+        self.events
+            .extend(received.into_iter().map(ClientEvent::Datagram));
+        if let Err(e) = result {
+            self.fail(ClientFailure::Connection(e.to_string()));
+            return;
+        }
+        if closed && self.is_established() {
+            self.flush();
+            self.state = State::Ended;
+            self.events.push_back(ClientEvent::Closed);
+            return;
+        }
+        self.flush();
+    }
+
+    /// Runs libssl on what was fed: the handshake, then every queued record.
+    #[cfg_attr(not(feature = "dtls-mbedtls"), allow(irrefutable_let_patterns))]
     fn drive(&mut self, now: Instant) {
         if let State::Handshake { .. } = self.state {
-            match self.stream.do_handshake() {
+            let Backend::OpenSsl(stream) = &mut self.backend else {
+                return;
+            };
+            match stream.do_handshake() {
                 Ok(()) => {
-                    let cipher = self
-                        .stream
+                    let cipher = stream
                         .ssl()
                         .current_cipher()
                         .map(|c| c.name().to_owned())
@@ -613,7 +776,7 @@ impl DtlsClient {
                     return;
                 }
                 Err(e) => {
-                    let verify = self.stream.ssl().verify_result();
+                    let verify = stream.ssl().verify_result();
                     drop(ErrorStack::get());
                     let text = e.to_string();
                     self.fail(if verify != X509VerifyResult::OK {
@@ -628,7 +791,10 @@ impl DtlsClient {
             }
         }
         while self.is_established() {
-            match self.stream.ssl_read(&mut self.read_buf) {
+            let Backend::OpenSsl(stream) = &mut self.backend else {
+                return;
+            };
+            match stream.ssl_read(&mut self.read_buf) {
                 Ok(n) => {
                     let data = self
                         .read_buf

@@ -285,6 +285,8 @@ pub struct MbedtlsClient {
     context: Context,
     received: Vec<Vec<u8>>,
     established: bool,
+    /// The server sent close_notify.
+    closed: bool,
     read_buf: Vec<u8>,
 }
 
@@ -317,6 +319,7 @@ impl MbedtlsClient {
             context,
             received: Vec::new(),
             established: false,
+            closed: false,
             read_buf: vec![0u8; 4096],
         })
     }
@@ -350,6 +353,9 @@ impl MbedtlsClient {
     }
 
     fn step(&mut self) -> Result<(), DtlsError> {
+        if self.closed {
+            return Ok(());
+        }
         if !self.established {
             match self.context.handshake() {
                 Outcome::Done(_) => self.established = true,
@@ -367,10 +373,25 @@ impl MbedtlsClient {
                         .unwrap_or_default(),
                 ),
                 Outcome::WantRead => return Ok(()),
+                Outcome::CloseNotify => {
+                    self.closed = true;
+                    return Ok(());
+                }
                 Outcome::Error(code) => return Err(DtlsError::Engine(ffi::error_text(code))),
                 other => return Err(DtlsError::Engine(format!("read: {other:?}"))),
             }
         }
+    }
+
+    /// Whether the server closed the connection (close_notify).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The negotiated cipher suite's OpenSSL name, once established.
+    pub fn cipher(&self) -> Option<&'static str> {
+        let id = self.context.ciphersuite_id();
+        SUITES.iter().find(|(_, n)| *n == id).map(|(name, _)| *name)
     }
 
     /// Whether the handshake completed.

@@ -671,6 +671,13 @@ unsafe extern "C" fn cookie_check(
 // ---------------------------------------------------------------------------------------------
 // one context
 
+/// Read buffers kept per context (see `IoState::spare`): a handshake flight of several
+/// datagrams allocates again, and a context keeps at most this many...
+const SPARE_BUFFERS: usize = 1;
+/// ...of at most this capacity, so that one large datagram does not stay allocated with
+/// every connection (a mote's MQTT-SN datagrams are far smaller).
+const SPARE_CAPACITY: usize = 1536;
+
 /// The datagram queues and the timer under one context, reached by its callbacks.
 struct Io {
     state: RefCell<IoState>,
@@ -678,6 +685,10 @@ struct Io {
 
 struct IoState {
     incoming: VecDeque<Vec<u8>>,
+    /// Buffers of datagrams Mbed TLS has read, kept for the next ones: an established
+    /// connection takes one datagram at a time, so one buffer serves it without an
+    /// allocation per datagram.
+    spare: Vec<Vec<u8>>,
     outgoing: Vec<Vec<u8>>,
     now: Instant,
     /// The intermediate and final deadlines Mbed TLS set (`None`: cancelled).
@@ -715,6 +726,9 @@ unsafe extern "C" fn bio_recv(p: *mut c_void, buf: *mut c_uchar, len: usize) -> 
             let n = datagram.len().min(out.len());
             if let (Some(to), Some(from)) = (out.get_mut(..n), datagram.get(..n)) {
                 to.copy_from_slice(from);
+            }
+            if state.spare.len() < SPARE_BUFFERS && datagram.capacity() <= SPARE_CAPACITY {
+                state.spare.push(datagram);
             }
             c_int::try_from(n).unwrap_or(c_int::MAX)
         }
@@ -801,6 +815,7 @@ impl Context {
         let io = Box::new(Io {
             state: RefCell::new(IoState {
                 incoming: VecDeque::new(),
+                spare: Vec::new(),
                 outgoing: Vec::new(),
                 now: Instant::now(),
                 timer: None,
@@ -852,7 +867,11 @@ impl Context {
 
     /// Queues one datagram for the next call.
     pub(super) fn feed(&mut self, datagram: &[u8]) {
-        self.state().incoming.push_back(datagram.to_vec());
+        let mut state = self.state();
+        let mut buffer = state.spare.pop().unwrap_or_default();
+        buffer.clear();
+        buffer.extend_from_slice(datagram);
+        state.incoming.push_back(buffer);
     }
 
     /// Moves what Mbed TLS wrote to `out`.
@@ -978,6 +997,13 @@ impl Context {
         let _guard = lock();
         // SAFETY: as in `handshake`.
         let _ = unsafe { m::mbedtls_ssl_close_notify(self.ssl) };
+    }
+
+    /// The IANA number of the negotiated cipher suite (0 before the handshake chose one).
+    pub(super) fn ciphersuite_id(&self) -> i32 {
+        let _guard = lock();
+        // SAFETY: `self.ssl` is a set-up context owned by `self`; the call only reads it.
+        unsafe { m::mbedtls_ssl_get_ciphersuite_id_from_ssl(self.ssl) }
     }
 
     /// Whether the Connection ID extension was negotiated on this connection.

@@ -46,8 +46,8 @@ mod openssl;
 pub use self::mbedtls::MbedtlsClient;
 
 pub use self::client::{
-    certificate_identity, read_psk_file, ClientCredentials, ClientEvent, ClientFailure, ClientPsk,
-    DtlsClient, DtlsClientConfig, DtlsClientContext, DtlsClientError,
+    certificate_identity, read_psk_file, ClientCredentials, ClientEngine, ClientEvent,
+    ClientFailure, ClientPsk, DtlsClient, DtlsClientConfig, DtlsClientContext, DtlsClientError,
 };
 
 use std::collections::{HashMap, VecDeque};
@@ -614,13 +614,58 @@ impl DtlsEndpoint {
                 return;
             }
         }
-        let established = match self.peers.get(&from).map(|p| &p.phase) {
+        let established = match self.peers.get_mut(&from) {
             None => {
                 self.listen(now, from, datagram);
                 return;
             }
-            Some(Phase::Established { .. }) => true,
-            Some(Phase::Handshake { .. }) => false,
+            Some(peer) => match &mut peer.phase {
+                // The steady state, a record of an established connection: read it with one
+                // lookup of the peer; only what is not application data (an alert, a
+                // close_notify) goes the general way.
+                Phase::Established {
+                    identity,
+                    last_seen,
+                } if !is_client_hello(datagram) => {
+                    peer.session.set_now(now);
+                    peer.session.feed(datagram);
+                    let mut produced = false;
+                    let step = loop {
+                        match peer.session.read(&mut self.read_buf) {
+                            Step::Data(data) => {
+                                produced = true;
+                                *last_seen = now;
+                                let event = DtlsEvent::Datagram {
+                                    from,
+                                    identity: Arc::clone(identity),
+                                    data,
+                                };
+                                push_event(&mut self.events, &mut self.stats, &self.config, event);
+                            }
+                            other => break other,
+                        }
+                    };
+                    if let Step::Pending = step {
+                        peer.session.take_output(&mut self.out);
+                        produced |= !self.out.is_empty();
+                        queue_transmits(
+                            &mut self.transmits,
+                            &mut self.stats,
+                            &self.config,
+                            from,
+                            &mut self.out,
+                        );
+                        if !produced {
+                            self.stats.records_discarded += 1;
+                        }
+                    } else {
+                        self.drive(now, from, Some(step));
+                    }
+                    return;
+                }
+                Phase::Established { .. } => true,
+                Phase::Handshake { .. } => false,
+            },
         };
         if established && is_client_hello(datagram) {
             // A mote that rebooted starts over from the same address: answer statelessly,
@@ -693,13 +738,21 @@ impl DtlsEndpoint {
         let Phase::Established { identity, .. } = &peer.phase else {
             return Err(DtlsError::NotConnected(to));
         };
-        let identity = Arc::clone(identity);
         match peer.session.write(plaintext) {
             Ok(()) => {
-                self.flush(to);
+                // The peer is at hand: its records go to the queue without a second lookup.
+                peer.session.take_output(&mut self.out);
+                queue_transmits(
+                    &mut self.transmits,
+                    &mut self.stats,
+                    &self.config,
+                    to,
+                    &mut self.out,
+                );
                 Ok(())
             }
             Err(reason) => {
+                let identity = Arc::clone(identity);
                 self.remove(to);
                 self.stats.alerts += 1;
                 self.event(DtlsEvent::Lost {
@@ -848,12 +901,14 @@ impl DtlsEndpoint {
 
     /// A datagram from a peer without state (or a new ClientHello from an established one).
     fn listen(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        let mut out = std::mem::take(&mut self.out);
-        let listened = self.engine.listen(now, from, datagram, &mut out);
-        for data in out.drain(..) {
-            self.queue_transmit(from, data);
-        }
-        self.out = out;
+        let listened = self.engine.listen(now, from, datagram, &mut self.out);
+        queue_transmits(
+            &mut self.transmits,
+            &mut self.stats,
+            &self.config,
+            from,
+            &mut self.out,
+        );
         let session = match listened {
             Ok(Listened::Verified(session)) => session,
             Ok(Listened::HelloVerify { bad_cookie }) => {
@@ -1051,15 +1106,17 @@ impl DtlsEndpoint {
 
     /// Moves what libssl wrote for `to` into the transmit queue; whether there was any.
     fn flush(&mut self, to: SocketAddr) -> bool {
-        let mut out = std::mem::take(&mut self.out);
         if let Some(peer) = self.peers.get_mut(&to) {
-            peer.session.take_output(&mut out);
+            peer.session.take_output(&mut self.out);
         }
-        let any = !out.is_empty();
-        for data in out.drain(..) {
-            self.queue_transmit(to, data);
-        }
-        self.out = out;
+        let any = !self.out.is_empty();
+        queue_transmits(
+            &mut self.transmits,
+            &mut self.stats,
+            &self.config,
+            to,
+            &mut self.out,
+        );
         any
     }
 
@@ -1084,20 +1141,42 @@ impl DtlsEndpoint {
         }
     }
 
-    fn queue_transmit(&mut self, to: SocketAddr, data: Vec<u8>) {
-        if self.transmits.len() >= self.config.max_pending_transmits {
-            self.stats.transmits_dropped += 1;
+    fn event(&mut self, event: DtlsEvent) {
+        push_event(&mut self.events, &mut self.stats, &self.config, event);
+    }
+}
+
+/// Queues the records in `out` (emptied) for `to`, up to `max_pending_transmits`; what is
+/// over is dropped and counted. Takes the endpoint's fields, not the endpoint, so that a
+/// caller holding one peer's state can use it.
+fn queue_transmits(
+    transmits: &mut VecDeque<Transmit>,
+    stats: &mut DtlsStats,
+    config: &DtlsConfig,
+    to: SocketAddr,
+    out: &mut Vec<Vec<u8>>,
+) {
+    for data in out.drain(..) {
+        if transmits.len() >= config.max_pending_transmits {
+            stats.transmits_dropped += 1;
         } else {
-            self.transmits.push_back(Transmit { to, data });
+            transmits.push_back(Transmit { to, data });
         }
     }
+}
 
-    fn event(&mut self, event: DtlsEvent) {
-        if self.events.len() >= self.config.max_pending_events {
-            self.stats.events_dropped += 1;
-        } else {
-            self.events.push_back(event);
-        }
+/// Queues an event, up to `max_pending_events`; what is over is dropped and counted (fields,
+/// as for [`queue_transmits`]).
+fn push_event(
+    events: &mut VecDeque<DtlsEvent>,
+    stats: &mut DtlsStats,
+    config: &DtlsConfig,
+    event: DtlsEvent,
+) {
+    if events.len() >= config.max_pending_events {
+        stats.events_dropped += 1;
+    } else {
+        events.push_back(event);
     }
 }
 

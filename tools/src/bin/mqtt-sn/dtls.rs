@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use clap::Args;
 use sn_transports::dtls::{
-    certificate_identity, read_psk_file, ClientCredentials, ClientEvent, ClientFailure, ClientPsk,
-    DtlsClient, DtlsClientConfig, DtlsClientContext,
+    certificate_identity, read_psk_file, ClientCredentials, ClientEngine, ClientEvent,
+    ClientFailure, ClientPsk, DtlsClient, DtlsClientConfig, DtlsClientContext,
 };
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
@@ -79,6 +79,27 @@ pub(crate) struct DtlsArgs {
         requires = "dtls"
     )]
     pub(crate) handshake_timeout: Duration,
+
+    /// The DTLS library of PSK connections: openssl (the system's libssl) or mbedtls (Mbed
+    /// TLS 3.6, built in, the gateway's default engine). Certificates always use openssl.
+    #[arg(
+        long,
+        help_heading = HEADING,
+        value_name = "ENGINE",
+        value_enum,
+        default_value_t = Engine::Openssl,
+        requires = "dtls"
+    )]
+    pub(crate) dtls_engine: Engine,
+}
+
+/// `--dtls-engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Engine {
+    /// libssl.
+    Openssl,
+    /// Mbed TLS 3.6 (PSK only).
+    Mbedtls,
 }
 
 /// The credentials and context the options name.
@@ -140,6 +161,13 @@ pub(crate) fn setup(args: &DtlsArgs) -> Result<Option<DtlsSetup>, String> {
     if !args.dtls {
         return Ok(None);
     }
+    if args.dtls_engine == Engine::Mbedtls && args.cert.is_some() {
+        return Err(
+            "--dtls-engine mbedtls speaks PSK only: use --psk-identity/--psk-key or \
+             --psk-file, or --dtls-engine openssl with --cert"
+                .to_owned(),
+        );
+    }
     let mut psk_entries = Vec::new();
     let (credentials, identity) = match (
         &args.psk_identity,
@@ -185,6 +213,10 @@ pub(crate) fn setup(args: &DtlsArgs) -> Result<Option<DtlsSetup>, String> {
         }
     };
     let mut config = DtlsClientConfig::new(credentials);
+    config.engine = match args.dtls_engine {
+        Engine::Openssl => ClientEngine::OpenSsl,
+        Engine::Mbedtls => ClientEngine::MbedTls,
+    };
     config.ca_file = args.ca.clone();
     config.server_name = args.server_name.clone();
     config.handshake_timeout = args.handshake_timeout;
