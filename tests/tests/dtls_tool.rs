@@ -321,36 +321,40 @@ async fn a_wrong_key_fails_with_a_clear_error_and_a_non_zero_exit() {
     );
 }
 
+/// Runs the tool with `args` (no gateway needed) and checks it exits with `code` and says
+/// `says` on stderr.
+fn refused(args: &[&str], code: i32, says: &str) {
+    let out = Command::new(tool_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(says),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn dtls_without_credentials_is_a_clear_error() {
-    let out = Command::new(tool_binary())
-        .args(["pub", "--dtls", "-t", "a", "-m", "x"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--dtls needs credentials"),
-        "{}",
-        text(&out)
+    refused(
+        &["pub", "--dtls", "-t", "a", "-m", "x"],
+        1,
+        "--dtls needs credentials",
     );
     // A certificate without the CA to check the gateway with: clap names the missing option.
-    let out = Command::new(tool_binary())
-        .args([
+    refused(
+        &[
             "pub", "--dtls", "--cert", "c.pem", "--key", "k.pem", "-t", "a", "-m", "x",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--ca <FILE>"),
-        "{}",
-        text(&out)
+        ],
+        2,
+        "--ca <FILE>",
     );
     // The Mbed TLS client speaks PSK only: a certificate with it is refused up front.
-    let out = Command::new(tool_binary())
-        .args([
+    refused(
+        &[
             "pub",
             "--dtls",
             "--dtls-engine",
@@ -365,15 +369,9 @@ fn dtls_without_credentials_is_a_clear_error() {
             "a",
             "-m",
             "x",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--dtls-engine mbedtls speaks PSK only"),
-        "{}",
-        text(&out)
+        ],
+        1,
+        "--dtls-engine mbedtls speaks PSK only",
     );
 }
 

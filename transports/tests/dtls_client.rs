@@ -128,6 +128,15 @@ impl Pair {
         }
     }
 
+    /// Runs (nothing lost) until the client fails, for at most 10 s.
+    fn run_until_failure(&mut self) {
+        self.run(
+            Duration::from_secs(10),
+            |_, _| false,
+            |p| p.failure().is_some(),
+        );
+    }
+
     fn connected(&self) -> bool {
         self.client.is_established()
             && self
@@ -243,11 +252,7 @@ fn a_wrong_psk_times_out_as_answered_and_unanswered_as_such() {
         ..DtlsConfig::default()
     };
     let mut pair = Pair::new(&wrong, openssl, psk_table());
-    pair.run(
-        Duration::from_secs(10),
-        |_, _| false,
-        |p| p.failure().is_some(),
-    );
+    pair.run_until_failure();
     assert_eq!(
         pair.failure(),
         Some(ClientFailure::HandshakeTimeout { answered: true })
@@ -258,11 +263,7 @@ fn a_wrong_psk_times_out_as_answered_and_unanswered_as_such() {
     // The default engine (Mbed TLS, when built in) answers it with a bad_record_mac alert.
     if DtlsConfig::default().engine == DtlsEngine::MbedTls {
         let mut pair = Pair::new(&wrong, DtlsConfig::default(), psk_table());
-        pair.run(
-            Duration::from_secs(10),
-            |_, _| false,
-            |p| p.failure().is_some(),
-        );
+        pair.run_until_failure();
         let failure = pair.failure();
         assert!(
             matches!(failure, Some(ClientFailure::KeyRefused(_))),
@@ -289,11 +290,7 @@ fn a_wrong_psk_times_out_as_answered_and_unanswered_as_such() {
 #[test]
 fn an_unknown_identity_fails_with_the_gateways_alert() {
     let mut pair = Pair::new(&psk_client(KEY), DtlsConfig::default(), PskTable::new());
-    pair.run(
-        Duration::from_secs(10),
-        |_, _| false,
-        |p| p.failure().is_some(),
-    );
+    pair.run_until_failure();
     match pair.failure() {
         Some(ClientFailure::Handshake(why)) => assert!(why.contains("psk"), "{why}"),
         other => panic!("expected a handshake failure, got {other:?}"),
@@ -337,11 +334,7 @@ fn a_gateway_certificate_from_another_ca_or_for_another_name_is_refused() {
         cert_server(&dir.0),
         PskTable::new(),
     );
-    pair.run(
-        Duration::from_secs(10),
-        |_, _| false,
-        |p| p.failure().is_some(),
-    );
+    pair.run_until_failure();
     assert!(
         matches!(pair.failure(), Some(ClientFailure::BadServerCertificate(_))),
         "{:?}",
@@ -351,11 +344,7 @@ fn a_gateway_certificate_from_another_ca_or_for_another_name_is_refused() {
     let mut config = cert_client(&dir.0, "ca.pem");
     config.server_name = Some("gateway.example".into());
     let mut pair = Pair::new(&config, cert_server(&dir.0), PskTable::new());
-    pair.run(
-        Duration::from_secs(10),
-        |_, _| false,
-        |p| p.failure().is_some(),
-    );
+    pair.run_until_failure();
     assert!(
         matches!(pair.failure(), Some(ClientFailure::BadServerCertificate(_))),
         "{:?}",
@@ -528,11 +517,7 @@ fn the_mbedtls_client_engine_connects_exchanges_is_closed_and_fails_a_wrong_key(
         DtlsConfig::default(),
         psk_table(),
     );
-    pair.run(
-        Duration::from_secs(10),
-        |_, _| false,
-        |p| p.failure().is_some(),
-    );
+    pair.run_until_failure();
     assert!(
         matches!(pair.failure(), Some(ClientFailure::Handshake(_))),
         "{:?}",

@@ -535,12 +535,10 @@ pub struct DtlsEndpoint {
     by_cid: HashMap<[u8; CID_LEN], SocketAddr>,
     handshakes: usize,
     handshakes_per_ip: HashMap<IpAddr, usize>,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<DtlsEvent>,
+    outputs: Outputs,
     stats: DtlsStats,
     next_rotation: Instant,
     next_sweep: Instant,
-    out: Vec<Vec<u8>>,
     read_buf: Vec<u8>,
 }
 
@@ -558,6 +556,13 @@ impl DtlsEndpoint {
     /// Builds an endpoint; fails when libssl rejects the suites or a certificate file.
     pub fn new(now: Instant, config: DtlsConfig, psk: PskTable) -> Result<Self, DtlsError> {
         let engine = Engine::new(&config, psk)?;
+        let outputs = Outputs {
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            out: Vec::new(),
+            max_transmits: config.max_pending_transmits,
+            max_events: config.max_pending_events,
+        };
         Ok(DtlsEndpoint {
             next_rotation: now + config.cookie_rotation,
             next_sweep: now + sweep_interval(config.idle_timeout),
@@ -567,10 +572,8 @@ impl DtlsEndpoint {
             by_cid: HashMap::new(),
             handshakes: 0,
             handshakes_per_ip: HashMap::new(),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            outputs,
             stats: DtlsStats::default(),
-            out: Vec::new(),
             // Larger than any record libssl accepts (2^14 plus expansion).
             read_buf: vec![0u8; 18 * 1024],
         })
@@ -640,21 +643,14 @@ impl DtlsEndpoint {
                                     identity: Arc::clone(identity),
                                     data,
                                 };
-                                push_event(&mut self.events, &mut self.stats, &self.config, event);
+                                self.outputs.event(event, &mut self.stats);
                             }
                             other => break other,
                         }
                     };
                     if let Step::Pending = step {
-                        peer.session.take_output(&mut self.out);
-                        produced |= !self.out.is_empty();
-                        queue_transmits(
-                            &mut self.transmits,
-                            &mut self.stats,
-                            &self.config,
-                            from,
-                            &mut self.out,
-                        );
+                        peer.session.take_output(&mut self.outputs.out);
+                        produced |= self.outputs.queue_out(from, &mut self.stats);
                         if !produced {
                             self.stats.records_discarded += 1;
                         }
@@ -741,14 +737,8 @@ impl DtlsEndpoint {
         match peer.session.write(plaintext) {
             Ok(()) => {
                 // The peer is at hand: its records go to the queue without a second lookup.
-                peer.session.take_output(&mut self.out);
-                queue_transmits(
-                    &mut self.transmits,
-                    &mut self.stats,
-                    &self.config,
-                    to,
-                    &mut self.out,
-                );
+                peer.session.take_output(&mut self.outputs.out);
+                self.outputs.queue_out(to, &mut self.stats);
                 Ok(())
             }
             Err(reason) => {
@@ -889,26 +879,22 @@ impl DtlsEndpoint {
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        let t = self.transmits.pop_front()?;
+        let t = self.outputs.transmits.pop_front()?;
         self.stats.datagrams_sent += 1;
         Some(t)
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<DtlsEvent> {
-        self.events.pop_front()
+        self.outputs.events.pop_front()
     }
 
     /// A datagram from a peer without state (or a new ClientHello from an established one).
     fn listen(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        let listened = self.engine.listen(now, from, datagram, &mut self.out);
-        queue_transmits(
-            &mut self.transmits,
-            &mut self.stats,
-            &self.config,
-            from,
-            &mut self.out,
-        );
+        let listened = self
+            .engine
+            .listen(now, from, datagram, &mut self.outputs.out);
+        self.outputs.queue_out(from, &mut self.stats);
         let session = match listened {
             Ok(Listened::Verified(session)) => session,
             Ok(Listened::HelloVerify { bad_cookie }) => {
@@ -1107,17 +1093,9 @@ impl DtlsEndpoint {
     /// Moves what libssl wrote for `to` into the transmit queue; whether there was any.
     fn flush(&mut self, to: SocketAddr) -> bool {
         if let Some(peer) = self.peers.get_mut(&to) {
-            peer.session.take_output(&mut self.out);
+            peer.session.take_output(&mut self.outputs.out);
         }
-        let any = !self.out.is_empty();
-        queue_transmits(
-            &mut self.transmits,
-            &mut self.stats,
-            &self.config,
-            to,
-            &mut self.out,
-        );
-        any
+        self.outputs.queue_out(to, &mut self.stats)
     }
 
     fn schedule_retransmit(&mut self, now: Instant, addr: SocketAddr) {
@@ -1142,41 +1120,44 @@ impl DtlsEndpoint {
     }
 
     fn event(&mut self, event: DtlsEvent) {
-        push_event(&mut self.events, &mut self.stats, &self.config, event);
+        self.outputs.event(event, &mut self.stats);
     }
 }
 
-/// Queues the records in `out` (emptied) for `to`, up to `max_pending_transmits`; what is
-/// over is dropped and counted. Takes the endpoint's fields, not the endpoint, so that a
-/// caller holding one peer's state can use it.
-fn queue_transmits(
-    transmits: &mut VecDeque<Transmit>,
-    stats: &mut DtlsStats,
-    config: &DtlsConfig,
-    to: SocketAddr,
-    out: &mut Vec<Vec<u8>>,
-) {
-    for data in out.drain(..) {
-        if transmits.len() >= config.max_pending_transmits {
-            stats.transmits_dropped += 1;
-        } else {
-            transmits.push_back(Transmit { to, data });
+/// What the endpoint has for the socket (records) and for its caller (events), bounded, and
+/// the records an engine call just wrote. Kept apart from the peers so that code holding one
+/// peer's state can still queue.
+struct Outputs {
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<DtlsEvent>,
+    /// What the last engine call wrote, not yet queued.
+    out: Vec<Vec<u8>>,
+    max_transmits: usize,
+    max_events: usize,
+}
+
+impl Outputs {
+    /// Queues the records in `out` (emptied) for `to`, up to `max_pending_transmits`; what is
+    /// over is dropped and counted. Whether there were any.
+    fn queue_out(&mut self, to: SocketAddr, stats: &mut DtlsStats) -> bool {
+        let any = !self.out.is_empty();
+        for data in self.out.drain(..) {
+            if self.transmits.len() >= self.max_transmits {
+                stats.transmits_dropped += 1;
+            } else {
+                self.transmits.push_back(Transmit { to, data });
+            }
         }
+        any
     }
-}
 
-/// Queues an event, up to `max_pending_events`; what is over is dropped and counted (fields,
-/// as for [`queue_transmits`]).
-fn push_event(
-    events: &mut VecDeque<DtlsEvent>,
-    stats: &mut DtlsStats,
-    config: &DtlsConfig,
-    event: DtlsEvent,
-) {
-    if events.len() >= config.max_pending_events {
-        stats.events_dropped += 1;
-    } else {
-        events.push_back(event);
+    /// Queues an event, up to `max_pending_events`; what is over is dropped and counted.
+    fn event(&mut self, event: DtlsEvent, stats: &mut DtlsStats) {
+        if self.events.len() >= self.max_events {
+            stats.events_dropped += 1;
+        } else {
+            self.events.push_back(event);
+        }
     }
 }
 
