@@ -710,7 +710,11 @@ impl DtlsClient {
             return;
         };
         let established = client.is_established();
-        let cipher = client.cipher().unwrap_or_default().to_owned();
+        // Asked of Mbed TLS once, when the handshake completes.
+        let cipher = match self.state {
+            State::Handshake { .. } if established => client.cipher().unwrap_or_default(),
+            _ => "",
+        };
         let closed = client.is_closed();
         let received = client.take_received();
         if let State::Handshake { .. } = self.state {
@@ -728,7 +732,9 @@ impl DtlsClient {
                 }
                 (Ok(()), true) => {
                     self.state = State::Established;
-                    self.events.push_back(ClientEvent::Connected { cipher });
+                    self.events.push_back(ClientEvent::Connected {
+                        cipher: cipher.to_owned(),
+                    });
                 }
                 (Ok(()), false) => {
                     self.flush();

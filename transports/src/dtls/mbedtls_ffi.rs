@@ -1002,7 +1002,8 @@ impl Context {
     /// The IANA number of the negotiated cipher suite (0 before the handshake chose one).
     pub(super) fn ciphersuite_id(&self) -> i32 {
         let _guard = lock();
-        // SAFETY: `self.ssl` is a set-up context owned by `self`; the call only reads it.
+        // SAFETY: `self.ssl` is a set-up context owned by `self`; the call only reads it, and
+        // returns 0 while the context has no session yet.
         unsafe { m::mbedtls_ssl_get_ciphersuite_id_from_ssl(self.ssl) }
     }
 
