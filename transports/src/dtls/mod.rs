@@ -518,6 +518,23 @@ enum Phase {
     },
 }
 
+impl Phase {
+    /// An established connection's peer was heard from at `now` (a decrypted datagram): it
+    /// is not idle, and here is its identity. `None` during the handshake.
+    fn heard(&mut self, now: Instant) -> Option<Arc<str>> {
+        match self {
+            Phase::Established {
+                identity,
+                last_seen,
+            } => {
+                *last_seen = now;
+                Some(Arc::clone(identity))
+            }
+            Phase::Handshake { .. } => None,
+        }
+    }
+}
+
 struct Peer {
     session: Session,
     phase: Phase,
@@ -617,65 +634,51 @@ impl DtlsEndpoint {
                 return;
             }
         }
-        let established = match self.peers.get_mut(&from) {
-            None => {
-                self.listen(now, from, datagram);
-                return;
-            }
-            Some(peer) => match &mut peer.phase {
-                // The steady state, a record of an established connection: read it with one
-                // lookup of the peer; only what is not application data (an alert, a
-                // close_notify) goes the general way.
-                Phase::Established {
-                    identity,
-                    last_seen,
-                } if !is_client_hello(datagram) => {
-                    peer.session.set_now(now);
-                    peer.session.feed(datagram);
-                    let mut produced = false;
-                    let step = loop {
-                        match peer.session.read(&mut self.read_buf) {
-                            Step::Data(data) => {
-                                produced = true;
-                                *last_seen = now;
-                                let event = DtlsEvent::Datagram {
-                                    from,
-                                    identity: Arc::clone(identity),
-                                    data,
-                                };
-                                self.outputs.event(event, &mut self.stats);
-                            }
-                            other => break other,
-                        }
-                    };
-                    if let Step::Pending = step {
-                        peer.session.take_output(&mut self.outputs.out);
-                        produced |= self.outputs.queue_out(from, &mut self.stats);
-                        if !produced {
-                            self.stats.records_discarded += 1;
-                        }
-                    } else {
-                        self.drive(now, from, Some(step));
-                    }
-                    return;
-                }
-                Phase::Established { .. } => true,
-                Phase::Handshake { .. } => false,
-            },
+        let Some(peer) = self.peers.get_mut(&from) else {
+            self.listen(now, from, datagram);
+            return;
         };
+        let established = matches!(peer.phase, Phase::Established { .. });
         if established && is_client_hello(datagram) {
             // A mote that rebooted starts over from the same address: answer statelessly,
             // and replace the old connection only once the new cookie verifies.
             self.listen(now, from, datagram);
             return;
         }
-        if let Some(peer) = self.peers.get_mut(&from) {
-            peer.session.set_now(now);
-            peer.session.feed(datagram);
+        peer.session.set_now(now);
+        peer.session.feed(datagram);
+        if !established {
+            self.drive(now, from, None);
+            return;
         }
-        let produced = self.drive(now, from, None);
-        if established && !produced {
-            self.stats.records_discarded += 1;
+        // The steady state, records of an established connection: read with this one lookup
+        // of the peer; only what is not application data (an alert, a close_notify) goes the
+        // general way, through `drive`.
+        let mut produced = false;
+        let step = loop {
+            match peer.session.read(&mut self.read_buf) {
+                Step::Data(data) => {
+                    produced = true;
+                    if let Some(identity) = peer.phase.heard(now) {
+                        let event = DtlsEvent::Datagram {
+                            from,
+                            identity,
+                            data,
+                        };
+                        self.outputs.event(event, &mut self.stats);
+                    }
+                }
+                other => break other,
+            }
+        };
+        if let Step::Pending = step {
+            peer.session.take_output(&mut self.outputs.out);
+            produced |= self.outputs.queue_out(from, &mut self.stats);
+            if !produced {
+                self.stats.records_discarded += 1;
+            }
+        } else {
+            self.drive(now, from, Some(step));
         }
     }
 
@@ -1013,17 +1016,8 @@ impl DtlsEndpoint {
                 Step::Established { .. } => {}
                 Step::Data(data) => {
                     produced = true;
-                    if let Some(Peer {
-                        phase:
-                            Phase::Established {
-                                identity,
-                                last_seen,
-                            },
-                        ..
-                    }) = self.peers.get_mut(&from)
-                    {
-                        *last_seen = now;
-                        let identity = Arc::clone(identity);
+                    let heard = self.peers.get_mut(&from).and_then(|p| p.phase.heard(now));
+                    if let Some(identity) = heard {
                         self.event(DtlsEvent::Datagram {
                             from,
                             identity,
@@ -1132,6 +1126,8 @@ struct Outputs {
     events: VecDeque<DtlsEvent>,
     /// What the last engine call wrote, not yet queued.
     out: Vec<Vec<u8>>,
+    /// `max_pending_transmits` and `max_pending_events` of the configuration (which never
+    /// changes), kept here so that queueing needs no other part of the endpoint.
     max_transmits: usize,
     max_events: usize,
 }
